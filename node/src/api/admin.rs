@@ -1,0 +1,198 @@
+//! The `tresor.v1.Admin` service. Calls that need the leader are forwarded to
+//! it by whichever node receives them.
+
+use std::sync::Arc;
+
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+use tresor_proto::v1 as pb;
+use tresor_proto::v1::admin_server::Admin;
+
+use super::to_status;
+use crate::cluster::{Cluster, ClusterView, NodeView};
+use crate::meta::{Bucket, NodeRecord, NodeState};
+
+/// Marks a request forwarded by another node, so it is never forwarded twice.
+const FORWARDED_BY: &str = "tresor-forwarded-by";
+
+/// Admin API of one node.
+pub struct AdminService {
+    cluster: Arc<Cluster>,
+}
+
+impl AdminService {
+    /// Serves `cluster`.
+    pub fn new(cluster: Arc<Cluster>) -> Self {
+        Self { cluster }
+    }
+
+    /// `None` when this node leads; otherwise a client to the leader.
+    async fn leader_client(&self, metadata: &MetadataMap) -> Result<Option<tresor_client::AdminClient>, Status> {
+        if self.cluster.is_leader() {
+            return Ok(None);
+        }
+        if metadata.contains_key(FORWARDED_BY) {
+            return Err(Status::unavailable("leadership is changing; retry shortly"));
+        }
+        let Some((id, addr)) = self.cluster.leader() else {
+            return Err(Status::unavailable(
+                "no leader elected at the moment (is the cluster initialised?); retry shortly",
+            ));
+        };
+        let client = tresor_client::admin(&addr)
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot reach leader node {id} at {addr}: {e}")))?;
+        Ok(Some(client))
+    }
+
+    fn forwarded<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Ok(v) = self.cluster.config().node_id.to_string().parse() {
+            request.metadata_mut().insert(FORWARDED_BY, v);
+        }
+        request
+    }
+}
+
+fn node_status(view: &NodeView) -> pb::NodeStatus {
+    pb::NodeStatus {
+        id: view.record.id,
+        addr: view.record.addr.clone(),
+        zone: view.record.zone.clone(),
+        role: view.role.as_str().to_string(),
+        state: view.record.state.as_str().to_string(),
+        last_contact_ms: view.last_contact_ms,
+        capacity: view.record.capacity,
+    }
+}
+
+fn status_response(view: ClusterView) -> pb::StatusResponse {
+    pb::StatusResponse {
+        cluster_id: view.cluster_id,
+        leader_id: view.leader_id,
+        term: view.term,
+        commit_index: view.commit_index,
+        nodes: view.nodes.iter().map(node_status).collect(),
+        reporter_id: view.reporter_id,
+    }
+}
+
+fn bucket_pb(b: &Bucket) -> pb::Bucket {
+    pb::Bucket {
+        name: b.name.clone(),
+        data: b.data,
+        parity: b.parity,
+        created_ms: b.created_ms,
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn init(&self, _request: Request<pb::InitRequest>) -> Result<Response<pb::InitResponse>, Status> {
+        let cluster_id = self.cluster.init().await.map_err(to_status)?;
+        Ok(Response::new(pb::InitResponse {
+            cluster_id,
+            node_id: self.cluster.config().node_id,
+        }))
+    }
+
+    async fn node_info(&self, _request: Request<pb::NodeInfoRequest>) -> Result<Response<pb::NodeInfoResponse>, Status> {
+        let config = self.cluster.config();
+        let cluster_id = self
+            .cluster
+            .meta()
+            .cluster_id()
+            .map_err(|e| Status::internal(e.to_string()))?
+            .unwrap_or_default();
+        Ok(Response::new(pb::NodeInfoResponse {
+            node_id: config.node_id,
+            addr: config.advertised_addr(),
+            zone: config.zone.clone(),
+            capacity: self.cluster.capacity(),
+            cluster_id,
+            initialized: self.cluster.is_initialized().await,
+        }))
+    }
+
+    async fn add_node(&self, request: Request<pb::AddNodeRequest>) -> Result<Response<pb::AddNodeResponse>, Status> {
+        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
+            return leader.add_node(self.forwarded(request.into_inner())).await;
+        }
+        let req = request.into_inner();
+        let record = NodeRecord {
+            id: req.id,
+            addr: req.addr,
+            zone: req.zone,
+            capacity: req.capacity,
+            state: NodeState::Active,
+            added_ms: 0,
+        };
+        let view = self.cluster.add_node(record).await.map_err(to_status)?;
+        Ok(Response::new(pb::AddNodeResponse {
+            node: Some(node_status(&view)),
+        }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
+            return leader.remove_node(self.forwarded(request.into_inner())).await;
+        }
+        self.cluster
+            .remove_node(request.into_inner().id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RemoveNodeResponse {}))
+    }
+
+    async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        // The leader's view says how recently each node was heard from; ask
+        // it when it can be reached, else answer from here.
+        if let Ok(Some(mut leader)) = self.leader_client(request.metadata()).await {
+            if let Ok(response) = leader.status(self.forwarded(pb::StatusRequest {})).await {
+                return Ok(response);
+            }
+        }
+        let view = self.cluster.view().await.map_err(to_status)?;
+        Ok(Response::new(status_response(view)))
+    }
+
+    async fn create_bucket(
+        &self,
+        request: Request<pb::CreateBucketRequest>,
+    ) -> Result<Response<pb::CreateBucketResponse>, Status> {
+        // Validate here too, so bad input is refused without a round trip.
+        let req = request.get_ref();
+        crate::meta::validate_bucket_name(&req.name)
+            .and_then(|_| crate::meta::validate_scheme(req.data, req.parity))
+            .map_err(|e| to_status(e.into()))?;
+        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
+            return leader.create_bucket(self.forwarded(request.into_inner())).await;
+        }
+        let req = request.into_inner();
+        let bucket = self
+            .cluster
+            .create_bucket(&req.name, req.data, req.parity)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateBucketResponse {
+            bucket: Some(bucket_pb(&bucket)),
+        }))
+    }
+
+    async fn list_buckets(
+        &self,
+        _request: Request<pb::ListBucketsRequest>,
+    ) -> Result<Response<pb::ListBucketsResponse>, Status> {
+        let buckets = self
+            .cluster
+            .meta()
+            .buckets()
+            .map_err(|e| Status::internal(format!("node storage error: {e}")))?;
+        Ok(Response::new(pb::ListBucketsResponse {
+            buckets: buckets.iter().map(bucket_pb).collect(),
+        }))
+    }
+}

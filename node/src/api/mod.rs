@@ -1,0 +1,57 @@
+//! gRPC services, thin: validate, call the control plane, map errors.
+//!
+//! [`grpc_server`] is the one place where the node's gRPC server is built,
+//! so transport security is switched on here for every service at once.
+
+pub mod admin;
+mod status;
+
+pub use status::to_status;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tresor_client::channel::MAX_MESSAGE_BYTES;
+use tresor_proto::internal::v1::raft_server::RaftServer;
+use tresor_proto::v1::admin_server::AdminServer;
+
+use crate::cluster::Cluster;
+use crate::raft::service::RaftService;
+
+/// Serves every gRPC service of the node on `listener` until `shutdown`.
+pub async fn serve_grpc(
+    cluster: Arc<Cluster>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AdminServer<admin::AdminService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tresor_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| {
+            tracing::error!(error = %e, "reflection service disabled");
+        })
+        .ok();
+    let admin = AdminServer::new(admin::AdminService::new(cluster.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let raft = RaftServer::new(RaftService::new(cluster.raft().clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let router = tonic::transport::Server::builder()
+        .initial_stream_window_size(8 * 1024 * 1024)
+        .initial_connection_window_size(16 * 1024 * 1024)
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_optional_service(reflection)
+        .add_service(admin)
+        .add_service(raft);
+    router
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

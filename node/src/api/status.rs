@@ -1,0 +1,22 @@
+//! Mapping of internal errors to gRPC status codes, in one place.
+
+use tonic::Status;
+
+use crate::cluster::ClusterError;
+use crate::meta::MetaError;
+
+/// The gRPC status a client sees for `e`.
+pub fn to_status(e: ClusterError) -> Status {
+    match e {
+        ClusterError::Meta(MetaError::AlreadyExists(m)) => Status::already_exists(m),
+        ClusterError::Meta(MetaError::NotFound(m)) => Status::not_found(m),
+        ClusterError::Meta(MetaError::InvalidArgument(m)) => Status::invalid_argument(m),
+        ClusterError::Meta(MetaError::FailedPrecondition(m)) => Status::failed_precondition(m),
+        ClusterError::NotLeader { leader } => Status::unavailable(match leader {
+            Some((id, addr)) => format!("not the leader; leader is node {id} at {addr}"),
+            None => "no leader elected at the moment; retry shortly".to_string(),
+        }),
+        ClusterError::Unavailable(m) => Status::unavailable(m),
+        ClusterError::Storage(m) => Status::internal(format!("node storage error: {m}")),
+    }
+}

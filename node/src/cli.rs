@@ -1,0 +1,414 @@
+//! The `tresor-node` command line: `serve` runs a node; every other command
+//! talks to a node's admin service, like any other client.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use tresor_proto::v1 as pb;
+
+use crate::config::NodeConfig;
+use crate::dev::{LocalCluster, LocalClusterSpec, NodeLauncher};
+
+/// Default admin endpoint when neither `--endpoint` nor `TRESOR_ENDPOINT` is set.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7001";
+
+/// tresor-node: run a tresor node and operate a cluster.
+#[derive(Debug, Parser)]
+#[command(name = "tresor-node", version, about)]
+pub struct Cli {
+    /// Node to talk to (any node; calls are forwarded to the leader).
+    #[arg(long, global = true, env = "TRESOR_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Output format of operator commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people.
+    Table,
+    /// For scripts: one JSON document on stdout.
+    Json,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a node.
+    Serve {
+        /// The node's TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop when standard input closes (used by `dev` and tests so that
+        /// nodes never outlive the process that started them).
+        #[arg(long, hide = true)]
+        watch_stdin: bool,
+    },
+    /// Make the node the first voter of a new cluster.
+    Init,
+    /// Show the cluster: leader, term, commit index, nodes.
+    Status,
+    /// Add or remove nodes.
+    Nodes {
+        /// What to do.
+        #[command(subcommand)]
+        command: NodesCmd,
+    },
+    /// Create or list buckets.
+    Bucket {
+        /// What to do.
+        #[command(subcommand)]
+        command: BucketCmd,
+    },
+    /// Start a local cluster of real node processes on 127.0.0.1.
+    Dev {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 6)]
+        nodes: usize,
+        /// Number of zones.
+        #[arg(long, default_value_t = 3)]
+        zones: usize,
+        /// Directory for configs, data and logs (kept). Without it a
+        /// temporary directory is used and removed afterwards.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `nodes` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NodesCmd {
+    /// Add a node: it joins as a learner and becomes a voter while the
+    /// cluster has fewer than five.
+    Add {
+        /// The node's id (from its config; never reused).
+        #[arg(long)]
+        id: u64,
+        /// host:port of the node's gRPC listener.
+        #[arg(long)]
+        addr: String,
+        /// The node's zone (must match its config).
+        #[arg(long)]
+        zone: String,
+        /// Bytes offered for shards (default: the node's own figure).
+        #[arg(long)]
+        capacity: Option<u64>,
+    },
+    /// Remove a node (voter, learner or the leader). Its id is never reused.
+    Remove {
+        /// The node's id.
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+/// `bucket` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BucketCmd {
+    /// Create a bucket with an erasure scheme of K data + M parity shards.
+    Create {
+        /// 3–63 characters of a-z 0-9 - .
+        name: String,
+        /// Data shards per stripe (1–16).
+        #[arg(long)]
+        data: u32,
+        /// Parity shards per stripe (1–8).
+        #[arg(long)]
+        parity: u32,
+    },
+    /// List buckets.
+    Ls,
+}
+
+/// Entry point of the `tresor-node` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves when SIGTERM or SIGINT arrives (or, with `watch_stdin`, when
+/// standard input closes).
+pub async fn shutdown_signal(watch_stdin: bool) {
+    let stdin_closed = async {
+        if !watch_stdin {
+            return std::future::pending::<()>().await;
+        }
+        use tokio::io::AsyncReadExt;
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 64];
+        loop {
+            match stdin.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+        _ = stdin_closed => {}
+    }
+}
+
+/// Formats a gRPC error for a person.
+fn rpc_error(what: &str, status: tonic::Status) -> anyhow::Error {
+    let code = match status.code() {
+        tonic::Code::AlreadyExists => "already exists",
+        tonic::Code::NotFound => "not found",
+        tonic::Code::InvalidArgument => "invalid argument",
+        tonic::Code::FailedPrecondition => "refused",
+        tonic::Code::Unavailable => "unavailable",
+        tonic::Code::PermissionDenied => "permission denied",
+        tonic::Code::Unauthenticated => "unauthenticated",
+        _ => "failed",
+    };
+    anyhow!("{what}: {code}: {}", status.message())
+}
+
+async fn admin(endpoint: &str) -> anyhow::Result<tresor_client::AdminClient> {
+    tresor_client::admin(endpoint)
+        .await
+        .with_context(|| format!("cannot reach a node at {endpoint} (set --endpoint or TRESOR_ENDPOINT)"))
+}
+
+fn print_json(value: serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string()));
+}
+
+fn node_json(n: &pb::NodeStatus) -> serde_json::Value {
+    json!({
+        "id": n.id,
+        "addr": n.addr,
+        "zone": n.zone,
+        "role": n.role,
+        "state": n.state,
+        "last_contact_ms": n.last_contact_ms,
+    })
+}
+
+/// Status as the JSON document scripts read.
+pub fn status_json(s: &pb::StatusResponse) -> serde_json::Value {
+    json!({
+        "cluster_id": s.cluster_id,
+        "leader_id": s.leader_id,
+        "term": s.term,
+        "commit_index": s.commit_index,
+        "nodes": s.nodes.iter().map(node_json).collect::<Vec<_>>(),
+    })
+}
+
+fn print_status_table(s: &pb::StatusResponse) {
+    let leader = s.leader_id.map(|l| l.to_string()).unwrap_or_else(|| "none".into());
+    println!(
+        "cluster {}  leader {}  term {}  commit {}",
+        if s.cluster_id.is_empty() { "(not initialised)" } else { &s.cluster_id },
+        leader,
+        s.term,
+        s.commit_index
+    );
+    println!("{:>4}  {:<22} {:<10} {:<8} {:<9} {:>12}", "ID", "ADDR", "ZONE", "ROLE", "STATE", "LAST CONTACT");
+    for n in &s.nodes {
+        let contact = match n.last_contact_ms {
+            Some(ms) => format!("{ms} ms"),
+            None if Some(n.id) == s.leader_id => "leader".into(),
+            None => "-".into(),
+        };
+        println!(
+            "{:>4}  {:<22} {:<10} {:<8} {:<9} {:>12}",
+            n.id, n.addr, n.zone, n.role, n.state, contact
+        );
+    }
+}
+
+fn bucket_json(b: &pb::Bucket) -> serde_json::Value {
+    json!({"name": b.name, "data": b.data, "parity": b.parity})
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let output = cli.output;
+    match cli.command {
+        Cmd::Serve { config, watch_stdin } => {
+            init_tracing();
+            let config = NodeConfig::load(&config)?;
+            crate::server::run(config, shutdown_signal(watch_stdin)).await?;
+        }
+        Cmd::Init => {
+            let r = admin(&cli.endpoint)
+                .await?
+                .init(pb::InitRequest {})
+                .await
+                .map_err(|s| rpc_error("init", s))?
+                .into_inner();
+            match output {
+                Output::Json => print_json(json!({"cluster_id": r.cluster_id, "node_id": r.node_id})),
+                Output::Table => println!("initialised cluster {} on node {}", r.cluster_id, r.node_id),
+            }
+        }
+        Cmd::Status => {
+            let s = admin(&cli.endpoint)
+                .await?
+                .status(pb::StatusRequest {})
+                .await
+                .map_err(|s| rpc_error("status", s))?
+                .into_inner();
+            match output {
+                Output::Json => print_json(status_json(&s)),
+                Output::Table => print_status_table(&s),
+            }
+        }
+        Cmd::Nodes {
+            command: NodesCmd::Add { id, addr, zone, capacity },
+        } => {
+            let r = admin(&cli.endpoint)
+                .await?
+                .add_node(pb::AddNodeRequest {
+                    id,
+                    addr,
+                    zone,
+                    capacity: capacity.unwrap_or(0),
+                })
+                .await
+                .map_err(|s| rpc_error("nodes add", s))?
+                .into_inner();
+            let node = r.node.ok_or_else(|| anyhow!("nodes add: empty answer"))?;
+            match output {
+                Output::Json => print_json(node_json(&node)),
+                Output::Table => println!("added node {} ({}, zone {}) as {}", node.id, node.addr, node.zone, node.role),
+            }
+        }
+        Cmd::Nodes {
+            command: NodesCmd::Remove { id },
+        } => {
+            admin(&cli.endpoint)
+                .await?
+                .remove_node(pb::RemoveNodeRequest { id })
+                .await
+                .map_err(|s| rpc_error("nodes remove", s))?;
+            match output {
+                Output::Json => print_json(json!({"removed": id})),
+                Output::Table => println!("removed node {id}"),
+            }
+        }
+        Cmd::Bucket {
+            command: BucketCmd::Create { name, data, parity },
+        } => {
+            let r = admin(&cli.endpoint)
+                .await?
+                .create_bucket(pb::CreateBucketRequest { name, data, parity })
+                .await
+                .map_err(|s| rpc_error("bucket create", s))?
+                .into_inner();
+            let b = r.bucket.ok_or_else(|| anyhow!("bucket create: empty answer"))?;
+            match output {
+                Output::Json => print_json(bucket_json(&b)),
+                Output::Table => println!("created bucket {} ({}+{})", b.name, b.data, b.parity),
+            }
+        }
+        Cmd::Bucket { command: BucketCmd::Ls } => {
+            let r = admin(&cli.endpoint)
+                .await?
+                .list_buckets(pb::ListBucketsRequest {})
+                .await
+                .map_err(|s| rpc_error("bucket ls", s))?
+                .into_inner();
+            match output {
+                Output::Json => print_json(serde_json::Value::Array(r.buckets.iter().map(bucket_json).collect())),
+                Output::Table => {
+                    println!("{:<32} {:>5} {:>7}", "NAME", "DATA", "PARITY");
+                    for b in &r.buckets {
+                        println!("{:<32} {:>5} {:>7}", b.name, b.data, b.parity);
+                    }
+                }
+            }
+        }
+        Cmd::Dev { nodes, zones, dir } => {
+            init_tracing();
+            dev(nodes, zones, dir).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn dev(nodes: usize, zones: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let temp;
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            temp = tempfile::Builder::new().prefix("tresor-dev-").tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let spec = LocalClusterSpec {
+        nodes,
+        zones,
+        ..LocalClusterSpec::default()
+    };
+    let mut cluster = LocalCluster::create(&dir, spec, NodeLauncher::current_exe_serve()?)?;
+    let started = async {
+        cluster.start_all(Duration::from_secs(30)).await?;
+        cluster.form(Duration::from_secs(60)).await?;
+        cluster.write_endpoints()
+    };
+    let endpoints = match started.await {
+        Ok(p) => p,
+        Err(e) => {
+            cluster.stop_all(Duration::from_secs(5)).await;
+            return Err(e);
+        }
+    };
+    println!("tresor dev cluster: {nodes} nodes in {zones} zones, in {}", dir.display());
+    for node in &cluster.nodes {
+        println!("  node {} ({}): {}", node.config.node_id, node.config.zone, node.endpoint());
+    }
+    println!("endpoints written to {}", endpoints.display());
+    println!();
+    println!("try:");
+    println!("  export TRESOR_ENDPOINT={}", cluster.nodes[0].endpoint());
+    println!("  tresor-node status");
+    println!("  tresor-node bucket create footage --data 4 --parity 2");
+    println!();
+    println!("Ctrl-C stops every node.");
+    shutdown_signal(false).await;
+    println!("stopping…");
+    cluster.stop_all(Duration::from_secs(10)).await;
+    Ok(())
+}

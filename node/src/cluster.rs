@@ -1,0 +1,447 @@
+//! The control plane's operations on this node: initialise a cluster,
+//! propose metadata commands through Raft, change membership, and describe
+//! the cluster. The admin API is a thin layer over this.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+
+use crate::config::{validate_host_port, validate_zone, NodeConfig};
+use crate::meta::{now_ms, Bucket, Command, MetaError, MetaStore, NodeRecord, NodeState};
+use crate::raft::network::PeerContact;
+use crate::raft::voters::{choose_voters, Candidate};
+use crate::raft::{NodeId, Raft};
+
+/// How long a new learner may take to catch up before `add` gives up waiting.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `init` waits for the new single-node cluster to elect itself.
+const INIT_LEADER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a control-plane operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Refused by validation or by the state machine.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    /// This node is not the leader; the caller should ask `leader`.
+    #[error("this node is not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader's id and address, when known.
+        leader: Option<(NodeId, String)>,
+    },
+    /// The cluster cannot serve the request now (no leader, a node is
+    /// unreachable, a wait ran out); retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Local storage failed.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<crate::meta::StoreError> for ClusterError {
+    fn from(e: crate::meta::StoreError) -> Self {
+        ClusterError::Storage(e.to_string())
+    }
+}
+
+/// Membership role of a node as seen in the Raft config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Votes.
+    Voter,
+    /// Receives the log, does not vote.
+    Learner,
+    /// Not in the Raft membership (removed).
+    None,
+}
+
+impl Role {
+    /// Name shown to operators.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Voter => "voter",
+            Role::Learner => "learner",
+            Role::None => "none",
+        }
+    }
+}
+
+/// One node in a cluster view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// The stored record.
+    pub record: NodeRecord,
+    /// Raft role.
+    pub role: Role,
+    /// Milliseconds since the leader last heard from it (leader's view only).
+    pub last_contact_ms: Option<u64>,
+}
+
+/// The cluster as this node sees it.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    /// Empty before `init`.
+    pub cluster_id: String,
+    /// Current leader, if known.
+    pub leader_id: Option<NodeId>,
+    /// Raft term.
+    pub term: u64,
+    /// Highest committed log index known here.
+    pub commit_index: u64,
+    /// Every node not removed, by id.
+    pub nodes: Vec<NodeView>,
+    /// This node.
+    pub reporter_id: NodeId,
+}
+
+/// This node's handle on the control plane.
+pub struct Cluster {
+    config: NodeConfig,
+    raft: Raft,
+    meta: MetaStore,
+    contact: PeerContact,
+    committed: Arc<AtomicU64>,
+    capacity: u64,
+}
+
+fn raft_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ClusterError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClusterError::NotLeader {
+            leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ClusterError::Meta(MetaError::FailedPrecondition(format!("membership change refused: {e}")))
+        }
+        RaftError::Fatal(f) => ClusterError::Unavailable(format!("raft stopped: {f}")),
+    }
+}
+
+impl Cluster {
+    /// Wraps a running Raft instance.
+    pub fn new(
+        config: NodeConfig,
+        raft: Raft,
+        meta: MetaStore,
+        contact: PeerContact,
+        committed: Arc<AtomicU64>,
+        capacity: u64,
+    ) -> Self {
+        Self {
+            config,
+            raft,
+            meta,
+            contact,
+            committed,
+            capacity,
+        }
+    }
+
+    /// This node's config.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Bytes this node offers for shards.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The replicated metadata (local copy).
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    /// The Raft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Whether this node has Raft state (is or was part of a cluster).
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(true)
+    }
+
+    /// The current leader and its address, if known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let id = metrics.current_leader?;
+        let addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())?;
+        Some((id, addr))
+    }
+
+    /// Whether this node believes it is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.config.node_id)
+    }
+
+    fn own_record(&self) -> NodeRecord {
+        NodeRecord {
+            id: self.config.node_id,
+            addr: self.config.advertised_addr(),
+            zone: self.config.zone.clone(),
+            capacity: self.capacity,
+            state: NodeState::Active,
+            added_ms: now_ms(),
+        }
+    }
+
+    /// Makes this node the first voter of a new cluster; returns its id.
+    pub async fn init(&self) -> Result<String, ClusterError> {
+        if self.is_initialized().await {
+            let cluster = self.meta.cluster_id()?.unwrap_or_else(|| "(not yet known here)".into());
+            return Err(MetaError::FailedPrecondition(format!(
+                "node {} is already part of cluster {cluster}",
+                self.config.node_id
+            ))
+            .into());
+        }
+        let id = self.config.node_id;
+        let mut members = BTreeMap::new();
+        members.insert(id, BasicNode::new(self.config.advertised_addr()));
+        self.raft.initialize(members).await.map_err(|e| match e {
+            RaftError::APIError(InitializeError::NotAllowed(e)) => ClusterError::Meta(MetaError::FailedPrecondition(
+                format!("node {id} is already part of a cluster: {e}"),
+            )),
+            other => ClusterError::Unavailable(format!("cannot initialise: {other}")),
+        })?;
+        self.raft
+            .wait(Some(INIT_LEADER_TIMEOUT))
+            .current_leader(id, "init: single voter elects itself")
+            .await
+            .map_err(|e| ClusterError::Unavailable(format!("new cluster did not elect a leader: {e}")))?;
+        let cluster_id = uuid::Uuid::new_v4().to_string();
+        self.propose(Command::InitCluster {
+            cluster_id: cluster_id.clone(),
+            node: self.own_record(),
+        })
+        .await?;
+        tracing::info!(node_id = id, cluster_id, "initialised new cluster");
+        Ok(cluster_id)
+    }
+
+    /// Proposes a command through Raft and waits for its result.
+    pub async fn propose(&self, command: Command) -> Result<(), ClusterError> {
+        let response = self.raft.client_write(command).await.map_err(raft_write_error)?;
+        response.data.0.map_err(ClusterError::Meta)
+    }
+
+    /// Adds a node as a learner, then rebalances voters.
+    pub async fn add_node(&self, mut record: NodeRecord) -> Result<NodeView, ClusterError> {
+        if record.id == 0 {
+            return Err(MetaError::InvalidArgument("node id must be at least 1".into()).into());
+        }
+        validate_zone(&record.zone).map_err(|r| MetaError::InvalidArgument(format!("invalid zone: {r}")))?;
+        validate_host_port(&record.addr).map_err(|r| MetaError::InvalidArgument(format!("invalid address: {r}")))?;
+        if !self.is_leader() {
+            return Err(ClusterError::NotLeader { leader: self.leader() });
+        }
+        if let Some(existing) = self.meta.node(record.id)? {
+            return Err(MetaError::AlreadyExists(format!(
+                "node id {} is already in use{} (ids are never reused)",
+                record.id,
+                if existing.state == NodeState::Removed { " by a removed node" } else { "" }
+            ))
+            .into());
+        }
+        self.check_newcomer(&mut record).await?;
+        record.state = NodeState::Active;
+        record.added_ms = now_ms();
+        self.propose(Command::AddNode { node: record.clone() }).await?;
+        let add = self.raft.add_learner(record.id, BasicNode::new(record.addr.clone()), true);
+        match tokio::time::timeout(CATCH_UP_TIMEOUT, add).await {
+            Err(_) => {
+                return Err(ClusterError::Unavailable(format!(
+                    "node {} was added as a learner but did not catch up within {} s",
+                    record.id,
+                    CATCH_UP_TIMEOUT.as_secs()
+                )))
+            }
+            Ok(r) => {
+                r.map_err(raft_write_error)?;
+            }
+        }
+        self.rebalance_voters(None).await?;
+        tracing::info!(node_id = record.id, addr = record.addr, zone = record.zone, "node added");
+        let view = self.view().await?;
+        view.nodes
+            .into_iter()
+            .find(|n| n.record.id == record.id)
+            .ok_or_else(|| ClusterError::Unavailable(format!("node {} vanished while being added", record.id)))
+    }
+
+    /// Asks the node at `record.addr` who it is, so an operator's typo cannot
+    /// add the wrong machine or a node of another cluster.
+    async fn check_newcomer(&self, record: &mut NodeRecord) -> Result<(), ClusterError> {
+        let mut client = tresor_client::admin(&record.addr)
+            .await
+            .map_err(|e| ClusterError::Unavailable(format!("cannot reach the new node: {e}")))?;
+        let info = tokio::time::timeout(Duration::from_secs(5), client.node_info(tresor_proto::v1::NodeInfoRequest {}))
+            .await
+            .map_err(|_| ClusterError::Unavailable(format!("node at {} did not answer in time", record.addr)))?
+            .map_err(|s| ClusterError::Unavailable(format!("node at {} did not answer: {}", record.addr, s.message())))?
+            .into_inner();
+        if info.node_id != record.id {
+            return Err(MetaError::InvalidArgument(format!(
+                "the node at {} has id {} in its config, not {}",
+                record.addr, info.node_id, record.id
+            ))
+            .into());
+        }
+        if info.zone != record.zone {
+            return Err(MetaError::InvalidArgument(format!(
+                "the node at {} is in zone {:?} by its config, not {:?}",
+                record.addr, info.zone, record.zone
+            ))
+            .into());
+        }
+        let ours = self.meta.cluster_id()?.unwrap_or_default();
+        if info.initialized && info.cluster_id != ours {
+            return Err(MetaError::FailedPrecondition(format!(
+                "the node at {} already belongs to another cluster ({}); give it an empty data_dir",
+                record.addr,
+                if info.cluster_id.is_empty() { "unknown" } else { &info.cluster_id }
+            ))
+            .into());
+        }
+        if record.capacity == 0 {
+            record.capacity = info.capacity;
+        }
+        Ok(())
+    }
+
+    /// Removes a node from the cluster, voter, learner or leader.
+    pub async fn remove_node(&self, id: NodeId) -> Result<(), ClusterError> {
+        if !self.is_leader() {
+            return Err(ClusterError::NotLeader { leader: self.leader() });
+        }
+        let Some(record) = self.meta.node(id)? else {
+            return Err(MetaError::NotFound(format!("no node with id {id}")).into());
+        };
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let in_membership = membership.membership().get_node(&id).is_some();
+        if record.state == NodeState::Removed && !in_membership {
+            return Err(MetaError::NotFound(format!("node {id} is already removed")).into());
+        }
+        let voters: BTreeSet<NodeId> = membership.membership().voter_ids().collect();
+        if voters.len() == 1 && voters.contains(&id) {
+            return Err(MetaError::FailedPrecondition(format!(
+                "node {id} is the cluster's only voter; add another node first"
+            ))
+            .into());
+        }
+        if record.state != NodeState::Removed {
+            self.propose(Command::RemoveNode { id }).await?;
+        }
+        self.rebalance_voters(Some(id)).await?;
+        let still_member = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .is_some();
+        if still_member {
+            let mut gone = BTreeSet::new();
+            gone.insert(id);
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(gone), false)
+                .await
+                .map_err(raft_write_error)?;
+        }
+        tracing::info!(node_id = id, "node removed");
+        Ok(())
+    }
+
+    /// Recomputes the voter set over the members that are not removed
+    /// (and not `leaving`), and commits it if it changed. A voter that
+    /// loses its seat stays a learner unless it is `leaving`.
+    async fn rebalance_voters(&self, leaving: Option<NodeId>) -> Result<(), ClusterError> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let current: BTreeSet<NodeId> = membership.membership().voter_ids().collect();
+        let records = self.meta.nodes()?;
+        let candidates: Vec<Candidate<'_>> = records
+            .iter()
+            .filter(|r| r.state != NodeState::Removed && Some(r.id) != leaving)
+            .filter(|r| membership.membership().get_node(&r.id).is_some())
+            .map(|r| Candidate { id: r.id, zone: &r.zone })
+            .collect();
+        let wanted = choose_voters(&candidates, &current);
+        if wanted.is_empty() || wanted == current {
+            return Ok(());
+        }
+        tracing::info!(?current, ?wanted, "changing voters");
+        self.raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(wanted), leaving.is_none())
+            .await
+            .map_err(raft_write_error)?;
+        Ok(())
+    }
+
+    /// Creates a bucket.
+    pub async fn create_bucket(&self, name: &str, data: u32, parity: u32) -> Result<Bucket, ClusterError> {
+        crate::meta::validate_bucket_name(name)?;
+        crate::meta::validate_scheme(data, parity)?;
+        if self.meta.bucket(name)?.is_some() {
+            return Err(MetaError::AlreadyExists(format!("bucket {name} already exists")).into());
+        }
+        let bucket = Bucket {
+            name: name.to_string(),
+            data,
+            parity,
+            created_ms: now_ms(),
+        };
+        self.propose(Command::CreateBucket { bucket: bucket.clone() }).await?;
+        Ok(bucket)
+    }
+
+    /// The cluster as seen from here. On the leader, it includes how long ago
+    /// each node was last heard from.
+    pub async fn view(&self) -> Result<ClusterView, ClusterError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let leader_here = metrics.current_leader == Some(self.config.node_id);
+        let nodes = self
+            .meta
+            .nodes()?
+            .into_iter()
+            .filter(|r| r.state != NodeState::Removed)
+            .map(|record| {
+                let role = if voters.contains(&record.id) {
+                    Role::Voter
+                } else if membership.get_node(&record.id).is_some() {
+                    Role::Learner
+                } else {
+                    Role::None
+                };
+                let last_contact_ms = if leader_here && record.id != self.config.node_id {
+                    self.contact.since(record.id).map(|d| d.as_millis() as u64)
+                } else {
+                    None
+                };
+                NodeView {
+                    record,
+                    role,
+                    last_contact_ms,
+                }
+            })
+            .collect();
+        Ok(ClusterView {
+            cluster_id: self.meta.cluster_id()?.unwrap_or_default(),
+            leader_id: metrics.current_leader,
+            term: metrics.current_term,
+            commit_index: self.committed.load(Ordering::Relaxed),
+            nodes,
+            reporter_id: self.config.node_id,
+        })
+    }
+}

@@ -1,0 +1,284 @@
+//! The node's TOML configuration: one file per node, every field documented.
+//!
+//! Unknown fields are refused (a typo must not silently fall back to a
+//! default), and every check names the field it is about.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration of one node, read from `--config FILE`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Unique id of this node in its cluster. Never reused: a node that is
+    /// removed keeps its id in the cluster's records, and a replacement gets
+    /// a new one.
+    pub node_id: u64,
+    /// Failure domain (a data centre). Shards and Raft voters are spread
+    /// across zones.
+    pub zone: String,
+    /// Address of the one gRPC port (public, admin and internal services).
+    pub listen: SocketAddr,
+    /// Directory for this node's metadata (Raft log and state) and shards.
+    pub data_dir: PathBuf,
+    /// Address other nodes and clients use to reach this node, `host:port`.
+    /// Defaults to `listen`.
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// Address of the HTTP port serving `/health` (and `/metrics`). Off when
+    /// absent.
+    #[serde(default)]
+    pub http_listen: Option<SocketAddr>,
+    /// Bytes this node offers for shards. Defaults to the size of the file
+    /// system holding `data_dir`.
+    #[serde(default)]
+    pub capacity: Option<u64>,
+    /// Raft timing and log compaction.
+    #[serde(default)]
+    pub raft: RaftTuning,
+}
+
+/// Raft settings. The defaults suit data centres a few milliseconds apart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTuning {
+    /// Milliseconds between leader heartbeats.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomised election timeout, milliseconds. Must be
+    /// greater than `heartbeat_ms`.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomised election timeout, milliseconds. Must be
+    /// greater than `election_timeout_min_ms`.
+    pub election_timeout_max_ms: u64,
+    /// A snapshot of the state machine is built after this many log entries
+    /// since the last one, and the log before it is purged.
+    pub snapshot_after_entries: u64,
+    /// Log entries kept behind the last snapshot so that slightly lagging
+    /// nodes catch up from the log rather than from a snapshot.
+    pub keep_entries_after_snapshot: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 250,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+            snapshot_after_entries: 10_000,
+            keep_entries_after_snapshot: 1_000,
+        }
+    }
+}
+
+/// A configuration that cannot be used; the message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, a field is missing, unknown or of the wrong type.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the field and line.
+        message: String,
+    },
+    /// A field has a value that is not allowed.
+    #[error("invalid config: field `{field}`: {reason}")]
+    Invalid {
+        /// The field, as named in the file.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Zone names: 1–64 characters of `a-z A-Z 0-9 - _ .`.
+pub fn validate_zone(zone: &str) -> Result<(), String> {
+    if zone.is_empty() || zone.len() > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if !zone
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!("{zone:?} may only contain a-z, A-Z, 0-9, '-', '_' and '.'"));
+    }
+    Ok(())
+}
+
+/// `host:port` with a non-zero port.
+pub fn validate_host_port(addr: &str) -> Result<(), String> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("{addr:?} is not host:port"));
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
+        return Err(format!("{addr:?} has no valid host"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("{addr:?} has no valid port")),
+        Ok(_) => Ok(()),
+    }
+}
+
+impl NodeConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every field's value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(invalid("node_id", "must be at least 1"));
+        }
+        validate_zone(&self.zone).map_err(|r| invalid("zone", r))?;
+        if self.listen.port() == 0 {
+            return Err(invalid("listen", "needs a fixed port, not 0"));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        if let Some(advertise) = &self.advertise {
+            validate_host_port(advertise).map_err(|r| invalid("advertise", r))?;
+        }
+        if let Some(http) = self.http_listen {
+            if http.port() == 0 {
+                return Err(invalid("http_listen", "needs a fixed port, not 0"));
+            }
+            if http == self.listen {
+                return Err(invalid("http_listen", "must differ from `listen`"));
+            }
+        }
+        if self.capacity == Some(0) {
+            return Err(invalid("capacity", "must be more than 0 bytes"));
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 {
+            return Err(invalid("raft.heartbeat_ms", "must be at least 1"));
+        }
+        if r.election_timeout_min_ms <= r.heartbeat_ms {
+            return Err(invalid(
+                "raft.election_timeout_min_ms",
+                "must be greater than raft.heartbeat_ms",
+            ));
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err(invalid(
+                "raft.election_timeout_max_ms",
+                "must be greater than raft.election_timeout_min_ms",
+            ));
+        }
+        if r.snapshot_after_entries == 0 {
+            return Err(invalid("raft.snapshot_after_entries", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The address other nodes use to reach this one.
+    pub fn advertised_addr(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+node_id = 1
+zone = "dc1"
+listen = "127.0.0.1:7001"
+data_dir = "/var/lib/tresor/1"
+"#;
+
+    fn field_of(err: ConfigError) -> String {
+        err.to_string()
+    }
+
+    #[test]
+    fn minimal_config_parses_with_defaults() {
+        let c = NodeConfig::parse(MINIMAL).expect("valid");
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.advertised_addr(), "127.0.0.1:7001");
+        assert_eq!(c.http_listen, None);
+        assert_eq!(c.raft, RaftTuning::default());
+    }
+
+    #[test]
+    fn every_documented_key_is_accepted() {
+        let text = format!(
+            "{MINIMAL}advertise = \"n1.dc1:7001\"\nhttp_listen = \"127.0.0.1:9001\"\ncapacity = 1000\n[raft]\nheartbeat_ms = 50\n"
+        );
+        let c = NodeConfig::parse(&text).expect("valid");
+        assert_eq!(c.advertised_addr(), "n1.dc1:7001");
+        assert_eq!(c.raft.heartbeat_ms, 50);
+    }
+
+    /// Each broken config must be refused with a message naming the field.
+    #[test]
+    fn bad_configs_name_their_field() {
+        let cases: &[(&str, &str)] = &[
+            ("zone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"", "node_id"),
+            ("node_id = 1\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"", "zone"),
+            ("node_id = 1\nzone = \"dc1\"\ndata_dir = \"/d\"", "listen"),
+            ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"", "data_dir"),
+            ("node_id = 0\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"", "node_id"),
+            ("node_id = -3\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"", "node_id"),
+            ("node_id = 1\nzone = \"\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"", "zone"),
+            ("node_id = 1\nzone = \"d c\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"", "zone"),
+            ("node_id = 1\nzone = \"dc1\"\nlisten = \"nowhere\"\ndata_dir = \"/d\"", "listen"),
+            ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"/d\"", "listen"),
+            ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"\"", "data_dir"),
+            ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"\nadvertise = \"x\"", "advertise"),
+            ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"\nhttp_listen = \"127.0.0.1:7001\"", "http_listen"),
+            ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"\ncapacity = 0", "capacity"),
+            ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"\nzones = \"x\"", "zones"),
+            ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"\n[raft]\nheartbeat_ms = 5000", "raft.election_timeout_min_ms"),
+            ("node_id = = 1", "node_id"),
+        ];
+        for (text, field) in cases {
+            let err = NodeConfig::parse(text).expect_err(text);
+            let msg = field_of(err);
+            assert!(msg.contains(field), "{text:?}: message {msg:?} does not name {field}");
+        }
+    }
+}

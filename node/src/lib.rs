@@ -1,0 +1,17 @@
+//! tresor node: the server and the operator command line.
+//!
+//! Layers, each using only those below it: `api` (gRPC services) uses
+//! `cluster` (control-plane operations), which uses `raft` (consensus and
+//! storage) and `meta` (the replicated model). `server` wires a node
+//! together; `cli` and `dev` are the command line and the local cluster.
+
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod dev;
+pub mod meta;
+pub mod raft;
+pub mod server;

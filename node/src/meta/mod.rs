@@ -1,0 +1,16 @@
+//! The cluster's metadata model and its storage in sled.
+//!
+//! Everything here is replicated: a [`Command`] is proposed through Raft and
+//! applied on every node by [`MetaStore::apply`], which must be deterministic
+//! (times and ids are chosen by the proposer and carried in the command).
+//! Validation that depends on the current state (a bucket that exists, an id
+//! in use) happens at apply time, so two racing proposals cannot both win.
+
+mod model;
+mod store;
+
+pub use model::{
+    now_ms, validate_bucket_name, validate_scheme, Bucket, Command, CommandResult, MetaError,
+    NodeRecord, NodeState,
+};
+pub use store::{MetaStore, StoreError};

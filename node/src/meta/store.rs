@@ -1,0 +1,251 @@
+//! The metadata's sled tree: reads for the API, deterministic writes for the
+//! state machine.
+//!
+//! Keys: `cluster_id`; `node/<id as 8 big-endian bytes>`; `bucket/<name>`.
+//! Values are JSON. The Raft state machine keeps its own bookkeeping keys
+//! (applied log id, membership) in the same tree so that they change in the
+//! same atomic batch as the data they cover.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::model::{Bucket, Command, MetaError, NodeRecord, NodeState};
+
+const CLUSTER_ID: &[u8] = b"cluster_id";
+const NODE_PREFIX: &[u8] = b"node/";
+const BUCKET_PREFIX: &[u8] = b"bucket/";
+
+/// Errors reading the tree: the disk or its contents are bad.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("metadata store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A value could not be decoded.
+    #[error("metadata store: corrupt value under {key}: {source}")]
+    Corrupt {
+        /// The key, lossily decoded.
+        key: String,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Read and apply access to the metadata tree.
+#[derive(Clone)]
+pub struct MetaStore {
+    tree: sled::Tree,
+}
+
+fn node_key(id: u64) -> Vec<u8> {
+    let mut key = NODE_PREFIX.to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn bucket_key(name: &str) -> Vec<u8> {
+    let mut key = BUCKET_PREFIX.to_vec();
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(value).map_err(|source| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising plain structs and enums with string keys cannot fail.
+    serde_json::to_vec(value).expect("metadata values serialise to JSON")
+}
+
+impl MetaStore {
+    /// Wraps the state machine's tree.
+    pub fn new(tree: sled::Tree) -> Self {
+        Self { tree }
+    }
+
+    /// The underlying tree (for the state machine's bookkeeping keys).
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.tree.get(key)? {
+            Some(v) => Ok(Some(decode(key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// The cluster's id, once initialised.
+    pub fn cluster_id(&self) -> Result<Option<String>, StoreError> {
+        self.get(CLUSTER_ID)
+    }
+
+    /// One node's record, removed nodes included.
+    pub fn node(&self, id: u64) -> Result<Option<NodeRecord>, StoreError> {
+        self.get(&node_key(id))
+    }
+
+    /// Every node ever added, in id order.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.scan(NODE_PREFIX)
+    }
+
+    /// One bucket.
+    pub fn bucket(&self, name: &str) -> Result<Option<Bucket>, StoreError> {
+        self.get(&bucket_key(name))
+    }
+
+    /// Every bucket, in name order.
+    pub fn buckets(&self) -> Result<Vec<Bucket>, StoreError> {
+        self.scan(BUCKET_PREFIX)
+    }
+
+    /// Checks `command` against the current state and, if it is allowed,
+    /// adds its writes to `batch`. Deterministic: every replica reaches the
+    /// same decision. A refused command adds nothing.
+    pub fn apply(&self, command: &Command, batch: &mut sled::Batch) -> Result<Result<(), MetaError>, StoreError> {
+        match command {
+            Command::InitCluster { cluster_id, node } => {
+                if let Some(existing) = self.cluster_id()? {
+                    return Ok(Err(MetaError::FailedPrecondition(format!(
+                        "cluster {existing} is already initialised"
+                    ))));
+                }
+                batch.insert(CLUSTER_ID, encode(cluster_id));
+                batch.insert(node_key(node.id), encode(node));
+            }
+            Command::AddNode { node } => {
+                if let Some(existing) = self.node(node.id)? {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "node id {} is already in use{} (ids are never reused)",
+                        node.id,
+                        if existing.state == NodeState::Removed { " by a removed node" } else { "" }
+                    ))));
+                }
+                if let Some(other) = self
+                    .nodes()?
+                    .into_iter()
+                    .find(|n| n.state != NodeState::Removed && n.addr == node.addr)
+                {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "address {} already belongs to node {}",
+                        node.addr, other.id
+                    ))));
+                }
+                batch.insert(node_key(node.id), encode(node));
+            }
+            Command::RemoveNode { id } => {
+                let Some(mut node) = self.node(*id)? else {
+                    return Ok(Err(MetaError::NotFound(format!("no node with id {id}"))));
+                };
+                node.state = NodeState::Removed;
+                batch.insert(node_key(*id), encode(&node));
+            }
+            Command::CreateBucket { bucket } => {
+                if self.bucket(&bucket.name)?.is_some() {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "bucket {} already exists",
+                        bucket.name
+                    ))));
+                }
+                batch.insert(bucket_key(&bucket.name), encode(bucket));
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, MetaStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("sled");
+        let tree = db.open_tree("sm").expect("tree");
+        (dir, MetaStore::new(tree))
+    }
+
+    fn run(store: &MetaStore, command: Command) -> Result<(), MetaError> {
+        let mut batch = sled::Batch::default();
+        let result = store.apply(&command, &mut batch).expect("store");
+        store.tree().apply_batch(batch).expect("batch");
+        result
+    }
+
+    fn node(id: u64, addr: &str) -> NodeRecord {
+        NodeRecord {
+            id,
+            addr: addr.into(),
+            zone: "dc1".into(),
+            capacity: 1,
+            state: NodeState::Active,
+            added_ms: 0,
+        }
+    }
+
+    #[test]
+    fn ids_are_never_reused_and_refusals_change_nothing() {
+        let (_d, s) = store();
+        let init = Command::InitCluster {
+            cluster_id: "c".into(),
+            node: node(1, "a:1"),
+        };
+        assert_eq!(run(&s, init.clone()), Ok(()));
+        assert!(matches!(run(&s, init), Err(MetaError::FailedPrecondition(_))));
+        assert_eq!(run(&s, Command::AddNode { node: node(2, "b:1") }), Ok(()));
+        assert!(matches!(
+            run(&s, Command::AddNode { node: node(2, "c:1") }),
+            Err(MetaError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            run(&s, Command::AddNode { node: node(3, "b:1") }),
+            Err(MetaError::AlreadyExists(_))
+        ));
+        assert_eq!(run(&s, Command::RemoveNode { id: 2 }), Ok(()));
+        assert!(matches!(
+            run(&s, Command::AddNode { node: node(2, "d:1") }),
+            Err(MetaError::AlreadyExists(_))
+        ));
+        assert!(matches!(run(&s, Command::RemoveNode { id: 9 }), Err(MetaError::NotFound(_))));
+        let nodes = s.nodes().expect("nodes");
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[1].addr, "b:1");
+        assert_eq!(nodes[1].state, NodeState::Removed);
+        // The removed node's address may be given to a new node.
+        assert_eq!(run(&s, Command::AddNode { node: node(3, "b:1") }), Ok(()));
+    }
+
+    #[test]
+    fn duplicate_bucket_is_refused() {
+        let (_d, s) = store();
+        let bucket = Bucket {
+            name: "cams".into(),
+            data: 4,
+            parity: 2,
+            created_ms: 5,
+        };
+        assert_eq!(run(&s, Command::CreateBucket { bucket: bucket.clone() }), Ok(()));
+        let again = Bucket { data: 2, ..bucket.clone() };
+        assert!(matches!(
+            run(&s, Command::CreateBucket { bucket: again }),
+            Err(MetaError::AlreadyExists(_))
+        ));
+        assert_eq!(s.buckets().expect("buckets"), vec![bucket]);
+    }
+}

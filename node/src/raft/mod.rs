@@ -1,0 +1,52 @@
+//! Raft: openraft's type configuration, the sled-backed log store and state
+//! machine, and the transport over tonic.
+
+pub mod log_store;
+pub mod network;
+pub mod service;
+pub mod state_machine;
+pub mod voters;
+
+use std::io::Cursor;
+
+use crate::meta::{Command, CommandResult};
+
+openraft::declare_raft_types!(
+    /// tresor's Raft types: metadata commands in, command results out.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The Raft handle of a node.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Node ids.
+pub type NodeId = u64;
+
+/// Storage errors as openraft wants them.
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// Largest snapshot chunk sent in one message.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// Builds openraft's config from the node's tuning.
+pub fn raft_config(cluster: &str, tuning: &crate::config::RaftTuning) -> Result<openraft::Config, openraft::ConfigError> {
+    openraft::Config {
+        cluster_name: cluster.to_string(),
+        heartbeat_interval: tuning.heartbeat_ms,
+        election_timeout_min: tuning.election_timeout_min_ms,
+        election_timeout_max: tuning.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(tuning.snapshot_after_entries),
+        max_in_snapshot_log_to_keep: tuning.keep_entries_after_snapshot,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+        install_snapshot_timeout: 10_000,
+        ..Default::default()
+    }
+    .validate()
+}

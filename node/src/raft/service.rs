@@ -1,0 +1,51 @@
+//! Incoming Raft RPCs: the `tresor.internal.v1.Raft` gRPC service.
+
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+use tresor_proto::internal::v1::raft_server::Raft as RaftRpc;
+use tresor_proto::internal::v1::RaftPayload;
+
+use super::{NodeId, Raft, TypeConfig};
+
+/// Hands peers' Raft messages to the local openraft instance.
+pub struct RaftService {
+    raft: Raft,
+}
+
+impl RaftService {
+    /// Serves `raft`.
+    pub fn new(raft: Raft) -> Self {
+        Self { raft }
+    }
+}
+
+fn decode<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, Status> {
+    serde_json::from_slice(&payload.json).map_err(|e| Status::invalid_argument(format!("malformed Raft message: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+    let json = serde_json::to_vec(value).map_err(|e| Status::internal(format!("cannot encode Raft reply: {e}")))?;
+    Ok(Response::new(RaftPayload { json, data: Vec::new() }))
+}
+
+#[tonic::async_trait]
+impl RaftRpc for RaftService {
+    async fn append_entries(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
+        encode(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc: VoteRequest<NodeId> = decode(request.get_ref())?;
+        encode(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let payload = request.into_inner();
+        let mut rpc: InstallSnapshotRequest<TypeConfig> = decode(&payload)?;
+        rpc.data = payload.data;
+        encode(&self.raft.install_snapshot(rpc).await)
+    }
+}

@@ -1,0 +1,240 @@
+//! Running a node: open its data dir, start Raft, serve gRPC and HTTP until
+//! told to stop.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::cluster::Cluster;
+use crate::config::NodeConfig;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{NetworkFactory, PeerContact};
+use crate::raft::state_machine::StateMachine;
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The data dir cannot be used.
+    #[error("data_dir {path}: {message}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The metadata store failed to open.
+    #[error("cannot open metadata store in {path}: {source}")]
+    Store {
+        /// Its directory.
+        path: PathBuf,
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} (field `{field}`): {source}")]
+    Bind {
+        /// The config field.
+        field: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Raft could not start.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+/// Written into a data dir on first start, so the dir can never be used by a
+/// node with another id.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct DataDirIdentity {
+    node_id: u64,
+}
+
+const IDENTITY_FILE: &str = "node.json";
+
+fn check_data_dir(config: &NodeConfig) -> Result<(), ServeError> {
+    let dir = &config.data_dir;
+    let fail = |message: String| ServeError::DataDir {
+        path: dir.clone(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create: {e}")))?;
+    let path = dir.join(IDENTITY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let found: DataDirIdentity = serde_json::from_slice(&bytes)
+                .map_err(|e| fail(format!("{IDENTITY_FILE} is unreadable ({e}); is this a tresor data dir?")))?;
+            if found.node_id != config.node_id {
+                return Err(fail(format!(
+                    "belongs to node {}, but the config says node_id = {}",
+                    found.node_id, config.node_id
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let identity = DataDirIdentity {
+                node_id: config.node_id,
+            };
+            let bytes = serde_json::to_vec(&identity).map_err(|e| fail(e.to_string()))?;
+            write_durably(&path, &bytes).map_err(|e| fail(format!("cannot write {IDENTITY_FILE}: {e}")))
+        }
+        Err(e) => Err(fail(format!("cannot read {IDENTITY_FILE}: {e}"))),
+    }
+}
+
+/// Writes a small file so that it survives a crash: temp file, fsync,
+/// rename, fsync of the directory.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn fs_capacity(dir: &Path) -> u64 {
+    nix::sys::statvfs::statvfs(dir)
+        .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs a node until `shutdown` resolves, then stops Raft and flushes.
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    config.validate()?;
+    check_data_dir(&config)?;
+    let listener = TcpListener::bind(config.listen).await.map_err(|source| ServeError::Bind {
+        field: "listen",
+        addr: config.listen,
+        source,
+    })?;
+    let http_listener = match config.http_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| ServeError::Bind {
+            field: "http_listen",
+            addr,
+            source,
+        })?),
+        None => None,
+    };
+
+    let meta_dir = config.data_dir.join("meta");
+    let db = sled::Config::new()
+        .path(&meta_dir)
+        .open()
+        .map_err(|source| ServeError::Store {
+            path: meta_dir.clone(),
+            source,
+        })?;
+    let store_err = |source| ServeError::Store {
+        path: meta_dir.clone(),
+        source,
+    };
+    let log_store = LogStore::open(&db).map_err(store_err)?;
+    let state_machine = StateMachine::open(&db).map_err(store_err)?;
+    let meta = state_machine.meta();
+    let committed = log_store.committed_index();
+    let contact = PeerContact::default();
+
+    let raft_config = crate::raft::raft_config("tresor", &config.raft).map_err(|e| ServeError::Raft(e.to_string()))?;
+    let raft = crate::raft::Raft::new(
+        config.node_id,
+        Arc::new(raft_config),
+        NetworkFactory::new(config.node_id, contact.clone()),
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| ServeError::Raft(e.to_string()))?;
+
+    let capacity = config.capacity.unwrap_or_else(|| fs_capacity(&config.data_dir));
+    let cluster = Arc::new(Cluster::new(
+        config.clone(),
+        raft.clone(),
+        meta,
+        contact,
+        committed,
+        capacity,
+    ));
+    tracing::info!(
+        node_id = config.node_id,
+        zone = config.zone,
+        listen = %config.listen,
+        data_dir = %config.data_dir.display(),
+        "node serving"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(listener) = http_listener {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok\n" }));
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+    }
+
+    let mut stop = stop_rx;
+    let grpc_shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let grpc = tokio::spawn(crate::api::serve_grpc(cluster, listener, grpc_shutdown));
+    shutdown.await;
+    tracing::info!(node_id = config.node_id, "stopping");
+    let _ = stop_tx.send(true);
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "raft did not shut down cleanly");
+    }
+    let served = match tokio::time::timeout(std::time::Duration::from_secs(5), grpc).await {
+        Ok(Ok(r)) => r.map_err(ServeError::from),
+        Ok(Err(e)) => Err(ServeError::Raft(format!("gRPC task failed: {e}"))),
+        Err(_) => Ok(()),
+    };
+    if let Err(e) = db.flush_async().await {
+        tracing::error!(error = %e, "final flush failed");
+    }
+    tracing::info!(node_id = config.node_id, "stopped");
+    served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, id: u64) -> NodeConfig {
+        NodeConfig::parse(&format!(
+            "node_id = {id}\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = {:?}\n",
+            dir.display().to_string()
+        ))
+        .expect("config")
+    }
+
+    #[test]
+    fn data_dir_keeps_its_node_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        check_data_dir(&config(dir.path(), 4)).expect("first start");
+        check_data_dir(&config(dir.path(), 4)).expect("restart");
+        let err = check_data_dir(&config(dir.path(), 5)).expect_err("another id");
+        assert!(err.to_string().contains("belongs to node 4"), "{err}");
+    }
+}

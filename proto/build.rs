@@ -1,0 +1,20 @@
+//! Generates the gRPC code with a protoc shipped inside a crate, so a fresh
+//! machine needs nothing but the Rust toolchain.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &["tresor/v1/admin.proto", "tresor/internal/v1/raft.proto"];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("tresor_descriptor.bin"))
+        .compile_with_config(config, PROTOS, &["."])?;
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    Ok(())
+}
