@@ -50,10 +50,11 @@ pub fn endpoint_url(endpoint: &str) -> String {
 
 fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
     let url = endpoint_url(url);
-    let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| ClientError::InvalidEndpoint {
-        endpoint: url.clone(),
-        reason: e.to_string(),
-    })?;
+    let endpoint =
+        Endpoint::from_shared(url.clone()).map_err(|e| ClientError::InvalidEndpoint {
+            endpoint: url.clone(),
+            reason: e.to_string(),
+        })?;
     Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
@@ -66,10 +67,13 @@ fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
 /// Opens a channel to one node, failing if it cannot be reached now.
 pub async fn connect(url: &str) -> Result<Channel, ClientError> {
     let endpoint = endpoint(url)?;
-    endpoint.connect().await.map_err(|source| ClientError::Connect {
-        endpoint: endpoint_url(url),
-        source,
-    })
+    endpoint
+        .connect()
+        .await
+        .map_err(|source| ClientError::Connect {
+            endpoint: endpoint_url(url),
+            source,
+        })
 }
 
 /// A channel that connects on first use and reconnects after failures; for

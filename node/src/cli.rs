@@ -56,7 +56,11 @@ pub enum Cmd {
     /// Make the node the first voter of a new cluster.
     Init,
     /// Show the cluster: leader, term, commit index, nodes.
-    Status,
+    Status {
+        /// Show the contacted node's own view instead of the leader's.
+        #[arg(long)]
+        local: bool,
+    },
     /// Add or remove nodes.
     Nodes {
         /// What to do.
@@ -131,15 +135,30 @@ pub enum BucketCmd {
 
 /// Entry point of the `tresor-node` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    main_with_args(std::env::args_os())
+}
+
+/// Runs the command line with `args` (the first is the program name).
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A blocked read of stdin (`--watch-stdin`) must not hold the exit up.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -205,13 +224,16 @@ fn rpc_error(what: &str, status: tonic::Status) -> anyhow::Error {
 }
 
 async fn admin(endpoint: &str) -> anyhow::Result<tresor_client::AdminClient> {
-    tresor_client::admin(endpoint)
-        .await
-        .with_context(|| format!("cannot reach a node at {endpoint} (set --endpoint or TRESOR_ENDPOINT)"))
+    tresor_client::admin(endpoint).await.with_context(|| {
+        format!("cannot reach a node at {endpoint} (set --endpoint or TRESOR_ENDPOINT)")
+    })
 }
 
 fn print_json(value: serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
+    );
 }
 
 fn node_json(n: &pb::NodeStatus) -> serde_json::Value {
@@ -237,15 +259,25 @@ pub fn status_json(s: &pb::StatusResponse) -> serde_json::Value {
 }
 
 fn print_status_table(s: &pb::StatusResponse) {
-    let leader = s.leader_id.map(|l| l.to_string()).unwrap_or_else(|| "none".into());
+    let leader = s
+        .leader_id
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| "none".into());
     println!(
         "cluster {}  leader {}  term {}  commit {}",
-        if s.cluster_id.is_empty() { "(not initialised)" } else { &s.cluster_id },
+        if s.cluster_id.is_empty() {
+            "(not initialised)"
+        } else {
+            &s.cluster_id
+        },
         leader,
         s.term,
         s.commit_index
     );
-    println!("{:>4}  {:<22} {:<10} {:<8} {:<9} {:>12}", "ID", "ADDR", "ZONE", "ROLE", "STATE", "LAST CONTACT");
+    println!(
+        "{:>4}  {:<22} {:<10} {:<8} {:<9} {:>12}",
+        "ID", "ADDR", "ZONE", "ROLE", "STATE", "LAST CONTACT"
+    );
     for n in &s.nodes {
         let contact = match n.last_contact_ms {
             Some(ms) => format!("{ms} ms"),
@@ -266,7 +298,10 @@ fn bucket_json(b: &pb::Bucket) -> serde_json::Value {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let output = cli.output;
     match cli.command {
-        Cmd::Serve { config, watch_stdin } => {
+        Cmd::Serve {
+            config,
+            watch_stdin,
+        } => {
             init_tracing();
             let config = NodeConfig::load(&config)?;
             crate::server::run(config, shutdown_signal(watch_stdin)).await?;
@@ -279,14 +314,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|s| rpc_error("init", s))?
                 .into_inner();
             match output {
-                Output::Json => print_json(json!({"cluster_id": r.cluster_id, "node_id": r.node_id})),
-                Output::Table => println!("initialised cluster {} on node {}", r.cluster_id, r.node_id),
+                Output::Json => {
+                    print_json(json!({"cluster_id": r.cluster_id, "node_id": r.node_id}))
+                }
+                Output::Table => {
+                    println!("initialised cluster {} on node {}", r.cluster_id, r.node_id)
+                }
             }
         }
-        Cmd::Status => {
+        Cmd::Status { local } => {
             let s = admin(&cli.endpoint)
                 .await?
-                .status(pb::StatusRequest {})
+                .status(pb::StatusRequest { local })
                 .await
                 .map_err(|s| rpc_error("status", s))?
                 .into_inner();
@@ -296,7 +335,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Nodes {
-            command: NodesCmd::Add { id, addr, zone, capacity },
+            command:
+                NodesCmd::Add {
+                    id,
+                    addr,
+                    zone,
+                    capacity,
+                },
         } => {
             let r = admin(&cli.endpoint)
                 .await?
@@ -312,7 +357,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let node = r.node.ok_or_else(|| anyhow!("nodes add: empty answer"))?;
             match output {
                 Output::Json => print_json(node_json(&node)),
-                Output::Table => println!("added node {} ({}, zone {}) as {}", node.id, node.addr, node.zone, node.role),
+                Output::Table => println!(
+                    "added node {} ({}, zone {}) as {}",
+                    node.id, node.addr, node.zone, node.role
+                ),
             }
         }
         Cmd::Nodes {
@@ -337,13 +385,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| rpc_error("bucket create", s))?
                 .into_inner();
-            let b = r.bucket.ok_or_else(|| anyhow!("bucket create: empty answer"))?;
+            let b = r
+                .bucket
+                .ok_or_else(|| anyhow!("bucket create: empty answer"))?;
             match output {
                 Output::Json => print_json(bucket_json(&b)),
                 Output::Table => println!("created bucket {} ({}+{})", b.name, b.data, b.parity),
             }
         }
-        Cmd::Bucket { command: BucketCmd::Ls } => {
+        Cmd::Bucket {
+            command: BucketCmd::Ls,
+        } => {
             let r = admin(&cli.endpoint)
                 .await?
                 .list_buckets(pb::ListBucketsRequest {})
@@ -351,7 +403,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|s| rpc_error("bucket ls", s))?
                 .into_inner();
             match output {
-                Output::Json => print_json(serde_json::Value::Array(r.buckets.iter().map(bucket_json).collect())),
+                Output::Json => print_json(serde_json::Value::Array(
+                    r.buckets.iter().map(bucket_json).collect(),
+                )),
                 Output::Table => {
                     println!("{:<32} {:>5} {:>7}", "NAME", "DATA", "PARITY");
                     for b in &r.buckets {
@@ -395,9 +449,17 @@ async fn dev(nodes: usize, zones: usize, dir: Option<PathBuf>) -> anyhow::Result
             return Err(e);
         }
     };
-    println!("tresor dev cluster: {nodes} nodes in {zones} zones, in {}", dir.display());
+    println!(
+        "tresor dev cluster: {nodes} nodes in {zones} zones, in {}",
+        dir.display()
+    );
     for node in &cluster.nodes {
-        println!("  node {} ({}): {}", node.config.node_id, node.config.zone, node.endpoint());
+        println!(
+            "  node {} ({}): {}",
+            node.config.node_id,
+            node.config.zone,
+            node.endpoint()
+        );
     }
     println!("endpoints written to {}", endpoints.display());
     println!();

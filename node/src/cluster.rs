@@ -96,6 +96,12 @@ pub struct ClusterView {
     pub nodes: Vec<NodeView>,
     /// This node.
     pub reporter_id: NodeId,
+    /// This node's last applied index.
+    pub applied_index: u64,
+    /// This node's latest snapshot index.
+    pub snapshot_index: Option<u64>,
+    /// This node's highest purged log index.
+    pub purged_index: Option<u64>,
 }
 
 /// This node's handle on the control plane.
@@ -113,9 +119,9 @@ fn raft_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClusterError::NotLeader {
             leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
         },
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            ClusterError::Meta(MetaError::FailedPrecondition(format!("membership change refused: {e}")))
-        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ClusterError::Meta(
+            MetaError::FailedPrecondition(format!("membership change refused: {e}")),
+        ),
         RaftError::Fatal(f) => ClusterError::Unavailable(format!("raft stopped: {f}")),
     }
 }
@@ -196,7 +202,10 @@ impl Cluster {
     /// Makes this node the first voter of a new cluster; returns its id.
     pub async fn init(&self) -> Result<String, ClusterError> {
         if self.is_initialized().await {
-            let cluster = self.meta.cluster_id()?.unwrap_or_else(|| "(not yet known here)".into());
+            let cluster = self
+                .meta
+                .cluster_id()?
+                .unwrap_or_else(|| "(not yet known here)".into());
             return Err(MetaError::FailedPrecondition(format!(
                 "node {} is already part of cluster {cluster}",
                 self.config.node_id
@@ -207,16 +216,20 @@ impl Cluster {
         let mut members = BTreeMap::new();
         members.insert(id, BasicNode::new(self.config.advertised_addr()));
         self.raft.initialize(members).await.map_err(|e| match e {
-            RaftError::APIError(InitializeError::NotAllowed(e)) => ClusterError::Meta(MetaError::FailedPrecondition(
-                format!("node {id} is already part of a cluster: {e}"),
-            )),
+            RaftError::APIError(InitializeError::NotAllowed(e)) => {
+                ClusterError::Meta(MetaError::FailedPrecondition(format!(
+                    "node {id} is already part of a cluster: {e}"
+                )))
+            }
             other => ClusterError::Unavailable(format!("cannot initialise: {other}")),
         })?;
         self.raft
             .wait(Some(INIT_LEADER_TIMEOUT))
             .current_leader(id, "init: single voter elects itself")
             .await
-            .map_err(|e| ClusterError::Unavailable(format!("new cluster did not elect a leader: {e}")))?;
+            .map_err(|e| {
+                ClusterError::Unavailable(format!("new cluster did not elect a leader: {e}"))
+            })?;
         let cluster_id = uuid::Uuid::new_v4().to_string();
         self.propose(Command::InitCluster {
             cluster_id: cluster_id.clone(),
@@ -229,7 +242,11 @@ impl Cluster {
 
     /// Proposes a command through Raft and waits for its result.
     pub async fn propose(&self, command: Command) -> Result<(), ClusterError> {
-        let response = self.raft.client_write(command).await.map_err(raft_write_error)?;
+        let response = self
+            .raft
+            .client_write(command)
+            .await
+            .map_err(raft_write_error)?;
         response.data.0.map_err(ClusterError::Meta)
     }
 
@@ -238,24 +255,37 @@ impl Cluster {
         if record.id == 0 {
             return Err(MetaError::InvalidArgument("node id must be at least 1".into()).into());
         }
-        validate_zone(&record.zone).map_err(|r| MetaError::InvalidArgument(format!("invalid zone: {r}")))?;
-        validate_host_port(&record.addr).map_err(|r| MetaError::InvalidArgument(format!("invalid address: {r}")))?;
+        validate_zone(&record.zone)
+            .map_err(|r| MetaError::InvalidArgument(format!("invalid zone: {r}")))?;
+        validate_host_port(&record.addr)
+            .map_err(|r| MetaError::InvalidArgument(format!("invalid address: {r}")))?;
         if !self.is_leader() {
-            return Err(ClusterError::NotLeader { leader: self.leader() });
+            return Err(ClusterError::NotLeader {
+                leader: self.leader(),
+            });
         }
         if let Some(existing) = self.meta.node(record.id)? {
             return Err(MetaError::AlreadyExists(format!(
                 "node id {} is already in use{} (ids are never reused)",
                 record.id,
-                if existing.state == NodeState::Removed { " by a removed node" } else { "" }
+                if existing.state == NodeState::Removed {
+                    " by a removed node"
+                } else {
+                    ""
+                }
             ))
             .into());
         }
         self.check_newcomer(&mut record).await?;
         record.state = NodeState::Active;
         record.added_ms = now_ms();
-        self.propose(Command::AddNode { node: record.clone() }).await?;
-        let add = self.raft.add_learner(record.id, BasicNode::new(record.addr.clone()), true);
+        self.propose(Command::AddNode {
+            node: record.clone(),
+        })
+        .await?;
+        let add = self
+            .raft
+            .add_learner(record.id, BasicNode::new(record.addr.clone()), true);
         match tokio::time::timeout(CATCH_UP_TIMEOUT, add).await {
             Err(_) => {
                 return Err(ClusterError::Unavailable(format!(
@@ -269,12 +299,19 @@ impl Cluster {
             }
         }
         self.rebalance_voters(None).await?;
-        tracing::info!(node_id = record.id, addr = record.addr, zone = record.zone, "node added");
+        tracing::info!(
+            node_id = record.id,
+            addr = record.addr,
+            zone = record.zone,
+            "node added"
+        );
         let view = self.view().await?;
         view.nodes
             .into_iter()
             .find(|n| n.record.id == record.id)
-            .ok_or_else(|| ClusterError::Unavailable(format!("node {} vanished while being added", record.id)))
+            .ok_or_else(|| {
+                ClusterError::Unavailable(format!("node {} vanished while being added", record.id))
+            })
     }
 
     /// Asks the node at `record.addr` who it is, so an operator's typo cannot
@@ -283,11 +320,22 @@ impl Cluster {
         let mut client = tresor_client::admin(&record.addr)
             .await
             .map_err(|e| ClusterError::Unavailable(format!("cannot reach the new node: {e}")))?;
-        let info = tokio::time::timeout(Duration::from_secs(5), client.node_info(tresor_proto::v1::NodeInfoRequest {}))
-            .await
-            .map_err(|_| ClusterError::Unavailable(format!("node at {} did not answer in time", record.addr)))?
-            .map_err(|s| ClusterError::Unavailable(format!("node at {} did not answer: {}", record.addr, s.message())))?
-            .into_inner();
+        let info = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.node_info(tresor_proto::v1::NodeInfoRequest {}),
+        )
+        .await
+        .map_err(|_| {
+            ClusterError::Unavailable(format!("node at {} did not answer in time", record.addr))
+        })?
+        .map_err(|s| {
+            ClusterError::Unavailable(format!(
+                "node at {} did not answer: {}",
+                record.addr,
+                s.message()
+            ))
+        })?
+        .into_inner();
         if info.node_id != record.id {
             return Err(MetaError::InvalidArgument(format!(
                 "the node at {} has id {} in its config, not {}",
@@ -307,7 +355,11 @@ impl Cluster {
             return Err(MetaError::FailedPrecondition(format!(
                 "the node at {} already belongs to another cluster ({}); give it an empty data_dir",
                 record.addr,
-                if info.cluster_id.is_empty() { "unknown" } else { &info.cluster_id }
+                if info.cluster_id.is_empty() {
+                    "unknown"
+                } else {
+                    &info.cluster_id
+                }
             ))
             .into());
         }
@@ -320,7 +372,9 @@ impl Cluster {
     /// Removes a node from the cluster, voter, learner or leader.
     pub async fn remove_node(&self, id: NodeId) -> Result<(), ClusterError> {
         if !self.is_leader() {
-            return Err(ClusterError::NotLeader { leader: self.leader() });
+            return Err(ClusterError::NotLeader {
+                leader: self.leader(),
+            });
         }
         let Some(record) = self.meta.node(id)? else {
             return Err(MetaError::NotFound(format!("no node with id {id}")).into());
@@ -372,7 +426,10 @@ impl Cluster {
             .iter()
             .filter(|r| r.state != NodeState::Removed && Some(r.id) != leaving)
             .filter(|r| membership.membership().get_node(&r.id).is_some())
-            .map(|r| Candidate { id: r.id, zone: &r.zone })
+            .map(|r| Candidate {
+                id: r.id,
+                zone: &r.zone,
+            })
             .collect();
         let wanted = choose_voters(&candidates, &current);
         if wanted.is_empty() || wanted == current {
@@ -387,7 +444,12 @@ impl Cluster {
     }
 
     /// Creates a bucket.
-    pub async fn create_bucket(&self, name: &str, data: u32, parity: u32) -> Result<Bucket, ClusterError> {
+    pub async fn create_bucket(
+        &self,
+        name: &str,
+        data: u32,
+        parity: u32,
+    ) -> Result<Bucket, ClusterError> {
         crate::meta::validate_bucket_name(name)?;
         crate::meta::validate_scheme(data, parity)?;
         if self.meta.bucket(name)?.is_some() {
@@ -399,7 +461,10 @@ impl Cluster {
             parity,
             created_ms: now_ms(),
         };
-        self.propose(Command::CreateBucket { bucket: bucket.clone() }).await?;
+        self.propose(Command::CreateBucket {
+            bucket: bucket.clone(),
+        })
+        .await?;
         Ok(bucket)
     }
 
@@ -442,6 +507,9 @@ impl Cluster {
             commit_index: self.committed.load(Ordering::Relaxed),
             nodes,
             reporter_id: self.config.node_id,
+            applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: metrics.snapshot.map(|l| l.index),
+            purged_index: metrics.purged.map(|l| l.index),
         })
     }
 }

@@ -118,7 +118,9 @@ pub fn validate_zone(zone: &str) -> Result<(), String> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        return Err(format!("{zone:?} may only contain a-z, A-Z, 0-9, '-', '_' and '.'"));
+        return Err(format!(
+            "{zone:?} may only contain a-z, A-Z, 0-9, '-', '_' and '.'"
+        ));
     }
     Ok(())
 }
@@ -278,7 +280,10 @@ data_dir = "/var/lib/tresor/1"
         for (text, field) in cases {
             let err = NodeConfig::parse(text).expect_err(text);
             let msg = field_of(err);
-            assert!(msg.contains(field), "{text:?}: message {msg:?} does not name {field}");
+            assert!(
+                msg.contains(field),
+                "{text:?}: message {msg:?} does not name {field}"
+            );
         }
     }
 }

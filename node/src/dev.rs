@@ -102,7 +102,9 @@ impl LocalNode {
 
     /// SIGTERM, then SIGKILL if it has not exited within `grace`.
     pub async fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + grace;
@@ -112,7 +114,10 @@ impl LocalNode {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tracing::warn!(node_id = self.config.node_id, "node did not stop in time; killing it");
+        tracing::warn!(
+            node_id = self.config.node_id,
+            "node did not stop in time; killing it"
+        );
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -171,7 +176,11 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Lays out configs for `spec.nodes` nodes under `dir` (created if
     /// missing) with free ports. Nothing is started yet.
-    pub fn create(dir: &Path, spec: LocalClusterSpec, launcher: NodeLauncher) -> anyhow::Result<Self> {
+    pub fn create(
+        dir: &Path,
+        spec: LocalClusterSpec,
+        launcher: NodeLauncher,
+    ) -> anyhow::Result<Self> {
         if spec.nodes == 0 {
             bail!("a cluster needs at least one node");
         }
@@ -264,7 +273,13 @@ impl LocalCluster {
         for node in &self.nodes {
             wait_until_answers(&node.endpoint(), timeout)
                 .await
-                .with_context(|| format!("node {} did not start; see {}", node.config.node_id, node.log_path.display()))?;
+                .with_context(|| {
+                    format!(
+                        "node {} did not start; see {}",
+                        node.config.node_id,
+                        node.log_path.display()
+                    )
+                })?;
         }
         Ok(())
     }
@@ -272,7 +287,11 @@ impl LocalCluster {
     /// Initialises the cluster on the first node and adds every other node
     /// through it, then waits until all are members with a leader.
     pub async fn form(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let first = self.nodes.first().ok_or_else(|| anyhow!("no nodes"))?.endpoint();
+        let first = self
+            .nodes
+            .first()
+            .ok_or_else(|| anyhow!("no nodes"))?
+            .endpoint();
         let mut admin = tresor_client::admin(&first).await?;
         admin
             .init(pb::InitRequest {})
@@ -329,13 +348,17 @@ pub async fn wait_until_answers(endpoint: &str, timeout: Duration) -> anyhow::Re
 
 /// Polls `status` on `endpoint` until there is a leader, every id in `ids`
 /// is a member, and `min(5, n)` of them vote.
-pub async fn wait_for_members(endpoint: &str, ids: &[u64], timeout: Duration) -> anyhow::Result<pb::StatusResponse> {
+pub async fn wait_for_members(
+    endpoint: &str,
+    ids: &[u64],
+    timeout: Duration,
+) -> anyhow::Result<pb::StatusResponse> {
     let deadline = Instant::now() + timeout;
     let want_voters = ids.len().min(MAX_VOTERS);
     loop {
         let mut last = String::from("no answer");
         if let Ok(mut admin) = tresor_client::admin(endpoint).await {
-            match admin.status(pb::StatusRequest {}).await {
+            match admin.status(pb::StatusRequest { local: false }).await {
                 Ok(r) => {
                     let status = r.into_inner();
                     let members = ids.iter().all(|id| {

@@ -75,8 +75,11 @@ fn check_data_dir(config: &NodeConfig) -> Result<(), ServeError> {
     let path = dir.join(IDENTITY_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let found: DataDirIdentity = serde_json::from_slice(&bytes)
-                .map_err(|e| fail(format!("{IDENTITY_FILE} is unreadable ({e}); is this a tresor data dir?")))?;
+            let found: DataDirIdentity = serde_json::from_slice(&bytes).map_err(|e| {
+                fail(format!(
+                    "{IDENTITY_FILE} is unreadable ({e}); is this a tresor data dir?"
+                ))
+            })?;
             if found.node_id != config.node_id {
                 return Err(fail(format!(
                     "belongs to node {}, but the config says node_id = {}",
@@ -90,7 +93,8 @@ fn check_data_dir(config: &NodeConfig) -> Result<(), ServeError> {
                 node_id: config.node_id,
             };
             let bytes = serde_json::to_vec(&identity).map_err(|e| fail(e.to_string()))?;
-            write_durably(&path, &bytes).map_err(|e| fail(format!("cannot write {IDENTITY_FILE}: {e}")))
+            write_durably(&path, &bytes)
+                .map_err(|e| fail(format!("cannot write {IDENTITY_FILE}: {e}")))
         }
         Err(e) => Err(fail(format!("cannot read {IDENTITY_FILE}: {e}"))),
     }
@@ -110,25 +114,34 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 fn fs_capacity(dir: &Path) -> u64 {
     nix::sys::statvfs::statvfs(dir)
-        .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+        .map(|s| s.blocks().saturating_mul(s.fragment_size()))
         .unwrap_or(0)
 }
 
 /// Runs a node until `shutdown` resolves, then stops Raft and flushes.
-pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     config.validate()?;
     check_data_dir(&config)?;
-    let listener = TcpListener::bind(config.listen).await.map_err(|source| ServeError::Bind {
-        field: "listen",
-        addr: config.listen,
-        source,
-    })?;
-    let http_listener = match config.http_listen {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| ServeError::Bind {
-            field: "http_listen",
-            addr,
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            field: "listen",
+            addr: config.listen,
             source,
-        })?),
+        })?;
+    let http_listener = match config.http_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    field: "http_listen",
+                    addr,
+                    source,
+                })?,
+        ),
         None => None,
     };
 
@@ -150,7 +163,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let committed = log_store.committed_index();
     let contact = PeerContact::default();
 
-    let raft_config = crate::raft::raft_config("tresor", &config.raft).map_err(|e| ServeError::Raft(e.to_string()))?;
+    let raft_config = crate::raft::raft_config("tresor", &config.raft)
+        .map_err(|e| ServeError::Raft(e.to_string()))?;
     let raft = crate::raft::Raft::new(
         config.node_id,
         Arc::new(raft_config),
@@ -161,7 +175,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     .await
     .map_err(|e| ServeError::Raft(e.to_string()))?;
 
-    let capacity = config.capacity.unwrap_or_else(|| fs_capacity(&config.data_dir));
+    let capacity = config
+        .capacity
+        .unwrap_or_else(|| fs_capacity(&config.data_dir));
     let cluster = Arc::new(Cluster::new(
         config.clone(),
         raft.clone(),

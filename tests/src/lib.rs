@@ -1,1 +1,389 @@
+//! The one cluster harness every integration test uses.
+//!
+//! It starts real node processes (the `tresor-test-node` binary of this
+//! package, which is the `tresor-node` command line) on 127.0.0.1 with free
+//! ports and a temporary directory, and can kill -9, restart and stop them.
+//! Every wait is bounded: [`wait_for`] polls a condition until a deadline and
+//! fails with the last thing it saw.
+//!
+//! Tests get the binary with [`cluster!`], which expands where cargo sets
+//! `CARGO_BIN_EXE_tresor-test-node`.
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use tresor_node::config::RaftTuning;
+use tresor_node::dev::{LocalCluster, LocalClusterSpec, NodeLauncher};
+use tresor_proto::v1 as pb;
+
+pub use tresor_node::dev::zone_of;
+
+/// How long a node process may take to start answering.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the cluster may take to elect, replicate or reconfigure.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Raft timing for tests: fast elections so failures heal in well under a
+/// second, slow enough not to flap on a loaded two-core machine.
+pub fn fast_raft() -> RaftTuning {
+    RaftTuning {
+        heartbeat_ms: 50,
+        election_timeout_min_ms: 400,
+        election_timeout_max_ms: 800,
+        ..RaftTuning::default()
+    }
+}
+
+/// Starts node processes (not yet a cluster; call `form`) inside an async
+/// test; use as `cluster!(3)` or `cluster!(6, zones = 3)`
+/// or `cluster!(spec)` for a full [`LocalClusterSpec`].
+#[macro_export]
+macro_rules! cluster {
+    (spec = $spec:expr) => {
+        $crate::Harness::new(env!("CARGO_BIN_EXE_tresor-test-node"), $spec).await
+    };
+    ($nodes:expr) => {
+        $crate::cluster!($nodes, zones = $nodes)
+    };
+    ($nodes:expr, zones = $zones:expr) => {
+        $crate::Harness::new(
+            env!("CARGO_BIN_EXE_tresor-test-node"),
+            $crate::spec($nodes, $zones),
+        )
+        .await
+    };
+}
+
+/// A test spec: `nodes` nodes over `zones` zones, fast Raft, no HTTP port.
+pub fn spec(nodes: usize, zones: usize) -> LocalClusterSpec {
+    LocalClusterSpec {
+        nodes,
+        zones,
+        raft: fast_raft(),
+        http: false,
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Ok(Some(v))`, or fails after
+/// `timeout` with the last error or "not yet" it reported.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match tokio::time::timeout(timeout, check()).await {
+            Ok(Ok(Some(v))) => return Ok(v),
+            Ok(Ok(None)) => "condition not met".to_string(),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(_) => "check itself timed out".to_string(),
+        };
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A cluster of node processes in a temporary directory.
+pub struct Harness {
+    cluster: LocalCluster,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// Lays out and starts `spec.nodes` processes (not yet a cluster).
+    pub async fn new(binary: &str, spec: LocalClusterSpec) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("tresor-test-").tempdir()?;
+        let launcher = NodeLauncher {
+            program: PathBuf::from(binary),
+            args: vec!["serve".into()],
+        };
+        let mut cluster = LocalCluster::create(dir.path(), spec, launcher)?;
+        if let Err(e) = cluster.start_all(START_TIMEOUT).await {
+            return Err(e.context(logs_of(&cluster)));
+        }
+        Ok(Self { cluster, _dir: dir })
+    }
+
+    /// Initialises the cluster on node 1 and adds every other node.
+    pub async fn form(&mut self) -> anyhow::Result<()> {
+        let formed = self.cluster.form(SETTLE_TIMEOUT).await;
+        formed.map_err(|e| e.context(logs_of(&self.cluster)))
+    }
+
+    /// Starts and forms in one step.
+    pub async fn formed(binary: &str, spec: LocalClusterSpec) -> anyhow::Result<Self> {
+        let mut h = Self::new(binary, spec).await?;
+        h.form().await?;
+        Ok(h)
+    }
+
+    /// The ids of all defined nodes.
+    pub fn ids(&self) -> Vec<u64> {
+        self.cluster
+            .nodes
+            .iter()
+            .map(|n| n.config.node_id)
+            .collect()
+    }
+
+    /// The ids of nodes whose process is running.
+    pub fn running_ids(&mut self) -> Vec<u64> {
+        self.cluster
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.is_running().then_some(n.config.node_id))
+            .collect()
+    }
+
+    /// gRPC endpoint of node `id`.
+    pub fn endpoint(&self, id: u64) -> String {
+        self.cluster
+            .node(id)
+            .map(|n| n.endpoint())
+            .unwrap_or_default()
+    }
+
+    /// `host:port` of node `id`.
+    pub fn addr(&self, id: u64) -> String {
+        self.cluster
+            .node(id)
+            .map(|n| n.config.advertised_addr())
+            .unwrap_or_default()
+    }
+
+    /// Zone of node `id`.
+    pub fn zone(&self, id: u64) -> String {
+        self.cluster
+            .node(id)
+            .map(|n| n.config.zone.clone())
+            .unwrap_or_default()
+    }
+
+    /// Data directory of node `id`.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.cluster
+            .node(id)
+            .map(|n| n.config.data_dir.clone())
+            .unwrap_or_default()
+    }
+
+    /// Config file of node `id`.
+    pub fn config_path(&self, id: u64) -> PathBuf {
+        self.cluster
+            .node(id)
+            .map(|n| n.config_path.clone())
+            .unwrap_or_default()
+    }
+
+    /// The harness's directory.
+    pub fn dir(&self) -> PathBuf {
+        self.cluster.dir().to_path_buf()
+    }
+
+    /// An admin client to node `id`.
+    pub async fn admin(&self, id: u64) -> anyhow::Result<tresor_client::AdminClient> {
+        Ok(tresor_client::admin(&self.endpoint(id)).await?)
+    }
+
+    /// Node `id`'s own view of the cluster (not forwarded to the leader).
+    pub async fn local_status(&self, id: u64) -> anyhow::Result<pb::StatusResponse> {
+        Ok(self
+            .admin(id)
+            .await?
+            .status(pb::StatusRequest { local: true })
+            .await
+            .map_err(|s| anyhow!("status of node {id}: {s}"))?
+            .into_inner())
+    }
+
+    /// SIGKILL node `id`.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(n) = self.cluster.node_mut(id) {
+            n.kill();
+        }
+    }
+
+    /// SIGTERM node `id` and wait for it to exit.
+    pub async fn stop(&mut self, id: u64) {
+        if let Some(n) = self.cluster.node_mut(id) {
+            n.stop(Duration::from_secs(10)).await;
+        }
+    }
+
+    /// Starts node `id` again on its data dir and waits until it answers.
+    pub async fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        let started = self.cluster.start_node(id, START_TIMEOUT).await;
+        started.map_err(|e| e.context(logs_of(&self.cluster)))
+    }
+
+    /// SIGTERM every node.
+    pub async fn stop_all(&mut self) {
+        self.cluster.stop_all(Duration::from_secs(10)).await;
+    }
+
+    /// Starts every stopped node.
+    pub async fn start_all(&mut self) -> anyhow::Result<()> {
+        self.cluster.start_all(START_TIMEOUT).await
+    }
+
+    /// Defines and starts a new node (next unused id) in `zone`, without
+    /// adding it to the cluster; returns its id.
+    pub async fn spawn_new_node(&mut self, zone: &str) -> anyhow::Result<u64> {
+        let index = self.cluster.define_node(zone)?;
+        let id = self.cluster.nodes[index].config.node_id;
+        self.cluster.start_node(id, START_TIMEOUT).await?;
+        Ok(id)
+    }
+
+    /// Asks node `via` to add node `id`.
+    pub async fn add_node(&self, via: u64, id: u64) -> Result<pb::NodeStatus, tonic::Status> {
+        let mut admin = self
+            .admin(via)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let r = admin
+            .add_node(pb::AddNodeRequest {
+                id,
+                addr: self.addr(id),
+                zone: self.zone(id),
+                capacity: 0,
+            })
+            .await?;
+        r.into_inner()
+            .node
+            .ok_or_else(|| tonic::Status::internal("empty answer"))
+    }
+
+    /// Waits until every running node agrees on one leader that is itself
+    /// running and says it leads; returns its id.
+    pub async fn leader(&mut self) -> anyhow::Result<u64> {
+        let running = self.running_ids();
+        self.leader_among(&running).await
+    }
+
+    /// Like [`Harness::leader`], asking only the nodes `ids`.
+    pub async fn leader_among(&self, ids: &[u64]) -> anyhow::Result<u64> {
+        wait_for("one agreed leader", SETTLE_TIMEOUT, || {
+            self.agreed_leader(ids)
+        })
+        .await
+    }
+
+    async fn agreed_leader(&self, running: &[u64]) -> anyhow::Result<Option<u64>> {
+        let mut leaders = Vec::new();
+        for id in running {
+            let status = self.local_status(*id).await?;
+            leaders.push(status.leader_id);
+        }
+        let Some(Some(first)) = leaders.first().copied() else {
+            return Ok(None);
+        };
+        if !running.contains(&first) || leaders.iter().any(|l| *l != Some(first)) {
+            return Ok(None);
+        }
+        // The one every node names must also name itself.
+        let own = self.local_status(first).await?;
+        Ok((own.leader_id == Some(first) && own.reporter_id == first).then_some(first))
+    }
+
+    /// Creates a bucket through node `via`.
+    pub async fn create_bucket(
+        &self,
+        via: u64,
+        name: &str,
+        data: u32,
+        parity: u32,
+    ) -> Result<pb::Bucket, tonic::Status> {
+        let mut admin = self
+            .admin(via)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let r = admin
+            .create_bucket(pb::CreateBucketRequest {
+                name: name.into(),
+                data,
+                parity,
+            })
+            .await?;
+        r.into_inner()
+            .bucket
+            .ok_or_else(|| tonic::Status::internal("empty answer"))
+    }
+
+    /// Bucket names node `id` has locally.
+    pub async fn bucket_names(&self, id: u64) -> anyhow::Result<Vec<String>> {
+        let r = self
+            .admin(id)
+            .await?
+            .list_buckets(pb::ListBucketsRequest {})
+            .await
+            .map_err(|s| anyhow!("list buckets on node {id}: {s}"))?;
+        Ok(r.into_inner().buckets.into_iter().map(|b| b.name).collect())
+    }
+
+    /// Waits until node `id` lists every bucket in `names`.
+    pub async fn wait_for_buckets(&self, id: u64, names: &[String]) -> anyhow::Result<()> {
+        wait_for(&format!("buckets on node {id}"), SETTLE_TIMEOUT, || async {
+            let have = self.bucket_names(id).await?;
+            Ok(names.iter().all(|n| have.contains(n)).then_some(()))
+        })
+        .await
+    }
+
+    /// The tail of every node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        logs_of(&self.cluster)
+    }
+
+    /// Runs the node CLI with `args` and returns (success, stdout, stderr).
+    pub fn cli(
+        binary: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<(bool, String, String)> {
+        let mut child = std::process::Command::new(binary)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot start the CLI")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                bail!("CLI {args:?} did not finish within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+}
+
+fn logs_of(cluster: &LocalCluster) -> String {
+    let mut out = String::from("node logs (last lines):\n");
+    for node in &cluster.nodes {
+        let text = std::fs::read_to_string(&node.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(15)..];
+        out.push_str(&format!(
+            "--- node {} ---\n{}\n",
+            node.config.node_id,
+            tail.join("\n")
+        ));
+    }
+    out
+}

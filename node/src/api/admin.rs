@@ -27,7 +27,10 @@ impl AdminService {
     }
 
     /// `None` when this node leads; otherwise a client to the leader.
-    async fn leader_client(&self, metadata: &MetadataMap) -> Result<Option<tresor_client::AdminClient>, Status> {
+    async fn leader_client(
+        &self,
+        metadata: &MetadataMap,
+    ) -> Result<Option<tresor_client::AdminClient>, Status> {
         if self.cluster.is_leader() {
             return Ok(None);
         }
@@ -39,9 +42,9 @@ impl AdminService {
                 "no leader elected at the moment (is the cluster initialised?); retry shortly",
             ));
         };
-        let client = tresor_client::admin(&addr)
-            .await
-            .map_err(|e| Status::unavailable(format!("cannot reach leader node {id} at {addr}: {e}")))?;
+        let client = tresor_client::admin(&addr).await.map_err(|e| {
+            Status::unavailable(format!("cannot reach leader node {id} at {addr}: {e}"))
+        })?;
         Ok(Some(client))
     }
 
@@ -74,6 +77,9 @@ fn status_response(view: ClusterView) -> pb::StatusResponse {
         commit_index: view.commit_index,
         nodes: view.nodes.iter().map(node_status).collect(),
         reporter_id: view.reporter_id,
+        applied_index: view.applied_index,
+        snapshot_index: view.snapshot_index,
+        purged_index: view.purged_index,
     }
 }
 
@@ -88,7 +94,10 @@ fn bucket_pb(b: &Bucket) -> pb::Bucket {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    async fn init(&self, _request: Request<pb::InitRequest>) -> Result<Response<pb::InitResponse>, Status> {
+    async fn init(
+        &self,
+        _request: Request<pb::InitRequest>,
+    ) -> Result<Response<pb::InitResponse>, Status> {
         let cluster_id = self.cluster.init().await.map_err(to_status)?;
         Ok(Response::new(pb::InitResponse {
             cluster_id,
@@ -96,7 +105,10 @@ impl Admin for AdminService {
         }))
     }
 
-    async fn node_info(&self, _request: Request<pb::NodeInfoRequest>) -> Result<Response<pb::NodeInfoResponse>, Status> {
+    async fn node_info(
+        &self,
+        _request: Request<pb::NodeInfoRequest>,
+    ) -> Result<Response<pb::NodeInfoResponse>, Status> {
         let config = self.cluster.config();
         let cluster_id = self
             .cluster
@@ -114,7 +126,10 @@ impl Admin for AdminService {
         }))
     }
 
-    async fn add_node(&self, request: Request<pb::AddNodeRequest>) -> Result<Response<pb::AddNodeResponse>, Status> {
+    async fn add_node(
+        &self,
+        request: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::AddNodeResponse>, Status> {
         if let Some(mut leader) = self.leader_client(request.metadata()).await? {
             return leader.add_node(self.forwarded(request.into_inner())).await;
         }
@@ -138,7 +153,9 @@ impl Admin for AdminService {
         request: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
         if let Some(mut leader) = self.leader_client(request.metadata()).await? {
-            return leader.remove_node(self.forwarded(request.into_inner())).await;
+            return leader
+                .remove_node(self.forwarded(request.into_inner()))
+                .await;
         }
         self.cluster
             .remove_node(request.into_inner().id)
@@ -147,12 +164,20 @@ impl Admin for AdminService {
         Ok(Response::new(pb::RemoveNodeResponse {}))
     }
 
-    async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         // The leader's view says how recently each node was heard from; ask
         // it when it can be reached, else answer from here.
-        if let Ok(Some(mut leader)) = self.leader_client(request.metadata()).await {
-            if let Ok(response) = leader.status(self.forwarded(pb::StatusRequest {})).await {
-                return Ok(response);
+        if !request.get_ref().local {
+            if let Ok(Some(mut leader)) = self.leader_client(request.metadata()).await {
+                if let Ok(response) = leader
+                    .status(self.forwarded(pb::StatusRequest { local: false }))
+                    .await
+                {
+                    return Ok(response);
+                }
             }
         }
         let view = self.cluster.view().await.map_err(to_status)?;
@@ -169,7 +194,9 @@ impl Admin for AdminService {
             .and_then(|_| crate::meta::validate_scheme(req.data, req.parity))
             .map_err(|e| to_status(e.into()))?;
         if let Some(mut leader) = self.leader_client(request.metadata()).await? {
-            return leader.create_bucket(self.forwarded(request.into_inner())).await;
+            return leader
+                .create_bucket(self.forwarded(request.into_inner()))
+                .await;
         }
         let req = request.into_inner();
         let bucket = self

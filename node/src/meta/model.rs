@@ -110,7 +110,11 @@ pub struct CommandResult(pub Result<(), MetaError>);
 /// Bucket names: 3–63 characters of `a-z 0-9 - .`, starting and ending with a
 /// letter or digit (so they are safe in paths, URLs and logs).
 pub fn validate_bucket_name(name: &str) -> Result<(), MetaError> {
-    let bad = |why: &str| Err(MetaError::InvalidArgument(format!("invalid bucket name {name:?}: {why}")));
+    let bad = |why: &str| {
+        Err(MetaError::InvalidArgument(format!(
+            "invalid bucket name {name:?}: {why}"
+        )))
+    };
     if name.len() < 3 || name.len() > 63 {
         return bad("must be 3 to 63 characters");
     }
@@ -164,12 +168,27 @@ mod tests {
             assert_eq!(validate_bucket_name(name), Ok(()), "{name}");
         }
         let bad = [
-            "", "ab", "ABC", "a_b", "a b", "-abc", "abc-", ".abc", "abc.", "a..b", "../../etc",
-            "ab/c", "abcé", &"a".repeat(64),
+            "",
+            "ab",
+            "ABC",
+            "a_b",
+            "a b",
+            "-abc",
+            "abc-",
+            ".abc",
+            "abc.",
+            "a..b",
+            "../../etc",
+            "ab/c",
+            "abcé",
+            &"a".repeat(64),
         ];
         for name in bad {
             assert!(
-                matches!(validate_bucket_name(name), Err(MetaError::InvalidArgument(_))),
+                matches!(
+                    validate_bucket_name(name),
+                    Err(MetaError::InvalidArgument(_))
+                ),
                 "{name:?} should be refused"
             );
         }

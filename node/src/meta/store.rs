@@ -118,7 +118,11 @@ impl MetaStore {
     /// Checks `command` against the current state and, if it is allowed,
     /// adds its writes to `batch`. Deterministic: every replica reaches the
     /// same decision. A refused command adds nothing.
-    pub fn apply(&self, command: &Command, batch: &mut sled::Batch) -> Result<Result<(), MetaError>, StoreError> {
+    pub fn apply(
+        &self,
+        command: &Command,
+        batch: &mut sled::Batch,
+    ) -> Result<Result<(), MetaError>, StoreError> {
         match command {
             Command::InitCluster { cluster_id, node } => {
                 if let Some(existing) = self.cluster_id()? {
@@ -134,7 +138,11 @@ impl MetaStore {
                     return Ok(Err(MetaError::AlreadyExists(format!(
                         "node id {} is already in use{} (ids are never reused)",
                         node.id,
-                        if existing.state == NodeState::Removed { " by a removed node" } else { "" }
+                        if existing.state == NodeState::Removed {
+                            " by a removed node"
+                        } else {
+                            ""
+                        }
                     ))));
                 }
                 if let Some(other) = self
@@ -207,28 +215,65 @@ mod tests {
             node: node(1, "a:1"),
         };
         assert_eq!(run(&s, init.clone()), Ok(()));
-        assert!(matches!(run(&s, init), Err(MetaError::FailedPrecondition(_))));
-        assert_eq!(run(&s, Command::AddNode { node: node(2, "b:1") }), Ok(()));
         assert!(matches!(
-            run(&s, Command::AddNode { node: node(2, "c:1") }),
+            run(&s, init),
+            Err(MetaError::FailedPrecondition(_))
+        ));
+        assert_eq!(
+            run(
+                &s,
+                Command::AddNode {
+                    node: node(2, "b:1")
+                }
+            ),
+            Ok(())
+        );
+        assert!(matches!(
+            run(
+                &s,
+                Command::AddNode {
+                    node: node(2, "c:1")
+                }
+            ),
             Err(MetaError::AlreadyExists(_))
         ));
         assert!(matches!(
-            run(&s, Command::AddNode { node: node(3, "b:1") }),
+            run(
+                &s,
+                Command::AddNode {
+                    node: node(3, "b:1")
+                }
+            ),
             Err(MetaError::AlreadyExists(_))
         ));
         assert_eq!(run(&s, Command::RemoveNode { id: 2 }), Ok(()));
         assert!(matches!(
-            run(&s, Command::AddNode { node: node(2, "d:1") }),
+            run(
+                &s,
+                Command::AddNode {
+                    node: node(2, "d:1")
+                }
+            ),
             Err(MetaError::AlreadyExists(_))
         ));
-        assert!(matches!(run(&s, Command::RemoveNode { id: 9 }), Err(MetaError::NotFound(_))));
+        assert!(matches!(
+            run(&s, Command::RemoveNode { id: 9 }),
+            Err(MetaError::NotFound(_))
+        ));
         let nodes = s.nodes().expect("nodes");
         assert_eq!(nodes.len(), 2);
         assert_eq!(nodes[1].addr, "b:1");
         assert_eq!(nodes[1].state, NodeState::Removed);
         // The removed node's address may be given to a new node.
-        assert_eq!(run(&s, Command::AddNode { node: node(3, "b:1") }), Ok(()));
+        assert_eq!(
+            run(
+                &s,
+                Command::AddNode {
+                    node: node(3, "b:1")
+                }
+            ),
+            Ok(())
+        );
     }
 
     #[test]
@@ -240,8 +285,19 @@ mod tests {
             parity: 2,
             created_ms: 5,
         };
-        assert_eq!(run(&s, Command::CreateBucket { bucket: bucket.clone() }), Ok(()));
-        let again = Bucket { data: 2, ..bucket.clone() };
+        assert_eq!(
+            run(
+                &s,
+                Command::CreateBucket {
+                    bucket: bucket.clone()
+                }
+            ),
+            Ok(())
+        );
+        let again = Bucket {
+            data: 2,
+            ..bucket.clone()
+        };
         assert!(matches!(
             run(&s, Command::CreateBucket { bucket: again }),
             Err(MetaError::AlreadyExists(_))

@@ -132,9 +132,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.state.insert(VOTE, to_json(vote)?).map_err(|e| StorageError::IO {
-            source: StorageIOError::write_vote(&e),
-        })?;
+        self.state
+            .insert(VOTE, to_json(vote)?)
+            .map_err(|e| StorageError::IO {
+                source: StorageIOError::write_vote(&e),
+            })?;
         self.flush().await
     }
 
@@ -142,10 +144,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get(VOTE)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError> {
         // Not flushed: openraft does not require it, and losing it only means
         // re-applying entries that are still in the log.
-        self.state.insert(COMMITTED, to_json(&committed)?).map_err(io_write)?;
+        self.state
+            .insert(COMMITTED, to_json(&committed)?)
+            .map_err(io_write)?;
         if let Some(c) = committed {
             self.committed_index.store(c.index, Ordering::Relaxed);
         }
@@ -156,7 +163,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get::<Option<LogId<NodeId>>>(COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -191,7 +202,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
         // Record the purge point first: a crash between the two steps leaves
         // entries that are merely ignored, never a gap that is not recorded.
-        self.state.insert(PURGED, to_json(&log_id)?).map_err(io_write)?;
+        self.state
+            .insert(PURGED, to_json(&log_id)?)
+            .map_err(io_write)?;
         self.flush().await?;
         let mut batch = sled::Batch::default();
         for kv in self.log.range(..=index_key(log_id.index)) {

@@ -9,8 +9,8 @@ use openraft::error::{
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
@@ -104,7 +104,8 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let json = serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let json =
+            serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let payload = RaftPayload { json, data };
         let mut client = self.client().map_err(RPCError::Unreachable)?;
         let ttl = option.hard_ttl();
@@ -132,8 +133,8 @@ impl PeerClient {
             Ok(Ok(r)) => r.into_inner(),
         };
         self.contact.touch(self.target);
-        let result: Result<Resp, E> =
-            serde_json::from_slice(&response.json).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, E> = serde_json::from_slice(&response.json)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| {
             RPCError::RemoteError(RemoteError::new_with_node(
                 self.target,
@@ -152,7 +153,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
-        self.call(RPCTypes::AppendEntries, &rpc, Vec::new(), &option).await
+        self.call(RPCTypes::AppendEntries, &rpc, Vec::new(), &option)
+            .await
     }
 
     async fn install_snapshot(
@@ -161,7 +163,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
         let data = std::mem::take(&mut rpc.data);
-        self.call(RPCTypes::InstallSnapshot, &rpc, data, &option).await
+        self.call(RPCTypes::InstallSnapshot, &rpc, data, &option)
+            .await
     }
 
     async fn vote(

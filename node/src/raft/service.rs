@@ -22,17 +22,25 @@ impl RaftService {
 }
 
 fn decode<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, Status> {
-    serde_json::from_slice(&payload.json).map_err(|e| Status::invalid_argument(format!("malformed Raft message: {e}")))
+    serde_json::from_slice(&payload.json)
+        .map_err(|e| Status::invalid_argument(format!("malformed Raft message: {e}")))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
-    let json = serde_json::to_vec(value).map_err(|e| Status::internal(format!("cannot encode Raft reply: {e}")))?;
-    Ok(Response::new(RaftPayload { json, data: Vec::new() }))
+    let json = serde_json::to_vec(value)
+        .map_err(|e| Status::internal(format!("cannot encode Raft reply: {e}")))?;
+    Ok(Response::new(RaftPayload {
+        json,
+        data: Vec::new(),
+    }))
 }
 
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
-    async fn append_entries(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
         encode(&self.raft.append_entries(rpc).await)
     }
@@ -42,7 +50,10 @@ impl RaftRpc for RaftService {
         encode(&self.raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let payload = request.into_inner();
         let mut rpc: InstallSnapshotRequest<TypeConfig> = decode(&payload)?;
         rpc.data = payload.data;

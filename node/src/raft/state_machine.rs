@@ -13,7 +13,8 @@ use std::io::Cursor;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError, StoredMembership,
+    Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError,
+    StoredMembership,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,9 @@ fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
 #[error("malformed snapshot: {0}")]
 pub struct SnapshotFormatError(&'static str);
 
+/// Key/value pairs of the state machine's tree, as carried in snapshots.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Frames key/value pairs as `u32 len, key, u32 len, value`, big-endian.
 pub fn encode_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     let size: usize = pairs.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
@@ -82,7 +86,7 @@ pub fn encode_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// Inverse of [`encode_pairs`]; refuses truncated or trailing bytes.
-pub fn decode_pairs(mut bytes: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SnapshotFormatError> {
+pub fn decode_pairs(mut bytes: &[u8]) -> Result<Pairs, SnapshotFormatError> {
     fn take<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8], SnapshotFormatError> {
         if bytes.len() < 4 {
             return Err(SnapshotFormatError("truncated length"));
@@ -134,7 +138,7 @@ impl StateMachine {
         }
     }
 
-    fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn dump(&self) -> Result<Pairs, StorageError> {
         self.tree()
             .iter()
             .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sm_read))
@@ -150,7 +154,7 @@ pub struct SnapshotBuilder {
 }
 
 struct StateCopy {
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    pairs: Pairs,
     applied: Option<LogId<NodeId>>,
     membership: Membership,
 }
@@ -227,9 +231,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let result = match &entry.payload {
                 EntryPayload::Blank => CommandResult(Ok(())),
                 EntryPayload::Normal(command) => {
-                    let outcome = self.meta.apply(command, &mut batch).map_err(|e| StorageError::IO {
-                        source: StorageIOError::apply(entry.log_id, &e),
-                    })?;
+                    let outcome =
+                        self.meta
+                            .apply(command, &mut batch)
+                            .map_err(|e| StorageError::IO {
+                                source: StorageIOError::apply(entry.log_id, &e),
+                            })?;
                     CommandResult(outcome)
                 }
                 EntryPayload::Membership(m) => {

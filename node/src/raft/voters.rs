@@ -47,7 +47,8 @@ pub fn choose_voters(candidates: &[Candidate<'_>], current: &BTreeSet<u64>) -> B
     let quotas = zone_quotas(candidates);
     let mut chosen = BTreeSet::new();
     for (zone, quota) in &quotas {
-        let mut in_zone: Vec<&Candidate<'_>> = candidates.iter().filter(|c| c.zone == zone).collect();
+        let mut in_zone: Vec<&Candidate<'_>> =
+            candidates.iter().filter(|c| c.zone == zone).collect();
         // Current voters first, then by id: deterministic and minimal churn.
         in_zone.sort_by_key(|c| (!current.contains(&c.id), c.id));
         chosen.extend(in_zone.iter().take(*quota).map(|c| c.id));
@@ -72,14 +73,26 @@ mod tests {
         ("1:a 2:b 3:c 4:a", &[1, 2, 3], &[1, 2, 3, 4]),
         ("1:a 2:b 3:c 4:a 5:b", &[1, 2, 3, 4], &[1, 2, 3, 4, 5]),
         // Sixth node: five voters, spread 2/2/1; the newcomer stays a learner.
-        ("1:a 2:b 3:c 4:a 5:b 6:c", &[1, 2, 3, 4, 5], &[1, 2, 3, 4, 5]),
+        (
+            "1:a 2:b 3:c 4:a 5:b 6:c",
+            &[1, 2, 3, 4, 5],
+            &[1, 2, 3, 4, 5],
+        ),
         // A voter leaves: a learner of its zone takes the seat.
         ("1:a 3:c 4:a 5:b 6:c", &[1, 3, 4, 5], &[1, 3, 4, 5, 6]),
         // Voters bunched in one zone are respread when other zones have nodes.
         ("1:a 2:a 3:a 4:b 5:c", &[1, 2, 3], &[1, 2, 4, 5, 3]),
-        ("1:a 2:a 3:a 4:a 5:a 6:b 7:c", &[1, 2, 3, 4, 5], &[1, 2, 3, 6, 7]),
+        (
+            "1:a 2:a 3:a 4:a 5:a 6:b 7:c",
+            &[1, 2, 3, 4, 5],
+            &[1, 2, 3, 6, 7],
+        ),
         // One zone only: lowest ids, current voters kept.
-        ("1:a 2:a 3:a 4:a 5:a 6:a 7:a", &[1, 2, 3, 4, 7], &[1, 2, 3, 4, 7]),
+        (
+            "1:a 2:a 3:a 4:a 5:a 6:a 7:a",
+            &[1, 2, 3, 4, 7],
+            &[1, 2, 3, 4, 7],
+        ),
         // Two zones, seven nodes: 3 + 2.
         ("1:a 2:b 3:a 4:b 5:a 6:b 7:a", &[], &[1, 2, 3, 4, 5]),
     ];
@@ -94,8 +107,10 @@ mod tests {
                     (id.parse().expect("id"), zone.to_string())
                 })
                 .collect();
-            let candidates: Vec<Candidate<'_>> =
-                parsed.iter().map(|(id, zone)| Candidate { id: *id, zone }).collect();
+            let candidates: Vec<Candidate<'_>> = parsed
+                .iter()
+                .map(|(id, zone)| Candidate { id: *id, zone })
+                .collect();
             let got = choose_voters(&candidates, &set(current));
             assert_eq!(got, set(expected), "nodes {nodes:?}, current {current:?}");
             assert_eq!(got.len(), candidates.len().min(MAX_VOTERS));

@@ -1,0 +1,256 @@
+//! Refused requests: each gets a clear error and changes nothing.
+
+use std::time::Duration;
+
+use tresor_proto::v1 as pb;
+use tresor_tests::{cluster, Harness};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tresor-test-node");
+
+/// What must not change: cluster id, members with their roles, buckets.
+async fn snapshot(
+    h: &Harness,
+    id: u64,
+) -> anyhow::Result<(String, Vec<(u64, String, String)>, Vec<pb::Bucket>)> {
+    let s = h
+        .admin(id)
+        .await?
+        .status(pb::StatusRequest { local: false })
+        .await?
+        .into_inner();
+    let nodes = s
+        .nodes
+        .iter()
+        .map(|n| (n.id, n.addr.clone(), n.role.clone()))
+        .collect();
+    let buckets = h
+        .admin(id)
+        .await?
+        .list_buckets(pb::ListBucketsRequest {})
+        .await?
+        .into_inner()
+        .buckets;
+    Ok((s.cluster_id, nodes, buckets))
+}
+
+#[tokio::test]
+async fn refused_admin_requests_change_nothing() -> anyhow::Result<()> {
+    let h = cluster!(4, zones = 2)?;
+    // Node 4 runs but is left out, to try bad `nodes add` calls with it.
+    let four = h.ids()[3];
+    {
+        let mut admin = h.admin(1).await?;
+        admin.init(pb::InitRequest {}).await?;
+        for id in [2, 3] {
+            h.add_node(1, id).await?;
+        }
+    }
+    let leader = h.leader_among(&[1, 2, 3]).await?;
+    h.create_bucket(leader, "footage", 4, 2).await?;
+    let before = snapshot(&h, leader).await?;
+
+    // init twice, on the first node and on another member.
+    for id in [1, 2] {
+        let err = h
+            .admin(id)
+            .await?
+            .init(pb::InitRequest {})
+            .await
+            .expect_err("init twice");
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+        assert!(err.message().contains("already part of cluster"), "{err}");
+    }
+
+    // nodes add with an id in use (the address is node 4's, reachable).
+    let mut admin = h.admin(2).await?;
+    let err = admin
+        .add_node(pb::AddNodeRequest {
+            id: 3,
+            addr: h.addr(four),
+            zone: h.zone(four),
+            capacity: 0,
+        })
+        .await
+        .expect_err("id in use");
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err}");
+
+    // nodes add whose id does not match the node at that address.
+    let err = admin
+        .add_node(pb::AddNodeRequest {
+            id: 99,
+            addr: h.addr(four),
+            zone: h.zone(four),
+            capacity: 0,
+        })
+        .await
+        .expect_err("wrong id for address");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("has id 4"), "{err}");
+
+    // nodes add with the wrong zone, a bad address, an unreachable address.
+    let wrong_zone = pb::AddNodeRequest {
+        id: four,
+        addr: h.addr(four),
+        zone: "elsewhere".into(),
+        capacity: 0,
+    };
+    let err = admin.add_node(wrong_zone).await.expect_err("wrong zone");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    for addr in ["no-port", "../../etc:1", "127.0.0.1:0"] {
+        let err = admin
+            .add_node(pb::AddNodeRequest {
+                id: four,
+                addr: addr.into(),
+                zone: h.zone(four),
+                capacity: 0,
+            })
+            .await
+            .expect_err("bad address");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{addr}: {err}");
+    }
+    let closed = tresor_node::dev::free_port()?;
+    let err = admin
+        .add_node(pb::AddNodeRequest {
+            id: four,
+            addr: format!("127.0.0.1:{closed}"),
+            zone: h.zone(four),
+            capacity: 0,
+        })
+        .await
+        .expect_err("unreachable");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+
+    // Removing an unknown node.
+    let err = admin
+        .remove_node(pb::RemoveNodeRequest { id: 12345 })
+        .await
+        .expect_err("unknown node");
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+
+    // Invalid bucket names and schemes; a bucket that exists.
+    let bad_buckets = [
+        ("ab", 4, 2),
+        ("UPPER", 4, 2),
+        ("../../etc", 4, 2),
+        ("has space", 4, 2),
+        ("ok-name", 0, 2),
+        ("ok-name", 17, 2),
+        ("ok-name", 4, 0),
+        ("ok-name", 4, 9),
+    ];
+    for (name, data, parity) in bad_buckets {
+        let err = h
+            .create_bucket(3, name, data, parity)
+            .await
+            .expect_err(name);
+        assert_eq!(
+            err.code(),
+            tonic::Code::InvalidArgument,
+            "{name} {data}+{parity}: {err}"
+        );
+    }
+    let err = h
+        .create_bucket(3, "footage", 2, 1)
+        .await
+        .expect_err("exists");
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err}");
+
+    assert_eq!(
+        snapshot(&h, leader).await?,
+        before,
+        "a refused request changed the cluster"
+    );
+    // Node 4 was never touched: still not part of any cluster.
+    let info = h
+        .admin(four)
+        .await?
+        .node_info(pb::NodeInfoRequest {})
+        .await?
+        .into_inner();
+    assert!(!info.initialized);
+    Ok(())
+}
+
+#[test]
+fn malformed_config_is_refused_naming_the_field() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cases = [
+        ("node_id = \"one\"\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/tmp/x\"\n", "node_id"),
+        ("node_id = 1\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/tmp/x\"\n", "zone"),
+        ("node_id = 1\nzone = \"dc1\"\nlisten = \"localhost\"\ndata_dir = \"/tmp/x\"\n", "listen"),
+        ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/tmp/x\"\nhttp_listen = 5\n", "http_listen"),
+        ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/tmp/x\"\ndata_fsync = false\n", "data_fsync"),
+        ("this is not toml", "expected"),
+    ];
+    for (i, (text, field)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad-{i}.toml"));
+        std::fs::write(&path, text)?;
+        let path = path.to_string_lossy().into_owned();
+        let (ok, _out, err) =
+            Harness::cli(BIN, &["serve", "--config", &path], Duration::from_secs(20))?;
+        assert!(!ok, "config {i} was accepted");
+        assert!(
+            err.contains(field),
+            "config {i}: error does not name {field}: {err}"
+        );
+        assert!(!std::path::Path::new("/tmp/x").join("node.json").exists());
+    }
+    let (ok, _, err) = Harness::cli(
+        BIN,
+        &["serve", "--config", "/nonexistent/node.toml"],
+        Duration::from_secs(20),
+    )?;
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/node.toml"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn cli_json_output_has_the_documented_shape() -> anyhow::Result<()> {
+    let mut h = cluster!(3)?;
+    h.form().await?;
+    let endpoint = h.endpoint(2);
+    let run = |args: &[&str]| {
+        let mut all = vec!["--endpoint", endpoint.as_str(), "--output", "json"];
+        all.extend_from_slice(args);
+        Harness::cli(BIN, &all, Duration::from_secs(30))
+    };
+    let (ok, out, err) = run(&["bucket", "create", "cams", "--data", "4", "--parity", "2"])?;
+    assert!(ok, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(created["name"], "cams");
+
+    let (ok, out, err) = run(&["bucket", "ls"])?;
+    assert!(ok, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(
+        listed,
+        serde_json::json!([{"name": "cams", "data": 4, "parity": 2}])
+    );
+
+    let (ok, out, err) = run(&["status"])?;
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out)?;
+    assert!(status["cluster_id"].is_string());
+    assert!(status["leader_id"].is_u64());
+    assert!(status["term"].is_u64());
+    assert!(status["commit_index"].is_u64());
+    let nodes = status["nodes"].as_array().expect("nodes array");
+    assert_eq!(nodes.len(), 3);
+    for n in nodes {
+        for key in ["id", "addr", "zone", "role", "state"] {
+            assert!(!n[key].is_null(), "node lacks {key}: {n}");
+        }
+        assert!(n["role"] == "voter" || n["role"] == "learner");
+        assert!(n["last_contact_ms"].is_u64() || n["last_contact_ms"].is_null());
+    }
+
+    // Failures exit non-zero with a message.
+    let (ok, _, err) = run(&["bucket", "create", "cams", "--data", "4", "--parity", "2"])?;
+    assert!(!ok);
+    assert!(err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(&["nodes", "remove", "--id", "77"])?;
+    assert!(!ok);
+    assert!(err.contains("not found"), "{err}");
+    Ok(())
+}
