@@ -3,7 +3,12 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["tresor/v1/admin.proto", "tresor/internal/v1/raft.proto"];
+const PROTOS: &[&str] = &[
+    "tresor/v1/admin.proto",
+    "tresor/v1/objects.proto",
+    "tresor/internal/v1/raft.proto",
+    "tresor/internal/v1/shards.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;

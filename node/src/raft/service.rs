@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 use tresor_proto::internal::v1::raft_server::Raft as RaftRpc;
-use tresor_proto::internal::v1::RaftPayload;
+use tresor_proto::internal::v1::{RaftPayload, ReadIndexReply, ReadIndexRequest};
 
 use super::{NodeId, Raft, TypeConfig};
 
@@ -58,5 +58,19 @@ impl RaftRpc for RaftService {
         let mut rpc: InstallSnapshotRequest<TypeConfig> = decode(&payload)?;
         rpc.data = payload.data;
         encode(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexReply>, Status> {
+        let (read_log_id, _applied) = self
+            .raft
+            .get_read_log_id()
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot serve a read index: {e}")))?;
+        Ok(Response::new(ReadIndexReply {
+            index: read_log_id.map(|l| l.index).unwrap_or(0),
+        }))
     }
 }
