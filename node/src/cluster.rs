@@ -15,6 +15,7 @@ use crate::meta::{now_ms, Bucket, Command, MetaError, MetaStore, NodeRecord, Nod
 use crate::raft::network::PeerContact;
 use crate::raft::voters::{choose_voters, Candidate};
 use crate::raft::{NodeId, Raft};
+use tresor_proto::internal::v1::raft_client::RaftClient;
 
 /// How long a new learner may take to catch up before `add` gives up waiting.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -104,8 +105,16 @@ pub struct ClusterView {
     pub purged_index: Option<u64>,
 }
 
+/// How long a linearizable read may wait for the leader and for this node
+/// to catch up.
+const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a linearizable read or a proposal keeps retrying while the
+/// cluster elects a leader (elections take about two election timeouts).
+const RETRY_WINDOW: Duration = Duration::from_secs(8);
+
 /// This node's handle on the control plane.
 pub struct Cluster {
+    leader_raft_client: tokio::sync::Mutex<Option<(String, RaftClient<tonic::transport::Channel>)>>,
     config: NodeConfig,
     raft: Raft,
     meta: MetaStore,
@@ -137,6 +146,7 @@ impl Cluster {
         capacity: u64,
     ) -> Self {
         Self {
+            leader_raft_client: tokio::sync::Mutex::new(None),
             config,
             raft,
             meta,
@@ -199,6 +209,88 @@ impl Cluster {
         }
     }
 
+    /// A Raft-service client to the current leader (cached).
+    async fn leader_client(
+        &self,
+    ) -> Result<(NodeId, RaftClient<tonic::transport::Channel>), ClusterError> {
+        let Some((leader, addr)) = self.leader() else {
+            return Err(ClusterError::NotLeader { leader: None });
+        };
+        let mut cached = self.leader_raft_client.lock().await;
+        if let Some((a, c)) = cached.as_ref() {
+            if *a == addr {
+                return Ok((leader, c.clone()));
+            }
+        }
+        let channel = tresor_client::connect_lazy(&addr)
+            .map_err(|e| ClusterError::Unavailable(format!("leader {leader}: {e}")))?;
+        let client = RaftClient::new(channel)
+            .max_decoding_message_size(tresor_client::channel::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(tresor_client::channel::MAX_MESSAGE_BYTES);
+        *cached = Some((addr, client.clone()));
+        Ok((leader, client))
+    }
+
+    /// Waits until this node's state machine reflects every write committed
+    /// before the call: on the leader by confirming leadership with a quorum,
+    /// on a follower by asking the leader for its read index and waiting to
+    /// apply up to it. Reads of the local metadata after this are
+    /// linearizable.
+    pub async fn linearizable_read(&self) -> Result<(), ClusterError> {
+        // A leader change or a slow heartbeat round fails one attempt; a
+        // few quick retries hide that from clients.
+        let deadline = std::time::Instant::now() + RETRY_WINDOW;
+        loop {
+            match self.linearizable_read_once().await {
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "linearizable read retry");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn linearizable_read_once(&self) -> Result<(), ClusterError> {
+        if self.is_leader() {
+            return self
+                .raft
+                .ensure_linearizable()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    ClusterError::Unavailable(format!("leadership could not be confirmed: {e}"))
+                });
+        }
+        let (leader, mut client) = self.leader_client().await?;
+        let index = tokio::time::timeout(
+            READ_INDEX_TIMEOUT,
+            client.read_index(tresor_proto::internal::v1::ReadIndexRequest {}),
+        )
+        .await
+        .map_err(|_| {
+            ClusterError::Unavailable(format!(
+                "leader {leader} did not answer a read index in time"
+            ))
+        })?
+        .map_err(|s| {
+            ClusterError::Unavailable(format!(
+                "leader {leader} refused a read index: {}",
+                s.message()
+            ))
+        })?
+        .into_inner()
+        .index;
+        self.raft
+            .wait(Some(READ_INDEX_TIMEOUT))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map_err(|e| {
+                ClusterError::Unavailable(format!("this node did not catch up for a read: {e}"))
+            })?;
+        Ok(())
+    }
+
     /// Makes this node the first voter of a new cluster; returns its id.
     pub async fn init(&self) -> Result<String, ClusterError> {
         if self.is_initialized().await {
@@ -240,14 +332,48 @@ impl Cluster {
         Ok(cluster_id)
     }
 
-    /// Proposes a command through Raft and waits for its result.
+    /// Proposes a command through Raft and waits for its result. On a
+    /// follower the command is forwarded to the leader.
     pub async fn propose(&self, command: Command) -> Result<(), ClusterError> {
-        let response = self
-            .raft
-            .client_write(command)
+        let deadline = std::time::Instant::now() + RETRY_WINDOW;
+        loop {
+            let result = if self.is_leader() {
+                match self.raft.client_write(command.clone()).await {
+                    Ok(response) => return response.data.0.map_err(ClusterError::Meta),
+                    Err(e) => Err(raft_write_error(e)),
+                }
+            } else {
+                self.forward_proposal(&command).await
+            };
+            match result {
+                Err(e @ ClusterError::NotLeader { .. }) | Err(e @ ClusterError::Unavailable(_))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(error = %e, "proposal retry");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn forward_proposal(&self, command: &Command) -> Result<(), ClusterError> {
+        let (leader, mut client) = self.leader_client().await?;
+        let json = serde_json::to_vec(command)
+            .map_err(|e| ClusterError::Storage(format!("cannot encode command: {e}")))?;
+        let reply = client
+            .propose(tresor_proto::internal::v1::RaftPayload {
+                json,
+                data: Vec::new(),
+            })
             .await
-            .map_err(raft_write_error)?;
-        response.data.0.map_err(ClusterError::Meta)
+            .map_err(|s| ClusterError::Unavailable(format!("leader {leader}: {}", s.message())))?
+            .into_inner();
+        let result: crate::meta::CommandResult =
+            serde_json::from_slice(&reply.json).map_err(|e| {
+                ClusterError::Unavailable(format!("leader {leader} answered garbage: {e}"))
+            })?;
+        result.0.map_err(ClusterError::Meta)
     }
 
     /// Adds a node as a learner, then rebalances voters.
@@ -461,11 +587,22 @@ impl Cluster {
             parity,
             created_ms: now_ms(),
         };
-        self.propose(Command::CreateBucket {
-            bucket: bucket.clone(),
-        })
-        .await?;
-        Ok(bucket)
+        match self
+            .propose(Command::CreateBucket {
+                bucket: bucket.clone(),
+            })
+            .await
+        {
+            Ok(()) => Ok(bucket),
+            // A retried proposal whose first attempt committed finds its own bucket.
+            Err(e @ ClusterError::Meta(MetaError::AlreadyExists(_))) => {
+                match self.meta.bucket(name)? {
+                    Some(existing) if existing == bucket => Ok(bucket),
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The cluster as seen from here. On the leader, it includes how long ago

@@ -38,6 +38,32 @@ pub struct NodeConfig {
     /// Raft timing and log compaction.
     #[serde(default)]
     pub raft: RaftTuning,
+    /// How objects this node coordinates are cut into stripes and segments.
+    #[serde(default)]
+    pub data: DataTuning,
+}
+
+/// Stripe and segment sizes for uploads this node coordinates (each object
+/// records its own, so changing them affects only new uploads).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataTuning {
+    /// Bytes of one shard of a full stripe (a stripe holds `data` of them).
+    /// 4 KiB to 4 MiB.
+    pub shard_bytes: u32,
+    /// Object bytes per segment, about: a segment is one shard file per node
+    /// of its placement, so fewer, larger segments mean fewer files and
+    /// fsyncs. At least one stripe.
+    pub segment_bytes: u64,
+}
+
+impl Default for DataTuning {
+    fn default() -> Self {
+        Self {
+            shard_bytes: 1024 * 1024,
+            segment_bytes: 1024 * 1024 * 1024,
+        }
+    }
 }
 
 /// Raft settings. The defaults suit data centres a few milliseconds apart.
@@ -209,6 +235,16 @@ impl NodeConfig {
         }
         if r.snapshot_after_entries == 0 {
             return Err(invalid("raft.snapshot_after_entries", "must be at least 1"));
+        }
+        let d = &self.data;
+        if !(4096..=4 * 1024 * 1024).contains(&d.shard_bytes) {
+            return Err(invalid("data.shard_bytes", "must be 4096 to 4194304"));
+        }
+        if d.segment_bytes < d.shard_bytes as u64 {
+            return Err(invalid(
+                "data.segment_bytes",
+                "must be at least data.shard_bytes",
+            ));
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use tresor_proto::v1 as pb;
 
-use crate::config::{NodeConfig, RaftTuning};
+use crate::config::{DataTuning, NodeConfig, RaftTuning};
 use crate::raft::voters::MAX_VOTERS;
 
 /// How to start a node process: a program and the arguments that make it
@@ -140,6 +140,8 @@ pub struct LocalClusterSpec {
     pub raft: RaftTuning,
     /// Whether nodes serve `/health` on an HTTP port.
     pub http: bool,
+    /// Stripe and segment sizes.
+    pub data: DataTuning,
 }
 
 impl Default for LocalClusterSpec {
@@ -154,6 +156,7 @@ impl Default for LocalClusterSpec {
                 ..RaftTuning::default()
             },
             http: true,
+            data: DataTuning::default(),
         }
     }
 }
@@ -227,6 +230,7 @@ impl LocalCluster {
             http_listen,
             capacity: None,
             raft: self.spec.raft.clone(),
+            data: self.spec.data.clone(),
         };
         config.validate()?;
         let config_path = self.dir.join(format!("node-{id}.toml"));

@@ -175,6 +175,12 @@ pub async fn run(
     .await
     .map_err(|e| ServeError::Raft(e.to_string()))?;
 
+    let store = Arc::new(
+        crate::shards::ShardStore::open(&config.data_dir).map_err(|e| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            message: format!("cannot open the shard store: {e}"),
+        })?,
+    );
     let capacity = config
         .capacity
         .unwrap_or_else(|| fs_capacity(&config.data_dir));
@@ -214,7 +220,17 @@ pub async fn run(
     let grpc_shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    let grpc = tokio::spawn(crate::api::serve_grpc(cluster, listener, grpc_shutdown));
+    let plane = Arc::new(crate::objects::DataPlane::new(
+        cluster.clone(),
+        config.data.clone(),
+    ));
+    let grpc = tokio::spawn(crate::api::serve_grpc(
+        cluster,
+        plane,
+        store,
+        listener,
+        grpc_shutdown,
+    ));
     shutdown.await;
     tracing::info!(node_id = config.node_id, "stopping");
     let _ = stop_tx.send(true);

@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context};
 use tresor_node::config::RaftTuning;
 use tresor_node::dev::{LocalCluster, LocalClusterSpec, NodeLauncher};
 use tresor_proto::v1 as pb;
+use tresor_proto::v1::objects_client::ObjectsClient;
 
 pub use tresor_node::dev::zone_of;
 
@@ -29,9 +30,9 @@ pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// second, slow enough not to flap on a loaded two-core machine.
 pub fn fast_raft() -> RaftTuning {
     RaftTuning {
-        heartbeat_ms: 50,
-        election_timeout_min_ms: 400,
-        election_timeout_max_ms: 800,
+        heartbeat_ms: 100,
+        election_timeout_min_ms: 600,
+        election_timeout_max_ms: 1200,
         ..RaftTuning::default()
     }
 }
@@ -63,6 +64,7 @@ pub fn spec(nodes: usize, zones: usize) -> LocalClusterSpec {
         zones,
         raft: fast_raft(),
         http: false,
+        data: Default::default(),
     }
 }
 
@@ -91,18 +93,30 @@ where
 /// A cluster of node processes in a temporary directory.
 pub struct Harness {
     cluster: LocalCluster,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Harness {
     /// Lays out and starts `spec.nodes` processes (not yet a cluster).
     pub async fn new(binary: &str, spec: LocalClusterSpec) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("tresor-test-").tempdir()?;
+        let mut dir = Some(tempfile::Builder::new().prefix("tresor-test-").tempdir()?);
+        // For debugging: keep the nodes' files and logs after the test.
+        let path = match std::env::var_os("TRESOR_KEEP_TEST_DIRS") {
+            Some(_) => {
+                let kept = dir.take().map(|d| d.keep()).unwrap_or_default();
+                eprintln!("keeping test dir {}", kept.display());
+                kept
+            }
+            None => dir
+                .as_ref()
+                .map(|d| d.path().to_path_buf())
+                .unwrap_or_default(),
+        };
         let launcher = NodeLauncher {
             program: PathBuf::from(binary),
             args: vec!["serve".into()],
         };
-        let mut cluster = LocalCluster::create(dir.path(), spec, launcher)?;
+        let mut cluster = LocalCluster::create(&path, spec, launcher)?;
         if let Err(e) = cluster.start_all(START_TIMEOUT).await {
             return Err(e.context(logs_of(&cluster)));
         }
@@ -371,6 +385,166 @@ impl Harness {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         ))
     }
+}
+
+/// Raw object calls against one node, straight on the generated gRPC
+/// client, so tests see exactly what the server answers.
+impl Harness {
+    /// An Objects client to node `id`.
+    pub async fn objects(
+        &self,
+        id: u64,
+    ) -> anyhow::Result<ObjectsClient<tonic::transport::Channel>> {
+        let channel = tresor_client::connect(&self.endpoint(id)).await?;
+        Ok(ObjectsClient::new(channel)
+            .max_decoding_message_size(tresor_client::channel::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(tresor_client::channel::MAX_MESSAGE_BYTES))
+    }
+
+    /// Uploads `data` through node `via` in 1 MiB messages.
+    pub async fn put(
+        &self,
+        via: u64,
+        bucket: &str,
+        key: &str,
+        data: &[u8],
+    ) -> Result<pb::PutResponse, tonic::Status> {
+        self.put_with(via, header(bucket, key), data).await
+    }
+
+    /// Uploads `data` with a full header.
+    pub async fn put_with(
+        &self,
+        via: u64,
+        header: pb::PutHeader,
+        data: &[u8],
+    ) -> Result<pb::PutResponse, tonic::Status> {
+        let mut client = self
+            .objects(via)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut messages = vec![pb::PutRequest {
+            msg: Some(pb::put_request::Msg::Header(header)),
+        }];
+        messages.extend(data.chunks(1024 * 1024).map(|c| pb::PutRequest {
+            msg: Some(pb::put_request::Msg::Data(c.to_vec())),
+        }));
+        Ok(client
+            .put(futures::stream::iter(messages))
+            .await?
+            .into_inner())
+    }
+
+    /// Reads `[offset, offset + length)` (or all) through node `via`.
+    pub async fn get(
+        &self,
+        via: u64,
+        bucket: &str,
+        key: &str,
+        offset: Option<u64>,
+        length: Option<u64>,
+    ) -> Result<(pb::ObjectInfo, Vec<u8>), tonic::Status> {
+        let mut client = self
+            .objects(via)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut stream = client
+            .get(pb::GetRequest {
+                bucket: bucket.into(),
+                key: key.into(),
+                offset,
+                length,
+            })
+            .await?
+            .into_inner();
+        let info = match stream.message().await?.and_then(|m| m.msg) {
+            Some(pb::get_response::Msg::Info(info)) => info,
+            other => {
+                return Err(tonic::Status::internal(format!(
+                    "first message was {other:?}"
+                )))
+            }
+        };
+        let mut data = Vec::new();
+        while let Some(m) = stream.message().await? {
+            match m.msg {
+                Some(pb::get_response::Msg::Data(d)) => data.extend_from_slice(&d),
+                other => return Err(tonic::Status::internal(format!("unexpected {other:?}"))),
+            }
+        }
+        Ok((info, data))
+    }
+
+    /// Stat through node `via`.
+    pub async fn stat(
+        &self,
+        via: u64,
+        bucket: &str,
+        key: &str,
+    ) -> Result<pb::ObjectInfo, tonic::Status> {
+        let mut client = self
+            .objects(via)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        Ok(client
+            .stat(pb::StatRequest {
+                bucket: bucket.into(),
+                key: key.into(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Every shard file under node `id`'s data dir.
+    pub fn shard_files(&self, id: u64) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let root = self.data_dir(id).join("shards");
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// A Put header with only bucket and key.
+pub fn header(bucket: &str, key: &str) -> pb::PutHeader {
+    pb::PutHeader {
+        bucket: bucket.into(),
+        key: key.into(),
+        ..Default::default()
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
 }
 
 fn logs_of(cluster: &LocalCluster) -> String {

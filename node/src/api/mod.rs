@@ -4,9 +4,11 @@
 //! so transport security is switched on here for every service at once.
 
 pub mod admin;
+pub mod objects;
+pub mod shards;
 mod status;
 
-pub use status::to_status;
+pub use status::{object_status, to_status};
 
 use std::sync::Arc;
 
@@ -17,17 +19,26 @@ use tresor_proto::internal::v1::raft_server::RaftServer;
 use tresor_proto::v1::admin_server::AdminServer;
 
 use crate::cluster::Cluster;
+use crate::objects::DataPlane;
 use crate::raft::service::RaftService;
+use crate::shards::ShardStore;
+use tresor_proto::internal::v1::shards_server::ShardsServer;
+use tresor_proto::v1::objects_server::ObjectsServer;
 
 /// Serves every gRPC service of the node on `listener` until `shutdown`.
 pub async fn serve_grpc(
     cluster: Arc<Cluster>,
+    plane: Arc<DataPlane>,
+    store: Arc<ShardStore>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<AdminServer<admin::AdminService>>()
+        .await;
+    health_reporter
+        .set_serving::<ObjectsServer<objects::ObjectsService>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tresor_proto::FILE_DESCRIPTOR_SET)
@@ -43,6 +54,12 @@ pub async fn serve_grpc(
     let raft = RaftServer::new(RaftService::new(cluster.raft().clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let objects = ObjectsServer::new(objects::ObjectsService::new(plane))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let shards = ShardsServer::new(shards::ShardsService::new(store))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let router = tonic::transport::Server::builder()
         .initial_stream_window_size(8 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
@@ -50,7 +67,9 @@ pub async fn serve_grpc(
         .add_service(health_service)
         .add_optional_service(reflection)
         .add_service(admin)
-        .add_service(raft);
+        .add_service(raft)
+        .add_service(objects)
+        .add_service(shards);
     router
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await

@@ -20,3 +20,16 @@ pub fn to_status(e: ClusterError) -> Status {
         ClusterError::Storage(m) => Status::internal(format!("node storage error: {m}")),
     }
 }
+
+/// The gRPC status a client sees for an object operation's error.
+pub fn object_status(e: crate::objects::ObjectError) -> Status {
+    use crate::objects::ObjectError;
+    match e {
+        ObjectError::InvalidArgument(m) => Status::invalid_argument(m),
+        ObjectError::NotFound(m) => Status::not_found(m),
+        ObjectError::AlreadyExists(m) => Status::already_exists(m),
+        ObjectError::Unavailable(m) => Status::unavailable(m),
+        ObjectError::Cancelled(m) => Status::cancelled(m),
+        ObjectError::Internal(m) => Status::internal(m),
+    }
+}

@@ -7,10 +7,14 @@
 //! in use) happens at apply time, so two racing proposals cannot both win.
 
 mod model;
+mod object;
 mod store;
 
 pub use model::{
     now_ms, validate_bucket_name, validate_scheme, Bucket, Command, CommandResult, MetaError,
     NodeRecord, NodeState,
+};
+pub use object::{
+    validate_key, ObjectId, ObjectManifest, SegmentManifest, ShardLocation, StripeRef,
 };
 pub use store::{MetaStore, StoreError};

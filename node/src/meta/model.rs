@@ -83,6 +83,19 @@ pub enum Command {
         /// The bucket.
         bucket: Bucket,
     },
+    /// Makes an object visible. Refused if the bucket is unknown or the key
+    /// exists (keys are immutable).
+    CreateObject {
+        /// Its manifest, shards already durable.
+        manifest: Box<super::ObjectManifest>,
+    },
+    /// Removes an object's manifest; its shards become garbage.
+    DeleteObject {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
 }
 
 /// Why a command or request was refused. Carried through Raft as the

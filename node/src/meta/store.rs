@@ -10,10 +10,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::model::{Bucket, Command, MetaError, NodeRecord, NodeState};
+use super::object::ObjectManifest;
 
 const CLUSTER_ID: &[u8] = b"cluster_id";
 const NODE_PREFIX: &[u8] = b"node/";
 const BUCKET_PREFIX: &[u8] = b"bucket/";
+const OBJECT_PREFIX: &[u8] = b"object/";
 
 /// Errors reading the tree: the disk or its contents are bad.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,21 @@ fn bucket_key(name: &str) -> Vec<u8> {
     let mut key = BUCKET_PREFIX.to_vec();
     key.extend_from_slice(name.as_bytes());
     key
+}
+
+/// `object/<bucket>\0<key>`: bucket names and keys contain no NUL, so the
+/// objects of a bucket are one contiguous, key-ordered range.
+fn object_key(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = object_prefix(bucket);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn object_prefix(bucket: &str) -> Vec<u8> {
+    let mut k = OBJECT_PREFIX.to_vec();
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
@@ -115,6 +132,45 @@ impl MetaStore {
         self.scan(BUCKET_PREFIX)
     }
 
+    /// One object's manifest.
+    pub fn object(&self, bucket: &str, key: &str) -> Result<Option<ObjectManifest>, StoreError> {
+        self.get(&object_key(bucket, key))
+    }
+
+    /// Up to `limit` objects of `bucket` whose keys start with `prefix`, in
+    /// key order, after the key `after` (exclusive) when given.
+    pub fn objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectManifest>, StoreError> {
+        let scan_prefix = object_key(bucket, prefix);
+        let start = match after {
+            Some(a) if a.as_bytes() >= prefix.as_bytes() => {
+                let mut k = object_key(bucket, a);
+                k.push(0);
+                k
+            }
+            _ => scan_prefix.clone(),
+        };
+        let mut out = Vec::new();
+        for kv in self.tree.range(start..) {
+            let (k, v) = kv?;
+            if !k.starts_with(&scan_prefix) || out.len() >= limit {
+                break;
+            }
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Every object manifest of every bucket (for repair and GC scans).
+    pub fn all_objects(&self) -> Result<Vec<ObjectManifest>, StoreError> {
+        self.scan(OBJECT_PREFIX)
+    }
+
     /// Checks `command` against the current state and, if it is allowed,
     /// adds its writes to `batch`. Deterministic: every replica reaches the
     /// same decision. A refused command adds nothing.
@@ -172,6 +228,31 @@ impl MetaStore {
                     ))));
                 }
                 batch.insert(bucket_key(&bucket.name), encode(bucket));
+            }
+            Command::CreateObject { manifest } => {
+                if self.bucket(&manifest.bucket)?.is_none() {
+                    return Ok(Err(MetaError::NotFound(format!(
+                        "no bucket named {}",
+                        manifest.bucket
+                    ))));
+                }
+                let key = object_key(&manifest.bucket, &manifest.key);
+                if self.tree.contains_key(&key)? {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "{}/{} already exists (objects are immutable)",
+                        manifest.bucket, manifest.key
+                    ))));
+                }
+                batch.insert(key, encode(manifest));
+            }
+            Command::DeleteObject { bucket, key } => {
+                let k = object_key(bucket, key);
+                if !self.tree.contains_key(&k)? {
+                    return Ok(Err(MetaError::NotFound(format!(
+                        "no object {bucket}/{key}"
+                    ))));
+                }
+                batch.remove(k);
             }
         }
         Ok(Ok(()))

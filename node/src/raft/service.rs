@@ -73,4 +73,21 @@ impl RaftRpc for RaftService {
             index: read_log_id.map(|l| l.index).unwrap_or(0),
         }))
     }
+
+    async fn propose(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let command: crate::meta::Command = decode(request.get_ref())?;
+        match self.raft.client_write(command).await {
+            Ok(response) => encode(&response.data),
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::ClientWriteError::ForwardToLeader(f),
+            )) => Err(Status::unavailable(format!(
+                "not the leader (leader: {:?}); retry",
+                f.leader_id
+            ))),
+            Err(e) => Err(Status::unavailable(format!("cannot commit: {e}"))),
+        }
+    }
 }

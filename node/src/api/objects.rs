@@ -1,0 +1,169 @@
+//! The public `tresor.v1.Objects` service.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use tresor_proto::v1 as pb;
+use tresor_proto::v1::objects_server::Objects;
+
+use super::object_status;
+use crate::meta::ObjectManifest;
+use crate::objects::{DataPlane, ObjectError, ObjectRange, PutSpec};
+
+/// Object API of one node; any node coordinates any request.
+pub struct ObjectsService {
+    plane: Arc<DataPlane>,
+}
+
+impl ObjectsService {
+    /// Serves `plane`.
+    pub fn new(plane: Arc<DataPlane>) -> Self {
+        Self { plane }
+    }
+}
+
+/// The public view of a manifest.
+pub fn object_info(m: &ObjectManifest) -> pb::ObjectInfo {
+    pb::ObjectInfo {
+        bucket: m.bucket.clone(),
+        key: m.key.clone(),
+        size: m.size,
+        sha256: m.sha256.clone(),
+        content_type: m.content_type.clone(),
+        metadata: m.metadata.clone().into_iter().collect(),
+        data: m.data,
+        parity: m.parity,
+        stripes: m.stripes(),
+        created_ms: m.created_ms,
+        missing_shards: m.missing_shards() as u32,
+    }
+}
+
+type GetStream = Pin<Box<dyn Stream<Item = Result<pb::GetResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Objects for ObjectsService {
+    async fn put(
+        &self,
+        request: Request<Streaming<pb::PutRequest>>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        let mut inbound = request.into_inner();
+        let header = match inbound.message().await?.and_then(|m| m.msg) {
+            Some(pb::put_request::Msg::Header(h)) => h,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of a Put must be its header (bucket, key, ...)",
+                ))
+            }
+        };
+        let spec = PutSpec {
+            bucket: header.bucket,
+            key: header.key,
+            content_type: header.content_type,
+            metadata: header.metadata.into_iter().collect(),
+            expected_sha256: Some(header.expected_sha256).filter(|s| !s.is_empty()),
+        };
+        let body = inbound.filter_map(|m| async move {
+            match m {
+                Ok(pb::PutRequest {
+                    msg: Some(pb::put_request::Msg::Data(data)),
+                }) => Some(Ok(data)),
+                Ok(pb::PutRequest {
+                    msg: Some(pb::put_request::Msg::Header(_)),
+                }) => Some(Err(ObjectError::InvalidArgument(
+                    "a Put carries one header, as its first message".into(),
+                ))),
+                Ok(pb::PutRequest { msg: None }) => None,
+                Err(status) => Some(Err(ObjectError::Cancelled(format!(
+                    "upload stream broke off: {}",
+                    status.message()
+                )))),
+            }
+        });
+        let (bucket, key) = (spec.bucket.clone(), spec.key.clone());
+        let manifest = self.plane.put(spec, Box::pin(body)).await.map_err(|e| {
+            tracing::warn!(bucket, key, error = %e, "put failed");
+            object_status(e)
+        })?;
+        Ok(Response::new(pb::PutResponse {
+            bucket: manifest.bucket,
+            key: manifest.key,
+            size: manifest.size,
+            sha256: manifest.sha256,
+        }))
+    }
+
+    type GetStream = GetStream;
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<Self::GetStream>, Status> {
+        let req = request.into_inner();
+        let range = ObjectRange {
+            offset: req.offset.unwrap_or(0),
+            length: req.length,
+        };
+        let (manifest, _, bytes) = self
+            .plane
+            .get(&req.bucket, &req.key, range)
+            .await
+            .map_err(object_status)?;
+        let info = pb::GetResponse {
+            msg: Some(pb::get_response::Msg::Info(object_info(&manifest))),
+        };
+        let data = bytes.map(|chunk| {
+            chunk
+                .map(|data| pb::GetResponse {
+                    msg: Some(pb::get_response::Msg::Data(data)),
+                })
+                .map_err(object_status)
+        });
+        let stream = futures::stream::once(async { Ok(info) }).chain(data);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn stat(
+        &self,
+        request: Request<pb::StatRequest>,
+    ) -> Result<Response<pb::ObjectInfo>, Status> {
+        let req = request.into_inner();
+        let manifest = self
+            .plane
+            .manifest(&req.bucket, &req.key)
+            .await
+            .map_err(object_status)?;
+        Ok(Response::new(object_info(&manifest)))
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let req = request.into_inner();
+        let after = Some(req.page_token.as_str()).filter(|t| !t.is_empty());
+        let (objects, next) = self
+            .plane
+            .list(&req.bucket, &req.prefix, after, req.page_size as usize)
+            .await
+            .map_err(object_status)?;
+        Ok(Response::new(pb::ListResponse {
+            objects: objects.iter().map(object_info).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let req = request.into_inner();
+        self.plane
+            .delete(&req.bucket, &req.key)
+            .await
+            .map_err(object_status)?;
+        Ok(Response::new(pb::DeleteResponse {}))
+    }
+}

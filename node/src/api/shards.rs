@@ -1,0 +1,178 @@
+//! The internal `tresor.internal.v1.Shards` service: this node's shard files
+//! for the write and read paths of any coordinating node.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tresor_proto::internal::v1::shards_server::Shards;
+use tresor_proto::internal::v1::{self as ipb, shard_write, shard_write_reply};
+
+use crate::shards::{ShardError, ShardId, ShardStore, ShardWriter};
+
+/// Largest block accepted (the config allows shards of up to 4 MiB).
+const MAX_BLOCK: u32 = 4 * 1024 * 1024;
+
+/// Serves the local shard store.
+pub struct ShardsService {
+    store: Arc<ShardStore>,
+}
+
+impl ShardsService {
+    /// Serves `store`.
+    pub fn new(store: Arc<ShardStore>) -> Self {
+        Self { store }
+    }
+}
+
+fn shard_status(e: ShardError) -> Status {
+    match e {
+        ShardError::NotFound(_) => Status::not_found(e.to_string()),
+        ShardError::Corrupt { .. } => Status::data_loss(e.to_string()),
+        ShardError::InvalidWrite(_) => Status::invalid_argument(e.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+fn shard_id(r: Option<&ipb::ShardRef>) -> Result<ShardId, Status> {
+    let r = r.ok_or_else(|| Status::invalid_argument("shard reference missing"))?;
+    let object_id = <[u8; 16]>::try_from(r.object_id.as_slice())
+        .map_err(|_| Status::invalid_argument("object id must be 16 bytes"))?;
+    Ok(ShardId {
+        object_id,
+        segment: r.segment,
+        index: r.index,
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ShardError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("shard task failed: {e}")))?
+        .map_err(shard_status)
+}
+
+/// Receives one shard file: open, blocks, commit.
+async fn receive(
+    store: Arc<ShardStore>,
+    mut inbound: Streaming<ipb::ShardWrite>,
+    tx: &mpsc::Sender<Result<ipb::ShardWriteReply, Status>>,
+) -> Result<(), Status> {
+    let first = inbound.message().await?.and_then(|m| m.msg);
+    let Some(shard_write::Msg::Open(open)) = first else {
+        return Err(Status::invalid_argument(
+            "a shard write must start with `open`",
+        ));
+    };
+    let id = shard_id(open.shard.as_ref())?;
+    if open.block_size == 0 || open.block_size > MAX_BLOCK {
+        return Err(Status::invalid_argument(format!(
+            "block size {} out of range 1..={MAX_BLOCK}",
+            open.block_size
+        )));
+    }
+    let block_size = open.block_size;
+    let s = store.clone();
+    let mut writer: ShardWriter = blocking(move || s.create(id, block_size)).await?;
+    let ready = ipb::ShardWriteReply {
+        msg: Some(shard_write_reply::Msg::Ready(true)),
+    };
+    tx.send(Ok(ready))
+        .await
+        .map_err(|_| Status::cancelled("coordinator went away"))?;
+    loop {
+        match inbound.message().await?.and_then(|m| m.msg) {
+            Some(shard_write::Msg::Block(data)) => {
+                writer = blocking(move || {
+                    writer.append_block(&data)?;
+                    Ok(writer)
+                })
+                .await?;
+            }
+            Some(shard_write::Msg::Commit(true)) => {
+                let digest = blocking(move || writer.commit()).await?;
+                let reply = ipb::ShardWriteReply {
+                    msg: Some(shard_write_reply::Msg::Committed(digest.to_vec())),
+                };
+                let _ = tx.send(Ok(reply)).await;
+                return Ok(());
+            }
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "unexpected message in a shard write",
+                ))
+            }
+            // Dropping the writer removes the temporary file.
+            None => {
+                return Err(Status::cancelled(
+                    "shard write ended without commit; nothing kept",
+                ))
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Shards for ShardsService {
+    type WriteShardStream = ReceiverStream<Result<ipb::ShardWriteReply, Status>>;
+
+    async fn write_shard(
+        &self,
+        request: Request<Streaming<ipb::ShardWrite>>,
+    ) -> Result<Response<Self::WriteShardStream>, Status> {
+        let (tx, rx) = mpsc::channel(2);
+        let store = self.store.clone();
+        let inbound = request.into_inner();
+        tokio::spawn(async move {
+            if let Err(status) = receive(store, inbound, &tx).await {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn read_block(
+        &self,
+        request: Request<ipb::ReadBlockRequest>,
+    ) -> Result<Response<ipb::ReadBlockReply>, Status> {
+        let req = request.into_inner();
+        let id = shard_id(req.shard.as_ref())?;
+        let digest = <[u8; 32]>::try_from(req.digest.as_slice())
+            .map_err(|_| Status::invalid_argument("digest must be 32 bytes"))?;
+        let store = self.store.clone();
+        let block = req.block;
+        let data = blocking(move || store.open_reader(&id, &digest)?.read_block(block)).await;
+        if let Err(status) = &data {
+            if status.code() == tonic::Code::DataLoss {
+                tracing::error!(
+                    object = hex::encode(id.object_id),
+                    segment = id.segment,
+                    shard = id.index,
+                    block,
+                    error = status.message(),
+                    "corrupt shard"
+                );
+            }
+        }
+        Ok(Response::new(ipb::ReadBlockReply { data: data? }))
+    }
+
+    async fn delete_object_shards(
+        &self,
+        request: Request<ipb::DeleteObjectShardsRequest>,
+    ) -> Result<Response<ipb::DeleteObjectShardsReply>, Status> {
+        let object_id = <[u8; 16]>::try_from(request.get_ref().object_id.as_slice())
+            .map_err(|_| Status::invalid_argument("object id must be 16 bytes"))?;
+        let store = self.store.clone();
+        let deleted = tokio::task::spawn_blocking(move || store.delete_object(&object_id))
+            .await
+            .map_err(|e| Status::internal(format!("shard task failed: {e}")))?
+            .map_err(|e| Status::internal(format!("deleting shards: {e}")))?;
+        Ok(Response::new(ipb::DeleteObjectShardsReply {
+            deleted: deleted as u32,
+        }))
+    }
+}

@@ -1,0 +1,273 @@
+//! Object manifests: what the cluster knows about each stored object.
+//!
+//! An object's bytes are cut into stripes of `data × block_size` bytes;
+//! stripes are grouped into segments of `segment_stripes` stripes (the last
+//! may be shorter); each segment has one placement of `data + parity` shard
+//! files, recorded with the digest of each file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Random 16-byte object id; shard files are named after it, never after keys.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId(pub [u8; 16]);
+
+impl ObjectId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// From 16 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        <[u8; 16]>::try_from(bytes).ok().map(Self)
+    }
+}
+
+impl fmt::Debug for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl Serialize for ObjectId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = hex::decode(&text).map_err(serde::de::Error::custom)?;
+        ObjectId::from_slice(&bytes)
+            .ok_or_else(|| serde::de::Error::custom("object id must be 16 bytes"))
+    }
+}
+
+/// Where one shard file of a segment is, and its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardLocation {
+    /// The node holding it; `None` when the shard was never written or is
+    /// lost (the segment is degraded).
+    pub node: Option<u64>,
+    /// Lowercase hex SHA-256 digest of the file (see `shards`).
+    pub digest: Option<String>,
+}
+
+/// One segment: a run of stripes with one placement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentManifest {
+    /// Object bytes in this segment.
+    pub bytes: u64,
+    /// `data + parity` entries, by shard index.
+    pub shards: Vec<ShardLocation>,
+}
+
+impl SegmentManifest {
+    /// Shard files this segment lacks.
+    pub fn missing(&self) -> usize {
+        self.shards.iter().filter(|s| s.node.is_none()).count()
+    }
+}
+
+/// Everything the cluster records about one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectManifest {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// Random id naming its shard files.
+    pub object_id: ObjectId,
+    /// Bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the whole object.
+    pub sha256: String,
+    /// As given at upload.
+    pub content_type: String,
+    /// User metadata given at upload.
+    pub metadata: BTreeMap<String, String>,
+    /// Data shards per stripe.
+    pub data: u32,
+    /// Parity shards per stripe.
+    pub parity: u32,
+    /// Bytes of one shard of a full stripe.
+    pub block_size: u32,
+    /// Stripes in every segment but the last.
+    pub segment_stripes: u32,
+    /// Unix milliseconds (chosen by the coordinator).
+    pub created_ms: u64,
+    /// Segments in order.
+    pub segments: Vec<SegmentManifest>,
+}
+
+/// Where one stripe lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StripeRef {
+    /// Segment index.
+    pub segment: u32,
+    /// Stripe index within the segment (= block index in its shard files).
+    pub stripe: u32,
+    /// Object offset of the stripe's first byte.
+    pub offset: u64,
+    /// Object bytes in the stripe.
+    pub bytes: u64,
+}
+
+impl ObjectManifest {
+    /// Object bytes in a full stripe.
+    pub fn stripe_bytes(&self) -> u64 {
+        self.data as u64 * self.block_size as u64
+    }
+
+    /// Object bytes in a full segment.
+    pub fn segment_bytes(&self) -> u64 {
+        self.stripe_bytes() * self.segment_stripes as u64
+    }
+
+    /// Total stripes.
+    pub fn stripes(&self) -> u64 {
+        self.size.div_ceil(self.stripe_bytes().max(1))
+    }
+
+    /// Shard files missing over all segments.
+    pub fn missing_shards(&self) -> usize {
+        self.segments.iter().map(SegmentManifest::missing).sum()
+    }
+
+    /// The stripes that hold bytes `[start, end)`, in order.
+    pub fn stripes_for(&self, start: u64, end: u64) -> Vec<StripeRef> {
+        let stripe_bytes = self.stripe_bytes().max(1);
+        let end = end.min(self.size);
+        if start >= end {
+            return Vec::new();
+        }
+        let per_segment = self.segment_stripes.max(1) as u64;
+        (start / stripe_bytes..end.div_ceil(stripe_bytes))
+            .map(|global| {
+                let offset = global * stripe_bytes;
+                StripeRef {
+                    segment: (global / per_segment) as u32,
+                    stripe: (global % per_segment) as u32,
+                    offset,
+                    bytes: stripe_bytes.min(self.size - offset),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Keys: valid UTF-8 (guaranteed by the type), 1–1024 bytes, no NUL.
+pub fn validate_key(key: &str) -> Result<(), super::MetaError> {
+    if key.is_empty() {
+        return Err(super::MetaError::InvalidArgument(
+            "object key must not be empty".into(),
+        ));
+    }
+    if key.len() > 1024 {
+        return Err(super::MetaError::InvalidArgument(format!(
+            "object key is {} bytes; at most 1024 are allowed",
+            key.len()
+        )));
+    }
+    if key.contains('\0') {
+        return Err(super::MetaError::InvalidArgument(
+            "object key must not contain NUL".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(size: u64, data: u32, block: u32, per_segment: u32) -> ObjectManifest {
+        ObjectManifest {
+            bucket: "b".into(),
+            key: "k".into(),
+            object_id: ObjectId([7; 16]),
+            size,
+            sha256: String::new(),
+            content_type: String::new(),
+            metadata: BTreeMap::new(),
+            data,
+            parity: 2,
+            block_size: block,
+            segment_stripes: per_segment,
+            created_ms: 0,
+            segments: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn stripe_ranges() {
+        // 4 x 10-byte blocks: 40-byte stripes, 3 stripes per segment.
+        let m = manifest(250, 4, 10, 3);
+        assert_eq!(m.stripes(), 7);
+        let all = m.stripes_for(0, u64::MAX);
+        assert_eq!(all.len(), 7);
+        assert_eq!(
+            all[6],
+            StripeRef {
+                segment: 2,
+                stripe: 0,
+                offset: 240,
+                bytes: 10
+            }
+        );
+        assert_eq!(
+            all[3],
+            StripeRef {
+                segment: 1,
+                stripe: 0,
+                offset: 120,
+                bytes: 40
+            }
+        );
+        let some = m.stripes_for(39, 41);
+        assert_eq!(
+            some.iter().map(|s| s.offset).collect::<Vec<_>>(),
+            vec![0, 40]
+        );
+        assert!(m.stripes_for(250, 300).is_empty());
+        assert!(m.stripes_for(10, 10).is_empty());
+        assert!(manifest(0, 4, 10, 3).stripes_for(0, 1).is_empty());
+    }
+
+    #[test]
+    fn keys() {
+        assert!(validate_key("a").is_ok());
+        assert!(
+            validate_key("../../etc/passwd").is_ok(),
+            "keys never become paths"
+        );
+        assert!(validate_key(&"x".repeat(1024)).is_ok());
+        assert!(validate_key("").is_err());
+        assert!(validate_key(&"x".repeat(1025)).is_err());
+        assert!(validate_key("a\0b").is_err());
+    }
+
+    #[test]
+    fn object_id_serialises_as_hex() {
+        let id = ObjectId([0xab; 16]);
+        let json = serde_json::to_string(&id).expect("json");
+        assert_eq!(json, format!("\"{}\"", "ab".repeat(16)));
+        assert_eq!(serde_json::from_str::<ObjectId>(&json).expect("back"), id);
+        assert!(serde_json::from_str::<ObjectId>("\"abcd\"").is_err());
+    }
+}

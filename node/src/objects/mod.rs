@@ -1,0 +1,220 @@
+//! The write and read paths: coordinating one upload or download across the
+//! nodes of the cluster. Uses `placement`, `erasure`, `shards` (through the
+//! internal Shards service of each node, this one included) and `meta`
+//! (through `cluster`, for linearizable manifest reads and commits).
+
+mod peers;
+mod read;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use peers::Peers;
+pub use read::{ObjectRange, ObjectStream};
+pub use write::{PutBody, PutSpec};
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::config::DataTuning;
+use crate::meta::{
+    validate_bucket_name, validate_key, Command, MetaError, NodeState, ObjectId, ObjectManifest,
+};
+use crate::placement::Candidate;
+
+/// Why an object operation failed; mapped to a gRPC status in `api`.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// Bad request: key, range, header, checksum.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Unknown bucket or key.
+    #[error("{0}")]
+    NotFound(String),
+    /// The key exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Not enough nodes or shards right now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The request was cut off by the client.
+    #[error("{0}")]
+    Cancelled(String),
+    /// Something that should not happen.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ClusterError> for ObjectError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Meta(MetaError::NotFound(m)) => ObjectError::NotFound(m),
+            ClusterError::Meta(MetaError::AlreadyExists(m)) => ObjectError::AlreadyExists(m),
+            ClusterError::Meta(MetaError::InvalidArgument(m)) => ObjectError::InvalidArgument(m),
+            ClusterError::Meta(MetaError::FailedPrecondition(m)) => ObjectError::Unavailable(m),
+            ClusterError::NotLeader { leader } => ObjectError::Unavailable(match leader {
+                Some((id, _)) => format!("leadership moved to node {id} during the request; retry"),
+                None => "no leader elected at the moment; retry shortly".into(),
+            }),
+            ClusterError::Unavailable(m) => ObjectError::Unavailable(m),
+            ClusterError::Storage(m) => ObjectError::Internal(format!("metadata storage: {m}")),
+        }
+    }
+}
+
+impl From<crate::meta::StoreError> for ObjectError {
+    fn from(e: crate::meta::StoreError) -> Self {
+        ObjectError::Internal(format!("metadata storage: {e}"))
+    }
+}
+
+impl From<MetaError> for ObjectError {
+    fn from(e: MetaError) -> Self {
+        ClusterError::Meta(e).into()
+    }
+}
+
+/// Most keys one `List` page returns.
+pub const MAX_PAGE: usize = 10_000;
+/// Keys per `List` page when the caller does not say.
+pub const DEFAULT_PAGE: usize = 1_000;
+/// Time given to each node to delete an object's shards.
+const DELETE_SHARDS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the write and read paths need on this node.
+pub struct DataPlane {
+    cluster: Arc<Cluster>,
+    peers: Peers,
+    tuning: DataTuning,
+}
+
+impl DataPlane {
+    /// The data plane of the node whose control plane is `cluster`.
+    pub fn new(cluster: Arc<Cluster>, tuning: DataTuning) -> Self {
+        Self {
+            cluster,
+            peers: Peers::default(),
+            tuning,
+        }
+    }
+
+    /// The control plane.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// Nodes eligible for new shards: active members, weighted by capacity.
+    fn candidates(&self) -> Result<Vec<Candidate>, ObjectError> {
+        Ok(self
+            .cluster
+            .meta()
+            .nodes()?
+            .into_iter()
+            .filter(|n| n.state == NodeState::Active)
+            .map(|n| Candidate {
+                id: n.id,
+                zone: n.zone,
+                weight: n.capacity,
+            })
+            .collect())
+    }
+
+    /// The manifest of `bucket/key`, read linearizably.
+    pub async fn manifest(&self, bucket: &str, key: &str) -> Result<ObjectManifest, ObjectError> {
+        validate_bucket_name(bucket)?;
+        validate_key(key)?;
+        self.cluster.linearizable_read().await?;
+        let meta = self.cluster.meta();
+        if meta.bucket(bucket)?.is_none() {
+            return Err(ObjectError::NotFound(format!("no bucket named {bucket}")));
+        }
+        meta.object(bucket, key)?
+            .ok_or_else(|| ObjectError::NotFound(format!("no object {bucket}/{key}")))
+    }
+
+    /// One page of `bucket`'s objects whose keys start with `prefix`, after
+    /// the key `after`; the second value is the next page's token.
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        page: usize,
+    ) -> Result<(Vec<ObjectManifest>, Option<String>), ObjectError> {
+        validate_bucket_name(bucket)?;
+        let page = match page {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        self.cluster.linearizable_read().await?;
+        let meta = self.cluster.meta();
+        if meta.bucket(bucket)?.is_none() {
+            return Err(ObjectError::NotFound(format!("no bucket named {bucket}")));
+        }
+        let mut objects = meta.objects(bucket, prefix, after, page + 1)?;
+        let next = if objects.len() > page {
+            objects.truncate(page);
+            objects.last().map(|o| o.key.clone())
+        } else {
+            None
+        };
+        Ok((objects, next))
+    }
+
+    /// Removes `bucket/key`: the manifest first (the object is gone from
+    /// that commit on), then, best effort, its shard files.
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
+        let manifest = self.manifest(bucket, key).await?;
+        let deleted = self
+            .cluster
+            .propose(Command::DeleteObject {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+            })
+            .await;
+        match deleted {
+            // A retried proposal whose first attempt committed finds the
+            // object gone: the delete happened.
+            Ok(()) | Err(ClusterError::Meta(MetaError::NotFound(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let nodes = manifest
+            .segments
+            .iter()
+            .flat_map(|s| s.shards.iter().filter_map(|l| l.node))
+            .collect();
+        self.delete_shards(manifest.object_id, nodes);
+        Ok(())
+    }
+
+    /// Asks `nodes` to delete every shard file of `object`, in the
+    /// background. Files missed here are orphans for garbage collection.
+    fn delete_shards(&self, object: ObjectId, mut nodes: Vec<u64>) {
+        nodes.sort_unstable();
+        nodes.dedup();
+        for node in nodes {
+            let Ok(Some(record)) = self.cluster.meta().node(node) else {
+                continue;
+            };
+            let Ok(mut client) = self.peers.client(&record) else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let request = tresor_proto::internal::v1::DeleteObjectShardsRequest {
+                    object_id: object.0.to_vec(),
+                };
+                match tokio::time::timeout(
+                    DELETE_SHARDS_TIMEOUT,
+                    client.delete_object_shards(request),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(s)) => {
+                        tracing::warn!(node, %object, error = %s.message(), "could not delete shards")
+                    }
+                    Err(_) => tracing::warn!(node, %object, "deleting shards timed out"),
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! The write path: stream in, cut into stripes, encode, stream each shard to
+//! its node, and commit the manifest only after every segment's shard files
+//! are durable.
+//!
+//! Memory per upload is one stripe being filled plus, per target node, a
+//! few blocks in flight — never a function of the object's size.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tresor_proto::internal::v1::{self as ipb, shard_write, shard_write_reply};
+
+use super::{DataPlane, ObjectError};
+use crate::erasure::Codec;
+use crate::meta::{
+    now_ms, validate_bucket_name, validate_key, Command, ObjectId, ObjectManifest, SegmentManifest,
+    ShardLocation,
+};
+use crate::placement::place;
+
+/// How long a node may take to open a shard file.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a node may keep a block waiting before it counts as failed.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a node may take to fsync and rename a shard file.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Blocks queued per target node.
+const BLOCKS_IN_FLIGHT: usize = 4;
+
+/// What the client asked to store.
+#[derive(Debug, Clone)]
+pub struct PutSpec {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Content type.
+    pub content_type: String,
+    /// User metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Lowercase hex SHA-256 the bytes must have, if given.
+    pub expected_sha256: Option<String>,
+}
+
+/// The object's bytes, as the client sends them.
+pub trait PutBody: Stream<Item = Result<Vec<u8>, ObjectError>> + Unpin + Send {}
+impl<T: Stream<Item = Result<Vec<u8>, ObjectError>> + Unpin + Send> PutBody for T {}
+
+/// Pulls the body into stripe-sized buffers, hashing as it goes.
+struct Body<S> {
+    stream: S,
+    pending: Vec<u8>,
+    pos: usize,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<S: PutBody> Body<S> {
+    /// Fills `buf` with up to `want` bytes; fewer only at the end.
+    async fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> Result<(), ObjectError> {
+        buf.clear();
+        while buf.len() < want {
+            if self.pos == self.pending.len() {
+                match self.stream.next().await {
+                    Some(Ok(chunk)) => {
+                        self.pending = chunk;
+                        self.pos = 0;
+                        continue;
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => break,
+                }
+            }
+            let take = (want - buf.len()).min(self.pending.len() - self.pos);
+            buf.extend_from_slice(&self.pending[self.pos..self.pos + take]);
+            self.pos += take;
+        }
+        self.hasher.update(&buf[..]);
+        self.size += buf.len() as u64;
+        Ok(())
+    }
+}
+
+/// One node receiving one shard file of the open segment.
+struct Target {
+    node: u64,
+    tx: mpsc::Sender<ipb::ShardWrite>,
+    replies: tonic::Streaming<ipb::ShardWriteReply>,
+    failed: Option<String>,
+}
+
+impl Target {
+    async fn send(&mut self, msg: shard_write::Msg) {
+        if self.failed.is_some() {
+            return;
+        }
+        let sent = tokio::time::timeout(
+            SEND_TIMEOUT,
+            self.tx.send(ipb::ShardWrite { msg: Some(msg) }),
+        )
+        .await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => self.failed = Some("stream to the node closed".into()),
+            Err(_) => {
+                self.failed = Some(format!(
+                    "node took more than {SEND_TIMEOUT:?} to take a block"
+                ))
+            }
+        }
+    }
+
+    /// Commits and waits for the file's digest.
+    async fn commit(mut self) -> Result<(u64, [u8; 32]), String> {
+        self.send(shard_write::Msg::Commit(true)).await;
+        if let Some(reason) = self.failed.take() {
+            return Err(reason);
+        }
+        drop(self.tx);
+        let reply = tokio::time::timeout(COMMIT_TIMEOUT, self.replies.message())
+            .await
+            .map_err(|_| format!("no commit within {COMMIT_TIMEOUT:?}"))?
+            .map_err(|s| format!("commit failed: {}", s.message()))?;
+        match reply.and_then(|r| r.msg) {
+            Some(shard_write_reply::Msg::Committed(digest)) => {
+                <[u8; 32]>::try_from(digest.as_slice())
+                    .map(|d| (self.node, d))
+                    .map_err(|_| "node answered a malformed digest".to_string())
+            }
+            other => Err(format!("unexpected answer to commit: {other:?}")),
+        }
+    }
+}
+
+impl DataPlane {
+    /// Opens one shard file on `node`.
+    async fn open_target(
+        &self,
+        node: u64,
+        shard: ipb::ShardRef,
+        block_size: u32,
+    ) -> Result<Target, String> {
+        let record = self
+            .cluster
+            .meta()
+            .node(node)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("node {node} unknown"))?;
+        let mut client = self.peers.client(&record).map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::channel(BLOCKS_IN_FLIGHT);
+        let open = ipb::ShardWrite {
+            msg: Some(shard_write::Msg::Open(ipb::ShardWriteOpen {
+                shard: Some(shard),
+                block_size,
+            })),
+        };
+        tx.send(open)
+            .await
+            .map_err(|_| "stream closed".to_string())?;
+        let opened = async {
+            let mut replies = client
+                .write_shard(ReceiverStream::new(rx))
+                .await
+                .map_err(|s| s.message().to_string())?
+                .into_inner();
+            match replies
+                .message()
+                .await
+                .map_err(|s| s.message().to_string())?
+            {
+                Some(ipb::ShardWriteReply {
+                    msg: Some(shard_write_reply::Msg::Ready(true)),
+                }) => Ok(replies),
+                other => Err(format!("unexpected answer to open: {other:?}")),
+            }
+        };
+        let replies = tokio::time::timeout(OPEN_TIMEOUT, opened)
+            .await
+            .map_err(|_| {
+                format!("node {node} did not open a shard file within {OPEN_TIMEOUT:?}")
+            })??;
+        Ok(Target {
+            node,
+            tx,
+            replies,
+            failed: None,
+        })
+    }
+
+    /// Places segment `segment` and opens its shard files. A node that
+    /// fails to open is replaced by another eligible node; slots that cannot
+    /// be filled stay empty (the segment will be degraded) as long as at
+    /// least `data + 1` are open.
+    async fn open_segment(
+        &self,
+        object: ObjectId,
+        segment: u32,
+        codec: &Codec,
+        block_size: u32,
+    ) -> Result<Vec<Option<Target>>, ObjectError> {
+        let width = codec.total_shards();
+        let min = (codec.data_shards() + 1).min(width);
+        let mut candidates = self.candidates()?;
+        let mut seed = object.0.to_vec();
+        seed.extend_from_slice(&segment.to_be_bytes());
+        let chosen = place(&candidates, width, min, &seed)
+            .map_err(|e| ObjectError::Unavailable(e.to_string()))?;
+        candidates.retain(|c| !chosen.contains(&c.id));
+        let shard_ref = |index: usize| ipb::ShardRef {
+            object_id: object.0.to_vec(),
+            segment,
+            index: index as u32,
+        };
+        let opens = chosen
+            .iter()
+            .enumerate()
+            .map(|(index, node)| self.open_target(*node, shard_ref(index), block_size));
+        let mut targets: Vec<Option<Target>> = futures::future::join_all(opens)
+            .await
+            .into_iter()
+            .zip(&chosen)
+            .map(|(opened, node)| match opened {
+                Ok(t) => Some(t),
+                Err(reason) => {
+                    tracing::warn!(%object, segment, node, reason, "shard target failed to open; replacing it");
+                    None
+                }
+            })
+            .collect();
+        targets.resize_with(width, || None);
+        // Replace failed slots from the nodes not yet used, best first.
+        let mut spare = if candidates.is_empty() {
+            Vec::new()
+        } else {
+            place(&candidates, candidates.len(), 1, &seed).unwrap_or_default()
+        };
+        spare.reverse();
+        for (index, slot) in targets.iter_mut().enumerate() {
+            while slot.is_none() {
+                let Some(node) = spare.pop() else { break };
+                match self.open_target(node, shard_ref(index), block_size).await {
+                    Ok(t) => *slot = Some(t),
+                    Err(reason) => {
+                        tracing::warn!(%object, segment, node, reason, "replacement failed to open")
+                    }
+                }
+            }
+        }
+        let open = targets.iter().filter(|t| t.is_some()).count();
+        if open < min {
+            return Err(ObjectError::Unavailable(format!(
+                "only {open} nodes could take shards of this upload; {min} are needed"
+            )));
+        }
+        Ok(targets)
+    }
+
+    /// Stores an object: returns its manifest once it is committed.
+    pub async fn put<S: PutBody>(
+        &self,
+        spec: PutSpec,
+        body: S,
+    ) -> Result<ObjectManifest, ObjectError> {
+        validate_bucket_name(&spec.bucket)?;
+        validate_key(&spec.key)?;
+        let expected = match &spec.expected_sha256 {
+            Some(hex_sum) => {
+                let bytes = hex::decode(hex_sum)
+                    .ok()
+                    .filter(|b| b.len() == 32)
+                    .ok_or_else(|| {
+                        ObjectError::InvalidArgument(format!(
+                            "expected_sha256 {hex_sum:?} is not 64 hex digits"
+                        ))
+                    })?;
+                Some(hex::encode(bytes))
+            }
+            None => None,
+        };
+        self.cluster.linearizable_read().await?;
+        let bucket = self
+            .cluster
+            .meta()
+            .bucket(&spec.bucket)?
+            .ok_or_else(|| ObjectError::NotFound(format!("no bucket named {}", spec.bucket)))?;
+        if self
+            .cluster
+            .meta()
+            .object(&spec.bucket, &spec.key)?
+            .is_some()
+        {
+            return Err(ObjectError::AlreadyExists(format!(
+                "{}/{} already exists (objects are immutable)",
+                spec.bucket, spec.key
+            )));
+        }
+        let codec = Codec::new(bucket.data as usize, bucket.parity as usize)
+            .map_err(|e| ObjectError::Internal(format!("bucket {}: {e}", bucket.name)))?;
+        let block_size = self.tuning.shard_bytes;
+        let stripe_bytes = codec.data_shards() * block_size as usize;
+        let segment_stripes = (self.tuning.segment_bytes / stripe_bytes as u64).max(1) as u32;
+        let object = ObjectId::random();
+
+        let mut body = Body {
+            stream: body,
+            pending: Vec::new(),
+            pos: 0,
+            hasher: Sha256::new(),
+            size: 0,
+        };
+        let mut segments = Vec::new();
+        let written = self
+            .write_segments(
+                object,
+                &codec,
+                block_size,
+                segment_stripes,
+                &mut body,
+                &mut segments,
+            )
+            .await;
+        let used_nodes = |segments: &[SegmentManifest]| -> Vec<u64> {
+            segments
+                .iter()
+                .flat_map(|s| s.shards.iter().filter_map(|l| l.node))
+                .collect()
+        };
+        if let Err(e) = written {
+            self.delete_shards(object, used_nodes(&segments));
+            return Err(e);
+        }
+        let sha256 = hex::encode(body.hasher.finalize());
+        if let Some(expected) = expected {
+            if expected != sha256 {
+                self.delete_shards(object, used_nodes(&segments));
+                return Err(ObjectError::InvalidArgument(format!(
+                    "SHA-256 mismatch: expected {expected}, received bytes hash to {sha256}; nothing was stored"
+                )));
+            }
+        }
+        let manifest = ObjectManifest {
+            bucket: spec.bucket,
+            key: spec.key,
+            object_id: object,
+            size: body.size,
+            sha256,
+            content_type: spec.content_type,
+            metadata: spec.metadata,
+            data: bucket.data,
+            parity: bucket.parity,
+            block_size,
+            segment_stripes,
+            created_ms: now_ms(),
+            segments,
+        };
+        let committed = self
+            .cluster
+            .propose(Command::CreateObject {
+                manifest: Box::new(manifest.clone()),
+            })
+            .await;
+        if let Err(e) = committed {
+            // A proposal retried after a lost answer finds its own commit.
+            let ours = self
+                .cluster
+                .meta()
+                .object(&manifest.bucket, &manifest.key)
+                .ok()
+                .flatten()
+                .is_some_and(|m| m.object_id == object);
+            if !ours {
+                self.delete_shards(object, used_nodes(&manifest.segments));
+                return Err(e.into());
+            }
+        }
+        tracing::info!(
+            bucket = manifest.bucket,
+            key = manifest.key,
+            object = %object,
+            size = manifest.size,
+            missing_shards = manifest.missing_shards(),
+            "object stored"
+        );
+        Ok(manifest)
+    }
+
+    async fn write_segments<S: PutBody>(
+        &self,
+        object: ObjectId,
+        codec: &Codec,
+        block_size: u32,
+        segment_stripes: u32,
+        body: &mut Body<S>,
+        segments: &mut Vec<SegmentManifest>,
+    ) -> Result<(), ObjectError> {
+        let stripe_bytes = codec.data_shards() * block_size as usize;
+        let mut stripe = Vec::with_capacity(stripe_bytes);
+        body.fill(&mut stripe, stripe_bytes).await?;
+        let mut segment = 0u32;
+        while !stripe.is_empty() {
+            let mut targets = self
+                .open_segment(object, segment, codec, block_size)
+                .await?;
+            // Record the nodes now so a failure below still cleans them up.
+            segments.push(SegmentManifest {
+                bytes: 0,
+                shards: targets
+                    .iter()
+                    .map(|t| ShardLocation {
+                        node: t.as_ref().map(|t| t.node),
+                        digest: None,
+                    })
+                    .collect(),
+            });
+            let mut bytes = 0u64;
+            let mut stripes = 0u32;
+            loop {
+                let shards = codec
+                    .encode(&stripe)
+                    .map_err(|e| ObjectError::Internal(format!("encoding: {e}")))?;
+                let sends = targets.iter_mut().zip(shards).filter_map(|(t, shard)| {
+                    t.as_mut().map(|t| t.send(shard_write::Msg::Block(shard)))
+                });
+                futures::future::join_all(sends).await;
+                bytes += stripe.len() as u64;
+                stripes += 1;
+                let full = stripe.len() == stripe_bytes;
+                body.fill(&mut stripe, stripe_bytes).await?;
+                if !full || stripe.is_empty() || stripes == segment_stripes {
+                    break;
+                }
+            }
+            let commits = targets.iter_mut().map(|t| async move {
+                match t.take() {
+                    Some(t) => Some(t.commit().await),
+                    None => None,
+                }
+            });
+            let results = futures::future::join_all(commits).await;
+            let mut shards = Vec::with_capacity(results.len());
+            for (index, result) in results.into_iter().enumerate() {
+                shards.push(match result {
+                    Some(Ok((node, digest))) => ShardLocation {
+                        node: Some(node),
+                        digest: Some(hex::encode(digest)),
+                    },
+                    Some(Err(reason)) => {
+                        tracing::warn!(%object, segment, index, reason, "shard write failed");
+                        ShardLocation {
+                            node: None,
+                            digest: None,
+                        }
+                    }
+                    None => ShardLocation {
+                        node: None,
+                        digest: None,
+                    },
+                });
+            }
+            let durable = shards.iter().filter(|s| s.node.is_some()).count();
+            let needed = (codec.data_shards() + 1).min(codec.total_shards());
+            if let Some(last) = segments.last_mut() {
+                // Keep the recorded nodes of failed writes for clean-up.
+                for (slot, written) in last.shards.iter_mut().zip(&shards) {
+                    if written.node.is_some() {
+                        *slot = written.clone();
+                    }
+                }
+                if durable < needed {
+                    return Err(ObjectError::Unavailable(format!(
+                        "only {durable} of {} shard files of segment {segment} could be made durable; {needed} are needed",
+                        codec.total_shards()
+                    )));
+                }
+                *last = SegmentManifest { bytes, shards };
+            }
+            segment += 1;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,485 @@
+//! The shard file format, and writing and reading one file.
+//!
+//! All integers little-endian:
+//!
+//! ```text
+//! header, 64 bytes:  "TRSHARD1" | version u32 = 1 | object id [u8; 16]
+//!                    | segment u32 | shard index u32 | block_size u32 | zeros
+//! blocks:            block i at 64 + i * block_size; all block_size bytes
+//!                    long except the last, which may be shorter (never empty)
+//! trailer:           SHA-256 of each block, 32 bytes each, in order
+//! footer, 16 bytes:  block_count u32 | last_block_len u32 | "TRSHEND1"
+//! ```
+//!
+//! The file digest is SHA-256(header ‖ block hashes ‖ footer). The manifest
+//! records it, so any change on disk, even one that rewrites a block's hash
+//! too, is caught when the file is opened against the manifest's digest;
+//! the block hashes then catch damage to a block when it is read.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use tempfile::NamedTempFile;
+
+use super::{sync_dir, Digest, ShardError, ShardId};
+
+const MAGIC: &[u8; 8] = b"TRSHARD1";
+const END_MAGIC: &[u8; 8] = b"TRSHEND1";
+const VERSION: u32 = 1;
+const HEADER_LEN: usize = 64;
+const FOOTER_LEN: usize = 16;
+const HASH_LEN: usize = 32;
+
+/// Block writes go straight through when at least this large; smaller ones
+/// are gathered.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// The first 64 bytes of a shard file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Header {
+    id: ShardId,
+    block_size: u32,
+}
+
+impl Header {
+    fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..8].copy_from_slice(MAGIC);
+        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[12..28].copy_from_slice(&self.id.object_id);
+        b[28..32].copy_from_slice(&self.id.segment.to_le_bytes());
+        b[32..36].copy_from_slice(&self.id.index.to_le_bytes());
+        b[36..40].copy_from_slice(&self.block_size.to_le_bytes());
+        b
+    }
+
+    /// The header, or why these bytes are not one.
+    fn parse(b: &[u8; HEADER_LEN]) -> Result<Header, String> {
+        if &b[0..8] != MAGIC {
+            return Err("bad header magic: not a shard file".into());
+        }
+        let version = le_u32(&b[8..12]);
+        if version != VERSION {
+            return Err(format!("unknown format version {version}"));
+        }
+        if b[40..].iter().any(|&x| x != 0) {
+            return Err("header padding is not zero".into());
+        }
+        let mut object_id = [0u8; 16];
+        object_id.copy_from_slice(&b[12..28]);
+        let header = Header {
+            id: ShardId {
+                object_id,
+                segment: le_u32(&b[28..32]),
+                index: le_u32(&b[32..36]),
+            },
+            block_size: le_u32(&b[36..40]),
+        };
+        if header.block_size == 0 {
+            return Err("block size 0".into());
+        }
+        Ok(header)
+    }
+}
+
+/// The last 16 bytes of a shard file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Footer {
+    block_count: u32,
+    last_block_len: u32,
+}
+
+impl Footer {
+    fn encode(&self) -> [u8; FOOTER_LEN] {
+        let mut b = [0u8; FOOTER_LEN];
+        b[0..4].copy_from_slice(&self.block_count.to_le_bytes());
+        b[4..8].copy_from_slice(&self.last_block_len.to_le_bytes());
+        b[8..16].copy_from_slice(END_MAGIC);
+        b
+    }
+
+    fn parse(b: &[u8; FOOTER_LEN]) -> Result<Footer, String> {
+        if &b[8..16] != END_MAGIC {
+            return Err("bad footer magic: file truncated or overwritten".into());
+        }
+        Ok(Footer {
+            block_count: le_u32(&b[0..4]),
+            last_block_len: le_u32(&b[4..8]),
+        })
+    }
+
+    /// Bytes of block data, if the footer is consistent with `block_size`
+    /// (a last block of 1..=block_size bytes, none when there are no
+    /// blocks).
+    fn data_len(&self, block_size: u32) -> Result<u64, String> {
+        let (count, last) = (u64::from(self.block_count), u64::from(self.last_block_len));
+        if count == 0 {
+            return match last {
+                0 => Ok(0),
+                _ => Err(format!("no blocks but a last block of {last} bytes")),
+            };
+        }
+        if last == 0 || last > u64::from(block_size) {
+            return Err(format!(
+                "last block of {last} bytes with a block size of {block_size}"
+            ));
+        }
+        // At most (2^32 - 2) * (2^32 - 1) + 2^32: fits in a u64.
+        Ok((count - 1) * u64::from(block_size) + last)
+    }
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(b);
+    u32::from_le_bytes(a)
+}
+
+/// Writes one shard file: blocks in order, then `commit`.
+///
+/// Dropping a writer without committing removes its temporary file (the
+/// temporary file's handle deletes it), so an abandoned upload leaves
+/// nothing behind; a crash leaves a file in `shards-tmp` for
+/// `ShardStore::clean_tmp`.
+pub struct ShardWriter {
+    id: ShardId,
+    header: [u8; HEADER_LEN],
+    block_size: u32,
+    file: BufWriter<NamedTempFile>,
+    final_path: PathBuf,
+    block_hashes: Vec<Digest>,
+    last_block_len: u32,
+    data_len: u64,
+    /// A write failed part-way: the file's contents are unknown, so the
+    /// writer refuses to go on.
+    failed: bool,
+}
+
+impl fmt::Debug for ShardWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShardWriter")
+            .field("id", &self.id)
+            .field("temp_path", &self.file.get_ref().path())
+            .field("blocks", &self.block_hashes.len())
+            .field("bytes", &self.data_len)
+            .finish()
+    }
+}
+
+impl ShardWriter {
+    pub(super) fn start(
+        id: ShardId,
+        block_size: u32,
+        tmp_dir: &Path,
+        final_path: PathBuf,
+    ) -> Result<ShardWriter, ShardError> {
+        if block_size == 0 {
+            return Err(ShardError::InvalidWrite("block size 0".into()));
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("{id}."))
+            .suffix(".tmp")
+            .tempfile_in(tmp_dir)?;
+        let header = Header { id, block_size }.encode();
+        let mut writer = ShardWriter {
+            id,
+            header,
+            block_size,
+            file: BufWriter::with_capacity(WRITE_BUFFER, tmp),
+            final_path,
+            block_hashes: Vec::new(),
+            last_block_len: 0,
+            data_len: 0,
+            failed: false,
+        };
+        writer.write(&header)?;
+        Ok(writer)
+    }
+
+    /// Appends the next block: exactly `block_size` bytes, except the last
+    /// block of the file, which may be shorter (but not empty). Hashes it
+    /// with SHA-256 for the trailer.
+    pub fn append_block(&mut self, data: &[u8]) -> Result<(), ShardError> {
+        self.check_usable()?;
+        if data.is_empty() {
+            return Err(ShardError::InvalidWrite("empty block".into()));
+        }
+        if data.len() > self.block_size as usize {
+            return Err(ShardError::InvalidWrite(format!(
+                "block of {} bytes, block size is {}",
+                data.len(),
+                self.block_size
+            )));
+        }
+        if !self.block_hashes.is_empty() && self.last_block_len < self.block_size {
+            return Err(ShardError::InvalidWrite(format!(
+                "block after a short block of {} bytes: only the last block may be short",
+                self.last_block_len
+            )));
+        }
+        if self.block_hashes.len() == u32::MAX as usize {
+            return Err(ShardError::InvalidWrite("too many blocks".into()));
+        }
+        let hash: Digest = Sha256::digest(data).into();
+        self.write(data)?;
+        self.block_hashes.push(hash);
+        // Checked against block_size above, which is a u32.
+        self.last_block_len = data.len() as u32;
+        self.data_len += data.len() as u64;
+        Ok(())
+    }
+
+    /// Block bytes appended so far (not counting header and trailer).
+    pub fn bytes_written(&self) -> u64 {
+        self.data_len
+    }
+
+    /// Writes the trailer, fsyncs the file once, renames it into place and
+    /// fsyncs the directory; returns the file digest for the manifest.
+    /// Never replaces a committed file: if one exists for this shard, fails
+    /// with `InvalidWrite` and removes the temporary file.
+    pub fn commit(mut self) -> Result<Digest, ShardError> {
+        self.check_usable()?;
+        let footer = Footer {
+            // append_block stops at u32::MAX blocks.
+            block_count: self.block_hashes.len() as u32,
+            last_block_len: self.last_block_len,
+        }
+        .encode();
+        let mut digest = Sha256::new();
+        digest.update(self.header);
+        for hash in std::mem::take(&mut self.block_hashes) {
+            digest.update(hash);
+            self.write(&hash)?;
+        }
+        digest.update(footer);
+        self.write(&footer)?;
+        let digest: Digest = digest.finalize().into();
+
+        let ShardWriter {
+            id,
+            file,
+            final_path,
+            data_len,
+            ..
+        } = self;
+        let tmp = file.into_inner().map_err(|e| e.into_error())?;
+        tmp.as_file().sync_all()?;
+        // Fails rather than replaces when the name exists (renameat2
+        // RENAME_NOREPLACE, or link + unlink where that is missing).
+        if let Err(e) = tmp.persist_noclobber(&final_path) {
+            // Dropping `e` drops the temporary file, which removes it.
+            return Err(match e.error.kind() {
+                io::ErrorKind::AlreadyExists => ShardError::InvalidWrite(format!(
+                    "shard {id} is already committed; refusing to overwrite it"
+                )),
+                _ => ShardError::Io(e.error),
+            });
+        }
+        if let Some(dir) = final_path.parent() {
+            sync_dir(dir)?;
+        }
+        tracing::debug!(shard = %id, bytes = data_len, digest = %hex::encode(digest), "shard committed");
+        Ok(digest)
+    }
+
+    fn check_usable(&self) -> Result<(), ShardError> {
+        if self.failed {
+            return Err(ShardError::InvalidWrite(format!(
+                "shard {} writer failed earlier; start again",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), ShardError> {
+        self.file.write_all(bytes).map_err(|e| {
+            self.failed = true;
+            ShardError::Io(e)
+        })
+    }
+}
+
+/// An open, checked shard file whose blocks are verified as they are read.
+pub struct ShardReader {
+    id: ShardId,
+    file: File,
+    block_size: u32,
+    block_count: u32,
+    last_block_len: u32,
+    block_hashes: Vec<Digest>,
+}
+
+impl fmt::Debug for ShardReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShardReader")
+            .field("id", &self.id)
+            .field("block_size", &self.block_size)
+            .field("block_count", &self.block_count)
+            .field("last_block_len", &self.last_block_len)
+            .finish()
+    }
+}
+
+impl ShardReader {
+    pub(super) fn open(
+        id: ShardId,
+        path: &Path,
+        expected: &Digest,
+    ) -> Result<ShardReader, ShardError> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ShardError::NotFound(id)),
+            Err(e) => return Err(e.into()),
+        };
+        let corrupt = |reason: String| ShardError::corrupt(id, reason);
+        let len = file.metadata()?.len();
+        if len < (HEADER_LEN + FOOTER_LEN) as u64 {
+            return Err(corrupt(format!(
+                "file is {len} bytes, shorter than header and footer"
+            )));
+        }
+
+        let mut header = [0u8; HEADER_LEN];
+        read_exact_at(&file, id, &mut header, 0, "header")?;
+        let parsed = Header::parse(&header).map_err(corrupt)?;
+        if parsed.id != id {
+            return Err(corrupt(format!("header names shard {}", parsed.id)));
+        }
+        let mut footer = [0u8; FOOTER_LEN];
+        read_exact_at(&file, id, &mut footer, len - FOOTER_LEN as u64, "footer")?;
+        let footer_bytes = footer;
+        let footer = Footer::parse(&footer).map_err(corrupt)?;
+
+        // Sizes are checked against the file length before the trailer is
+        // allocated, so a forged block count cannot ask for gigabytes.
+        let data_len = footer.data_len(parsed.block_size).map_err(corrupt)?;
+        let trailer_len = u64::from(footer.block_count) * HASH_LEN as u64;
+        let want = data_len.checked_add(trailer_len + (HEADER_LEN + FOOTER_LEN) as u64);
+        if want != Some(len) {
+            return Err(corrupt(format!(
+                "file is {len} bytes, but header and footer say {} blocks of {} bytes, \
+                 the last {} bytes long",
+                footer.block_count, parsed.block_size, footer.last_block_len
+            )));
+        }
+        let mut trailer = vec![0u8; footer.block_count as usize * HASH_LEN];
+        read_exact_at(
+            &file,
+            id,
+            &mut trailer,
+            HEADER_LEN as u64 + data_len,
+            "block hashes",
+        )?;
+
+        let mut digest = Sha256::new();
+        digest.update(header);
+        digest.update(&trailer);
+        digest.update(footer_bytes);
+        let digest: Digest = digest.finalize().into();
+        if digest != *expected {
+            return Err(corrupt(format!(
+                "file digest {} differs from the manifest's {}",
+                hex::encode(digest),
+                hex::encode(expected)
+            )));
+        }
+
+        let block_hashes = trailer
+            .chunks_exact(HASH_LEN)
+            .map(|c| {
+                let mut h = [0u8; HASH_LEN];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect();
+        Ok(ShardReader {
+            id,
+            file,
+            block_size: parsed.block_size,
+            block_count: footer.block_count,
+            last_block_len: footer.last_block_len,
+            block_hashes,
+        })
+    }
+
+    /// Number of blocks in the file.
+    pub fn block_count(&self) -> u32 {
+        self.block_count
+    }
+
+    /// Size of every block but the last, which may be shorter.
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    /// Reads block `i` and checks it against its hash in the trailer:
+    /// `Corrupt` if it differs, `OutOfRange` if there is no block `i`.
+    pub fn read_block(&self, i: u32) -> Result<Vec<u8>, ShardError> {
+        let mut buf = Vec::new();
+        self.read_block_into(i, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Reads and verifies every block (for scrub); returns the block bytes
+    /// in total.
+    pub fn verify_all(&self) -> Result<u64, ShardError> {
+        let mut buf = Vec::with_capacity(self.block_size as usize);
+        let mut total = 0;
+        for i in 0..self.block_count {
+            self.read_block_into(i, &mut buf)?;
+            total += buf.len() as u64;
+        }
+        Ok(total)
+    }
+
+    fn read_block_into(&self, i: u32, buf: &mut Vec<u8>) -> Result<(), ShardError> {
+        if i >= self.block_count {
+            return Err(ShardError::OutOfRange {
+                shard: self.id,
+                block: i,
+                count: self.block_count,
+            });
+        }
+        let len = if i + 1 == self.block_count {
+            self.last_block_len
+        } else {
+            self.block_size
+        };
+        buf.clear();
+        buf.resize(len as usize, 0);
+        let offset = HEADER_LEN as u64 + u64::from(i) * u64::from(self.block_size);
+        read_exact_at(&self.file, self.id, buf, offset, "block")?;
+        let hash: Digest = Sha256::digest(&buf[..]).into();
+        if hash != self.block_hashes[i as usize] {
+            return Err(ShardError::corrupt(
+                self.id,
+                format!("block {i} does not match its hash"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `read_exact_at`, with a short read (the file shrank) reported as
+/// corruption rather than as a disk error.
+fn read_exact_at(
+    file: &File,
+    id: ShardId,
+    buf: &mut [u8],
+    offset: u64,
+    what: &str,
+) -> Result<(), ShardError> {
+    file.read_exact_at(buf, offset).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => ShardError::corrupt(
+            id,
+            format!("{what} at offset {offset} runs past the end of the file"),
+        ),
+        _ => ShardError::Io(e),
+    })
+}
