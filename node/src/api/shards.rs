@@ -31,6 +31,7 @@ fn shard_status(e: ShardError) -> Status {
         ShardError::NotFound(_) => Status::not_found(e.to_string()),
         ShardError::Corrupt { .. } => Status::data_loss(e.to_string()),
         ShardError::InvalidWrite(_) => Status::invalid_argument(e.to_string()),
+        ShardError::OutOfRange { .. } => Status::out_of_range(e.to_string()),
         other => Status::internal(other.to_string()),
     }
 }
