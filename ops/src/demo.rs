@@ -190,7 +190,7 @@ async fn tour(cluster: &mut LocalCluster) -> anyhow::Result<()> {
     let video = footage(64 * 1024 * 1024);
     let video_sha = sha256_hex(&video);
     let key = "unit-17/2026-11-26T08-14-03Z.mp4";
-    let client = Client::connect(&[first.clone()]).await?;
+    let client = Client::connect(std::slice::from_ref(&first)).await?;
     let started = Instant::now();
     let put = client
         .put(
@@ -264,7 +264,7 @@ async fn tour(cluster: &mut LocalCluster) -> anyhow::Result<()> {
     );
 
     step(7, "Reading the footage with a whole zone gone: two of six shards of every stripe are missing, parity rebuilds them.");
-    let survivor = Client::connect(&[new_endpoint.clone()]).await?;
+    let survivor = Client::connect(std::slice::from_ref(&new_endpoint)).await?;
     read_and_verify(&survivor, key, &video, &video_sha).await?;
 
     step(
