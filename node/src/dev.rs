@@ -60,6 +60,11 @@ impl LocalNode {
         format!("http://{}", self.config.listen)
     }
 
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Whether the process is alive.
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {

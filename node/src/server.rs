@@ -181,6 +181,16 @@ pub async fn run(
             message: format!("cannot open the shard store: {e}"),
         })?,
     );
+    // Nothing is being written at start, so every temporary shard file is
+    // left over from a crash.
+    match store.clean_tmp(std::time::Duration::ZERO) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            removed = n,
+            "removed unfinished shard files left by a crash"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot clean unfinished shard files"),
+    }
     let capacity = config
         .capacity
         .unwrap_or_else(|| fs_capacity(&config.data_dir));

@@ -2,6 +2,7 @@
 //! cluster. `node …` runs the node command line (the demo starts its nodes
 //! with it, so `cargo run -p tresor-ops` needs no other binary).
 
+mod bench;
 mod demo;
 
 use std::process::ExitCode;
@@ -25,6 +26,24 @@ enum Cmd {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Measure PUT/GET throughput and latency, node memory, and an
+    /// in-process baseline from the same run.
+    Bench {
+        /// Benchmark this cluster (comma-separated endpoints) instead of a
+        /// local one started for the run.
+        #[arg(long, env = "TRESOR_ENDPOINT")]
+        endpoint: Option<String>,
+        /// Output format.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+        /// Size in MiB of one object uploaded while node memory is sampled
+        /// (0 skips it).
+        #[arg(long, default_value_t = 1024)]
+        big_object_mib: usize,
+        /// Keep the local cluster and baseline files here.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// The `tresor-node` command line (used by the demo to start nodes).
     #[command(hide = true, disable_help_flag = true)]
     Node {
@@ -41,24 +60,37 @@ fn main() -> ExitCode {
             all.extend(args);
             tresor_node::cli::main_with_args(all)
         }
-        Cmd::Demo { dir } => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(demo::run(dir)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("demo failed: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+        Cmd::Bench {
+            endpoint,
+            output,
+            big_object_mib,
+            dir,
+        } => run_async(bench::run(bench::BenchOptions {
+            endpoint,
+            json: output == "json",
+            big_object_mib,
+            dir,
+        })),
+        Cmd::Demo { dir } => run_async(demo::run(dir)),
+    }
+}
+
+fn run_async(task: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -354,12 +354,23 @@ impl Harness {
         logs_of(&self.cluster)
     }
 
-    /// Runs the node CLI with `args` and returns (success, stdout, stderr).
+    /// Runs a command line program with `args` and returns (success,
+    /// stdout, stderr).
     pub fn cli(
         binary: &str,
         args: &[&str],
         timeout: Duration,
     ) -> anyhow::Result<(bool, String, String)> {
+        let (ok, out, err) = Self::cli_bytes(binary, args, timeout)?;
+        Ok((ok, String::from_utf8_lossy(&out).into_owned(), err))
+    }
+
+    /// Like [`Harness::cli`], with stdout as raw bytes.
+    pub fn cli_bytes(
+        binary: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<(bool, Vec<u8>, String)> {
         let mut child = std::process::Command::new(binary)
             .args(args)
             .stdin(std::process::Stdio::null())
@@ -367,22 +378,38 @@ impl Harness {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .context("cannot start the CLI")?;
+        // Read both pipes on threads so a chatty child cannot block on a
+        // full pipe while we wait for it.
+        let mut stdout = child.stdout.take().context("no stdout")?;
+        let mut stderr = child.stderr.take().context("no stderr")?;
+        let out = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stdout, &mut buf);
+            buf
+        });
+        let err = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stderr, &mut buf);
+            buf
+        });
         let deadline = Instant::now() + timeout;
-        loop {
-            if child.try_wait()?.is_some() {
-                break;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
-                bail!("CLI {args:?} did not finish within {timeout:?}");
+                let _ = child.wait();
+                bail!("{binary} {args:?} did not finish within {timeout:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output()?;
+        };
+        let out = out.join().unwrap_or_default();
+        let err = err.join().unwrap_or_default();
         Ok((
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+            status.success(),
+            out,
+            String::from_utf8_lossy(&err).into_owned(),
         ))
     }
 }

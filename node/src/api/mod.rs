@@ -12,6 +12,7 @@ pub use status::{object_status, to_status};
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tresor_client::channel::MAX_MESSAGE_BYTES;
@@ -60,6 +61,15 @@ pub async fn serve_grpc(
     let shards = ShardsServer::new(shards::ShardsService::new(store))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // The server's own tcp_nodelay applies only to listeners it binds; set
+    // it on every accepted socket, or Nagle's algorithm meets delayed ACKs
+    // and small responses stall for 40 ms.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.and_then(|stream| {
+            stream.set_nodelay(true)?;
+            Ok(stream)
+        })
+    });
     let router = tonic::transport::Server::builder()
         .initial_stream_window_size(8 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
@@ -71,6 +81,6 @@ pub async fn serve_grpc(
         .add_service(objects)
         .add_service(shards);
     router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
