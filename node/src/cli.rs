@@ -73,6 +73,20 @@ pub enum Cmd {
         #[command(subcommand)]
         command: BucketCmd,
     },
+    /// Show every node's background workers: state, progress, counters.
+    Workers,
+    /// Verify every shard file on every node against its manifest.
+    Scrub {
+        /// Start a pass now (otherwise scrub runs on its schedule).
+        #[arg(long)]
+        now: bool,
+    },
+    /// Rebuild missing or damaged shards.
+    Repair {
+        /// Start a pass now (otherwise repair runs on its schedule).
+        #[arg(long)]
+        now: bool,
+    },
     /// Start a local cluster of real node processes on 127.0.0.1.
     Dev {
         /// Number of nodes.
@@ -108,7 +122,18 @@ pub enum NodesCmd {
         capacity: Option<u64>,
     },
     /// Remove a node (voter, learner or the leader). Its id is never reused.
+    /// Refused while the node holds shards, unless --force.
     Remove {
+        /// The node's id.
+        #[arg(long)]
+        id: u64,
+        /// Remove it even though it holds shards: they are rebuilt from the
+        /// other shards of their stripes.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Move every shard off a node, so it can be removed.
+    Drain {
         /// The node's id.
         #[arg(long)]
         id: u64,
@@ -244,6 +269,7 @@ fn node_json(n: &pb::NodeStatus) -> serde_json::Value {
         "role": n.role,
         "state": n.state,
         "last_contact_ms": n.last_contact_ms,
+        "shards": n.shards,
     })
 }
 
@@ -255,6 +281,16 @@ pub fn status_json(s: &pb::StatusResponse) -> serde_json::Value {
         "term": s.term,
         "commit_index": s.commit_index,
         "nodes": s.nodes.iter().map(node_json).collect::<Vec<_>>(),
+        "degraded_segments": s.degraded_segments,
+        "degraded_by_missing": s.degraded_by_missing.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "repair": s.repair.as_ref().map(|r| json!({
+            "state": r.state,
+            "progress": r.progress,
+            "segments_total": r.segments_total,
+            "segments_to_repair": r.segments_to_repair,
+            "segments_repaired": r.segments_repaired,
+            "bytes_rebuilt": r.bytes_rebuilt,
+        })),
     })
 }
 
@@ -274,9 +310,26 @@ fn print_status_table(s: &pb::StatusResponse) {
         s.term,
         s.commit_index
     );
+    let missing: Vec<String> = s
+        .degraded_by_missing
+        .iter()
+        .map(|(k, v)| format!("{v} missing {k}"))
+        .collect();
     println!(
-        "{:>4}  {:<22} {:<10} {:<8} {:<9} {:>12}",
-        "ID", "ADDR", "ZONE", "ROLE", "STATE", "LAST CONTACT"
+        "degraded segments {}{}",
+        s.degraded_segments,
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", missing.join(", "))
+        }
+    );
+    if let Some(r) = &s.repair {
+        println!("repair: {} — {}", r.state, r.progress);
+    }
+    println!(
+        "{:>4}  {:<22} {:<10} {:<8} {:<9} {:>12} {:>8}",
+        "ID", "ADDR", "ZONE", "ROLE", "STATE", "LAST CONTACT", "SHARDS"
     );
     for n in &s.nodes {
         let contact = match n.last_contact_ms {
@@ -285,8 +338,8 @@ fn print_status_table(s: &pb::StatusResponse) {
             None => "-".into(),
         };
         println!(
-            "{:>4}  {:<22} {:<10} {:<8} {:<9} {:>12}",
-            n.id, n.addr, n.zone, n.role, n.state, contact
+            "{:>4}  {:<22} {:<10} {:<8} {:<9} {:>12} {:>8}",
+            n.id, n.addr, n.zone, n.role, n.state, contact, n.shards
         );
     }
 }
@@ -364,11 +417,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Nodes {
-            command: NodesCmd::Remove { id },
+            command: NodesCmd::Remove { id, force },
         } => {
             admin(&cli.endpoint)
                 .await?
-                .remove_node(pb::RemoveNodeRequest { id })
+                .remove_node(pb::RemoveNodeRequest { id, force })
                 .await
                 .map_err(|s| rpc_error("nodes remove", s))?;
             match output {
@@ -414,10 +467,129 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Cmd::Nodes {
+            command: NodesCmd::Drain { id },
+        } => {
+            admin(&cli.endpoint)
+                .await?
+                .drain_node(pb::DrainNodeRequest { id })
+                .await
+                .map_err(|s| rpc_error("nodes drain", s))?;
+            match output {
+                Output::Json => print_json(json!({"draining": id})),
+                Output::Table => println!(
+                    "node {id} is draining; `tresor-node status` shows its shards going to zero"
+                ),
+            }
+        }
+        Cmd::Workers => {
+            let all = every_node_workers(&cli.endpoint).await?;
+            match output {
+                Output::Json => print_json(serde_json::Value::Array(
+                    all.iter()
+                        .flat_map(|r| {
+                            r.workers.iter().map(move |w| {
+                                json!({
+                                    "node": r.node_id,
+                                    "name": w.name,
+                                    "state": w.state,
+                                    "progress": w.progress,
+                                    "counters": w.counters,
+                                    "last_pass_ms": w.last_pass_ms,
+                                    "last_error": if w.last_error.is_empty() { None } else { Some(&w.last_error) },
+                                })
+                            })
+                        })
+                        .collect(),
+                )),
+                Output::Table => {
+                    println!("{:>4}  {:<9} {:<8} PROGRESS", "NODE", "WORKER", "STATE");
+                    for r in &all {
+                        for w in &r.workers {
+                            println!("{:>4}  {:<9} {:<8} {}", r.node_id, w.name, w.state, w.progress);
+                            if !w.last_error.is_empty() {
+                                println!("{:>4}  {:<9} error:   {}", "", "", w.last_error);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Cmd::Scrub { now } | Cmd::Repair { now } if !now => {
+            anyhow::bail!("these run on their schedule; pass --now to start a pass at once");
+        }
+        Cmd::Scrub { .. } => run_everywhere(&cli.endpoint, "scrub", output).await?,
+        Cmd::Repair { .. } => run_everywhere(&cli.endpoint, "repair", output).await?,
         Cmd::Dev { nodes, zones, dir } => {
             init_tracing();
             dev(nodes, zones, dir).await?;
         }
+    }
+    Ok(())
+}
+
+/// The workers of every node the cluster lists (asking each node).
+async fn every_node_workers(endpoint: &str) -> anyhow::Result<Vec<pb::WorkersResponse>> {
+    let status = admin(endpoint)
+        .await?
+        .status(pb::StatusRequest { local: false })
+        .await
+        .map_err(|s| rpc_error("status", s))?
+        .into_inner();
+    let mut all = Vec::new();
+    for node in &status.nodes {
+        match tresor_client::admin(&node.addr).await {
+            Ok(mut c) => match c.workers(pb::WorkersRequest {}).await {
+                Ok(r) => all.push(r.into_inner()),
+                Err(s) => eprintln!("node {}: {}", node.id, s.message()),
+            },
+            Err(e) => eprintln!("node {}: {e}", node.id),
+        }
+    }
+    Ok(all)
+}
+
+/// Starts a pass of worker `name` on every node the cluster lists.
+async fn run_everywhere(endpoint: &str, name: &str, output: Output) -> anyhow::Result<()> {
+    let status = admin(endpoint)
+        .await?
+        .status(pb::StatusRequest { local: false })
+        .await
+        .map_err(|s| rpc_error("status", s))?
+        .into_inner();
+    let mut started = Vec::new();
+    let mut failed = Vec::new();
+    for node in &status.nodes {
+        let result = match tresor_client::admin(&node.addr).await {
+            Ok(mut c) => c
+                .run_worker(pb::RunWorkerRequest { name: name.into() })
+                .await
+                .map(|_| ())
+                .map_err(|s| s.message().to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => started.push(node.id),
+            Err(e) => failed.push((node.id, e)),
+        }
+    }
+    match output {
+        Output::Json => print_json(json!({
+            "worker": name,
+            "started_on": started,
+            "failed": failed.iter().map(|(id, e)| json!({"node": id, "error": e})).collect::<Vec<_>>(),
+        })),
+        Output::Table => {
+            println!(
+                "{name} pass started on nodes {started:?}; follow it with `tresor-node workers`"
+            );
+            for (id, e) in &failed {
+                println!("node {id}: {e}");
+            }
+        }
+    }
+    if started.is_empty() {
+        anyhow::bail!("{name} could not be started on any node");
     }
     Ok(())
 }

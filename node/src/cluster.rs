@@ -121,6 +121,7 @@ pub struct Cluster {
     contact: PeerContact,
     committed: Arc<AtomicU64>,
     capacity: u64,
+    incarnation: String,
 }
 
 fn raft_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ClusterError {
@@ -144,6 +145,7 @@ impl Cluster {
         contact: PeerContact,
         committed: Arc<AtomicU64>,
         capacity: u64,
+        incarnation: String,
     ) -> Self {
         Self {
             leader_raft_client: tokio::sync::Mutex::new(None),
@@ -153,12 +155,28 @@ impl Cluster {
             contact,
             committed,
             capacity,
+            incarnation,
         }
     }
 
     /// This node's config.
     pub fn config(&self) -> &NodeConfig {
         &self.config
+    }
+
+    /// Highest committed log index known here.
+    pub fn commit_index(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    /// When each peer last answered this node's Raft RPCs.
+    pub fn contact(&self) -> &PeerContact {
+        &self.contact
+    }
+
+    /// Random id of this node's data dir.
+    pub fn incarnation(&self) -> &str {
+        &self.incarnation
     }
 
     /// Bytes this node offers for shards.
@@ -206,6 +224,8 @@ impl Cluster {
             capacity: self.capacity,
             state: NodeState::Active,
             added_ms: now_ms(),
+            state_since_ms: now_ms(),
+            incarnation: self.incarnation.clone(),
         }
     }
 
@@ -365,6 +385,7 @@ impl Cluster {
             .propose(tresor_proto::internal::v1::RaftPayload {
                 json,
                 data: Vec::new(),
+                target_incarnation: String::new(),
             })
             .await
             .map_err(|s| ClusterError::Unavailable(format!("leader {leader}: {}", s.message())))?
@@ -405,6 +426,7 @@ impl Cluster {
         self.check_newcomer(&mut record).await?;
         record.state = NodeState::Active;
         record.added_ms = now_ms();
+        record.state_since_ms = record.added_ms;
         self.propose(Command::AddNode {
             node: record.clone(),
         })
@@ -492,11 +514,49 @@ impl Cluster {
         if record.capacity == 0 {
             record.capacity = info.capacity;
         }
+        record.incarnation = info.incarnation;
+        Ok(())
+    }
+
+    /// Shard files the manifests place on each node.
+    pub fn shards_per_node(&self) -> Result<std::collections::HashMap<NodeId, u64>, ClusterError> {
+        let mut counts = std::collections::HashMap::new();
+        for m in self.meta.all_objects()? {
+            for seg in &m.segments {
+                for node in seg.shards.iter().filter_map(|l| l.node) {
+                    *counts.entry(node).or_default() += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Marks a node draining: repair moves its shards to other nodes.
+    pub async fn drain_node(&self, id: NodeId) -> Result<(), ClusterError> {
+        if !self.is_leader() {
+            return Err(ClusterError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        match self.meta.node(id)? {
+            None => return Err(MetaError::NotFound(format!("no node with id {id}")).into()),
+            Some(n) if n.state == NodeState::Removed => {
+                return Err(MetaError::NotFound(format!("node {id} is removed")).into())
+            }
+            Some(_) => {}
+        }
+        self.propose(Command::SetNodeState {
+            id,
+            state: NodeState::Draining,
+            since_ms: now_ms(),
+        })
+        .await?;
+        tracing::info!(node_id = id, "node draining");
         Ok(())
     }
 
     /// Removes a node from the cluster, voter, learner or leader.
-    pub async fn remove_node(&self, id: NodeId) -> Result<(), ClusterError> {
+    pub async fn remove_node(&self, id: NodeId, force: bool) -> Result<(), ClusterError> {
         if !self.is_leader() {
             return Err(ClusterError::NotLeader {
                 leader: self.leader(),
@@ -505,6 +565,14 @@ impl Cluster {
         let Some(record) = self.meta.node(id)? else {
             return Err(MetaError::NotFound(format!("no node with id {id}")).into());
         };
+        let holds = self.shards_per_node()?.get(&id).copied().unwrap_or(0);
+        if holds > 0 && !force && record.state != NodeState::Removed {
+            return Err(MetaError::FailedPrecondition(format!(
+                "node {id} still holds {holds} shard file(s); drain it first (`tresor-node nodes drain --id {id}`), \
+                 or remove it with --force to have them rebuilt from the other shards"
+            ))
+            .into());
+        }
         let membership = self.raft.metrics().borrow().membership_config.clone();
         let in_membership = membership.membership().get_node(&id).is_some();
         if record.state == NodeState::Removed && !in_membership {

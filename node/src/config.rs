@@ -41,6 +41,50 @@ pub struct NodeConfig {
     /// How objects this node coordinates are cut into stripes and segments.
     #[serde(default)]
     pub data: DataTuning,
+    /// Liveness, scrub, repair and garbage collection.
+    #[serde(default)]
+    pub healing: HealingTuning,
+}
+
+/// Background healing: when nodes count as down, how often shards are
+/// checked and repaired, and how fast.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealingTuning {
+    /// A node not heard from for this many seconds is `down`: placement
+    /// stops choosing it.
+    pub down_after_secs: u64,
+    /// A node down for this many seconds has its shards rebuilt elsewhere.
+    pub rebuild_after_secs: u64,
+    /// Seconds between full scrub passes over this node's shard files
+    /// (default 7 days; `tresor-node scrub --now` starts one at once).
+    pub scrub_interval_secs: u64,
+    /// Scrub reads at most this many bytes per second.
+    pub scrub_bytes_per_sec: u64,
+    /// Seconds between repair passes (run by the leader).
+    pub repair_interval_secs: u64,
+    /// Repair rebuilds at most this many bytes per second.
+    pub repair_bytes_per_sec: u64,
+    /// A shard file no manifest references is deleted once it is this many
+    /// seconds old (uploads in progress are younger).
+    pub orphan_grace_secs: u64,
+    /// Seconds between orphan collection passes.
+    pub gc_interval_secs: u64,
+}
+
+impl Default for HealingTuning {
+    fn default() -> Self {
+        Self {
+            down_after_secs: 30,
+            rebuild_after_secs: 600,
+            scrub_interval_secs: 7 * 24 * 3600,
+            scrub_bytes_per_sec: 100_000_000,
+            repair_interval_secs: 30,
+            repair_bytes_per_sec: 200_000_000,
+            orphan_grace_secs: 3600,
+            gc_interval_secs: 600,
+        }
+    }
 }
 
 /// Stripe and segment sizes for uploads this node coordinates (each object
@@ -239,6 +283,19 @@ impl NodeConfig {
         let d = &self.data;
         if !(4096..=4 * 1024 * 1024).contains(&d.shard_bytes) {
             return Err(invalid("data.shard_bytes", "must be 4096 to 4194304"));
+        }
+        let h = &self.healing;
+        for (field, value) in [
+            ("healing.down_after_secs", h.down_after_secs),
+            ("healing.scrub_interval_secs", h.scrub_interval_secs),
+            ("healing.scrub_bytes_per_sec", h.scrub_bytes_per_sec),
+            ("healing.repair_interval_secs", h.repair_interval_secs),
+            ("healing.repair_bytes_per_sec", h.repair_bytes_per_sec),
+            ("healing.gc_interval_secs", h.gc_interval_secs),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
         }
         if d.segment_bytes < d.shard_bytes as u64 {
             return Err(invalid(

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use tresor_proto::v1 as pb;
 
-use crate::config::{DataTuning, NodeConfig, RaftTuning};
+use crate::config::{DataTuning, HealingTuning, NodeConfig, RaftTuning};
 use crate::raft::voters::MAX_VOTERS;
 
 /// How to start a node process: a program and the arguments that make it
@@ -147,6 +147,8 @@ pub struct LocalClusterSpec {
     pub http: bool,
     /// Stripe and segment sizes.
     pub data: DataTuning,
+    /// Liveness and healing timing.
+    pub healing: HealingTuning,
 }
 
 impl Default for LocalClusterSpec {
@@ -162,6 +164,7 @@ impl Default for LocalClusterSpec {
             },
             http: true,
             data: DataTuning::default(),
+            healing: HealingTuning::default(),
         }
     }
 }
@@ -236,6 +239,7 @@ impl LocalCluster {
             capacity: None,
             raft: self.spec.raft.clone(),
             data: self.spec.data.clone(),
+            healing: self.spec.healing.clone(),
         };
         config.validate()?;
         let config_path = self.dir.join(format!("node-{id}.toml"));

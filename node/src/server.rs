@@ -61,11 +61,14 @@ pub enum ServeError {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct DataDirIdentity {
     node_id: u64,
+    /// Random, made with the dir: tells a wiped and recreated dir apart.
+    #[serde(default)]
+    incarnation: String,
 }
 
 const IDENTITY_FILE: &str = "node.json";
 
-fn check_data_dir(config: &NodeConfig) -> Result<(), ServeError> {
+fn check_data_dir(config: &NodeConfig) -> Result<String, ServeError> {
     let dir = &config.data_dir;
     let fail = |message: String| ServeError::DataDir {
         path: dir.clone(),
@@ -73,7 +76,7 @@ fn check_data_dir(config: &NodeConfig) -> Result<(), ServeError> {
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create: {e}")))?;
     let path = dir.join(IDENTITY_FILE);
-    match std::fs::read(&path) {
+    let mut identity = match std::fs::read(&path) {
         Ok(bytes) => {
             let found: DataDirIdentity = serde_json::from_slice(&bytes).map_err(|e| {
                 fail(format!(
@@ -86,18 +89,21 @@ fn check_data_dir(config: &NodeConfig) -> Result<(), ServeError> {
                     found.node_id, config.node_id
                 )));
             }
-            Ok(())
+            found
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let identity = DataDirIdentity {
-                node_id: config.node_id,
-            };
-            let bytes = serde_json::to_vec(&identity).map_err(|e| fail(e.to_string()))?;
-            write_durably(&path, &bytes)
-                .map_err(|e| fail(format!("cannot write {IDENTITY_FILE}: {e}")))
-        }
-        Err(e) => Err(fail(format!("cannot read {IDENTITY_FILE}: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DataDirIdentity {
+            node_id: config.node_id,
+            incarnation: String::new(),
+        },
+        Err(e) => return Err(fail(format!("cannot read {IDENTITY_FILE}: {e}"))),
+    };
+    if identity.incarnation.is_empty() {
+        identity.incarnation = uuid::Uuid::new_v4().to_string();
+        let bytes = serde_json::to_vec(&identity).map_err(|e| fail(e.to_string()))?;
+        write_durably(&path, &bytes)
+            .map_err(|e| fail(format!("cannot write {IDENTITY_FILE}: {e}")))?;
     }
+    Ok(identity.incarnation)
 }
 
 /// Writes a small file so that it survives a crash: temp file, fsync,
@@ -124,7 +130,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
-    check_data_dir(&config)?;
+    let incarnation = check_data_dir(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -168,7 +174,7 @@ pub async fn run(
     let raft = crate::raft::Raft::new(
         config.node_id,
         Arc::new(raft_config),
-        NetworkFactory::new(config.node_id, contact.clone()),
+        NetworkFactory::new(config.node_id, contact.clone(), meta.clone()),
         log_store,
         state_machine,
     )
@@ -201,6 +207,7 @@ pub async fn run(
         contact,
         committed,
         capacity,
+        incarnation.clone(),
     ));
     tracing::info!(
         node_id = config.node_id,
@@ -211,10 +218,39 @@ pub async fn run(
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let plane = Arc::new(crate::objects::DataPlane::new(
+        cluster.clone(),
+        config.data.clone(),
+    ));
+    let metrics = crate::metrics::Metrics::new(config.node_id);
+    let workers = Arc::new(spawn_workers(&config, &cluster, &plane, &store, &stop_rx));
+    spawn_gauges(
+        cluster.clone(),
+        workers.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    );
     if let Some(listener) = http_listener {
         let mut stop = stop_rx.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            let app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok\n" }));
+            let app = axum::Router::new()
+                .route("/health", axum::routing::get(|| async { "ok\n" }))
+                .route(
+                    "/metrics",
+                    axum::routing::get(move || {
+                        let metrics = metrics.clone();
+                        async move {
+                            (
+                                [(
+                                    axum::http::header::CONTENT_TYPE,
+                                    crate::metrics::CONTENT_TYPE,
+                                )],
+                                metrics.render(),
+                            )
+                        }
+                    }),
+                );
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
@@ -230,14 +266,12 @@ pub async fn run(
     let grpc_shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    let plane = Arc::new(crate::objects::DataPlane::new(
-        cluster.clone(),
-        config.data.clone(),
-    ));
     let grpc = tokio::spawn(crate::api::serve_grpc(
         cluster,
         plane,
         store,
+        workers,
+        metrics,
         listener,
         grpc_shutdown,
     ));
@@ -257,6 +291,99 @@ pub async fn run(
     }
     tracing::info!(node_id = config.node_id, "stopped");
     served
+}
+
+fn spawn_workers(
+    config: &NodeConfig,
+    cluster: &Arc<Cluster>,
+    plane: &Arc<crate::objects::DataPlane>,
+    store: &Arc<crate::shards::ShardStore>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> crate::workers::Workers {
+    use crate::workers::{Liveness, OrphanCollector, Repairer, Scrubber, Workers};
+    use std::time::Duration;
+    let h = &config.healing;
+    let workers = Workers::default();
+    workers.spawn(
+        Liveness::new(cluster.clone(), Duration::from_secs(h.down_after_secs)),
+        stop.clone(),
+    );
+    workers.spawn(
+        Scrubber::new(
+            plane.clone(),
+            store.clone(),
+            Duration::from_secs(h.scrub_interval_secs),
+            h.scrub_bytes_per_sec,
+        ),
+        stop.clone(),
+    );
+    workers.spawn(
+        Repairer::new(
+            plane.clone(),
+            Duration::from_secs(h.repair_interval_secs),
+            Duration::from_secs(h.rebuild_after_secs),
+            h.repair_bytes_per_sec,
+        ),
+        stop.clone(),
+    );
+    workers.spawn(
+        OrphanCollector::new(
+            cluster.clone(),
+            store.clone(),
+            Duration::from_secs(h.orphan_grace_secs),
+            Duration::from_secs(h.gc_interval_secs),
+        ),
+        stop.clone(),
+    );
+    workers
+}
+
+/// Refreshes the gauges that are read from state rather than counted as
+/// things happen, every two seconds.
+fn spawn_gauges(
+    cluster: Arc<Cluster>,
+    workers: Arc<crate::workers::Workers>,
+    metrics: crate::metrics::Metrics,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let m = cluster.raft().metrics().borrow().clone();
+            let own = cluster.config().node_id;
+            metrics.set_raft(
+                m.current_term,
+                m.current_leader,
+                cluster.commit_index(),
+                m.last_applied.map(|l| l.index).unwrap_or(0),
+                m.current_leader == Some(own),
+            );
+            if let Ok(degraded) = crate::workers::degraded_segments(&cluster) {
+                metrics.set_degraded(&degraded);
+            }
+            for w in workers.list() {
+                let c = |k: &str| w.counters.get(k).copied().unwrap_or(0);
+                match w.name.as_str() {
+                    "repair" => metrics.repair_progress(
+                        c("segments_repaired_this_pass"),
+                        c("segments_to_repair"),
+                        c("bytes_rebuilt"),
+                    ),
+                    "scrub" => metrics.scrub_progress(
+                        c("files_checked"),
+                        c("files_total"),
+                        c("bytes_checked"),
+                        c("errors_found"),
+                    ),
+                    "gc" => metrics.set_shards(c("shard_files"), c("shard_bytes")),
+                    _ => {}
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ pub fn spec(nodes: usize, zones: usize) -> LocalClusterSpec {
         raft: fast_raft(),
         http: false,
         data: Default::default(),
+        healing: Default::default(),
     }
 }
 
@@ -168,6 +169,15 @@ impl Harness {
             .node(id)
             .map(|n| n.config.advertised_addr())
             .unwrap_or_default()
+    }
+
+    /// `host:port` of node `id`'s HTTP port, if it has one.
+    pub fn http_addr(&self, id: u64) -> Option<String> {
+        self.cluster
+            .node(id)?
+            .config
+            .http_listen
+            .map(|a| a.to_string())
     }
 
     /// Zone of node `id`.

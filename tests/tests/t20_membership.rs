@@ -25,7 +25,7 @@ async fn remove(h: &Harness, via: u64, id: u64) -> Result<(), tonic::Status> {
     h.admin(via)
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?
-        .remove_node(pb::RemoveNodeRequest { id })
+        .remove_node(pb::RemoveNodeRequest { id, force: false })
         .await
         .map(|_| ())
 }

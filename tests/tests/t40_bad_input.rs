@@ -122,7 +122,10 @@ async fn refused_admin_requests_change_nothing() -> anyhow::Result<()> {
 
     // Removing an unknown node.
     let err = admin
-        .remove_node(pb::RemoveNodeRequest { id: 12345 })
+        .remove_node(pb::RemoveNodeRequest {
+            id: 12345,
+            force: false,
+        })
         .await
         .expect_err("unknown node");
     assert_eq!(err.code(), tonic::Code::NotFound, "{err}");

@@ -130,17 +130,27 @@ async fn flipped_and_swapped_shard_files_are_detected_and_rebuilt() -> anyhow::R
         assert_reads_back(&h, via, "evidence", &data).await?;
     }
 
-    // Replace a shard file with a valid-looking shard of another object on
-    // the same node: the header and digest give it away.
+    // The holders confirmed those files bad, so the reads reported them
+    // for repair: their locations are cleared in the manifest.
+    tresor_tests::wait_for("bad shards reported", tresor_tests::SETTLE_TIMEOUT, || async {
+        Ok((h.stat(1, "footage", "evidence").await?.missing_shards == 2).then_some(()))
+    })
+    .await?;
+    assert_reads_back(&h, 4, "evidence", &data).await?;
+
+    // Replace a shard file of a fresh object with a valid-looking shard of
+    // another object on the same node: the header and digest give it away.
+    let fresh = pattern(4 * STRIPE + 99, 13);
+    let fresh_files = put_tracked(&h, "evidence-2", &fresh).await?;
     let other = pattern(4 * STRIPE + 99, 12);
     let other_files = put_tracked(&h, "other", &other).await?;
-    let (node, target) = &files[1];
+    let (node, target) = &fresh_files[1];
     let (_, donor) = other_files
         .iter()
         .find(|(n, _)| n == node)
         .expect("the other object has a file on the same node");
     std::fs::copy(donor, target)?;
-    assert_reads_back(&h, 2, "evidence", &data).await?;
+    assert_reads_back(&h, 2, "evidence-2", &fresh).await?;
     assert_reads_back(&h, 2, "other", &other).await?;
     Ok(())
 }

@@ -11,6 +11,11 @@ use tresor_proto::v1::admin_server::Admin;
 use super::to_status;
 use crate::cluster::{Cluster, ClusterView, NodeView};
 use crate::meta::{Bucket, NodeRecord, NodeState};
+use crate::workers::{degraded_segments, Workers};
+use std::collections::{BTreeMap, HashMap};
+
+/// Degraded segments by missing shard count, and shard files per node.
+type Health = (BTreeMap<u64, u64>, HashMap<u64, u64>);
 
 /// Marks a request forwarded by another node, so it is never forwarded twice.
 const FORWARDED_BY: &str = "tresor-forwarded-by";
@@ -18,12 +23,41 @@ const FORWARDED_BY: &str = "tresor-forwarded-by";
 /// Admin API of one node.
 pub struct AdminService {
     cluster: Arc<Cluster>,
+    workers: Arc<Workers>,
 }
 
 impl AdminService {
-    /// Serves `cluster`.
-    pub fn new(cluster: Arc<Cluster>) -> Self {
-        Self { cluster }
+    /// Serves `cluster`, whose node runs `workers`.
+    pub fn new(cluster: Arc<Cluster>, workers: Arc<Workers>) -> Self {
+        Self { cluster, workers }
+    }
+
+    /// Degraded segments by missing shard count, and shards per node.
+    fn health(&self) -> Result<Health, Status> {
+        let degraded = degraded_segments(&self.cluster)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .into_iter()
+            .map(|(k, v)| (k as u64, v))
+            .collect();
+        let per_node = self.cluster.shards_per_node().map_err(to_status)?;
+        Ok((degraded, per_node))
+    }
+
+    fn repair_progress(&self) -> Option<pb::RepairProgress> {
+        let repair = self
+            .workers
+            .list()
+            .into_iter()
+            .find(|w| w.name == "repair")?;
+        let c = |k: &str| repair.counters.get(k).copied().unwrap_or(0);
+        Some(pb::RepairProgress {
+            segments_total: c("segments_total"),
+            segments_to_repair: c("segments_to_repair"),
+            segments_repaired: c("segments_repaired"),
+            bytes_rebuilt: c("bytes_rebuilt"),
+            state: repair.state,
+            progress: repair.progress,
+        })
     }
 
     /// `None` when this node leads; otherwise a client to the leader.
@@ -66,6 +100,7 @@ fn node_status(view: &NodeView) -> pb::NodeStatus {
         state: view.record.state.as_str().to_string(),
         last_contact_ms: view.last_contact_ms,
         capacity: view.record.capacity,
+        shards: 0,
     }
 }
 
@@ -80,6 +115,9 @@ fn status_response(view: ClusterView) -> pb::StatusResponse {
         applied_index: view.applied_index,
         snapshot_index: view.snapshot_index,
         purged_index: view.purged_index,
+        degraded_segments: 0,
+        degraded_by_missing: Default::default(),
+        repair: None,
     }
 }
 
@@ -123,6 +161,7 @@ impl Admin for AdminService {
             capacity: self.cluster.capacity(),
             cluster_id,
             initialized: self.cluster.is_initialized().await,
+            incarnation: self.cluster.incarnation().to_string(),
         }))
     }
 
@@ -141,6 +180,8 @@ impl Admin for AdminService {
             capacity: req.capacity,
             state: NodeState::Active,
             added_ms: 0,
+            state_since_ms: 0,
+            incarnation: String::new(),
         };
         let view = self.cluster.add_node(record).await.map_err(to_status)?;
         Ok(Response::new(pb::AddNodeResponse {
@@ -157,8 +198,9 @@ impl Admin for AdminService {
                 .remove_node(self.forwarded(request.into_inner()))
                 .await;
         }
+        let req = request.into_inner();
         self.cluster
-            .remove_node(request.into_inner().id)
+            .remove_node(req.id, req.force)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::RemoveNodeResponse {}))
@@ -181,7 +223,15 @@ impl Admin for AdminService {
             }
         }
         let view = self.cluster.view().await.map_err(to_status)?;
-        Ok(Response::new(status_response(view)))
+        let mut response = status_response(view);
+        let (degraded, per_node) = self.health()?;
+        response.degraded_segments = degraded.values().sum();
+        response.degraded_by_missing = degraded.into_iter().collect();
+        for n in &mut response.nodes {
+            n.shards = per_node.get(&n.id).copied().unwrap_or(0);
+        }
+        response.repair = self.repair_progress();
+        Ok(Response::new(response))
     }
 
     async fn create_bucket(
@@ -221,5 +271,55 @@ impl Admin for AdminService {
         Ok(Response::new(pb::ListBucketsResponse {
             buckets: buckets.iter().map(bucket_pb).collect(),
         }))
+    }
+
+    async fn workers(
+        &self,
+        _request: Request<pb::WorkersRequest>,
+    ) -> Result<Response<pb::WorkersResponse>, Status> {
+        let workers = self
+            .workers
+            .list()
+            .into_iter()
+            .map(|w| pb::WorkerInfo {
+                name: w.name,
+                state: w.state,
+                progress: w.progress,
+                counters: w.counters.into_iter().collect(),
+                last_pass_ms: w.last_pass_ms,
+                last_error: w.last_error.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(pb::WorkersResponse {
+            node_id: self.cluster.config().node_id,
+            workers,
+        }))
+    }
+
+    async fn run_worker(
+        &self,
+        request: Request<pb::RunWorkerRequest>,
+    ) -> Result<Response<pb::RunWorkerResponse>, Status> {
+        let name = request.into_inner().name;
+        if !self.workers.trigger(&name) {
+            return Err(Status::not_found(format!("no worker named {name:?}")));
+        }
+        Ok(Response::new(pb::RunWorkerResponse {}))
+    }
+
+    async fn drain_node(
+        &self,
+        request: Request<pb::DrainNodeRequest>,
+    ) -> Result<Response<pb::DrainNodeResponse>, Status> {
+        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
+            return leader
+                .drain_node(self.forwarded(request.into_inner()))
+                .await;
+        }
+        self.cluster
+            .drain_node(request.into_inner().id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::DrainNodeResponse {}))
     }
 }

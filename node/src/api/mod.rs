@@ -31,6 +31,8 @@ pub async fn serve_grpc(
     cluster: Arc<Cluster>,
     plane: Arc<DataPlane>,
     store: Arc<ShardStore>,
+    workers: Arc<crate::workers::Workers>,
+    metrics: crate::metrics::Metrics,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
@@ -49,13 +51,17 @@ pub async fn serve_grpc(
             tracing::error!(error = %e, "reflection service disabled");
         })
         .ok();
-    let admin = AdminServer::new(admin::AdminService::new(cluster.clone()))
+    let admin = AdminServer::new(admin::AdminService::new(cluster.clone(), workers))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let raft = RaftServer::new(RaftService::new(cluster.raft().clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let objects = ObjectsServer::new(objects::ObjectsService::new(plane))
+    let raft = RaftServer::new(RaftService::new(
+        cluster.raft().clone(),
+        cluster.config().node_id,
+        cluster.incarnation().to_string(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let objects = ObjectsServer::new(objects::ObjectsService::new(plane, metrics))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let shards = ShardsServer::new(shards::ShardsService::new(store))

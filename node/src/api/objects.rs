@@ -10,17 +10,41 @@ use tresor_proto::v1::objects_server::Objects;
 
 use super::object_status;
 use crate::meta::ObjectManifest;
+use crate::metrics::Metrics;
 use crate::objects::{DataPlane, ObjectError, ObjectRange, PutSpec};
+use std::time::Instant;
 
 /// Object API of one node; any node coordinates any request.
 pub struct ObjectsService {
     plane: Arc<DataPlane>,
+    metrics: Metrics,
 }
 
 impl ObjectsService {
-    /// Serves `plane`.
-    pub fn new(plane: Arc<DataPlane>) -> Self {
-        Self { plane }
+    /// Serves `plane`, counting requests in `metrics`.
+    pub fn new(plane: Arc<DataPlane>, metrics: Metrics) -> Self {
+        Self { plane, metrics }
+    }
+
+    fn record<T>(
+        &self,
+        op: &str,
+        started: Instant,
+        result: &Result<T, Status>,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        let outcome = match result {
+            Ok(_) => "ok".to_string(),
+            Err(s) => format!("{:?}", s.code()).to_lowercase(),
+        };
+        self.metrics.request(
+            op,
+            &outcome,
+            bytes_in,
+            bytes_out,
+            started.elapsed().as_secs_f64(),
+        );
     }
 }
 
@@ -46,6 +70,63 @@ type GetStream = Pin<Box<dyn Stream<Item = Result<pb::GetResponse, Status>> + Se
 #[tonic::async_trait]
 impl Objects for ObjectsService {
     async fn put(
+        &self,
+        request: Request<Streaming<pb::PutRequest>>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        let started = Instant::now();
+        let result = self.put_inner(request).await;
+        let size = result.as_ref().map(|r| r.get_ref().size).unwrap_or(0);
+        self.record("put", started, &result, size, 0);
+        result
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<Self::GetStream>, Status> {
+        let started = Instant::now();
+        let result = self.get_inner(request).await;
+        let planned = result.as_ref().map(|(_, n)| *n).unwrap_or(0);
+        let result = result.map(|(r, _)| r);
+        self.record("get", started, &result, 0, planned);
+        result
+    }
+
+    async fn stat(
+        &self,
+        request: Request<pb::StatRequest>,
+    ) -> Result<Response<pb::ObjectInfo>, Status> {
+        let started = Instant::now();
+        let result = self.stat_inner(request).await;
+        self.record("stat", started, &result, 0, 0);
+        result
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let started = Instant::now();
+        let result = self.list_inner(request).await;
+        self.record("list", started, &result, 0, 0);
+        result
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let started = Instant::now();
+        let result = self.delete_inner(request).await;
+        self.record("delete", started, &result, 0, 0);
+        result
+    }
+
+    type GetStream = GetStream;
+}
+
+impl ObjectsService {
+    async fn put_inner(
         &self,
         request: Request<Streaming<pb::PutRequest>>,
     ) -> Result<Response<pb::PutResponse>, Status> {
@@ -95,18 +176,16 @@ impl Objects for ObjectsService {
         }))
     }
 
-    type GetStream = GetStream;
-
-    async fn get(
+    async fn get_inner(
         &self,
         request: Request<pb::GetRequest>,
-    ) -> Result<Response<Self::GetStream>, Status> {
+    ) -> Result<(Response<GetStream>, u64), Status> {
         let req = request.into_inner();
         let range = ObjectRange {
             offset: req.offset.unwrap_or(0),
             length: req.length,
         };
-        let (manifest, _, bytes) = self
+        let (manifest, (start, end), bytes) = self
             .plane
             .get(&req.bucket, &req.key, range)
             .await
@@ -122,10 +201,10 @@ impl Objects for ObjectsService {
                 .map_err(object_status)
         });
         let stream = futures::stream::once(async { Ok(info) }).chain(data);
-        Ok(Response::new(Box::pin(stream)))
+        Ok((Response::new(Box::pin(stream)), end - start))
     }
 
-    async fn stat(
+    async fn stat_inner(
         &self,
         request: Request<pb::StatRequest>,
     ) -> Result<Response<pb::ObjectInfo>, Status> {
@@ -138,7 +217,7 @@ impl Objects for ObjectsService {
         Ok(Response::new(object_info(&manifest)))
     }
 
-    async fn list(
+    async fn list_inner(
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
@@ -155,7 +234,7 @@ impl Objects for ObjectsService {
         }))
     }
 
-    async fn delete(
+    async fn delete_inner(
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {

@@ -161,6 +161,21 @@ impl Shards for ShardsService {
         Ok(Response::new(ipb::ReadBlockReply { data: data? }))
     }
 
+    async fn delete_shard(
+        &self,
+        request: Request<ipb::ShardRef>,
+    ) -> Result<Response<ipb::DeleteObjectShardsReply>, Status> {
+        let id = shard_id(Some(request.get_ref()))?;
+        let store = self.store.clone();
+        let deleted = tokio::task::spawn_blocking(move || store.delete(&id))
+            .await
+            .map_err(|e| Status::internal(format!("shard task failed: {e}")))?
+            .map_err(|e| Status::internal(format!("deleting a shard: {e}")))?;
+        Ok(Response::new(ipb::DeleteObjectShardsReply {
+            deleted: deleted as u32,
+        }))
+    }
+
     async fn delete_object_shards(
         &self,
         request: Request<ipb::DeleteObjectShardsRequest>,

@@ -43,6 +43,14 @@ pub struct NodeRecord {
     pub state: NodeState,
     /// When it was added, Unix milliseconds (chosen by the proposer).
     pub added_ms: u64,
+    /// When `state` last changed, Unix milliseconds.
+    #[serde(default)]
+    pub state_since_ms: u64,
+    /// Random id of the node's data dir, created with it. A node that comes
+    /// back with another one (a wiped disk) is not the node the cluster
+    /// knew, and is kept out of Raft.
+    #[serde(default)]
+    pub incarnation: String,
 }
 
 /// A bucket and its erasure scheme.
@@ -88,6 +96,30 @@ pub enum Command {
     CreateObject {
         /// Its manifest, shards already durable.
         manifest: Box<super::ObjectManifest>,
+    },
+    /// Changes a node's liveness or drain state (never to or from `Removed`).
+    SetNodeState {
+        /// Node id.
+        id: u64,
+        /// New state.
+        state: NodeState,
+        /// When, Unix milliseconds (chosen by the proposer).
+        since_ms: u64,
+    },
+    /// Moves or clears shard locations of one segment, if they are still
+    /// what the proposer saw (compare-and-set): repair commits rebuilt
+    /// shards this way, and scrub and reads report bad ones.
+    UpdateShards {
+        /// Bucket of the object.
+        bucket: String,
+        /// Key of the object.
+        key: String,
+        /// The object the proposer saw under that key.
+        object_id: super::ObjectId,
+        /// Segment index.
+        segment: u32,
+        /// `(shard index, location expected now, new location)`.
+        changes: Vec<(u32, super::ShardLocation, super::ShardLocation)>,
     },
     /// Removes an object's manifest; its shards become garbage.
     DeleteObject {

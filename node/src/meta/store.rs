@@ -16,6 +16,8 @@ const CLUSTER_ID: &[u8] = b"cluster_id";
 const NODE_PREFIX: &[u8] = b"node/";
 const BUCKET_PREFIX: &[u8] = b"bucket/";
 const OBJECT_PREFIX: &[u8] = b"object/";
+/// `objid/<16 bytes>` → `<bucket>\0<key>`: finds an object from its shard files.
+const OBJECT_ID_PREFIX: &[u8] = b"objid/";
 
 /// Errors reading the tree: the disk or its contents are bad.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,12 @@ fn object_prefix(bucket: &str) -> Vec<u8> {
     let mut k = OBJECT_PREFIX.to_vec();
     k.extend_from_slice(bucket.as_bytes());
     k.push(0);
+    k
+}
+
+fn object_id_key(id: &super::ObjectId) -> Vec<u8> {
+    let mut k = OBJECT_ID_PREFIX.to_vec();
+    k.extend_from_slice(&id.0);
     k
 }
 
@@ -166,6 +174,16 @@ impl MetaStore {
         Ok(out)
     }
 
+    /// The manifest of the object with this id, if it still exists.
+    pub fn object_by_id(&self, id: &super::ObjectId) -> Result<Option<ObjectManifest>, StoreError> {
+        let Some(name) = self.tree.get(object_id_key(id))? else {
+            return Ok(None);
+        };
+        let mut full = OBJECT_PREFIX.to_vec();
+        full.extend_from_slice(&name);
+        self.get(&full)
+    }
+
     /// Every object manifest of every bucket (for repair and GC scans).
     pub fn all_objects(&self) -> Result<Vec<ObjectManifest>, StoreError> {
         self.scan(OBJECT_PREFIX)
@@ -243,7 +261,68 @@ impl MetaStore {
                         manifest.bucket, manifest.key
                     ))));
                 }
+                let mut name = manifest.bucket.as_bytes().to_vec();
+                name.push(0);
+                name.extend_from_slice(manifest.key.as_bytes());
+                batch.insert(object_id_key(&manifest.object_id), name);
                 batch.insert(key, encode(manifest));
+            }
+            Command::SetNodeState {
+                id,
+                state,
+                since_ms,
+            } => {
+                let Some(mut node) = self.node(*id)? else {
+                    return Ok(Err(MetaError::NotFound(format!("no node with id {id}"))));
+                };
+                if node.state == NodeState::Removed || *state == NodeState::Removed {
+                    return Ok(Err(MetaError::FailedPrecondition(format!(
+                        "node {id}: a removed node's state cannot change"
+                    ))));
+                }
+                if node.state != *state {
+                    node.state = *state;
+                    node.state_since_ms = *since_ms;
+                    batch.insert(node_key(*id), encode(&node));
+                }
+            }
+            Command::UpdateShards {
+                bucket,
+                key,
+                object_id,
+                segment,
+                changes,
+            } => {
+                let k = object_key(bucket, key);
+                let Some(mut manifest) = self.get::<ObjectManifest>(&k)? else {
+                    return Ok(Err(MetaError::NotFound(format!(
+                        "no object {bucket}/{key}"
+                    ))));
+                };
+                if manifest.object_id != *object_id {
+                    return Ok(Err(MetaError::FailedPrecondition(format!(
+                        "{bucket}/{key} is another object now"
+                    ))));
+                }
+                let Some(seg) = manifest.segments.get_mut(*segment as usize) else {
+                    return Ok(Err(MetaError::InvalidArgument(format!(
+                        "no segment {segment}"
+                    ))));
+                };
+                for (index, expected, _) in changes {
+                    match seg.shards.get(*index as usize) {
+                        Some(current) if current == expected => {}
+                        _ => {
+                            return Ok(Err(MetaError::FailedPrecondition(format!(
+                                "shard {index} of segment {segment} of {bucket}/{key} changed meanwhile"
+                            ))))
+                        }
+                    }
+                }
+                for (index, _, new) in changes {
+                    seg.shards[*index as usize] = new.clone();
+                }
+                batch.insert(k, encode(&manifest));
             }
             Command::DeleteObject { bucket, key } => {
                 let k = object_key(bucket, key);
@@ -285,6 +364,8 @@ mod tests {
             capacity: 1,
             state: NodeState::Active,
             added_ms: 0,
+            state_since_ms: 0,
+            incarnation: String::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 
 mod peers;
 mod read;
+mod repair;
 mod write;
 
 use std::sync::Arc;

@@ -94,30 +94,36 @@ impl DataPlane {
         Ok((manifest, (start, end), Box::pin(ReceiverStream::new(rx))))
     }
 
-    /// One block of one shard file, or why not.
+    /// One block of one shard file, or why not. `Err((reason, bad))`:
+    /// `bad` when the holder confirmed the file missing or corrupt (as
+    /// opposed to being unreachable), so it can be reported for repair.
     async fn fetch_block(
         &self,
         m: &ObjectManifest,
         s: StripeRef,
         index: usize,
         len: usize,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, (String, bool)> {
         let location = m
             .segments
             .get(s.segment as usize)
             .and_then(|seg| seg.shards.get(index))
-            .ok_or("not in the manifest")?;
+            .ok_or(("not in the manifest".to_string(), false))?;
         let (Some(node), Some(digest)) = (location.node, location.digest.as_ref()) else {
-            return Err("shard missing".into());
+            return Err(("shard missing".into(), false));
         };
-        let digest = hex::decode(digest).map_err(|_| "manifest digest malformed".to_string())?;
+        let digest =
+            hex::decode(digest).map_err(|_| ("manifest digest malformed".to_string(), false))?;
         let record = self
             .cluster
             .meta()
             .node(node)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("node {node} unknown"))?;
-        let mut client = self.peers.client(&record).map_err(|e| e.to_string())?;
+            .map_err(|e| (e.to_string(), false))?
+            .ok_or_else(|| (format!("node {node} unknown"), false))?;
+        let mut client = self
+            .peers
+            .client(&record)
+            .map_err(|e| (e.to_string(), false))?;
         let request = ipb::ReadBlockRequest {
             shard: Some(ipb::ShardRef {
                 object_id: m.object_id.0.to_vec(),
@@ -129,62 +135,49 @@ impl DataPlane {
         };
         let data = tokio::time::timeout(BLOCK_TIMEOUT, client.read_block(request))
             .await
-            .map_err(|_| format!("node {node} timed out"))?
-            .map_err(|st| format!("node {node}: {}", st.message()))?
+            .map_err(|_| (format!("node {node} timed out"), false))?
+            .map_err(|st| {
+                let bad = matches!(st.code(), tonic::Code::NotFound | tonic::Code::DataLoss);
+                (format!("node {node}: {}", st.message()), bad)
+            })?
             .into_inner()
             .data;
         if data.len() != len {
-            return Err(format!(
-                "node {node} sent {} bytes, expected {len}",
-                data.len()
+            return Err((
+                format!("node {node} sent {} bytes, expected {len}", data.len()),
+                true,
             ));
         }
         Ok(data)
     }
 
-    /// The bytes of one stripe, rebuilt from parity if need be.
-    async fn fetch_stripe(
+    /// Fetches shards of one stripe, in waves along `order`, until `k` are
+    /// in hand. Shards their holders report missing or corrupt are reported
+    /// for repair.
+    pub(super) async fn gather(
         &self,
         m: &ObjectManifest,
         codec: &Codec,
         s: StripeRef,
-    ) -> Result<Vec<u8>, ObjectError> {
+        order: &[usize],
+    ) -> Result<Vec<Option<Vec<u8>>>, ObjectError> {
         let k = codec.data_shards();
         let width = codec.total_shards();
         let len = codec.shard_len(s.bytes as usize);
         let mut shards: Vec<Option<Vec<u8>>> = vec![None; width];
-        let mut tried = vec![false; width];
+        let mut next = 0;
         let mut problems = Vec::new();
-        // Data shards first: when they are all good, no decoding is needed.
-        let mut wave: Vec<usize> = (0..k).collect();
         loop {
-            for i in &wave {
-                tried[*i] = true;
-            }
-            let fetched =
-                futures::future::join_all(wave.iter().map(|i| self.fetch_block(m, s, *i, len)))
-                    .await;
-            for (i, result) in wave.iter().zip(fetched) {
-                match result {
-                    Ok(block) => shards[*i] = Some(block),
-                    Err(reason) => {
-                        tracing::warn!(
-                            object = %m.object_id,
-                            segment = s.segment,
-                            stripe = s.stripe,
-                            shard = i,
-                            reason,
-                            "shard unreadable; using parity"
-                        );
-                        problems.push(format!("shard {i}: {reason}"));
-                    }
-                }
-            }
             let have = shards.iter().filter(|b| b.is_some()).count();
             if have >= k {
-                break;
+                return Ok(shards);
             }
-            wave = (0..width).filter(|i| !tried[*i]).take(k - have).collect();
+            let wave: Vec<usize> = order[next.min(order.len())..]
+                .iter()
+                .copied()
+                .take(k - have)
+                .collect();
+            next += wave.len();
             if wave.is_empty() {
                 return Err(ObjectError::Unavailable(format!(
                     "{}/{}: stripe {} of segment {} has only {have} of the {k} readable shards it needs ({})",
@@ -195,7 +188,41 @@ impl DataPlane {
                     problems.join("; ")
                 )));
             }
+            let fetched =
+                futures::future::join_all(wave.iter().map(|i| self.fetch_block(m, s, *i, len)))
+                    .await;
+            for (i, result) in wave.iter().zip(fetched) {
+                match result {
+                    Ok(block) => shards[*i] = Some(block),
+                    Err((reason, bad)) => {
+                        tracing::warn!(
+                            object = %m.object_id,
+                            segment = s.segment,
+                            stripe = s.stripe,
+                            shard = i,
+                            reason,
+                            "shard unreadable; using parity"
+                        );
+                        if bad {
+                            self.report_bad_shard(m, s.segment, *i);
+                        }
+                        problems.push(format!("shard {i}: {reason}"));
+                    }
+                }
+            }
         }
+    }
+
+    /// The bytes of one stripe, rebuilt from parity if need be.
+    async fn fetch_stripe(
+        &self,
+        m: &ObjectManifest,
+        codec: &Codec,
+        s: StripeRef,
+    ) -> Result<Vec<u8>, ObjectError> {
+        // Data shards first: when they are all good, no decoding is needed.
+        let order: Vec<usize> = (0..codec.total_shards()).collect();
+        let shards = self.gather(m, codec, s, &order).await?;
         codec.decode(shards, s.bytes as usize).map_err(|e| {
             ObjectError::Internal(format!(
                 "decoding stripe {} of segment {}: {e}",

@@ -86,7 +86,7 @@ impl<S: PutBody> Body<S> {
 }
 
 /// One node receiving one shard file of the open segment.
-struct Target {
+pub(super) struct Target {
     node: u64,
     tx: mpsc::Sender<ipb::ShardWrite>,
     replies: tonic::Streaming<ipb::ShardWriteReply>,
@@ -94,7 +94,7 @@ struct Target {
 }
 
 impl Target {
-    async fn send(&mut self, msg: shard_write::Msg) {
+    pub(super) async fn send(&mut self, msg: shard_write::Msg) {
         if self.failed.is_some() {
             return;
         }
@@ -115,7 +115,7 @@ impl Target {
     }
 
     /// Commits and waits for the file's digest.
-    async fn commit(mut self) -> Result<(u64, [u8; 32]), String> {
+    pub(super) async fn commit(mut self) -> Result<(u64, [u8; 32]), String> {
         self.send(shard_write::Msg::Commit(true)).await;
         if let Some(reason) = self.failed.take() {
             return Err(reason);
@@ -138,7 +138,7 @@ impl Target {
 
 impl DataPlane {
     /// Opens one shard file on `node`.
-    async fn open_target(
+    pub(super) async fn open_target(
         &self,
         node: u64,
         shard: ipb::ShardRef,

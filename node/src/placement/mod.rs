@@ -106,6 +106,39 @@ pub fn place(
     Ok(chosen)
 }
 
+/// Nodes for `count` shards of a segment whose other shards stay on `keep`
+/// (`(node, zone)`): each goes to the zone holding the fewest of the
+/// segment's shards that still has an unused node, the best-scoring node
+/// there. Fewer than `count` when nodes run out.
+pub fn replacements(
+    candidates: &[Candidate],
+    keep: &[(u64, String)],
+    count: usize,
+    seed: &[u8],
+) -> Vec<u64> {
+    let mut zone_load: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, zone) in keep {
+        *zone_load.entry(zone.clone()).or_default() += 1;
+    }
+    let mut chosen: Vec<u64> = Vec::new();
+    for _ in 0..count {
+        let best = candidates
+            .iter()
+            .filter(|c| !keep.iter().any(|(n, _)| *n == c.id) && !chosen.contains(&c.id))
+            .min_by(|a, b| {
+                let la = zone_load.get(&a.zone).copied().unwrap_or(0);
+                let lb = zone_load.get(&b.zone).copied().unwrap_or(0);
+                la.cmp(&lb)
+                    .then(score(seed, b.id, b.weight).total_cmp(&score(seed, a.id, a.weight)))
+                    .then(a.id.cmp(&b.id))
+            });
+        let Some(c) = best else { break };
+        *zone_load.entry(c.zone.clone()).or_default() += 1;
+        chosen.push(c.id);
+    }
+    chosen
+}
+
 /// Weighted rendezvous score: `-weight / ln(u)` with `u` uniform in (0, 1)
 /// from the hash of seed and node. Higher wins.
 fn score(seed: &[u8], node: u64, weight: u64) -> f64 {
@@ -207,6 +240,51 @@ mod tests {
         let zone = |id: u64| cands.iter().find(|c| c.id == id).map(|c| c.zone.clone());
         for pair in chosen.windows(2) {
             assert_ne!(zone(pair[0]), zone(pair[1]), "{chosen:?}");
+        }
+    }
+
+    /// `(candidates, kept shards as node:zone, count, expected zones of the
+    /// replacements in order)`.
+    const REPLACEMENT_CASES: &[(&str, &str, usize, &str)] = &[
+        // A lost dc1 shard of a 2/2/2 segment goes back to dc1.
+        ("1:a 2:b 3:c 4:a 5:b 6:c 7:a", "2:b 3:c 4:a 5:b 6:c", 1, "a"),
+        // Both dc1 shards lost, spares in every zone: both go back to dc1,
+        // restoring two per zone.
+        (
+            "1:a 2:b 3:c 4:a 5:b 6:c 7:a 8:b",
+            "2:b 3:c 5:b 6:c",
+            2,
+            "a a",
+        ),
+        // dc1 has one spare only: the second goes to a zone that has one.
+        ("1:a 2:b 3:c 5:b 6:c 8:b", "2:b 3:c 5:b 6:c", 2, "a b"),
+        // No spare anywhere: nothing.
+        ("1:a 2:b 3:c", "1:a 2:b 3:c", 1, ""),
+        // Only a crowded zone has spares: still used.
+        ("1:a 2:b 3:c 4:c", "1:a 2:b 3:c", 1, "c"),
+    ];
+
+    #[test]
+    fn replacement_table() {
+        for (cands, keep, count, expected) in REPLACEMENT_CASES {
+            let cands = nodes(cands);
+            let keep: Vec<(u64, String)> =
+                nodes(keep).into_iter().map(|c| (c.id, c.zone)).collect();
+            let got = replacements(&cands, &keep, *count, b"seed");
+            for id in &got {
+                assert!(!keep.iter().any(|(k, _)| k == id), "reused a kept node");
+            }
+            let zones: Vec<String> = got
+                .iter()
+                .map(|id| {
+                    cands
+                        .iter()
+                        .find(|c| c.id == *id)
+                        .map(|c| c.zone.clone())
+                        .unwrap_or_default()
+                })
+                .collect();
+            assert_eq!(zones.join(" "), *expected, "keep {keep:?}");
         }
     }
 

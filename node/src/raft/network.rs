@@ -45,12 +45,18 @@ impl PeerContact {
 pub struct NetworkFactory {
     own_id: NodeId,
     contact: PeerContact,
+    meta: crate::meta::MetaStore,
 }
 
 impl NetworkFactory {
     /// A factory for node `own_id`, recording peer contact in `contact`.
-    pub fn new(own_id: NodeId, contact: PeerContact) -> Self {
-        Self { own_id, contact }
+    /// `meta` tells each peer's recorded incarnation.
+    pub fn new(own_id: NodeId, contact: PeerContact, meta: crate::meta::MetaStore) -> Self {
+        Self {
+            own_id,
+            contact,
+            meta,
+        }
     }
 }
 
@@ -64,6 +70,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.addr.clone(),
             client: None,
             contact: self.contact.clone(),
+            meta: self.meta.clone(),
         }
     }
 }
@@ -75,6 +82,7 @@ pub struct PeerClient {
     addr: String,
     client: Option<RaftClient<Channel>>,
     contact: PeerContact,
+    meta: crate::meta::MetaStore,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, E>>;
@@ -106,7 +114,18 @@ impl PeerClient {
     {
         let json =
             serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let payload = RaftPayload { json, data };
+        let target_incarnation = self
+            .meta
+            .node(self.target)
+            .ok()
+            .flatten()
+            .map(|n| n.incarnation)
+            .unwrap_or_default();
+        let payload = RaftPayload {
+            json,
+            data,
+            target_incarnation,
+        };
         let mut client = self.client().map_err(RPCError::Unreachable)?;
         let ttl = option.hard_ttl();
         let call = async {

@@ -12,12 +12,40 @@ use super::{NodeId, Raft, TypeConfig};
 /// Hands peers' Raft messages to the local openraft instance.
 pub struct RaftService {
     raft: Raft,
+    node_id: NodeId,
+    incarnation: String,
+    warned: std::sync::atomic::AtomicBool,
 }
 
 impl RaftService {
-    /// Serves `raft`.
-    pub fn new(raft: Raft) -> Self {
-        Self { raft }
+    /// Serves `raft` of node `node_id`, whose data dir is `incarnation`.
+    pub fn new(raft: Raft, node_id: NodeId, incarnation: String) -> Self {
+        Self {
+            raft,
+            node_id,
+            incarnation,
+            warned: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Refuses Raft traffic meant for another incarnation of this node id:
+    /// a node whose data dir was wiped has lost its log and vote, and must
+    /// not rejoin as if nothing happened (it could vote twice in a term).
+    fn check_incarnation(&self, payload: &RaftPayload) -> Result<(), Status> {
+        let expected = &payload.target_incarnation;
+        if expected.is_empty() || *expected == self.incarnation {
+            return Ok(());
+        }
+        let message = format!(
+            "node {id} lost its state: the cluster knows node {id} with data dir {expected}, this data dir is {own}. \
+             Remove node {id} (`tresor-node nodes remove --id {id} --force`) and add this machine as a new node with a new id",
+            id = self.node_id,
+            own = self.incarnation,
+        );
+        if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::error!("{message}");
+        }
+        Err(Status::failed_precondition(message))
     }
 }
 
@@ -32,6 +60,7 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
     Ok(Response::new(RaftPayload {
         json,
         data: Vec::new(),
+        target_incarnation: String::new(),
     }))
 }
 
@@ -41,11 +70,13 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        self.check_incarnation(request.get_ref())?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
         encode(&self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.check_incarnation(request.get_ref())?;
         let rpc: VoteRequest<NodeId> = decode(request.get_ref())?;
         encode(&self.raft.vote(rpc).await)
     }
@@ -55,6 +86,7 @@ impl RaftRpc for RaftService {
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let payload = request.into_inner();
+        self.check_incarnation(&payload)?;
         let mut rpc: InstallSnapshotRequest<TypeConfig> = decode(&payload)?;
         rpc.data = payload.data;
         encode(&self.raft.install_snapshot(rpc).await)

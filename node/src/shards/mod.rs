@@ -195,6 +195,22 @@ impl ShardStore {
         Ok(removed)
     }
 
+    /// Deletes one committed shard file (directory fsynced); false if it
+    /// was not there.
+    pub fn delete(&self, id: &ShardId) -> io::Result<bool> {
+        let path = self.path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                if let Some(dir) = path.parent() {
+                    sync_dir(dir)?;
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every committed shard file: its id, file length and modification
     /// time, for scrub and garbage collection. Files whose names do not
     /// parse, or that sit in the wrong fan-out directory, are skipped.

@@ -1,0 +1,233 @@
+//! The repair path: rebuild chosen shard files of one segment from `data`
+//! survivors onto new nodes, commit the new locations through Raft
+//! (compare-and-set, so a concurrent change wins cleanly), then delete the
+//! old copies. A crash at any point loses nothing: before the commit the
+//! old locations stand and the new files are orphans; after it the old
+//! copies are orphans. Either kind is collected by the orphan worker.
+
+use std::collections::HashMap;
+
+use tresor_proto::internal::v1::{self as ipb, shard_write};
+
+use super::{DataPlane, ObjectError};
+use crate::erasure::Codec;
+use crate::meta::{Command, NodeRecord, NodeState, ObjectManifest, ShardLocation, StripeRef};
+use crate::placement::{replacements, Candidate};
+use crate::rate::RateLimiter;
+
+impl DataPlane {
+    /// Reports shard `index` of `segment` as bad (missing or corrupt on its
+    /// holder): its location is cleared, so repair rebuilds it. Runs in the
+    /// background; a location that changed meanwhile is left alone.
+    pub fn report_bad_shard(&self, m: &ObjectManifest, segment: u32, index: usize) {
+        let Some(current) = m
+            .segments
+            .get(segment as usize)
+            .and_then(|s| s.shards.get(index))
+            .cloned()
+        else {
+            return;
+        };
+        if current.node.is_none() {
+            return;
+        }
+        let command = Command::UpdateShards {
+            bucket: m.bucket.clone(),
+            key: m.key.clone(),
+            object_id: m.object_id,
+            segment,
+            changes: vec![(
+                index as u32,
+                current.clone(),
+                ShardLocation {
+                    node: None,
+                    digest: None,
+                },
+            )],
+        };
+        let cluster = self.cluster.clone();
+        let object = m.object_id;
+        tokio::spawn(async move {
+            match cluster.propose(command).await {
+                Ok(()) => {
+                    tracing::warn!(%object, segment, index, node = ?current.node, "bad shard reported for repair")
+                }
+                Err(e) => {
+                    tracing::debug!(%object, segment, index, error = %e, "bad-shard report not applied")
+                }
+            }
+        });
+    }
+
+    /// Rebuilds shards `replace` of `segment` of `m` onto other nodes and
+    /// commits them. Returns the shard bytes written.
+    pub async fn repair_segment(
+        &self,
+        m: &ObjectManifest,
+        segment: u32,
+        replace: &[usize],
+        nodes: &HashMap<u64, NodeRecord>,
+        limiter: &mut RateLimiter,
+    ) -> Result<u64, ObjectError> {
+        let seg = m
+            .segments
+            .get(segment as usize)
+            .ok_or_else(|| ObjectError::Internal(format!("no segment {segment}")))?;
+        let codec = Codec::new(m.data as usize, m.parity as usize)
+            .map_err(|e| ObjectError::Internal(format!("manifest scheme: {e}")))?;
+        let readable = |i: usize| {
+            seg.shards[i]
+                .node
+                .and_then(|n| nodes.get(&n))
+                .is_some_and(|n| matches!(n.state, NodeState::Active | NodeState::Draining))
+        };
+        // Sources: shards that stay first, then readable ones being moved
+        // (a draining node still serves its own shards).
+        let mut order: Vec<usize> = (0..seg.shards.len())
+            .filter(|i| !replace.contains(i) && readable(*i))
+            .collect();
+        order.extend(replace.iter().copied().filter(|i| readable(*i)));
+
+        // Targets: active nodes not holding another shard of this segment,
+        // zone by zone where the segment is thinnest.
+        let keep: Vec<(u64, String)> = seg
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !replace.contains(i))
+            .filter_map(|(_, l)| l.node)
+            .filter_map(|n| nodes.get(&n).map(|r| (n, r.zone.clone())))
+            .collect();
+        let candidates: Vec<Candidate> = nodes
+            .values()
+            .filter(|n| n.state == NodeState::Active)
+            .filter(|n| !replace.iter().any(|i| seg.shards[*i].node == Some(n.id)))
+            .map(|n| Candidate {
+                id: n.id,
+                zone: n.zone.clone(),
+                weight: n.capacity,
+            })
+            .collect();
+        let mut seed = m.object_id.0.to_vec();
+        seed.extend_from_slice(&segment.to_be_bytes());
+        seed.extend_from_slice(b"repair");
+        let targets = replacements(&candidates, &keep, replace.len(), &seed);
+        if targets.is_empty() {
+            return Err(ObjectError::Unavailable(format!(
+                "no eligible node to rebuild shards of segment {segment} of {}/{} on",
+                m.bucket, m.key
+            )));
+        }
+        let mut open = Vec::new();
+        for (index, node) in replace.iter().zip(&targets) {
+            let shard = ipb::ShardRef {
+                object_id: m.object_id.0.to_vec(),
+                segment,
+                index: *index as u32,
+            };
+            // A target may still hold a bad copy of this very shard (its
+            // location was cleared by scrub): that file is garbage, and a
+            // commit never overwrites, so clear it first.
+            if let Some(record) = nodes.get(node) {
+                if let Ok(mut client) = self.peers.client(record) {
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        client.delete_shard(shard.clone()),
+                    )
+                    .await;
+                }
+            }
+            match self.open_target(*node, shard, m.block_size).await {
+                Ok(t) => open.push((*index, t)),
+                Err(reason) => {
+                    tracing::warn!(object = %m.object_id, segment, node, reason, "repair target failed")
+                }
+            }
+        }
+        if open.is_empty() {
+            return Err(ObjectError::Unavailable(
+                "no repair target could be opened".into(),
+            ));
+        }
+
+        let stripe_bytes = m.stripe_bytes();
+        let stripes = seg.bytes.div_ceil(stripe_bytes.max(1));
+        let mut written = 0u64;
+        for stripe in 0..stripes {
+            let offset = segment as u64 * m.segment_bytes() + stripe * stripe_bytes;
+            let s = StripeRef {
+                segment,
+                stripe: stripe as u32,
+                offset,
+                bytes: stripe_bytes.min(seg.bytes - stripe * stripe_bytes),
+            };
+            let mut shards = self.gather(m, &codec, s, &order).await?;
+            codec
+                .reconstruct_all(&mut shards)
+                .map_err(|e| ObjectError::Internal(format!("rebuilding stripe {stripe}: {e}")))?;
+            for (index, target) in open.iter_mut() {
+                let block = shards[*index].take().unwrap_or_default();
+                written += block.len() as u64;
+                limiter.consume(block.len() as u64).await;
+                target.send(shard_write::Msg::Block(block)).await;
+            }
+        }
+        let mut changes = Vec::new();
+        let mut old = Vec::new();
+        for (index, target) in open {
+            match target.commit().await {
+                Ok((node, digest)) => {
+                    old.push((index, seg.shards[index].clone()));
+                    changes.push((
+                        index as u32,
+                        seg.shards[index].clone(),
+                        ShardLocation {
+                            node: Some(node),
+                            digest: Some(hex::encode(digest)),
+                        },
+                    ));
+                }
+                Err(reason) => {
+                    tracing::warn!(object = %m.object_id, segment, index, reason, "repair commit failed")
+                }
+            }
+        }
+        if changes.is_empty() {
+            return Err(ObjectError::Unavailable(
+                "no rebuilt shard could be committed".into(),
+            ));
+        }
+        self.cluster
+            .propose(Command::UpdateShards {
+                bucket: m.bucket.clone(),
+                key: m.key.clone(),
+                object_id: m.object_id,
+                segment,
+                changes,
+            })
+            .await?;
+        // The old copies are garbage now; delete what can be reached.
+        for (index, location) in old {
+            let Some(node) = location.node.and_then(|n| nodes.get(&n)) else {
+                continue;
+            };
+            let Ok(mut client) = self.peers.client(node) else {
+                continue;
+            };
+            let shard = ipb::ShardRef {
+                object_id: m.object_id.0.to_vec(),
+                segment,
+                index: index as u32,
+            };
+            let deleted = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                client.delete_shard(shard),
+            )
+            .await;
+            if !matches!(deleted, Ok(Ok(_))) {
+                tracing::debug!(object = %m.object_id, segment, index, node = node.id, "old copy left for orphan collection");
+            }
+        }
+        Ok(written)
+    }
+}

@@ -1,0 +1,125 @@
+//! Scrub, on every node: read every local shard file that a manifest
+//! references here, verify every block's hash and the file's digest, and
+//! report a bad or missing file for repair (its location is cleared).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::{StatusHandle, Worker};
+use crate::objects::DataPlane;
+use crate::rate::RateLimiter;
+use crate::shards::{ShardError, ShardId, ShardStore};
+
+/// The scrub worker.
+pub struct Scrubber {
+    plane: Arc<DataPlane>,
+    store: Arc<ShardStore>,
+    interval: Duration,
+    bytes_per_sec: u64,
+}
+
+impl Scrubber {
+    /// Scrubs `store` every `interval`, at most `bytes_per_sec`.
+    pub fn new(
+        plane: Arc<DataPlane>,
+        store: Arc<ShardStore>,
+        interval: Duration,
+        bytes_per_sec: u64,
+    ) -> Self {
+        Self {
+            plane,
+            store,
+            interval,
+            bytes_per_sec,
+        }
+    }
+
+    async fn scrub(&mut self, status: &StatusHandle) -> Result<(), String> {
+        let cluster = self.plane.cluster().clone();
+        cluster
+            .linearizable_read()
+            .await
+            .map_err(|e| e.to_string())?;
+        let me = cluster.config().node_id;
+        let objects = cluster.meta().all_objects().map_err(|e| e.to_string())?;
+        let mut files = Vec::new();
+        for m in &objects {
+            for (segment, seg) in m.segments.iter().enumerate() {
+                for (index, location) in seg.shards.iter().enumerate() {
+                    if location.node == Some(me) {
+                        files.push((m, segment as u32, index, location.digest.clone()));
+                    }
+                }
+            }
+        }
+        let total = files.len() as u64;
+        status.set("files_total", total);
+        status.set("files_checked", 0);
+        let mut limiter = RateLimiter::new(self.bytes_per_sec);
+        let mut bad = 0u64;
+        for (n, (m, segment, index, digest)) in files.into_iter().enumerate() {
+            let id = ShardId {
+                object_id: m.object_id.0,
+                segment,
+                index: index as u32,
+            };
+            let expected = digest
+                .and_then(|d| hex::decode(d).ok())
+                .and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok());
+            let store = self.store.clone();
+            let verdict = match expected {
+                None => Err("manifest digest missing or malformed".to_string()),
+                Some(expected) => tokio::task::spawn_blocking(move || {
+                    store.open_reader(&id, &expected)?.verify_all()
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| match r {
+                    Ok(bytes) => Ok(bytes),
+                    Err(
+                        e @ (ShardError::NotFound(_)
+                        | ShardError::Corrupt { .. }
+                        | ShardError::OutOfRange { .. }),
+                    ) => Err(e.to_string()),
+                    // An I/O error is the disk's, not proof the file is bad.
+                    Err(e) => {
+                        tracing::error!(shard = %id, error = %e, "scrub could not read a shard");
+                        Ok(0)
+                    }
+                }),
+            };
+            match verdict {
+                Ok(bytes) => {
+                    status.add("bytes_checked", bytes);
+                    limiter.consume(bytes).await;
+                }
+                Err(reason) => {
+                    bad += 1;
+                    status.add("errors_found", 1);
+                    tracing::error!(shard = %id, bucket = m.bucket, key = m.key, reason, "scrub found a bad shard");
+                    self.plane.report_bad_shard(m, segment, index);
+                }
+            }
+            status.set("files_checked", n as u64 + 1);
+            status.progress(format!("{}/{total} shard files checked, {bad} bad", n + 1));
+        }
+        status.add("passes", 1);
+        Ok(())
+    }
+}
+
+impl Worker for Scrubber {
+    fn name(&self) -> &'static str {
+        "scrub"
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn pass<'a>(&'a mut self, status: &'a StatusHandle) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.scrub(status))
+    }
+}
