@@ -132,9 +132,13 @@ async fn flipped_and_swapped_shard_files_are_detected_and_rebuilt() -> anyhow::R
 
     // The holders confirmed those files bad, so the reads reported them
     // for repair: their locations are cleared in the manifest.
-    tresor_tests::wait_for("bad shards reported", tresor_tests::SETTLE_TIMEOUT, || async {
-        Ok((h.stat(1, "footage", "evidence").await?.missing_shards == 2).then_some(()))
-    })
+    tresor_tests::wait_for(
+        "bad shards reported",
+        tresor_tests::SETTLE_TIMEOUT,
+        || async {
+            Ok((h.stat(1, "footage", "evidence").await?.missing_shards == 2).then_some(()))
+        },
+    )
     .await?;
     assert_reads_back(&h, 4, "evidence", &data).await?;
 

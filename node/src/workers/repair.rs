@@ -15,6 +15,9 @@ use crate::meta::{now_ms, NodeRecord, NodeState, SegmentManifest};
 use crate::objects::DataPlane;
 use crate::rate::RateLimiter;
 
+/// Segments repaired at the same time.
+const REPAIR_LANES: usize = 4;
+
 /// The health of one segment.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SegmentHealth {
@@ -117,26 +120,42 @@ impl Repairer {
         status.set("segments_degraded", degraded.values().sum());
         status.set("segments_to_repair", todo);
         status.set("segments_repaired_this_pass", 0);
-        let mut limiter = RateLimiter::new(self.bytes_per_sec);
-        let mut failed = 0;
-        for (n, (_, m, segment, replace)) in work.into_iter().enumerate() {
-            status.progress(format!("repairing segment {}/{todo}", n + 1));
-            match self
-                .plane
-                .repair_segment(m, segment, &replace, &nodes, &mut limiter)
-                .await
-            {
-                Ok(bytes) => {
-                    status.add("bytes_rebuilt", bytes);
-                    status.add("segments_repaired", 1);
-                    status.add("segments_repaired_this_pass", 1);
-                }
-                Err(e) => {
-                    failed += 1;
-                    tracing::warn!(bucket = m.bucket, key = m.key, segment, error = %e, "repair failed; will retry");
+        // A few segments at a time: one segment's repair waits on fsyncs
+        // and a Raft commit, so running several keeps disks and network
+        // busy. Each lane gets its share of the byte rate; the order of
+        // starting keeps the most endangered segments first.
+        let lanes = REPAIR_LANES.min(work.len().max(1));
+        let per_lane = (self.bytes_per_sec / lanes as u64).max(1);
+        let queue = std::sync::Mutex::new(work.into_iter().enumerate());
+        let failed = std::sync::atomic::AtomicU64::new(0);
+        let plane = &self.plane;
+        let nodes = &nodes;
+        let lane = |_| async {
+            let mut limiter = RateLimiter::new(per_lane);
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.next());
+                let Some((n, (_, m, segment, replace))) = next else {
+                    break;
+                };
+                status.progress(format!("repairing segment {}/{todo}", n + 1));
+                match plane
+                    .repair_segment(m, segment, &replace, nodes, &mut limiter)
+                    .await
+                {
+                    Ok(bytes) => {
+                        status.add("bytes_rebuilt", bytes);
+                        status.add("segments_repaired", 1);
+                        status.add("segments_repaired_this_pass", 1);
+                    }
+                    Err(e) => {
+                        failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(bucket = m.bucket, key = m.key, segment, error = %e, "repair failed; will retry");
+                    }
                 }
             }
-        }
+        };
+        futures::future::join_all((0..lanes).map(lane)).await;
+        let failed = failed.load(std::sync::atomic::Ordering::Relaxed);
         status.add("passes", 1);
         status.progress(format!(
             "{segments} segments, {todo} needed repair, {} repaired, {failed} failed",
