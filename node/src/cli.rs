@@ -528,14 +528,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The workers of every node the cluster lists (asking each node).
-async fn every_node_workers(endpoint: &str) -> anyhow::Result<Vec<pb::WorkersResponse>> {
-    let status = admin(endpoint)
+/// The cluster's status, as the leader sees it.
+async fn cluster_status(endpoint: &str) -> anyhow::Result<pb::StatusResponse> {
+    Ok(admin(endpoint)
         .await?
         .status(pb::StatusRequest { local: false })
         .await
         .map_err(|s| rpc_error("status", s))?
-        .into_inner();
+        .into_inner())
+}
+
+/// The workers of every node the cluster lists (asking each node).
+async fn every_node_workers(endpoint: &str) -> anyhow::Result<Vec<pb::WorkersResponse>> {
+    let status = cluster_status(endpoint).await?;
     let mut all = Vec::new();
     for node in &status.nodes {
         match tresor_client::admin(&node.addr).await {
@@ -551,12 +556,7 @@ async fn every_node_workers(endpoint: &str) -> anyhow::Result<Vec<pb::WorkersRes
 
 /// Starts a pass of worker `name` on every node the cluster lists.
 async fn run_everywhere(endpoint: &str, name: &str, output: Output) -> anyhow::Result<()> {
-    let status = admin(endpoint)
-        .await?
-        .status(pb::StatusRequest { local: false })
-        .await
-        .map_err(|s| rpc_error("status", s))?
-        .into_inner();
+    let status = cluster_status(endpoint).await?;
     let mut started = Vec::new();
     let mut failed = Vec::new();
     for node in &status.nodes {

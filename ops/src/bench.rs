@@ -85,19 +85,6 @@ impl AsyncRead for Generated {
     }
 }
 
-fn generated(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     if sorted_ms.is_empty() {
         return 0.0;
@@ -112,7 +99,7 @@ fn baseline(dir: &std::path::Path, bytes: usize) -> anyhow::Result<f64> {
     use sha2::Digest;
     use tresor_node::erasure::Codec;
     use tresor_node::shards::{ShardId, ShardStore};
-    let data = generated(bytes, 99);
+    let data = tresor_node::dev::pattern(bytes, 99);
     let store = ShardStore::open(dir)?;
     let codec = Codec::new(4, 2)?;
     let stripe = 4 * MIB;
@@ -178,7 +165,7 @@ async fn run_workload(
     per_client: usize,
     run: &str,
 ) -> anyhow::Result<Row> {
-    let data = Arc::new(generated(size, size as u64));
+    let data = Arc::new(tresor_node::dev::pattern(size, size as u64));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {

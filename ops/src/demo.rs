@@ -99,16 +99,7 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
 /// Generated "footage": deterministic pseudo-random bytes (incompressible,
 /// like video).
 fn footage(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x7472_6573_6f72_2d31;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    tresor_node::dev::pattern(len, 0x7472_6573_6f72_2d31)
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -19,7 +19,7 @@ use tresor_node::dev::{LocalCluster, LocalClusterSpec, NodeLauncher};
 use tresor_proto::v1 as pb;
 use tresor_proto::v1::objects_client::ObjectsClient;
 
-pub use tresor_node::dev::zone_of;
+pub use tresor_node::dev::{pattern, zone_of};
 
 /// How long a node process may take to start answering.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -564,18 +564,19 @@ pub fn header(bucket: &str, key: &str) -> pb::PutHeader {
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+/// Flips every bit of the byte at `offset` in a file, in place.
+pub fn flip_byte(path: &std::path::Path, offset: u64) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset)?;
+    b[0] ^= 0xff;
+    f.write_all_at(&b, offset)?;
+    f.sync_all()?;
+    Ok(())
 }
 
 /// Lowercase hex SHA-256.

@@ -104,28 +104,14 @@ async fn more_losses_than_parity_is_unavailable_never_wrong_bytes() -> anyhow::R
     Ok(())
 }
 
-fn flip(path: &PathBuf, offset: u64) -> anyhow::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)?;
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, offset)?;
-    b[0] ^= 0x5a;
-    f.write_all_at(&b, offset)?;
-    f.sync_all()?;
-    Ok(())
-}
-
 #[tokio::test]
 async fn flipped_and_swapped_shard_files_are_detected_and_rebuilt() -> anyhow::Result<()> {
     let h = data_cluster().await?;
     let data = pattern(4 * STRIPE + 99, 11);
     let files = put_tracked(&h, "evidence", &data).await?;
     // Flip a byte inside the first block of two files (header is 64 bytes).
-    flip(&files[0].1, 64 + 10)?;
-    flip(&files[3].1, 64 + SHARD as u64 + 1)?;
+    tresor_tests::flip_byte(&files[0].1, 64 + 10)?;
+    tresor_tests::flip_byte(&files[3].1, 64 + SHARD as u64 + 1)?;
     for via in 1..=6 {
         assert_reads_back(&h, via, "evidence", &data).await?;
     }

@@ -242,19 +242,6 @@ async fn node_with_a_wiped_data_dir_is_kept_out() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn flip(path: &std::path::Path, offset: u64) -> anyhow::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)?;
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, offset)?;
-    b[0] ^= 0xff;
-    f.write_all_at(&b, offset)?;
-    Ok(())
-}
-
 #[tokio::test]
 async fn scrub_finds_every_damaged_file_and_repair_restores_all() -> anyhow::Result<()> {
     // Repair waits for the explicit trigger, so scrub alone is measured.
@@ -276,7 +263,7 @@ async fn scrub_finds_every_damaged_file_and_repair_restores_all() -> anyhow::Res
             continue;
         };
         match id % 3 {
-            0 => flip(f, 64 + 5)?,
+            0 => tresor_tests::flip_byte(f, 64 + 5)?,
             1 => {
                 let len = std::fs::metadata(f)?.len();
                 std::fs::OpenOptions::new()
