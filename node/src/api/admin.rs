@@ -9,7 +9,9 @@ use tresor_proto::v1 as pb;
 use tresor_proto::v1::admin_server::Admin;
 
 use super::to_status;
+use crate::audit::{principal_of, AuditSink};
 use crate::cluster::{Cluster, ClusterView, NodeView};
+use crate::meta::audit::{verify_chain, AuditEntry};
 use crate::meta::{Bucket, NodeRecord, NodeState};
 use crate::workers::{degraded_segments, Workers};
 use std::collections::{BTreeMap, HashMap};
@@ -24,12 +26,38 @@ const FORWARDED_BY: &str = "tresor-forwarded-by";
 pub struct AdminService {
     cluster: Arc<Cluster>,
     workers: Arc<Workers>,
+    audit: AuditSink,
 }
 
 impl AdminService {
-    /// Serves `cluster`, whose node runs `workers`.
-    pub fn new(cluster: Arc<Cluster>, workers: Arc<Workers>) -> Self {
-        Self { cluster, workers }
+    /// Serves `cluster`, whose node runs `workers`, auditing changes to `audit`.
+    pub fn new(cluster: Arc<Cluster>, workers: Arc<Workers>, audit: AuditSink) -> Self {
+        Self {
+            cluster,
+            workers,
+            audit,
+        }
+    }
+
+    /// Records an admin change executed on this node.
+    async fn audit_change<T>(
+        &self,
+        principal: &str,
+        action: &str,
+        subject: &str,
+        result: &Result<T, Status>,
+    ) {
+        let outcome = match result {
+            Ok(_) => "ok".to_string(),
+            Err(s) => format!("{:?}", s.code()).to_lowercase(),
+        };
+        if let Err(e) = self
+            .audit
+            .record(principal, action, subject, "", "", &outcome)
+            .await
+        {
+            tracing::error!(action, subject, outcome, error = %e, "AUDIT RECORD LOST");
+        }
     }
 
     /// Degraded segments by missing shard count, and shards per node.
@@ -134,9 +162,14 @@ fn bucket_pb(b: &Bucket) -> pb::Bucket {
 impl Admin for AdminService {
     async fn init(
         &self,
-        _request: Request<pb::InitRequest>,
+        request: Request<pb::InitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
-        let cluster_id = self.cluster.init().await.map_err(to_status)?;
+        let principal = principal_of(&request);
+        let result = self.cluster.init().await.map_err(to_status);
+        if result.is_ok() {
+            self.audit_change(&principal, "init", "", &result).await;
+        }
+        let cluster_id = result?;
         Ok(Response::new(pb::InitResponse {
             cluster_id,
             node_id: self.cluster.config().node_id,
@@ -172,6 +205,7 @@ impl Admin for AdminService {
         if let Some(mut leader) = self.leader_client(request.metadata()).await? {
             return leader.add_node(self.forwarded(request.into_inner())).await;
         }
+        let principal = principal_of(&request);
         let req = request.into_inner();
         let record = NodeRecord {
             id: req.id,
@@ -183,7 +217,11 @@ impl Admin for AdminService {
             state_since_ms: 0,
             incarnation: String::new(),
         };
-        let view = self.cluster.add_node(record).await.map_err(to_status)?;
+        let subject = format!("node {}", record.id);
+        let result = self.cluster.add_node(record).await.map_err(to_status);
+        self.audit_change(&principal, "nodes add", &subject, &result)
+            .await;
+        let view = result?;
         Ok(Response::new(pb::AddNodeResponse {
             node: Some(node_status(&view)),
         }))
@@ -198,11 +236,21 @@ impl Admin for AdminService {
                 .remove_node(self.forwarded(request.into_inner()))
                 .await;
         }
+        let principal = principal_of(&request);
         let req = request.into_inner();
-        self.cluster
+        let result = self
+            .cluster
             .remove_node(req.id, req.force)
             .await
-            .map_err(to_status)?;
+            .map_err(to_status);
+        let action = if req.force {
+            "nodes remove --force"
+        } else {
+            "nodes remove"
+        };
+        self.audit_change(&principal, action, &format!("node {}", req.id), &result)
+            .await;
+        result?;
         Ok(Response::new(pb::RemoveNodeResponse {}))
     }
 
@@ -248,12 +296,16 @@ impl Admin for AdminService {
                 .create_bucket(self.forwarded(request.into_inner()))
                 .await;
         }
+        let principal = principal_of(&request);
         let req = request.into_inner();
-        let bucket = self
+        let result = self
             .cluster
             .create_bucket(&req.name, req.data, req.parity)
             .await
-            .map_err(to_status)?;
+            .map_err(to_status);
+        self.audit_change(&principal, "bucket create", &req.name, &result)
+            .await;
+        let bucket = result?;
         Ok(Response::new(pb::CreateBucketResponse {
             bucket: Some(bucket_pb(&bucket)),
         }))
@@ -316,10 +368,119 @@ impl Admin for AdminService {
                 .drain_node(self.forwarded(request.into_inner()))
                 .await;
         }
-        self.cluster
-            .drain_node(request.into_inner().id)
-            .await
-            .map_err(to_status)?;
+        let principal = principal_of(&request);
+        let id = request.into_inner().id;
+        let result = self.cluster.drain_node(id).await.map_err(to_status);
+        self.audit_change(&principal, "nodes drain", &format!("node {id}"), &result)
+            .await;
+        result?;
         Ok(Response::new(pb::DrainNodeResponse {}))
+    }
+
+    async fn audit_log(
+        &self,
+        request: Request<pb::AuditLogRequest>,
+    ) -> Result<Response<pb::AuditLogResponse>, Status> {
+        let req = request.into_inner();
+        self.cluster.linearizable_read().await.map_err(to_status)?;
+        let limit = match req.limit {
+            0 => 1000,
+            n => n.min(100_000) as usize,
+        };
+        let meta = self.cluster.meta();
+        let mut out = Vec::new();
+        let mut next = req.after_seq + 1;
+        'pages: loop {
+            let page = meta
+                .audit_entries(next, 10_000)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            if page.is_empty() {
+                break;
+            }
+            for e in page {
+                next = e.seq + 1;
+                let r = &e.record;
+                let matches = (req.bucket.is_empty() || r.bucket == req.bucket)
+                    && (req.key.is_empty() || r.key == req.key)
+                    && (req.principal.is_empty() || r.principal == req.principal)
+                    && r.time_ms >= req.since_ms;
+                if matches {
+                    out.push(entry_pb(&e));
+                    if out.len() >= limit {
+                        break 'pages;
+                    }
+                }
+            }
+        }
+        Ok(Response::new(pb::AuditLogResponse { entries: out }))
+    }
+
+    async fn audit_verify(
+        &self,
+        _request: Request<pb::AuditVerifyRequest>,
+    ) -> Result<Response<pb::AuditVerifyResponse>, Status> {
+        let meta = self.cluster.meta();
+        let mut entries = Vec::new();
+        let mut next = 1;
+        loop {
+            let page = meta
+                .audit_entries(next, 10_000)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let Some(last) = page.last() else { break };
+            next = last.seq + 1;
+            entries.extend(page);
+        }
+        let node_id = self.cluster.config().node_id;
+        let (head_seq, head_hash) = meta
+            .audit_head()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let response = match verify_chain(entries) {
+            Ok((count, hash)) if count == head_seq && hash == head_hash => {
+                pb::AuditVerifyResponse {
+                    node_id,
+                    intact: true,
+                    entries: count,
+                    head_hash: hash,
+                    broken_seq: None,
+                    reason: String::new(),
+                }
+            }
+            Ok((count, _)) => pb::AuditVerifyResponse {
+                node_id,
+                intact: false,
+                entries: count,
+                head_hash: String::new(),
+                broken_seq: Some(count + 1),
+                reason: format!(
+                    "the chain ends at entry {count} but its recorded head is entry {head_seq}"
+                ),
+            },
+            Err(b) => pb::AuditVerifyResponse {
+                node_id,
+                intact: false,
+                entries: b.seq.saturating_sub(1),
+                head_hash: String::new(),
+                broken_seq: Some(b.seq),
+                reason: b.reason,
+            },
+        };
+        Ok(Response::new(response))
+    }
+}
+
+fn entry_pb(e: &AuditEntry) -> pb::AuditEntry {
+    let r = &e.record;
+    pb::AuditEntry {
+        seq: e.seq,
+        time_ms: r.time_ms,
+        node: r.node,
+        principal: r.principal.clone(),
+        action: r.action.clone(),
+        bucket: r.bucket.clone(),
+        key: r.key.clone(),
+        object_sha256: r.object_sha256.clone(),
+        outcome: r.outcome.clone(),
+        prev_hash: e.prev_hash.clone(),
+        hash: e.hash.clone(),
     }
 }

@@ -51,9 +51,14 @@ pub async fn serve_grpc(
             tracing::error!(error = %e, "reflection service disabled");
         })
         .ok();
-    let admin = AdminServer::new(admin::AdminService::new(cluster.clone(), workers))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let audit = crate::audit::AuditSink::spawn(cluster.clone());
+    let admin = AdminServer::new(admin::AdminService::new(
+        cluster.clone(),
+        workers,
+        audit.clone(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let raft = RaftServer::new(RaftService::new(
         cluster.raft().clone(),
         cluster.config().node_id,
@@ -61,7 +66,7 @@ pub async fn serve_grpc(
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let objects = ObjectsServer::new(objects::ObjectsService::new(plane, metrics))
+    let objects = ObjectsServer::new(objects::ObjectsService::new(plane, metrics, audit))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let shards = ShardsServer::new(shards::ShardsService::new(store))

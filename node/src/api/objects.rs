@@ -9,6 +9,7 @@ use tresor_proto::v1 as pb;
 use tresor_proto::v1::objects_server::Objects;
 
 use super::object_status;
+use crate::audit::{principal_of, AuditSink};
 use crate::meta::ObjectManifest;
 use crate::metrics::Metrics;
 use crate::objects::{DataPlane, ObjectError, ObjectRange, PutSpec};
@@ -18,12 +19,62 @@ use std::time::Instant;
 pub struct ObjectsService {
     plane: Arc<DataPlane>,
     metrics: Metrics,
+    audit: AuditSink,
 }
 
 impl ObjectsService {
     /// Serves `plane`, counting requests in `metrics`.
-    pub fn new(plane: Arc<DataPlane>, metrics: Metrics) -> Self {
-        Self { plane, metrics }
+    pub fn new(plane: Arc<DataPlane>, metrics: Metrics, audit: AuditSink) -> Self {
+        Self {
+            plane,
+            metrics,
+            audit,
+        }
+    }
+
+    /// Audits a read before its answer is sent: if the record cannot be
+    /// committed, the answer is withheld.
+    async fn audit_before<T>(
+        &self,
+        principal: &str,
+        action: &str,
+        bucket: &str,
+        key: &str,
+        sha: &str,
+        result: Result<T, Status>,
+    ) -> Result<T, Status> {
+        let outcome = outcome_of(&result);
+        match self
+            .audit
+            .record(principal, action, bucket, key, sha, &outcome)
+            .await
+        {
+            Ok(()) => result,
+            Err(e) => Err(Status::unavailable(format!(
+                "the {action} could not be recorded in the audit log ({e}); it is not served"
+            ))),
+        }
+    }
+
+    /// Audits a change after it happened (it cannot be undone by a failed
+    /// record, which is logged loudly instead).
+    async fn audit_after<T>(
+        &self,
+        principal: &str,
+        action: &str,
+        bucket: &str,
+        key: &str,
+        sha: &str,
+        result: &Result<T, Status>,
+    ) {
+        let outcome = outcome_of(result);
+        if let Err(e) = self
+            .audit
+            .record(principal, action, bucket, key, sha, &outcome)
+            .await
+        {
+            tracing::error!(action, bucket, key, outcome, error = %e, "AUDIT RECORD LOST");
+        }
     }
 
     fn record<T>(
@@ -34,10 +85,7 @@ impl ObjectsService {
         bytes_in: u64,
         bytes_out: u64,
     ) {
-        let outcome = match result {
-            Ok(_) => "ok".to_string(),
-            Err(s) => format!("{:?}", s.code()).to_lowercase(),
-        };
+        let outcome = outcome_of(result);
         self.metrics.request(
             op,
             &outcome,
@@ -45,6 +93,14 @@ impl ObjectsService {
             bytes_out,
             started.elapsed().as_secs_f64(),
         );
+    }
+}
+
+/// `ok`, or the refusal's gRPC code in lowercase words.
+fn outcome_of<T>(result: &Result<T, Status>) -> String {
+    match result {
+        Ok(_) => "ok".to_string(),
+        Err(s) => format!("{:?}", s.code()).to_lowercase(),
     }
 }
 
@@ -74,9 +130,17 @@ impl Objects for ObjectsService {
         request: Request<Streaming<pb::PutRequest>>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         let started = Instant::now();
-        let result = self.put_inner(request).await;
+        let principal = principal_of(&request);
+        let mut named = (String::new(), String::new());
+        let result = self.put_inner(request, &mut named).await;
         let size = result.as_ref().map(|r| r.get_ref().size).unwrap_or(0);
+        let sha = result
+            .as_ref()
+            .map(|r| r.get_ref().sha256.clone())
+            .unwrap_or_default();
         self.record("put", started, &result, size, 0);
+        self.audit_after(&principal, "put", &named.0, &named.1, &sha, &result)
+            .await;
         result
     }
 
@@ -85,9 +149,22 @@ impl Objects for ObjectsService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<Self::GetStream>, Status> {
         let started = Instant::now();
+        let principal = principal_of(&request);
+        let (bucket, key) = (
+            request.get_ref().bucket.clone(),
+            request.get_ref().key.clone(),
+        );
         let result = self.get_inner(request).await;
-        let planned = result.as_ref().map(|(_, n)| *n).unwrap_or(0);
-        let result = result.map(|(r, _)| r);
+        let planned = result.as_ref().map(|(_, n, _)| *n).unwrap_or(0);
+        let sha = result
+            .as_ref()
+            .map(|(_, _, s)| s.clone())
+            .unwrap_or_default();
+        let result = result.map(|(r, _, _)| r);
+        // The read is on record before a byte of it leaves the node.
+        let result = self
+            .audit_before(&principal, "get", &bucket, &key, &sha, result)
+            .await;
         self.record("get", started, &result, 0, planned);
         result
     }
@@ -97,7 +174,19 @@ impl Objects for ObjectsService {
         request: Request<pb::StatRequest>,
     ) -> Result<Response<pb::ObjectInfo>, Status> {
         let started = Instant::now();
+        let principal = principal_of(&request);
+        let (bucket, key) = (
+            request.get_ref().bucket.clone(),
+            request.get_ref().key.clone(),
+        );
         let result = self.stat_inner(request).await;
+        let sha = result
+            .as_ref()
+            .map(|r| r.get_ref().sha256.clone())
+            .unwrap_or_default();
+        let result = self
+            .audit_before(&principal, "stat", &bucket, &key, &sha, result)
+            .await;
         self.record("stat", started, &result, 0, 0);
         result
     }
@@ -107,7 +196,15 @@ impl Objects for ObjectsService {
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
         let started = Instant::now();
+        let principal = principal_of(&request);
+        let (bucket, prefix) = (
+            request.get_ref().bucket.clone(),
+            request.get_ref().prefix.clone(),
+        );
         let result = self.list_inner(request).await;
+        let result = self
+            .audit_before(&principal, "list", &bucket, &prefix, "", result)
+            .await;
         self.record("list", started, &result, 0, 0);
         result
     }
@@ -117,8 +214,15 @@ impl Objects for ObjectsService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let started = Instant::now();
+        let principal = principal_of(&request);
+        let (bucket, key) = (
+            request.get_ref().bucket.clone(),
+            request.get_ref().key.clone(),
+        );
         let result = self.delete_inner(request).await;
         self.record("delete", started, &result, 0, 0);
+        self.audit_after(&principal, "delete", &bucket, &key, "", &result)
+            .await;
         result
     }
 
@@ -129,6 +233,7 @@ impl ObjectsService {
     async fn put_inner(
         &self,
         request: Request<Streaming<pb::PutRequest>>,
+        named: &mut (String, String),
     ) -> Result<Response<pb::PutResponse>, Status> {
         let mut inbound = request.into_inner();
         let header = match inbound.message().await?.and_then(|m| m.msg) {
@@ -139,6 +244,7 @@ impl ObjectsService {
                 ))
             }
         };
+        *named = (header.bucket.clone(), header.key.clone());
         let spec = PutSpec {
             bucket: header.bucket,
             key: header.key,
@@ -179,7 +285,7 @@ impl ObjectsService {
     async fn get_inner(
         &self,
         request: Request<pb::GetRequest>,
-    ) -> Result<(Response<GetStream>, u64), Status> {
+    ) -> Result<(Response<GetStream>, u64, String), Status> {
         let req = request.into_inner();
         let range = ObjectRange {
             offset: req.offset.unwrap_or(0),
@@ -190,6 +296,7 @@ impl ObjectsService {
             .get(&req.bucket, &req.key, range)
             .await
             .map_err(object_status)?;
+        let sha = manifest.sha256.clone();
         let info = pb::GetResponse {
             msg: Some(pb::get_response::Msg::Info(object_info(&manifest))),
         };
@@ -201,7 +308,7 @@ impl ObjectsService {
                 .map_err(object_status)
         });
         let stream = futures::stream::once(async { Ok(info) }).chain(data);
-        Ok((Response::new(Box::pin(stream)), end - start))
+        Ok((Response::new(Box::pin(stream)), end - start, sha))
     }
 
     async fn stat_inner(

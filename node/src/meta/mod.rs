@@ -6,6 +6,7 @@
 //! Validation that depends on the current state (a bucket that exists, an id
 //! in use) happens at apply time, so two racing proposals cannot both win.
 
+pub mod audit;
 mod model;
 mod object;
 mod store;

@@ -121,6 +121,11 @@ pub enum Command {
         /// `(shard index, location expected now, new location)`.
         changes: Vec<(u32, super::ShardLocation, super::ShardLocation)>,
     },
+    /// Appends audit records to the hash-chained audit log.
+    AppendAudit {
+        /// The records, in the order the node saw them.
+        records: Vec<super::audit::AuditRecord>,
+    },
     /// Removes an object's manifest; its shards become garbage.
     DeleteObject {
         /// Bucket.

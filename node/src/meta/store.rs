@@ -16,6 +16,9 @@ const CLUSTER_ID: &[u8] = b"cluster_id";
 const NODE_PREFIX: &[u8] = b"node/";
 const BUCKET_PREFIX: &[u8] = b"bucket/";
 const OBJECT_PREFIX: &[u8] = b"object/";
+/// `audit/<seq as 8 big-endian bytes>` → entry; `audit_head` → (seq, hash).
+const AUDIT_PREFIX: &[u8] = b"audit/";
+const AUDIT_HEAD: &[u8] = b"audit_head";
 /// `objid/<16 bytes>` → `<bucket>\0<key>`: finds an object from its shard files.
 const OBJECT_ID_PREFIX: &[u8] = b"objid/";
 
@@ -184,6 +187,32 @@ impl MetaStore {
         self.get(&full)
     }
 
+    /// The last audit entry's sequence number and hash.
+    pub fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        Ok(self
+            .get::<(u64, String)>(AUDIT_HEAD)?
+            .unwrap_or_else(|| (0, super::audit::GENESIS_HASH.to_string())))
+    }
+
+    /// Audit entries from `from_seq` on, in order, at most `limit`.
+    pub fn audit_entries(
+        &self,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<super::audit::AuditEntry>, StoreError> {
+        let mut start = AUDIT_PREFIX.to_vec();
+        start.extend_from_slice(&from_seq.to_be_bytes());
+        let mut out = Vec::new();
+        for kv in self.tree.range(start..) {
+            let (k, v) = kv?;
+            if !k.starts_with(AUDIT_PREFIX) || out.len() >= limit {
+                break;
+            }
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
     /// Every object manifest of every bucket (for repair and GC scans).
     pub fn all_objects(&self) -> Result<Vec<ObjectManifest>, StoreError> {
         self.scan(OBJECT_PREFIX)
@@ -323,6 +352,18 @@ impl MetaStore {
                     seg.shards[*index as usize] = new.clone();
                 }
                 batch.insert(k, encode(&manifest));
+            }
+            Command::AppendAudit { records } => {
+                let (mut seq, mut prev) = self.audit_head()?;
+                for record in records {
+                    seq += 1;
+                    let entry = super::audit::chain(seq, record.clone(), &prev);
+                    let mut k = AUDIT_PREFIX.to_vec();
+                    k.extend_from_slice(&seq.to_be_bytes());
+                    prev = entry.hash.clone();
+                    batch.insert(k, encode(&entry));
+                }
+                batch.insert(AUDIT_HEAD, encode(&(seq, prev)));
             }
             Command::DeleteObject { bucket, key } => {
                 let k = object_key(bucket, key);
