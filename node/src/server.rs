@@ -357,8 +357,8 @@ fn spawn_gauges(
                 m.last_applied.map(|l| l.index).unwrap_or(0),
                 m.current_leader == Some(own),
             );
-            if let Ok(degraded) = crate::workers::degraded_segments(&cluster) {
-                metrics.set_degraded(&degraded);
+            if let Ok(health) = crate::workers::cluster_health(&cluster) {
+                metrics.set_degraded(&health.degraded);
             }
             for w in workers.list() {
                 let c = |k: &str| w.counters.get(k).copied().unwrap_or(0);

@@ -8,16 +8,12 @@ use tonic::{Request, Response, Status};
 use tresor_proto::v1 as pb;
 use tresor_proto::v1::admin_server::Admin;
 
-use super::to_status;
+use super::{outcome_of, to_status};
 use crate::audit::{principal_of, AuditSink};
 use crate::cluster::{Cluster, ClusterView, NodeView};
 use crate::meta::audit::{verify_chain, AuditEntry};
 use crate::meta::{Bucket, NodeRecord, NodeState};
-use crate::workers::{degraded_segments, Workers};
-use std::collections::{BTreeMap, HashMap};
-
-/// Degraded segments by missing shard count, and shard files per node.
-type Health = (BTreeMap<u64, u64>, HashMap<u64, u64>);
+use crate::workers::{cluster_health, Workers};
 
 /// Marks a request forwarded by another node, so it is never forwarded twice.
 const FORWARDED_BY: &str = "tresor-forwarded-by";
@@ -47,10 +43,7 @@ impl AdminService {
         subject: &str,
         result: &Result<T, Status>,
     ) {
-        let outcome = match result {
-            Ok(_) => "ok".to_string(),
-            Err(s) => format!("{:?}", s.code()).to_lowercase(),
-        };
+        let outcome = outcome_of(result);
         if let Err(e) = self
             .audit
             .record(principal, action, subject, "", "", &outcome)
@@ -58,17 +51,6 @@ impl AdminService {
         {
             tracing::error!(action, subject, outcome, error = %e, "AUDIT RECORD LOST");
         }
-    }
-
-    /// Degraded segments by missing shard count, and shards per node.
-    fn health(&self) -> Result<Health, Status> {
-        let degraded = degraded_segments(&self.cluster)
-            .map_err(|e| Status::internal(e.to_string()))?
-            .into_iter()
-            .map(|(k, v)| (k as u64, v))
-            .collect();
-        let per_node = self.cluster.shards_per_node().map_err(to_status)?;
-        Ok((degraded, per_node))
     }
 
     fn repair_progress(&self) -> Option<pb::RepairProgress> {
@@ -272,11 +254,15 @@ impl Admin for AdminService {
         }
         let view = self.cluster.view().await.map_err(to_status)?;
         let mut response = status_response(view);
-        let (degraded, per_node) = self.health()?;
-        response.degraded_segments = degraded.values().sum();
-        response.degraded_by_missing = degraded.into_iter().collect();
+        let health = cluster_health(&self.cluster).map_err(|e| Status::internal(e.to_string()))?;
+        response.degraded_segments = health.degraded.values().sum();
+        response.degraded_by_missing = health
+            .degraded
+            .into_iter()
+            .map(|(k, v)| (k as u64, v))
+            .collect();
         for n in &mut response.nodes {
-            n.shards = per_node.get(&n.id).copied().unwrap_or(0);
+            n.shards = health.shards_per_node.get(&n.id).copied().unwrap_or(0);
         }
         response.repair = self.repair_progress();
         Ok(Response::new(response))

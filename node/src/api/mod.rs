@@ -8,7 +8,7 @@ pub mod objects;
 pub mod shards;
 mod status;
 
-pub use status::{object_status, to_status};
+pub use status::{object_status, outcome_of, to_status};
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tresor_proto::v1 as pb;
 use tresor_proto::v1::objects_server::Objects;
 
-use super::object_status;
+use super::{object_status, outcome_of};
 use crate::audit::{principal_of, AuditSink};
 use crate::meta::ObjectManifest;
 use crate::metrics::Metrics;
@@ -93,14 +93,6 @@ impl ObjectsService {
             bytes_out,
             started.elapsed().as_secs_f64(),
         );
-    }
-}
-
-/// `ok`, or the refusal's gRPC code in lowercase words.
-fn outcome_of<T>(result: &Result<T, Status>) -> String {
-    match result {
-        Ok(_) => "ok".to_string(),
-        Err(s) => format!("{:?}", s.code()).to_lowercase(),
     }
 }
 

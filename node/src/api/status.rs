@@ -33,3 +33,12 @@ pub fn object_status(e: crate::objects::ObjectError) -> Status {
         ObjectError::Internal(m) => Status::internal(m),
     }
 }
+
+/// `ok`, or the refusal's gRPC code in lowercase words, as metrics and the
+/// audit log record outcomes.
+pub fn outcome_of<T>(result: &Result<T, Status>) -> String {
+    match result {
+        Ok(_) => "ok".to_string(),
+        Err(s) => format!("{:?}", s.code()).to_lowercase(),
+    }
+}

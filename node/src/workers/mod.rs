@@ -21,27 +21,40 @@ pub use liveness::Liveness;
 pub use repair::{segment_health, Repairer, SegmentHealth};
 pub use scrub::Scrubber;
 
-/// Degraded segments cluster-wide (from this node's copy of the metadata),
-/// by number of shard files short of `data + parity`.
-pub fn degraded_segments(
+/// The cluster's data health from this node's copy of the metadata, in
+/// one pass over the manifests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterHealth {
+    /// Segments short of `data + parity` healthy shard files, by how many
+    /// they are short.
+    pub degraded: BTreeMap<usize, u64>,
+    /// Shard files the manifests place on each node.
+    pub shards_per_node: std::collections::HashMap<u64, u64>,
+}
+
+/// Computes [`ClusterHealth`].
+pub fn cluster_health(
     cluster: &crate::cluster::Cluster,
-) -> Result<BTreeMap<usize, u64>, crate::meta::StoreError> {
+) -> Result<ClusterHealth, crate::meta::StoreError> {
     let meta = cluster.meta();
     let nodes: std::collections::HashMap<u64, crate::meta::NodeRecord> =
         meta.nodes()?.into_iter().map(|n| (n.id, n)).collect();
     let rebuild_after = cluster.config().healing.rebuild_after_secs * 1000;
     let now = crate::meta::now_ms();
-    let mut degraded = BTreeMap::new();
+    let mut health = ClusterHealth::default();
     for m in meta.all_objects()? {
         let width = (m.data + m.parity) as usize;
         for seg in &m.segments {
-            let health = segment_health(seg, &nodes, now, rebuild_after);
-            if health.healthy < width {
-                *degraded.entry(width - health.healthy).or_default() += 1;
+            let h = segment_health(seg, &nodes, now, rebuild_after);
+            if h.healthy < width {
+                *health.degraded.entry(width - h.healthy).or_default() += 1;
+            }
+            for node in seg.shards.iter().filter_map(|l| l.node) {
+                *health.shards_per_node.entry(node).or_default() += 1;
             }
         }
     }
-    Ok(degraded)
+    Ok(health)
 }
 
 /// What one worker is doing, as shown to operators.
