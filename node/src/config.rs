@@ -44,6 +44,31 @@ pub struct NodeConfig {
     /// Liveness, scrub, repair and garbage collection.
     #[serde(default)]
     pub healing: HealingTuning,
+    /// TLS, authentication and encryption at rest.
+    #[serde(default)]
+    pub security: SecurityConfig,
+}
+
+/// Transport security and encryption at rest. Secure unless `insecure` is
+/// set explicitly: then the gRPC port is plaintext and unauthenticated, and
+/// the node says so loudly in its log at start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Plaintext gRPC with no authentication. Only for benchmarks and
+    /// throwaway clusters.
+    pub insecure: bool,
+    /// PEM file of the cluster CA: node and client certificates must be
+    /// issued by it.
+    pub ca: Option<PathBuf>,
+    /// PEM file of this node's certificate (issued by `ca`).
+    pub cert: Option<PathBuf>,
+    /// PEM file of this node's private key.
+    pub key: Option<PathBuf>,
+    /// File of master keys (`KEY-ID HEX-KEY` per line, the last one
+    /// current) that wrap each object's data key. Objects are stored
+    /// encrypted when it is set; it must be set unless `insecure`.
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// Background healing: when nodes count as down, how often shards are
@@ -297,6 +322,22 @@ impl NodeConfig {
                 return Err(invalid(field, "must be at least 1"));
             }
         }
+        let sec = &self.security;
+        if !sec.insecure {
+            for (field, value) in [
+                ("security.ca", &sec.ca),
+                ("security.cert", &sec.cert),
+                ("security.key", &sec.key),
+                ("security.master_key_file", &sec.master_key_file),
+            ] {
+                if value.as_ref().is_none_or(|p| p.as_os_str().is_empty()) {
+                    return Err(invalid(
+                        field,
+                        "is required unless security.insecure = true",
+                    ));
+                }
+            }
+        }
         if d.segment_bytes < d.shard_bytes as u64 {
             return Err(invalid(
                 "data.segment_bytes",
@@ -323,6 +364,11 @@ node_id = 1
 zone = "dc1"
 listen = "127.0.0.1:7001"
 data_dir = "/var/lib/tresor/1"
+[security]
+ca = "/etc/tresor/ca.pem"
+cert = "/etc/tresor/node.pem"
+key = "/etc/tresor/node.key"
+master_key_file = "/etc/tresor/master.keys"
 "#;
 
     fn field_of(err: ConfigError) -> String {
@@ -341,11 +387,19 @@ data_dir = "/var/lib/tresor/1"
     #[test]
     fn every_documented_key_is_accepted() {
         let text = format!(
-            "{MINIMAL}advertise = \"n1.dc1:7001\"\nhttp_listen = \"127.0.0.1:9001\"\ncapacity = 1000\n[raft]\nheartbeat_ms = 50\n"
+            "advertise = \"n1.dc1:7001\"\nhttp_listen = \"127.0.0.1:9001\"\ncapacity = 1000\n{MINIMAL}[raft]\nheartbeat_ms = 50\n"
         );
         let c = NodeConfig::parse(&text).expect("valid");
         assert_eq!(c.advertised_addr(), "n1.dc1:7001");
         assert_eq!(c.raft.heartbeat_ms, 50);
+    }
+
+    #[test]
+    fn insecure_needs_no_security_files() {
+        let text = "node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"\n[security]\ninsecure = true\n";
+        let c = NodeConfig::parse(text).expect("valid");
+        assert!(c.security.insecure);
+        assert_eq!(c.security.master_key_file, None);
     }
 
     /// Each broken config must be refused with a message naming the field.
@@ -369,6 +423,8 @@ data_dir = "/var/lib/tresor/1"
             ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"\nzones = \"x\"", "zones"),
             ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"\n[raft]\nheartbeat_ms = 5000", "raft.election_timeout_min_ms"),
             ("node_id = = 1", "node_id"),
+            ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"", "security.ca"),
+            ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"\n[security]\nca = \"c\"\ncert = \"c\"\nkey = \"k\"", "security.master_key_file"),
         ];
         for (text, field) in cases {
             let err = NodeConfig::parse(text).expect_err(text);

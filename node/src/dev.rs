@@ -255,6 +255,10 @@ impl LocalCluster {
             raft: self.spec.raft.clone(),
             data: self.spec.data.clone(),
             healing: self.spec.healing.clone(),
+            security: crate::config::SecurityConfig {
+                insecure: true,
+                ..Default::default()
+            },
         };
         config.validate()?;
         let config_path = self.dir.join(format!("node-{id}.toml"));

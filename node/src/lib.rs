@@ -22,4 +22,5 @@ pub mod raft;
 pub mod rate;
 pub mod server;
 pub mod shards;
+pub mod tls;
 pub mod workers;

@@ -392,7 +392,7 @@ mod tests {
 
     fn config(dir: &Path, id: u64) -> NodeConfig {
         NodeConfig::parse(&format!(
-            "node_id = {id}\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = {:?}\n",
+            "node_id = {id}\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = {:?}\n[security]\ninsecure = true\n",
             dir.display().to_string()
         ))
         .expect("config")
