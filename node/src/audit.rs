@@ -87,12 +87,3 @@ impl AuditSink {
         rx.await.map_err(|_| "audit sink stopped".to_string())?
     }
 }
-
-/// The principal of a request: until authentication exists, the peer's
-/// address.
-pub fn principal_of<T>(request: &tonic::Request<T>) -> String {
-    request
-        .remote_addr()
-        .map(|a| format!("anonymous@{}", a.ip()))
-        .unwrap_or_else(|| "anonymous".to_string())
-}

@@ -9,7 +9,8 @@ use tresor_proto::v1 as pb;
 use tresor_proto::v1::objects_server::Objects;
 
 use super::{object_status, outcome_of};
-use crate::audit::{principal_of, AuditSink};
+use crate::audit::AuditSink;
+use crate::auth::{peer_name, Action, Authorizer, Caller};
 use crate::meta::ObjectManifest;
 use crate::metrics::Metrics;
 use crate::objects::{DataPlane, ObjectError, ObjectRange, PutSpec};
@@ -20,16 +21,37 @@ pub struct ObjectsService {
     plane: Arc<DataPlane>,
     metrics: Metrics,
     audit: AuditSink,
+    auth: Authorizer,
 }
 
 impl ObjectsService {
-    /// Serves `plane`, counting requests in `metrics`.
+    /// Serves `plane`, counting requests in `metrics` and recording them
+    /// in `audit`.
     pub fn new(plane: Arc<DataPlane>, metrics: Metrics, audit: AuditSink) -> Self {
+        let auth = Authorizer::new(plane.cluster().clone(), audit.clone());
         Self {
             plane,
             metrics,
             audit,
+            auth,
         }
+    }
+
+    /// Authenticates and authorises a call naming `bucket` and `key`; a
+    /// refusal is audited (by the authorizer) and counted in the metrics.
+    async fn admit<T>(
+        &self,
+        request: &Request<T>,
+        action: Action,
+        bucket: &str,
+        key: &str,
+        started: Instant,
+    ) -> Result<Caller, Status> {
+        let checked = self.auth.check(request, action, Some(bucket), key).await;
+        if checked.is_err() {
+            self.record(action.name(), started, &checked, 0, 0);
+        }
+        checked
     }
 
     /// Audits a read before its answer is sent: if the record cannot be
@@ -122,9 +144,16 @@ impl Objects for ObjectsService {
         request: Request<Streaming<pb::PutRequest>>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         let started = Instant::now();
-        let principal = principal_of(&request);
         let mut named = (String::new(), String::new());
-        let result = self.put_inner(request, &mut named).await;
+        // Who it is, before a byte of the body is read; whether they may
+        // put into the bucket once the header names it.
+        let (principal, result) = match self.auth.authenticate(&request, Action::Put).await {
+            Ok(caller) => {
+                let result = self.put_inner(request, &caller, &mut named).await;
+                (caller.name().to_string(), result)
+            }
+            Err(status) => (peer_name(&request), Err(status)),
+        };
         let size = result.as_ref().map(|r| r.get_ref().size).unwrap_or(0);
         let sha = result
             .as_ref()
@@ -141,11 +170,14 @@ impl Objects for ObjectsService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<Self::GetStream>, Status> {
         let started = Instant::now();
-        let principal = principal_of(&request);
         let (bucket, key) = (
             request.get_ref().bucket.clone(),
             request.get_ref().key.clone(),
         );
+        let caller = self
+            .admit(&request, Action::Get, &bucket, &key, started)
+            .await?;
+        let principal = caller.name();
         let result = self.get_inner(request).await;
         let planned = result.as_ref().map(|(_, n, _)| *n).unwrap_or(0);
         let sha = result
@@ -155,7 +187,7 @@ impl Objects for ObjectsService {
         let result = result.map(|(r, _, _)| r);
         // The read is on record before a byte of it leaves the node.
         let result = self
-            .audit_before(&principal, "get", &bucket, &key, &sha, result)
+            .audit_before(principal, "get", &bucket, &key, &sha, result)
             .await;
         self.record("get", started, &result, 0, planned);
         result
@@ -166,18 +198,21 @@ impl Objects for ObjectsService {
         request: Request<pb::StatRequest>,
     ) -> Result<Response<pb::ObjectInfo>, Status> {
         let started = Instant::now();
-        let principal = principal_of(&request);
         let (bucket, key) = (
             request.get_ref().bucket.clone(),
             request.get_ref().key.clone(),
         );
+        let caller = self
+            .admit(&request, Action::Stat, &bucket, &key, started)
+            .await?;
+        let principal = caller.name();
         let result = self.stat_inner(request).await;
         let sha = result
             .as_ref()
             .map(|r| r.get_ref().sha256.clone())
             .unwrap_or_default();
         let result = self
-            .audit_before(&principal, "stat", &bucket, &key, &sha, result)
+            .audit_before(principal, "stat", &bucket, &key, &sha, result)
             .await;
         self.record("stat", started, &result, 0, 0);
         result
@@ -188,14 +223,17 @@ impl Objects for ObjectsService {
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
         let started = Instant::now();
-        let principal = principal_of(&request);
         let (bucket, prefix) = (
             request.get_ref().bucket.clone(),
             request.get_ref().prefix.clone(),
         );
+        let caller = self
+            .admit(&request, Action::List, &bucket, &prefix, started)
+            .await?;
+        let principal = caller.name();
         let result = self.list_inner(request).await;
         let result = self
-            .audit_before(&principal, "list", &bucket, &prefix, "", result)
+            .audit_before(principal, "list", &bucket, &prefix, "", result)
             .await;
         self.record("list", started, &result, 0, 0);
         result
@@ -206,14 +244,17 @@ impl Objects for ObjectsService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let started = Instant::now();
-        let principal = principal_of(&request);
         let (bucket, key) = (
             request.get_ref().bucket.clone(),
             request.get_ref().key.clone(),
         );
+        let caller = self
+            .admit(&request, Action::Delete, &bucket, &key, started)
+            .await?;
+        let principal = caller.name();
         let result = self.delete_inner(request).await;
         self.record("delete", started, &result, 0, 0);
-        self.audit_after(&principal, "delete", &bucket, &key, "", &result)
+        self.audit_after(principal, "delete", &bucket, &key, "", &result)
             .await;
         result
     }
@@ -225,6 +266,7 @@ impl ObjectsService {
     async fn put_inner(
         &self,
         request: Request<Streaming<pb::PutRequest>>,
+        caller: &Caller,
         named: &mut (String, String),
     ) -> Result<Response<pb::PutResponse>, Status> {
         let mut inbound = request.into_inner();
@@ -237,6 +279,8 @@ impl ObjectsService {
             }
         };
         *named = (header.bucket.clone(), header.key.clone());
+        self.auth
+            .authorize(caller, Action::Put, Some(&header.bucket))?;
         let spec = PutSpec {
             bucket: header.bucket,
             key: header.key,

@@ -30,6 +30,7 @@ pub fn object_status(e: crate::objects::ObjectError) -> Status {
         ObjectError::AlreadyExists(m) => Status::already_exists(m),
         ObjectError::Unavailable(m) => Status::unavailable(m),
         ObjectError::Cancelled(m) => Status::cancelled(m),
+        ObjectError::DataLoss(m) => Status::data_loss(m),
         ObjectError::Internal(m) => Status::internal(m),
     }
 }
@@ -39,6 +40,37 @@ pub fn object_status(e: crate::objects::ObjectError) -> Status {
 pub fn outcome_of<T>(result: &Result<T, Status>) -> String {
     match result {
         Ok(_) => "ok".to_string(),
-        Err(s) => format!("{:?}", s.code()).to_lowercase(),
+        Err(s) => snake_case(&format!("{:?}", s.code())),
+    }
+}
+
+/// `PermissionDenied` → `permission_denied`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_snake_case_code_names() {
+        assert_eq!(outcome_of::<()>(&Ok(())), "ok");
+        assert_eq!(
+            outcome_of::<()>(&Err(Status::permission_denied("x"))),
+            "permission_denied"
+        );
+        assert_eq!(outcome_of::<()>(&Err(Status::not_found("x"))), "not_found");
+        assert_eq!(
+            outcome_of::<()>(&Err(Status::unauthenticated("x"))),
+            "unauthenticated"
+        );
     }
 }

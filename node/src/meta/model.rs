@@ -66,6 +66,104 @@ pub struct Bucket {
     pub created_ms: u64,
 }
 
+/// What a principal may do. A [`Grant`] gives a role cluster-wide or on one
+/// bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Put objects, nothing else: cannot list, read, stat or delete.
+    Ingest,
+    /// Get, stat and list objects; list buckets.
+    Read,
+    /// Read and verify the audit log.
+    Audit,
+    /// Everything: objects, buckets, cluster operations, access management.
+    Admin,
+}
+
+impl Role {
+    /// Every role, weakest first.
+    pub const ALL: [Role; 4] = [Role::Ingest, Role::Read, Role::Audit, Role::Admin];
+
+    /// The name operators type and see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Read => "read",
+            Role::Audit => "audit",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role named `name`.
+    pub fn parse(name: &str) -> Result<Role, MetaError> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+            .ok_or_else(|| {
+                MetaError::InvalidArgument(format!(
+                    "unknown role {name:?}: roles are ingest, read, audit and admin"
+                ))
+            })
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Someone who may be granted roles: a person or a system, authenticated by
+/// a client certificate with its name or by one of its tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// See [`validate_principal_name`].
+    pub name: String,
+    /// Unix milliseconds (chosen by the proposer).
+    pub created_ms: u64,
+}
+
+/// A role given to a principal, on one bucket or (`bucket: None`) on all.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Grant {
+    /// The principal's name.
+    pub principal: String,
+    /// The role.
+    pub role: Role,
+    /// The one bucket it applies to, or all buckets.
+    pub bucket: Option<String>,
+}
+
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.bucket {
+            Some(b) => write!(f, "{} {} on bucket {b}", self.principal, self.role),
+            None => write!(f, "{} {} on all buckets", self.principal, self.role),
+        }
+    }
+}
+
+/// A bearer token of a principal. Only the SHA-256 of its secret is stored;
+/// the token itself (`tresor_<id>_<secret>`) is shown once, when created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    /// 16 lowercase hex digits (8 random bytes); names the token in
+    /// listings and revocations.
+    pub id: String,
+    /// Whose token it is.
+    pub principal: String,
+    /// Lowercase hex SHA-256 of the secret's 32 bytes.
+    pub secret_sha256: String,
+    /// Unix milliseconds (chosen by the proposer).
+    pub created_ms: u64,
+}
+
+/// Name of the principal every new cluster starts with, holding `admin` on
+/// all buckets. The operator's first credential is a client certificate
+/// with this name.
+pub const BOOTSTRAP_ADMIN: &str = "admin";
+
 /// A change to the metadata, proposed through Raft.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -126,6 +224,13 @@ pub enum Command {
         /// The records, in the order the node saw them.
         records: Vec<super::audit::AuditRecord>,
     },
+    /// Re-wraps data keys under another master key (`keys rotate`). Each
+    /// change applies only if the object is still the same one and its key
+    /// is still wrapped by `from_key_id`; others are skipped.
+    RewrapKeys {
+        /// The new wrappings.
+        rewraps: Vec<KeyRewrap>,
+    },
     /// Removes an object's manifest; its shards become garbage.
     DeleteObject {
         /// Bucket.
@@ -133,6 +238,55 @@ pub enum Command {
         /// Key.
         key: String,
     },
+    /// Creates a principal, without roles. Refused if the name exists.
+    CreatePrincipal {
+        /// The principal.
+        principal: Principal,
+    },
+    /// Deletes a principal with its grants and tokens. Refused if it would
+    /// leave no principal with `admin` on all buckets.
+    DeletePrincipal {
+        /// Its name.
+        name: String,
+    },
+    /// Gives a role. Refused for an unknown principal or bucket; granting a
+    /// role held already changes nothing.
+    Grant {
+        /// The grant.
+        grant: Grant,
+    },
+    /// Takes a role back. Refused if the principal does not hold it, or if
+    /// it would leave no principal with `admin` on all buckets.
+    Revoke {
+        /// The grant to remove.
+        grant: Grant,
+    },
+    /// Stores a new token (its secret's hash). Refused for an unknown
+    /// principal or an id in use.
+    CreateToken {
+        /// The token.
+        token: Token,
+    },
+    /// Deletes a token: it stops working at once.
+    RevokeToken {
+        /// The token's id.
+        id: String,
+    },
+}
+
+/// One object's data key, wrapped anew.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRewrap {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// The object the key belongs to.
+    pub object_id: super::ObjectId,
+    /// The master key id the current wrapping must have.
+    pub from_key_id: String,
+    /// The new wrapping.
+    pub wrapped: crate::crypto::WrappedKey,
 }
 
 /// Why a command or request was refused. Carried through Raft as the
@@ -180,6 +334,30 @@ pub fn validate_bucket_name(name: &str) -> Result<(), MetaError> {
     }
     if name.contains("..") {
         return bad("must not contain '..'");
+    }
+    Ok(())
+}
+
+/// Principal names (and so client certificate names): 1–64 characters of
+/// lowercase letters, digits, `.`, `_` and `-`, starting with a letter or
+/// digit.
+pub fn validate_principal_name(name: &str) -> Result<(), MetaError> {
+    let bad = |why: &str| {
+        Err(MetaError::InvalidArgument(format!(
+            "invalid principal name {name:?}: {why}"
+        )))
+    };
+    if name.is_empty() || name.len() > 64 {
+        return bad("must be 1 to 64 characters");
+    }
+    if !name.bytes().all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-'
+    }) {
+        return bad("may only contain a-z, 0-9, '.', '_' and '-'");
+    }
+    let first = name.as_bytes()[0];
+    if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
+        return bad("must start with a letter or digit");
     }
     Ok(())
 }
@@ -242,6 +420,63 @@ mod tests {
                 "{name:?} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn principal_names() {
+        let ok = [
+            "a",
+            "admin",
+            "0",
+            "alice.smith",
+            "cam_ingest-7",
+            &"a".repeat(64),
+        ];
+        for name in ok {
+            assert_eq!(validate_principal_name(name), Ok(()), "{name}");
+            // Client certificates are issued under the same rule.
+            assert!(crate::tls::validate_principal_name(name).is_ok(), "{name}");
+        }
+        let bad = [
+            "",
+            "Admin",
+            "-a",
+            ".a",
+            "_a",
+            "a b",
+            "a/b",
+            "a:b",
+            "a@b",
+            "node:1",
+            "ä",
+            &"a".repeat(65),
+        ];
+        for name in bad {
+            assert!(
+                matches!(
+                    validate_principal_name(name),
+                    Err(MetaError::InvalidArgument(_))
+                ),
+                "{name:?} should be refused"
+            );
+            assert!(
+                crate::tls::validate_principal_name(name).is_err(),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn roles_parse_and_print() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Ok(role));
+            assert_eq!(
+                serde_json::to_string(&role).expect("json"),
+                format!("\"{role}\"")
+            );
+        }
+        assert!(Role::parse("root").is_err());
+        assert!(Role::parse("Admin").is_err());
     }
 
     #[test]

@@ -113,6 +113,10 @@ pub struct ObjectManifest {
     pub created_ms: u64,
     /// Segments in order.
     pub segments: Vec<SegmentManifest>,
+    /// How the stored bytes are encrypted; `None` for objects written by
+    /// an insecure cluster without a master key file.
+    #[serde(default)]
+    pub encryption: Option<crate::crypto::ObjectEncryption>,
 }
 
 /// Where one stripe lies.
@@ -139,9 +143,18 @@ impl ObjectManifest {
         self.stripe_bytes() * self.segment_stripes as u64
     }
 
+    /// Bytes stored in the shard files: the object's bytes, or with
+    /// encryption its sealed chunks.
+    pub fn stored_size(&self) -> u64 {
+        match &self.encryption {
+            Some(e) => e.stored_len(self.size),
+            None => self.size,
+        }
+    }
+
     /// Total stripes.
     pub fn stripes(&self) -> u64 {
-        self.size.div_ceil(self.stripe_bytes().max(1))
+        self.stored_size().div_ceil(self.stripe_bytes().max(1))
     }
 
     /// Shard files missing over all segments.
@@ -149,10 +162,11 @@ impl ObjectManifest {
         self.segments.iter().map(SegmentManifest::missing).sum()
     }
 
-    /// The stripes that hold bytes `[start, end)`, in order.
+    /// The stripes that hold stored bytes `[start, end)`, in order.
     pub fn stripes_for(&self, start: u64, end: u64) -> Vec<StripeRef> {
         let stripe_bytes = self.stripe_bytes().max(1);
-        let end = end.min(self.size);
+        let size = self.stored_size();
+        let end = end.min(size);
         if start >= end {
             return Vec::new();
         }
@@ -164,7 +178,7 @@ impl ObjectManifest {
                     segment: (global / per_segment) as u32,
                     stripe: (global % per_segment) as u32,
                     offset,
-                    bytes: stripe_bytes.min(self.size - offset),
+                    bytes: stripe_bytes.min(size - offset),
                 }
             })
             .collect()
@@ -211,6 +225,7 @@ mod tests {
             segment_stripes: per_segment,
             created_ms: 0,
             segments: Vec::new(),
+            encryption: None,
         }
     }
 

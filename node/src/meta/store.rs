@@ -1,15 +1,19 @@
 //! The metadata's sled tree: reads for the API, deterministic writes for the
 //! state machine.
 //!
-//! Keys: `cluster_id`; `node/<id as 8 big-endian bytes>`; `bucket/<name>`.
-//! Values are JSON. The Raft state machine keeps its own bookkeeping keys
+//! Keys: `cluster_id`; `node/<id as 8 big-endian bytes>`; `bucket/<name>`;
+//! `principal/<name>`; `grant/<principal>\0<role>\0<bucket or empty>`;
+//! `token/<id>`. Values are JSON. The Raft state machine keeps its own bookkeeping keys
 //! (applied log id, membership) in the same tree so that they change in the
 //! same atomic batch as the data they cover.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::model::{Bucket, Command, MetaError, NodeRecord, NodeState};
+use super::model::{
+    validate_principal_name, Bucket, Command, Grant, MetaError, NodeRecord, NodeState, Principal,
+    Role, Token, BOOTSTRAP_ADMIN,
+};
 use super::object::ObjectManifest;
 
 const CLUSTER_ID: &[u8] = b"cluster_id";
@@ -21,6 +25,9 @@ const AUDIT_PREFIX: &[u8] = b"audit/";
 const AUDIT_HEAD: &[u8] = b"audit_head";
 /// `objid/<16 bytes>` → `<bucket>\0<key>`: finds an object from its shard files.
 const OBJECT_ID_PREFIX: &[u8] = b"objid/";
+const PRINCIPAL_PREFIX: &[u8] = b"principal/";
+const GRANT_PREFIX: &[u8] = b"grant/";
+const TOKEN_PREFIX: &[u8] = b"token/";
 
 /// Errors reading the tree: the disk or its contents are bad.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +85,41 @@ fn object_id_key(id: &super::ObjectId) -> Vec<u8> {
     k
 }
 
+fn principal_key(name: &str) -> Vec<u8> {
+    let mut key = PRINCIPAL_PREFIX.to_vec();
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// `grant/<principal>\0`: principal names contain no NUL, so one
+/// principal's grants are one contiguous range.
+fn grants_prefix(principal: &str) -> Vec<u8> {
+    let mut key = GRANT_PREFIX.to_vec();
+    key.extend_from_slice(principal.as_bytes());
+    key.push(0);
+    key
+}
+
+fn grant_key(grant: &Grant) -> Vec<u8> {
+    let mut key = grants_prefix(&grant.principal);
+    key.extend_from_slice(grant.role.as_str().as_bytes());
+    key.push(0);
+    key.extend_from_slice(grant.bucket.as_deref().unwrap_or("").as_bytes());
+    key
+}
+
+fn token_key(id: &str) -> Vec<u8> {
+    let mut key = TOKEN_PREFIX.to_vec();
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(value).map_err(|source| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
@@ -88,6 +130,19 @@ fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising plain structs and enums with string keys cannot fail.
     serde_json::to_vec(value).expect("metadata values serialise to JSON")
+}
+
+fn no_principal(name: &str) -> MetaError {
+    MetaError::NotFound(format!(
+        "no principal named {name} (create it with `tresor-node principal create {name}`)"
+    ))
+}
+
+fn last_admin(name: &str) -> MetaError {
+    MetaError::FailedPrecondition(format!(
+        "{name} is the only principal with role admin on all buckets; \
+         grant admin to another principal first, or nobody could administer the cluster"
+    ))
 }
 
 impl MetaStore {
@@ -213,6 +268,44 @@ impl MetaStore {
         Ok(out)
     }
 
+    /// One principal.
+    pub fn principal(&self, name: &str) -> Result<Option<Principal>, StoreError> {
+        self.get(&principal_key(name))
+    }
+
+    /// Every principal, in name order.
+    pub fn principals(&self) -> Result<Vec<Principal>, StoreError> {
+        self.scan(PRINCIPAL_PREFIX)
+    }
+
+    /// The roles given to `principal` (none for an unknown name).
+    pub fn grants_of(&self, principal: &str) -> Result<Vec<Grant>, StoreError> {
+        self.scan(&grants_prefix(principal))
+    }
+
+    /// Every grant, by principal.
+    pub fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        self.scan(GRANT_PREFIX)
+    }
+
+    /// One token, by id.
+    pub fn token(&self, id: &str) -> Result<Option<Token>, StoreError> {
+        self.get(&token_key(id))
+    }
+
+    /// Every token, in id order.
+    pub fn tokens(&self) -> Result<Vec<Token>, StoreError> {
+        self.scan(TOKEN_PREFIX)
+    }
+
+    /// Whether someone other than `name` holds `admin` on all buckets.
+    fn other_cluster_admin(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .grants()?
+            .iter()
+            .any(|g| g.principal != name && g.role == Role::Admin && g.bucket.is_none()))
+    }
+
     /// Every object manifest of every bucket (for repair and GC scans).
     pub fn all_objects(&self) -> Result<Vec<ObjectManifest>, StoreError> {
         self.scan(OBJECT_PREFIX)
@@ -235,6 +328,21 @@ impl MetaStore {
                 }
                 batch.insert(CLUSTER_ID, encode(cluster_id));
                 batch.insert(node_key(node.id), encode(node));
+                // Every cluster starts with an administrator, in the same
+                // entry, so there is never a cluster nobody may operate.
+                let admin = Grant {
+                    principal: BOOTSTRAP_ADMIN.to_string(),
+                    role: Role::Admin,
+                    bucket: None,
+                };
+                batch.insert(
+                    principal_key(BOOTSTRAP_ADMIN),
+                    encode(&Principal {
+                        name: BOOTSTRAP_ADMIN.to_string(),
+                        created_ms: node.added_ms,
+                    }),
+                );
+                batch.insert(grant_key(&admin), encode(&admin));
             }
             Command::AddNode { node } => {
                 if let Some(existing) = self.node(node.id)? {
@@ -365,14 +473,126 @@ impl MetaStore {
                 }
                 batch.insert(AUDIT_HEAD, encode(&(seq, prev)));
             }
+            Command::RewrapKeys { rewraps } => {
+                for r in rewraps {
+                    let k = object_key(&r.bucket, &r.key);
+                    let Some(mut manifest) = self.get::<ObjectManifest>(&k)? else {
+                        continue;
+                    };
+                    let Some(enc) = manifest.encryption.as_mut() else {
+                        continue;
+                    };
+                    if manifest.object_id != r.object_id || enc.key.key_id != r.from_key_id {
+                        continue;
+                    }
+                    enc.key = r.wrapped.clone();
+                    batch.insert(k, encode(&manifest));
+                }
+            }
             Command::DeleteObject { bucket, key } => {
                 let k = object_key(bucket, key);
-                if !self.tree.contains_key(&k)? {
+                // The manifest holds the only copy of the wrapped data key:
+                // removing it is what makes the shards unreadable.
+                let Some(manifest) = self.get::<ObjectManifest>(&k)? else {
                     return Ok(Err(MetaError::NotFound(format!(
                         "no object {bucket}/{key}"
                     ))));
-                }
+                };
+                batch.remove(object_id_key(&manifest.object_id));
                 batch.remove(k);
+            }
+            Command::CreatePrincipal { principal } => {
+                if let Err(e) = validate_principal_name(&principal.name) {
+                    return Ok(Err(e));
+                }
+                if self.principal(&principal.name)?.is_some() {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "principal {} already exists",
+                        principal.name
+                    ))));
+                }
+                batch.insert(principal_key(&principal.name), encode(principal));
+            }
+            Command::DeletePrincipal { name } => {
+                if self.principal(name)?.is_none() {
+                    return Ok(Err(no_principal(name)));
+                }
+                let grants = self.grants_of(name)?;
+                if grants
+                    .iter()
+                    .any(|g| g.role == Role::Admin && g.bucket.is_none())
+                    && !self.other_cluster_admin(name)?
+                {
+                    return Ok(Err(last_admin(name)));
+                }
+                for g in &grants {
+                    batch.remove(grant_key(g));
+                }
+                for t in self.tokens()?.iter().filter(|t| t.principal == *name) {
+                    batch.remove(token_key(&t.id));
+                }
+                batch.remove(principal_key(name));
+            }
+            Command::Grant { grant } => {
+                if self.principal(&grant.principal)?.is_none() {
+                    return Ok(Err(no_principal(&grant.principal)));
+                }
+                if let Some(bucket) = &grant.bucket {
+                    if self.bucket(bucket)?.is_none() {
+                        return Ok(Err(MetaError::NotFound(format!(
+                            "no bucket named {bucket} (a grant can only name an existing bucket)"
+                        ))));
+                    }
+                }
+                batch.insert(grant_key(grant), encode(grant));
+            }
+            Command::Revoke { grant } => {
+                if !self.tree.contains_key(grant_key(grant))? {
+                    if self.principal(&grant.principal)?.is_none() {
+                        return Ok(Err(no_principal(&grant.principal)));
+                    }
+                    return Ok(Err(MetaError::NotFound(format!(
+                        "{} does not hold role {}{}",
+                        grant.principal,
+                        grant.role,
+                        match &grant.bucket {
+                            Some(b) => format!(" on bucket {b}"),
+                            None => " on all buckets".to_string(),
+                        }
+                    ))));
+                }
+                if grant.role == Role::Admin
+                    && grant.bucket.is_none()
+                    && !self.other_cluster_admin(&grant.principal)?
+                {
+                    return Ok(Err(last_admin(&grant.principal)));
+                }
+                batch.remove(grant_key(grant));
+            }
+            Command::CreateToken { token } => {
+                if !is_lower_hex(&token.id, 16) || !is_lower_hex(&token.secret_sha256, 64) {
+                    return Ok(Err(MetaError::InvalidArgument(
+                        "a token needs a 16-digit hex id and a 64-digit hex secret hash".into(),
+                    )));
+                }
+                if self.principal(&token.principal)?.is_none() {
+                    return Ok(Err(no_principal(&token.principal)));
+                }
+                if self.token(&token.id)?.is_some() {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "token id {} is in use",
+                        token.id
+                    ))));
+                }
+                batch.insert(token_key(&token.id), encode(token));
+            }
+            Command::RevokeToken { id } => {
+                if self.token(id)?.is_none() {
+                    return Ok(Err(MetaError::NotFound(format!(
+                        "no token with id {id} (revoked already?)"
+                    ))));
+                }
+                batch.remove(token_key(id));
             }
         }
         Ok(Ok(()))
@@ -506,5 +726,237 @@ mod tests {
             Err(MetaError::AlreadyExists(_))
         ));
         assert_eq!(s.buckets().expect("buckets"), vec![bucket]);
+    }
+
+    fn grant(principal: &str, role: Role, bucket: Option<&str>) -> Grant {
+        Grant {
+            principal: principal.into(),
+            role,
+            bucket: bucket.map(Into::into),
+        }
+    }
+
+    fn token(id: &str, principal: &str) -> Token {
+        Token {
+            id: id.into(),
+            principal: principal.into(),
+            secret_sha256: "ab".repeat(32),
+            created_ms: 9,
+        }
+    }
+
+    fn create_principal(s: &MetaStore, name: &str) -> Result<(), MetaError> {
+        run(
+            s,
+            Command::CreatePrincipal {
+                principal: Principal {
+                    name: name.into(),
+                    created_ms: 7,
+                },
+            },
+        )
+    }
+
+    fn initialised() -> (tempfile::TempDir, MetaStore) {
+        let (d, s) = store();
+        let init = Command::InitCluster {
+            cluster_id: "c".into(),
+            node: node(1, "a:1"),
+        };
+        assert_eq!(run(&s, init), Ok(()));
+        let bucket = Bucket {
+            name: "cams".into(),
+            data: 2,
+            parity: 1,
+            created_ms: 1,
+        };
+        assert_eq!(run(&s, Command::CreateBucket { bucket }), Ok(()));
+        (d, s)
+    }
+
+    #[test]
+    fn init_creates_the_admin_principal() {
+        let (_d, s) = initialised();
+        let admin = s.principal(BOOTSTRAP_ADMIN).expect("read").expect("admin");
+        assert_eq!(admin.name, "admin");
+        assert_eq!(
+            s.grants_of("admin").expect("grants"),
+            vec![grant("admin", Role::Admin, None)]
+        );
+    }
+
+    #[test]
+    fn principals_grants_and_tokens_round_trip() {
+        let (_d, s) = initialised();
+        assert_eq!(create_principal(&s, "alice"), Ok(()));
+        assert!(matches!(
+            create_principal(&s, "alice"),
+            Err(MetaError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            create_principal(&s, "Bad Name"),
+            Err(MetaError::InvalidArgument(_))
+        ));
+        // A prefix of another name shares no grants with it.
+        assert_eq!(create_principal(&s, "alic"), Ok(()));
+        let names: Vec<String> = s
+            .principals()
+            .expect("principals")
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, vec!["admin", "alic", "alice"]);
+
+        let scoped = grant("alice", Role::Read, Some("cams"));
+        let wide = grant("alice", Role::Ingest, None);
+        for g in [&scoped, &wide, &scoped] {
+            assert_eq!(run(&s, Command::Grant { grant: g.clone() }), Ok(()));
+        }
+        let mut got = s.grants_of("alice").expect("grants");
+        got.sort();
+        let mut want = vec![scoped.clone(), wide.clone()];
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(s.grants_of("alic").expect("grants"), vec![]);
+        // Unknown principals and buckets are refused, naming what is missing.
+        match run(
+            &s,
+            Command::Grant {
+                grant: grant("bob", Role::Read, None),
+            },
+        ) {
+            Err(MetaError::NotFound(m)) => assert!(m.contains("no principal named bob"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        match run(
+            &s,
+            Command::Grant {
+                grant: grant("alice", Role::Read, Some("nope")),
+            },
+        ) {
+            Err(MetaError::NotFound(m)) => assert!(m.contains("no bucket named nope"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            run(
+                &s,
+                Command::Revoke {
+                    grant: scoped.clone()
+                }
+            ),
+            Ok(())
+        );
+        assert!(matches!(
+            run(&s, Command::Revoke { grant: scoped }),
+            Err(MetaError::NotFound(_))
+        ));
+        assert_eq!(s.grants_of("alice").expect("grants"), vec![wide]);
+
+        let t = token("00112233445566ff", "alice");
+        assert_eq!(run(&s, Command::CreateToken { token: t.clone() }), Ok(()));
+        assert_eq!(s.token(&t.id).expect("read"), Some(t.clone()));
+        assert!(matches!(
+            run(&s, Command::CreateToken { token: t.clone() }),
+            Err(MetaError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            run(
+                &s,
+                Command::CreateToken {
+                    token: token("0011223344556677", "bob")
+                }
+            ),
+            Err(MetaError::NotFound(_))
+        ));
+        assert!(matches!(
+            run(
+                &s,
+                Command::CreateToken {
+                    token: token("not-hex", "alice")
+                }
+            ),
+            Err(MetaError::InvalidArgument(_))
+        ));
+        assert_eq!(run(&s, Command::RevokeToken { id: t.id.clone() }), Ok(()));
+        assert_eq!(s.token(&t.id).expect("read"), None);
+        assert!(matches!(
+            run(&s, Command::RevokeToken { id: t.id }),
+            Err(MetaError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn the_last_cluster_admin_stays() {
+        let (_d, s) = initialised();
+        let admin = grant("admin", Role::Admin, None);
+        assert!(matches!(
+            run(
+                &s,
+                Command::Revoke {
+                    grant: admin.clone()
+                }
+            ),
+            Err(MetaError::FailedPrecondition(_))
+        ));
+        assert!(matches!(
+            run(
+                &s,
+                Command::DeletePrincipal {
+                    name: "admin".into()
+                }
+            ),
+            Err(MetaError::FailedPrecondition(_))
+        ));
+        // A bucket-scoped admin does not count.
+        assert_eq!(create_principal(&s, "ops"), Ok(()));
+        let scoped = grant("ops", Role::Admin, Some("cams"));
+        assert_eq!(run(&s, Command::Grant { grant: scoped }), Ok(()));
+        assert!(run(
+            &s,
+            Command::Revoke {
+                grant: admin.clone()
+            }
+        )
+        .is_err());
+        let wide = grant("ops", Role::Admin, None);
+        assert_eq!(run(&s, Command::Grant { grant: wide }), Ok(()));
+        assert_eq!(run(&s, Command::Revoke { grant: admin }), Ok(()));
+    }
+
+    #[test]
+    fn deleting_a_principal_takes_its_grants_and_tokens() {
+        let (_d, s) = initialised();
+        for name in ["alice", "bob"] {
+            assert_eq!(create_principal(&s, name), Ok(()));
+            let g = grant(name, Role::Read, None);
+            assert_eq!(run(&s, Command::Grant { grant: g }), Ok(()));
+        }
+        let ta = token("000000000000000a", "alice");
+        let tb = token("000000000000000b", "bob");
+        for t in [&ta, &tb] {
+            assert_eq!(run(&s, Command::CreateToken { token: t.clone() }), Ok(()));
+        }
+        assert_eq!(
+            run(
+                &s,
+                Command::DeletePrincipal {
+                    name: "alice".into()
+                }
+            ),
+            Ok(())
+        );
+        assert_eq!(s.principal("alice").expect("read"), None);
+        assert_eq!(s.grants_of("alice").expect("grants"), vec![]);
+        assert_eq!(s.tokens().expect("tokens"), vec![tb]);
+        assert_eq!(s.grants_of("bob").expect("grants").len(), 1);
+        assert!(matches!(
+            run(
+                &s,
+                Command::DeletePrincipal {
+                    name: "alice".into()
+                }
+            ),
+            Err(MetaError::NotFound(_))
+        ));
     }
 }

@@ -334,4 +334,98 @@ mod tests {
             }
         }
     }
+
+    /// Access control lives in the same tree as everything else, so a
+    /// snapshot carries principals, grants and tokens to a node that
+    /// installs it.
+    #[tokio::test]
+    async fn snapshots_carry_principals_grants_and_tokens() {
+        use crate::meta::{Command, Grant, NodeRecord, NodeState, Principal, Role, Token};
+        let entry = |index: u64, command: Command| Entry::<TypeConfig> {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(command),
+        };
+        let node = NodeRecord {
+            id: 1,
+            addr: "a:1".into(),
+            zone: "z".into(),
+            capacity: 1,
+            state: NodeState::Active,
+            added_ms: 5,
+            state_since_ms: 5,
+            incarnation: String::new(),
+        };
+        let grant = Grant {
+            principal: "alice".into(),
+            role: Role::Read,
+            bucket: None,
+        };
+        let token = Token {
+            id: "0123456789abcdef".into(),
+            principal: "alice".into(),
+            secret_sha256: "cd".repeat(32),
+            created_ms: 6,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut source =
+            StateMachine::open(&sled::open(dir.path().join("a")).expect("sled")).expect("open");
+        let results = source
+            .apply(vec![
+                entry(
+                    1,
+                    Command::InitCluster {
+                        cluster_id: "c".into(),
+                        node,
+                    },
+                ),
+                entry(
+                    2,
+                    Command::CreatePrincipal {
+                        principal: Principal {
+                            name: "alice".into(),
+                            created_ms: 6,
+                        },
+                    },
+                ),
+                entry(
+                    3,
+                    Command::Grant {
+                        grant: grant.clone(),
+                    },
+                ),
+                entry(
+                    4,
+                    Command::CreateToken {
+                        token: token.clone(),
+                    },
+                ),
+            ])
+            .await
+            .expect("apply");
+        assert!(results.iter().all(|r| r.0.is_ok()), "{results:?}");
+        let snapshot = source
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot");
+
+        let mut target =
+            StateMachine::open(&sled::open(dir.path().join("b")).expect("sled")).expect("open");
+        target
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .expect("install");
+        let meta = target.meta();
+        let names: Vec<String> = meta
+            .principals()
+            .expect("principals")
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, vec!["admin", "alice"]);
+        assert_eq!(meta.grants_of("alice").expect("grants"), vec![grant]);
+        assert_eq!(meta.grants_of("admin").expect("grants").len(), 1);
+        assert_eq!(meta.token(&token.id).expect("token"), Some(token));
+    }
 }
