@@ -1,8 +1,34 @@
-//! Building gRPC channels to tresor nodes.
+//! Building gRPC channels to tresor nodes, and the credentials they carry.
+//!
+//! Every connection presents [`Credentials`]: the cluster CA that the node's
+//! certificate must be issued by, optionally a client certificate, and
+//! optionally a bearer token sent as `authorization: Bearer …` on every
+//! request. One identity per process is the normal case (a node, a command
+//! line), so the plain functions ([`connect`], [`connect_lazy`],
+//! [`crate::admin`], [`crate::Client::connect`]) use the process-wide default
+//! set with [`set_default_credentials`]; the `_with` variants take explicit
+//! credentials, for programs (tests, tools) that act as several principals
+//! at once.
+//!
+//! With a CA configured, a bare `host:port` means `https://host:port`;
+//! without one it means `http://host:port` (a cluster run with
+//! `insecure = true`). An explicit scheme is kept. A token is never sent over
+//! plaintext, and `https://` without a CA is refused rather than trusting
+//! anything.
+//!
+//! TLS follows BSI TR-02102-2: TLS 1.3 (1.2 as fallback) with AES-GCM cipher
+//! suites and ECDHE over NIST P-256 or P-384 only (see [`crypto_provider`]).
 
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Once, RwLock};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Largest gRPC message either side accepts. Data moves in messages of 1 MiB
 /// or less; this leaves room for framing and metadata-heavy responses.
@@ -13,8 +39,18 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
-/// How long a connection attempt may take before the node counts as unreachable.
+/// How long a connection attempt (TCP and TLS handshake) may take before the
+/// node counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Environment variable naming the cluster CA's PEM file.
+pub const ENV_CA: &str = "TRESOR_CA";
+/// Environment variable naming the client certificate's PEM file.
+pub const ENV_CERT: &str = "TRESOR_CERT";
+/// Environment variable naming the client certificate's private key file.
+pub const ENV_KEY: &str = "TRESOR_KEY";
+/// Environment variable holding a bearer token.
+pub const ENV_TOKEN: &str = "TRESOR_TOKEN";
 
 /// Errors from building or opening a connection.
 #[derive(Debug, thiserror::Error)]
@@ -36,25 +72,300 @@ pub enum ClientError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The CA, certificate, key or token cannot be used.
+    #[error("credentials: {0}")]
+    Credentials(String),
 }
 
-/// Turns `host:port` or a URL into the URL form tonic expects.
+/// What a connection presents: the CA that a node's certificate must be
+/// issued by, an optional client certificate, an optional bearer token.
+///
+/// `Debug` never shows the private key or the token.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    ca_pem: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    token: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_certificate", &self.identity.is_some())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// No TLS and no authentication: for clusters run with `insecure = true`.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Credentials from PEM bytes already in memory. A client certificate or
+    /// a token needs the CA (they are only ever sent over TLS); the
+    /// certificate and key must parse.
+    pub fn new(
+        ca_pem: Option<Vec<u8>>,
+        identity: Option<(Vec<u8>, Vec<u8>)>,
+        token: Option<String>,
+    ) -> Result<Self, ClientError> {
+        let fail = |m: &str| Err(ClientError::Credentials(m.to_string()));
+        if let Some(ca) = &ca_pem {
+            check_certificates(ca).map_err(|e| ClientError::Credentials(format!("CA: {e}")))?;
+        }
+        if let Some((cert, key)) = &identity {
+            check_certificates(cert)
+                .map_err(|e| ClientError::Credentials(format!("client certificate: {e}")))?;
+            check_key(key).map_err(|e| ClientError::Credentials(format!("client key: {e}")))?;
+        }
+        if let Some(token) = &token {
+            bearer_value(token)?;
+        }
+        if ca_pem.is_none() && identity.is_some() {
+            return fail("a client certificate needs the cluster CA as well (--ca or TRESOR_CA)");
+        }
+        if ca_pem.is_none() && token.is_some() {
+            return fail(
+                "a token is only sent over TLS: give the cluster CA as well (--ca or TRESOR_CA)",
+            );
+        }
+        Ok(Self {
+            ca_pem,
+            identity,
+            token,
+        })
+    }
+
+    /// Reads the CA, client certificate and key from PEM files; `cert` and
+    /// `key` go together. Errors name the file.
+    pub fn from_files(
+        ca: Option<&Path>,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        token: Option<String>,
+    ) -> Result<Self, ClientError> {
+        let read = |what: &str, path: &Path| -> Result<Vec<u8>, ClientError> {
+            let bytes = std::fs::read(path).map_err(|e| {
+                ClientError::Credentials(format!("cannot read {what} {}: {e}", path.display()))
+            })?;
+            let checked = if what.ends_with("key") {
+                check_key(&bytes)
+            } else {
+                check_certificates(&bytes)
+            };
+            checked
+                .map_err(|e| ClientError::Credentials(format!("{what} {}: {e}", path.display())))?;
+            Ok(bytes)
+        };
+        let ca_pem = ca.map(|p| read("CA file", p)).transpose()?;
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => {
+                Some((read("client certificate", cert)?, read("client key", key)?))
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ClientError::Credentials(
+                    "a client certificate needs its key (--key or TRESOR_KEY)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ClientError::Credentials(
+                    "a client key needs its certificate (--cert or TRESOR_CERT)".into(),
+                ))
+            }
+        };
+        Self::new(ca_pem, identity, token)
+    }
+
+    /// Reads `TRESOR_CA`, `TRESOR_CERT`, `TRESOR_KEY` (file names) and
+    /// `TRESOR_TOKEN`; unset or empty variables are left out.
+    pub fn from_env() -> Result<Self, ClientError> {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let token = match var(ENV_TOKEN) {
+            Some(t) => Some(t.into_string().map_err(|_| {
+                ClientError::Credentials(format!("{ENV_TOKEN} is not valid UTF-8"))
+            })?),
+            None => None,
+        };
+        let ca = var(ENV_CA);
+        let cert = var(ENV_CERT);
+        let key = var(ENV_KEY);
+        Self::from_files(
+            ca.as_deref().map(Path::new),
+            cert.as_deref().map(Path::new),
+            key.as_deref().map(Path::new),
+            token,
+        )
+    }
+
+    /// These credentials with `token` as the bearer token instead.
+    pub fn with_token(self, token: impl Into<String>) -> Result<Self, ClientError> {
+        Self::new(self.ca_pem, self.identity, Some(token.into()))
+    }
+
+    /// These credentials without a client certificate.
+    pub fn without_identity(self) -> Self {
+        Self {
+            identity: None,
+            ..self
+        }
+    }
+
+    /// Whether connections use TLS (a CA is set).
+    pub fn uses_tls(&self) -> bool {
+        self.ca_pem.is_some()
+    }
+
+    /// The CA certificate(s), PEM.
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref()
+    }
+
+    /// Whether a client certificate is presented.
+    pub fn has_client_certificate(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    /// The bearer token, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+}
+
+fn check_certificates(pem: &[u8]) -> Result<(), String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+    if certs.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    Ok(())
+}
+
+fn check_key(pem: &[u8]) -> Result<(), String> {
+    PrivateKeyDer::from_pem_slice(pem)
+        .map(|_| ())
+        .map_err(|e| format!("not a PEM private key: {e}"))
+}
+
+fn bearer_value(token: &str) -> Result<MetadataValue<Ascii>, ClientError> {
+    if token.is_empty() {
+        return Err(ClientError::Credentials("the token is empty".into()));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ClientError::Credentials(
+            "the token must be printable ASCII without spaces".into(),
+        ));
+    }
+    format!("Bearer {token}")
+        .parse()
+        .map_err(|_| ClientError::Credentials("the token cannot be sent in a header".into()))
+}
+
+static DEFAULT_CREDENTIALS: RwLock<Option<Arc<Credentials>>> = RwLock::new(None);
+
+/// Sets the credentials that [`connect`], [`connect_lazy`], [`crate::admin`]
+/// and [`crate::Client::connect`] use from now on, in this whole process.
+pub fn set_default_credentials(credentials: Credentials) {
+    let mut slot = DEFAULT_CREDENTIALS
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    *slot = Some(Arc::new(credentials));
+}
+
+/// The process-wide default credentials ([`Credentials::none`] until set).
+pub fn default_credentials() -> Arc<Credentials> {
+    DEFAULT_CREDENTIALS
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+        .unwrap_or_default()
+}
+
+/// The rustls crypto provider tresor uses on both sides of every connection:
+/// *ring*, restricted to what BSI TR-02102-2 recommends — TLS 1.3 with
+/// AES-GCM, TLS 1.2 only with ECDHE and AES-GCM, key exchange over P-256 or
+/// P-384.
+pub fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    use rustls::crypto::ring::{cipher_suite as cs, default_provider, kx_group};
+    rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ],
+        kx_groups: vec![kx_group::SECP256R1, kx_group::SECP384R1],
+        ..default_provider()
+    }
+}
+
+/// Makes [`crypto_provider`] the process default, once. tonic builds its
+/// client and server TLS configs from the process default, so this must run
+/// before either; every function here that builds TLS calls it.
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Fails only if another provider was installed first; then that
+        // one is used, as the program that installed it intended.
+        let _ = crypto_provider().install_default();
+    });
+}
+
+/// Turns `host:port` or a URL into the URL form tonic expects, for the
+/// process-wide default credentials.
 pub fn endpoint_url(endpoint: &str) -> String {
+    endpoint_url_for(endpoint, default_credentials().uses_tls())
+}
+
+/// Turns `host:port` into `https://host:port` when `tls`, else
+/// `http://host:port`; a URL with a scheme is kept as it is.
+pub fn endpoint_url_for(endpoint: &str, tls: bool) -> String {
     let endpoint = endpoint.trim();
     if endpoint.contains("://") {
         endpoint.to_string()
+    } else if tls {
+        format!("https://{endpoint}")
     } else {
         format!("http://{endpoint}")
     }
 }
 
-fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
-    let url = endpoint_url(url);
-    let endpoint =
-        Endpoint::from_shared(url.clone()).map_err(|e| ClientError::InvalidEndpoint {
-            endpoint: url.clone(),
-            reason: e.to_string(),
-        })?;
+fn endpoint(url: &str, credentials: &Credentials) -> Result<Endpoint, ClientError> {
+    let url = endpoint_url_for(url, credentials.uses_tls());
+    let invalid = |reason: &str| ClientError::InvalidEndpoint {
+        endpoint: url.clone(),
+        reason: reason.to_string(),
+    };
+    let https = url.starts_with("https://");
+    if https && !credentials.uses_tls() {
+        return Err(invalid(
+            "an https endpoint needs the cluster CA (--ca or TRESOR_CA)",
+        ));
+    }
+    if !https && credentials.token.is_some() {
+        return Err(invalid(
+            "refusing to send a token over plaintext; use https:// or a bare host:port",
+        ));
+    }
+    let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|e| invalid(&e.to_string()))?;
+    if let (true, Some(ca)) = (https, &credentials.ca_pem) {
+        install_crypto_provider();
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .timeout(CONNECT_TIMEOUT);
+        if let Some((cert, key)) = &credentials.identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| ClientError::Credentials(format!("TLS setup for {url}: {e}")))?;
+    }
     Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
@@ -64,22 +375,84 @@ fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
         .keep_alive_timeout(Duration::from_secs(10)))
 }
 
-/// Opens a channel to one node, failing if it cannot be reached now.
+/// Opens a channel to one node with the default credentials, failing if it
+/// cannot be reached now.
 pub async fn connect(url: &str) -> Result<Channel, ClientError> {
-    let endpoint = endpoint(url)?;
+    connect_with(url, &default_credentials()).await
+}
+
+/// Opens a channel to one node with `credentials`.
+pub async fn connect_with(url: &str, credentials: &Credentials) -> Result<Channel, ClientError> {
+    let endpoint = endpoint(url, credentials)?;
     endpoint
         .connect()
         .await
         .map_err(|source| ClientError::Connect {
-            endpoint: endpoint_url(url),
+            endpoint: endpoint_url_for(url, credentials.uses_tls()),
             source,
         })
 }
 
-/// A channel that connects on first use and reconnects after failures; for
-/// long-lived peers such as other nodes.
+/// A channel with the default credentials that connects on first use and
+/// reconnects after failures; for long-lived peers such as other nodes.
 pub fn connect_lazy(url: &str) -> Result<Channel, ClientError> {
-    Ok(endpoint(url)?.connect_lazy())
+    connect_lazy_with(url, &default_credentials())
+}
+
+/// Like [`connect_lazy`], with `credentials`.
+pub fn connect_lazy_with(url: &str, credentials: &Credentials) -> Result<Channel, ClientError> {
+    Ok(endpoint(url, credentials)?.connect_lazy())
+}
+
+/// Adds `authorization: Bearer <token>` to every request, when there is a
+/// token.
+#[derive(Clone, Default)]
+pub struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "BearerToken(<redacted>)"
+        } else {
+            "BearerToken(None)"
+        })
+    }
+}
+
+impl BearerToken {
+    /// The token of `credentials` (none if they have none).
+    pub fn of(credentials: &Credentials) -> Self {
+        // `Credentials` only ever holds tokens that make a valid header.
+        Self(
+            credentials
+                .token
+                .as_deref()
+                .and_then(|t| bearer_value(t).ok()),
+        )
+    }
+}
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose requests carry the bearer token of the credentials it
+/// was made with. Generated clients of public and admin services run on it.
+pub type Transport = InterceptedService<Channel, BearerToken>;
+
+/// Wraps `channel` so that its requests carry `credentials`' token.
+pub fn transport(channel: Channel, credentials: &Credentials) -> Transport {
+    InterceptedService::new(channel, BearerToken::of(credentials))
 }
 
 #[cfg(test)]
@@ -87,17 +460,70 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bare_host_port_gets_http_scheme() {
-        assert_eq!(endpoint_url("127.0.0.1:7001"), "http://127.0.0.1:7001");
-        assert_eq!(endpoint_url(" http://n1:7001 "), "http://n1:7001");
-        assert_eq!(endpoint_url("https://n1:7001"), "https://n1:7001");
+    fn bare_host_port_gets_a_scheme_by_credentials() {
+        assert_eq!(
+            endpoint_url_for("127.0.0.1:7001", false),
+            "http://127.0.0.1:7001"
+        );
+        assert_eq!(
+            endpoint_url_for("127.0.0.1:7001", true),
+            "https://127.0.0.1:7001"
+        );
+        assert_eq!(endpoint_url_for(" http://n1:7001 ", true), "http://n1:7001");
+        assert_eq!(
+            endpoint_url_for("https://n1:7001", false),
+            "https://n1:7001"
+        );
     }
 
     #[test]
     fn garbage_endpoint_is_refused() {
         assert!(matches!(
-            endpoint("http://exa mple:1"),
+            endpoint("http://exa mple:1", &Credentials::none()),
             Err(ClientError::InvalidEndpoint { .. })
         ));
+    }
+
+    #[test]
+    fn https_without_ca_is_refused() {
+        let err = endpoint("https://n1:7001", &Credentials::none()).expect_err("no CA");
+        assert!(err.to_string().contains("needs the cluster CA"), "{err}");
+    }
+
+    #[test]
+    fn token_or_certificate_without_ca_is_refused() {
+        let err = Credentials::new(None, None, Some("t0k3n".into())).expect_err("no CA");
+        assert!(err.to_string().contains("only sent over TLS"), "{err}");
+        let err = Credentials::new(Some(b"junk".to_vec()), None, None).expect_err("bad CA");
+        assert!(err.to_string().contains("CA"), "{err}");
+    }
+
+    #[test]
+    fn bad_tokens_are_refused() {
+        assert!(bearer_value("").is_err());
+        assert!(bearer_value("two words").is_err());
+        assert!(bearer_value("line\nbreak").is_err());
+        assert!(bearer_value("abc.DEF-123_x").is_ok());
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let err = Credentials::from_files(Some(Path::new("/nonexistent/ca.pem")), None, None, None)
+            .expect_err("missing");
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+        let err = Credentials::from_files(None, Some(Path::new("c.pem")), None, None)
+            .expect_err("cert without key");
+        assert!(err.to_string().contains("needs its key"), "{err}");
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = Credentials {
+            ca_pem: None,
+            identity: Some((b"cert".to_vec(), b"SECRET-KEY".to_vec())),
+            token: Some("SECRET-TOKEN".into()),
+        };
+        let shown = format!("{c:?} {:?}", BearerToken::of(&c));
+        assert!(!shown.contains("SECRET"), "{shown}");
     }
 }

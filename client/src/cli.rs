@@ -16,6 +16,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
+use crate::channel::Credentials;
 use crate::objects::{Client, ObjectInfo, PutOptions};
 use parse::{ByteRange, ListTarget, ObjectPath};
 use progress::TransferBar;
@@ -70,11 +71,34 @@ struct Cli {
         long,
         global = true,
         env = "TRESOR_ENDPOINT",
-        default_value = "http://127.0.0.1:7001",
+        default_value = "127.0.0.1:7001",
         value_delimiter = ',',
         value_name = "URL[,URL...]"
     )]
     endpoint: Vec<String>,
+
+    /// PEM file of the cluster CA; turns TLS on (a bare host:port then
+    /// means https).
+    #[arg(long, global = true, env = "TRESOR_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+
+    /// PEM file of a client certificate issued by the cluster CA.
+    #[arg(long, global = true, env = "TRESOR_CERT", value_name = "FILE")]
+    cert: Option<PathBuf>,
+
+    /// PEM file of the client certificate's private key.
+    #[arg(long, global = true, env = "TRESOR_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+
+    /// Bearer token (instead of a client certificate).
+    #[arg(
+        long,
+        global = true,
+        env = "TRESOR_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
 
     /// Format of results on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
@@ -162,6 +186,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if endpoints.is_empty() {
         bail!("no endpoint given (--endpoint or TRESOR_ENDPOINT)");
     }
+    let credentials = Credentials::from_files(
+        cli.ca.as_deref(),
+        cli.cert.as_deref(),
+        cli.key.as_deref(),
+        cli.token.clone(),
+    )?;
+    crate::channel::set_default_credentials(credentials);
     let client = match Client::connect(&endpoints).await {
         Ok(client) => client,
         // The error names the last endpoint tried; say the others failed too.
@@ -499,6 +530,19 @@ mod tests {
                 end: None
             })
         );
+    }
+
+    #[test]
+    fn credential_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "tresor", "--ca", "ca.pem", "--cert", "c.pem", "--key", "c.key", "--token", "t0k",
+            "ls", "footage",
+        ])
+        .expect("parses");
+        assert_eq!(cli.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(cli.cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(cli.key, Some(PathBuf::from("c.key")));
+        assert_eq!(cli.token.as_deref(), Some("t0k"));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! Every connection to a node — from the user CLI, the operator CLI, tools, and
 //! from one node to another — is built by [`channel`], so transport settings
-//! (HTTP/2 windows, message limits, and later TLS) live in one place.
+//! (HTTP/2 windows, message limits, TLS and credentials) live in one place.
+//! A process sets its identity once with [`set_default_credentials`]; the
+//! `_with` functions take explicit [`Credentials`] instead.
 //!
 //! [`objects::Client`] is the object API (put, get, stat, list, delete,
 //! verify) with failover across endpoints; [`cli`] is the `tresor` command
@@ -14,19 +16,27 @@ pub mod channel;
 pub mod cli;
 pub mod objects;
 
-pub use channel::{connect, connect_lazy, endpoint_url, ClientError};
+pub use channel::{
+    connect, connect_lazy, connect_lazy_with, connect_with, default_credentials, endpoint_url,
+    set_default_credentials, ClientError, Credentials, Transport,
+};
 pub use objects::{
     code_name, range_to_offset_length, Client, ObjectError, ObjectInfo, Progress, PutOptions,
     PutResult,
 };
 
 /// Generated admin client, re-exported so callers need not depend on the proto crate.
-pub type AdminClient = tresor_proto::v1::admin_client::AdminClient<tonic::transport::Channel>;
+pub type AdminClient = tresor_proto::v1::admin_client::AdminClient<Transport>;
 
-/// Connects an admin client to one node.
+/// Connects an admin client to one node with the default credentials.
 pub async fn admin(url: &str) -> Result<AdminClient, ClientError> {
-    let channel = connect(url).await?;
-    Ok(AdminClient::new(channel)
+    admin_with(url, &default_credentials()).await
+}
+
+/// Connects an admin client to one node with `credentials`.
+pub async fn admin_with(url: &str, credentials: &Credentials) -> Result<AdminClient, ClientError> {
+    let channel = connect_with(url, credentials).await?;
+    Ok(AdminClient::new(channel::transport(channel, credentials))
         .max_decoding_message_size(channel::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(channel::MAX_MESSAGE_BYTES))
 }

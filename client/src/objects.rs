@@ -26,7 +26,6 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tresor_proto::v1::objects_client::ObjectsClient;
 use tresor_proto::v1::{
@@ -36,7 +35,7 @@ use tresor_proto::v1::{
 
 pub use tresor_proto::v1::ObjectInfo;
 
-use crate::channel::{self, ClientError, MAX_MESSAGE_BYTES};
+use crate::channel::{self, ClientError, Credentials, Transport, MAX_MESSAGE_BYTES};
 
 /// Bytes of object data per upload message.
 const CHUNK_BYTES: usize = 1024 * 1024;
@@ -233,7 +232,7 @@ fn io_context(err: io::Error, what: impl fmt::Display) -> io::Error {
 #[derive(Debug, Clone)]
 struct Current {
     index: usize,
-    channel: Channel,
+    channel: Transport,
 }
 
 /// A client of the object API, connected to one of several endpoints.
@@ -243,25 +242,38 @@ struct Current {
 pub struct Client {
     endpoints: Arc<[String]>,
     current: Arc<Mutex<Current>>,
+    credentials: Arc<Credentials>,
 }
 
 impl Client {
-    /// Connects to the first endpoint that answers (tries each in order).
+    /// Connects to the first endpoint that answers (tries each in order),
+    /// with the process-wide default credentials.
     pub async fn connect(endpoints: &[String]) -> Result<Client, ObjectError> {
+        Self::connect_with(endpoints, &channel::default_credentials()).await
+    }
+
+    /// Like [`Client::connect`], with `credentials` (kept for reconnects).
+    pub async fn connect_with(
+        endpoints: &[String],
+        credentials: &Credentials,
+    ) -> Result<Client, ObjectError> {
+        let credentials = Arc::new(credentials.clone());
         let endpoints: Arc<[String]> = endpoints
             .iter()
             .map(|e| e.trim())
             .filter(|e| !e.is_empty())
-            .map(channel::endpoint_url)
+            .map(|e| channel::endpoint_url_for(e, credentials.uses_tls()))
             .collect();
         let mut last_error = None;
         for (index, endpoint) in endpoints.iter().enumerate() {
-            match channel::connect(endpoint).await {
+            match channel::connect_with(endpoint, &credentials).await {
                 Ok(channel) => {
+                    let channel = channel::transport(channel, &credentials);
                     return Ok(Client {
                         current: Arc::new(Mutex::new(Current { index, channel })),
                         endpoints,
-                    })
+                        credentials,
+                    });
                 }
                 Err(err) => last_error = Some(err),
             }
@@ -290,7 +302,7 @@ impl Client {
             .clone()
     }
 
-    fn set_current(&self, index: usize, channel: Channel) {
+    fn set_current(&self, index: usize, channel: Transport) {
         *self
             .current
             .lock()
@@ -588,7 +600,7 @@ impl Client {
     /// Runs a unary call with failover.
     async fn unary<T, F, Fut>(&self, mut call: F) -> Result<T, ObjectError>
     where
-        F: FnMut(ObjectsClient<Channel>) -> Fut,
+        F: FnMut(ObjectsClient<Transport>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let mut failover = self.failover();
@@ -628,7 +640,7 @@ impl Client {
     }
 }
 
-fn objects_client(channel: Channel) -> ObjectsClient<Channel> {
+fn objects_client(channel: Transport) -> ObjectsClient<Transport> {
     ObjectsClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
@@ -645,14 +657,15 @@ struct Failover<'a> {
 impl Failover<'_> {
     /// A client for the next endpoint to try, connecting to it if it is not
     /// the current one; `None` once every endpoint has had its try.
-    async fn next(&mut self) -> Option<ObjectsClient<Channel>> {
+    async fn next(&mut self) -> Option<ObjectsClient<Transport>> {
         if let Some(current) = self.first.take() {
             return Some(objects_client(current.channel));
         }
         while let Some(index) = self.others.pop_front() {
             let endpoint = self.client.endpoints.get(index)?;
-            match channel::connect(endpoint).await {
+            match channel::connect_with(endpoint, &self.client.credentials).await {
                 Ok(channel) => {
+                    let channel = channel::transport(channel, &self.client.credentials);
                     self.client.set_current(index, channel.clone());
                     return Some(objects_client(channel));
                 }
@@ -747,7 +760,7 @@ struct Download {
 /// One attempt at a download; `written` counts bytes handed to `sink`, so
 /// the caller knows whether a retry is still safe.
 async fn download_from<W>(
-    rpc: &mut ObjectsClient<Channel>,
+    rpc: &mut ObjectsClient<Transport>,
     request: GetRequest,
     sink: &mut W,
     progress: Option<&Progress>,

@@ -13,8 +13,13 @@ use tresor_proto::v1 as pb;
 use crate::config::NodeConfig;
 use crate::dev::{LocalCluster, LocalClusterSpec, NodeLauncher};
 
-/// Default admin endpoint when neither `--endpoint` nor `TRESOR_ENDPOINT` is set.
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7001";
+pub mod access;
+pub mod ca;
+pub mod keys;
+
+/// Default admin endpoint when neither `--endpoint` nor `TRESOR_ENDPOINT` is
+/// set; https when a CA is given, else http.
+pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:7001";
 
 /// tresor-node: run a tresor node and operate a cluster.
 #[derive(Debug, Parser)]
@@ -26,6 +31,9 @@ pub struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Credentials for talking to nodes (CA, client certificate, token).
+    #[command(flatten)]
+    pub credentials: ca::CredentialArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Cmd,
@@ -92,6 +100,21 @@ pub enum Cmd {
         /// What to do.
         #[command(subcommand)]
         command: AuditCmd,
+    },
+    /// Principals, roles and tokens: `principal`, `grant`, `revoke`, `token`.
+    #[command(flatten)]
+    Access(access::AccessCmd),
+    /// Master keys of encryption at rest: `keys rotate`, `keys new`.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: keys::KeysCmd,
+    },
+    /// The cluster CA: create it, issue node and client certificates.
+    Ca {
+        /// What to do.
+        #[command(subcommand)]
+        command: ca::CaCmd,
     },
     /// Start a local cluster of real node processes on 127.0.0.1.
     Dev {
@@ -383,6 +406,19 @@ fn bucket_json(b: &pb::Bucket) -> serde_json::Value {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let output = cli.output;
+    // `serve` and `dev` take their identity from their configs, `ca` and
+    // `keys new` need none.
+    if !matches!(
+        cli.command,
+        Cmd::Serve { .. }
+            | Cmd::Dev { .. }
+            | Cmd::Ca { .. }
+            | Cmd::Keys {
+                command: keys::KeysCmd::New { .. }
+            }
+    ) {
+        tresor_client::set_default_credentials(cli.credentials.load()?);
+    }
     match cli.command {
         Cmd::Serve {
             config,
@@ -635,6 +671,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("audit chain broken at entry {}", r.broken_seq.unwrap_or(0));
             }
         }
+        Cmd::Access(command) => access::run(command, admin(&cli.endpoint).await?, output).await?,
+        Cmd::Ca { command } => ca::run(command, output)?,
+        Cmd::Keys { command } => keys::run(command, &cli.endpoint, output).await?,
         Cmd::Dev { nodes, zones, dir } => {
             init_tracing();
             dev(nodes, zones, dir).await?;
@@ -724,6 +763,7 @@ async fn dev(nodes: usize, zones: usize, dir: Option<PathBuf>) -> anyhow::Result
         ..LocalClusterSpec::default()
     };
     let mut cluster = LocalCluster::create(&dir, spec, NodeLauncher::current_exe_serve()?)?;
+    tresor_client::set_default_credentials(cluster.credentials().clone());
     let started = async {
         cluster.start_all(Duration::from_secs(30)).await?;
         cluster.form(Duration::from_secs(60)).await?;
@@ -749,9 +789,21 @@ async fn dev(nodes: usize, zones: usize, dir: Option<PathBuf>) -> anyhow::Result
         );
     }
     println!("endpoints written to {}", endpoints.display());
+    // Users of a dev cluster authenticate with an admin token (the admin
+    // client certificate stays in the certs directory as the fallback).
+    let token = match cluster.create_admin_token().await {
+        Ok(token) => token,
+        Err(e) => {
+            cluster.stop_all(Duration::from_secs(5)).await;
+            return Err(e);
+        }
+    };
+    let env = cluster.write_env(token.as_deref())?;
+    println!();
+    println!("to use it from a shell (or `source {}`):", env.display());
+    print!("{}", cluster.env_lines(token.as_deref()));
     println!();
     println!("try:");
-    println!("  export TRESOR_ENDPOINT={}", cluster.nodes[0].endpoint());
     println!("  tresor-node status");
     println!("  tresor-node bucket create footage --data 4 --parity 2");
     println!();

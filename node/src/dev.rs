@@ -4,6 +4,10 @@
 //! Each node is a child process with its own config file, data dir and log
 //! file under one directory. Children are started with `--watch-stdin`, so
 //! they stop by themselves if this process dies without stopping them.
+//!
+//! Local clusters are secure by default ([`DevSecurity`]): a CA (made if
+//! absent), a certificate per node and one for the bootstrap administrator
+//! `admin` under `<dir>/certs`, and a master key file `<dir>/master.keys`.
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -12,10 +16,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use tresor_client::Credentials;
 use tresor_proto::v1 as pb;
 
-use crate::config::{DataTuning, HealingTuning, NodeConfig, RaftTuning};
+use crate::config::{DataTuning, HealingTuning, NodeConfig, RaftTuning, SecurityConfig};
 use crate::raft::voters::MAX_VOTERS;
+use crate::tls::{CertFiles, Subject, Validity};
+
+/// Principal of the bootstrap administrator's client certificate.
+pub const ADMIN_PRINCIPAL: &str = "admin";
 
 /// How to start a node process: a program and the arguments that make it
 /// serve (`--config FILE` is appended).
@@ -52,10 +61,21 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// A free TCP port on 127.0.0.1 (bound, read, released).
+/// A free TCP port on 127.0.0.1 (bound, read, released), never one this
+/// process was given before: the OS may hand a just-released port out
+/// again, and two nodes defined one after the other must not share one.
 pub fn free_port() -> std::io::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other("no fresh free port after 100 tries"))
 }
 
 /// One node process of a local cluster.
@@ -70,9 +90,14 @@ pub struct LocalNode {
 }
 
 impl LocalNode {
-    /// The node's gRPC endpoint URL.
+    /// The node's gRPC endpoint URL (`https` unless the node is insecure).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.config.listen)
+        let scheme = if self.config.security.insecure {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{}", self.config.listen)
     }
 
     /// The process id, while running.
@@ -164,6 +189,80 @@ pub struct LocalClusterSpec {
     pub data: DataTuning,
     /// Liveness and healing timing.
     pub healing: HealingTuning,
+    /// TLS, authentication and encryption at rest.
+    pub security: DevSecurity,
+}
+
+/// Security of a local cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DevSecurity {
+    /// Plaintext, unauthenticated, unencrypted (`insecure = true`): for
+    /// benchmarks and tests of the insecure mode only.
+    Insecure,
+    /// TLS with a CA of its own in `<cluster dir>/ca`, made if absent.
+    #[default]
+    OwnCa,
+    /// TLS with the CA in this directory, made if absent (several clusters
+    /// may share one CA, and so one set of client credentials).
+    Ca(PathBuf),
+}
+
+/// The certificates and keys of a secure local cluster.
+#[derive(Debug, Clone)]
+struct DevPki {
+    ca_dir: PathBuf,
+    certs_dir: PathBuf,
+    master_keys: PathBuf,
+    admin: CertFiles,
+}
+
+/// Makes a CA in `dir` unless one is there. Safe if another thread or
+/// process makes it at the same moment.
+pub fn ensure_ca(dir: &Path) -> anyhow::Result<PathBuf> {
+    let files = crate::tls::ca_files(dir);
+    if files.cert.exists() && files.key.exists() {
+        return Ok(files.cert);
+    }
+    match crate::tls::init_ca(dir) {
+        Ok(files) => Ok(files.cert),
+        // Lost a race with another creator: theirs is as good.
+        Err(_) if files.cert.exists() && files.key.exists() => Ok(files.cert),
+        Err(e) => Err(e).context("cannot create the cluster CA"),
+    }
+}
+
+/// Writes a master key file with one fresh key `k1` (mode 0600) unless the
+/// file exists: a cluster started again on the same dir needs its old key.
+fn ensure_master_keys(path: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let line = crate::crypto::MasterKeys::new_line("k1").map_err(|e| anyhow!(e))?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match file {
+        Ok(mut f) => {
+            f.write_all(line.as_bytes())
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// Quotes `s` for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-:+=@,".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 impl Default for LocalClusterSpec {
@@ -180,6 +279,7 @@ impl Default for LocalClusterSpec {
             http: true,
             data: DataTuning::default(),
             healing: HealingTuning::default(),
+            security: DevSecurity::default(),
         }
     }
 }
@@ -197,6 +297,8 @@ pub struct LocalCluster {
     pub nodes: Vec<LocalNode>,
     spec: LocalClusterSpec,
     next_id: u64,
+    pki: Option<DevPki>,
+    credentials: Credentials,
 }
 
 impl LocalCluster {
@@ -214,12 +316,27 @@ impl LocalCluster {
             bail!("a cluster needs at least one zone");
         }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Absolute, so that configs, the env file and printed paths work
+        // from any directory.
+        let dir = std::path::absolute(dir)
+            .with_context(|| format!("cannot resolve {}", dir.display()))?;
+        let (pki, credentials) = match &spec.security {
+            DevSecurity::Insecure => (None, Credentials::none()),
+            DevSecurity::OwnCa => Self::make_pki(&dir, &dir.join("ca"))?,
+            DevSecurity::Ca(ca_dir) => {
+                let ca_dir = std::path::absolute(ca_dir)
+                    .with_context(|| format!("cannot resolve {}", ca_dir.display()))?;
+                Self::make_pki(&dir, &ca_dir)?
+            }
+        };
         let mut cluster = Self {
-            dir: dir.to_path_buf(),
+            dir,
             launcher,
             nodes: Vec::new(),
             spec: spec.clone(),
             next_id: 1,
+            pki: pki.map(|p| *p),
+            credentials,
         };
         for _ in 0..spec.nodes {
             let zone = zone_of(cluster.next_id, spec.zones);
@@ -228,14 +345,168 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    fn make_pki(dir: &Path, ca_dir: &Path) -> anyhow::Result<(Option<Box<DevPki>>, Credentials)> {
+        let ca = ensure_ca(ca_dir)?;
+        let certs_dir = dir.join("certs");
+        let admin = crate::tls::issue(
+            ca_dir,
+            &certs_dir,
+            &Subject::Client {
+                name: ADMIN_PRINCIPAL.into(),
+            },
+            Validity::days(crate::tls::DEFAULT_VALIDITY_DAYS),
+        )
+        .context("cannot issue the admin client certificate")?;
+        let master_keys = dir.join("master.keys");
+        ensure_master_keys(&master_keys)?;
+        let credentials =
+            Credentials::from_files(Some(&ca), Some(&admin.cert), Some(&admin.key), None)?;
+        let pki = DevPki {
+            ca_dir: ca_dir.to_path_buf(),
+            certs_dir,
+            master_keys,
+            admin,
+        };
+        Ok((Some(Box::new(pki)), credentials))
+    }
+
     /// The cluster's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// What this cluster's tools present: the CA and the `admin` client
+    /// certificate ([`Credentials::none`] for an insecure cluster).
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Directory of the cluster's CA (`ca.pem`, `ca.key`); `None` when
+    /// insecure.
+    pub fn ca_dir(&self) -> Option<&Path> {
+        self.pki.as_ref().map(|p| p.ca_dir.as_path())
+    }
+
+    /// The CA certificate file; `None` when insecure.
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        self.ca_dir().map(|d| crate::tls::ca_files(d).cert)
+    }
+
+    /// The `admin` client certificate and key files; `None` when insecure.
+    pub fn admin_cert_files(&self) -> Option<&CertFiles> {
+        self.pki.as_ref().map(|p| &p.admin)
+    }
+
+    /// The master key file of every node; `None` when insecure.
+    pub fn master_key_file(&self) -> Option<&Path> {
+        self.pki.as_ref().map(|p| p.master_keys.as_path())
+    }
+
+    /// The shell lines a user runs to reach this cluster with the `tresor`
+    /// and `tresor-node` command lines: endpoint, CA, and either `token` or
+    /// the admin client certificate.
+    pub fn env_lines(&self, token: Option<&str>) -> String {
+        let export = |k: &str, v: &str| format!("export {k}={}\n", shell_quote(v));
+        let mut out = String::new();
+        if let Some(first) = self.nodes.first() {
+            out.push_str(&export("TRESOR_ENDPOINT", &first.endpoint()));
+        }
+        let (Some(ca), Some(admin)) = (self.ca_cert(), self.admin_cert_files()) else {
+            out.push_str("unset TRESOR_CA TRESOR_CERT TRESOR_KEY TRESOR_TOKEN\n");
+            return out;
+        };
+        out.push_str(&export("TRESOR_CA", &ca.display().to_string()));
+        match token {
+            Some(token) => {
+                out.push_str(&export("TRESOR_TOKEN", token));
+                out.push_str("unset TRESOR_CERT TRESOR_KEY\n");
+            }
+            None => {
+                out.push_str(&export("TRESOR_CERT", &admin.cert.display().to_string()));
+                out.push_str(&export("TRESOR_KEY", &admin.key.display().to_string()));
+                out.push_str("unset TRESOR_TOKEN\n");
+            }
+        }
+        out
+    }
+
+    /// Creates a bearer token for the bootstrap `admin` principal (with the
+    /// admin client certificate); `None` for an insecure cluster.
+    pub async fn create_admin_token(&self) -> anyhow::Result<Option<String>> {
+        if self.admin_cert_files().is_none() {
+            return Ok(None);
+        }
+        let first = self
+            .nodes
+            .first()
+            .ok_or_else(|| anyhow!("no nodes"))?
+            .endpoint();
+        let created = tresor_client::admin_with(&first, self.credentials())
+            .await?
+            .create_token(tresor_proto::v1::CreateTokenRequest {
+                principal: ADMIN_PRINCIPAL.to_string(),
+            })
+            .await
+            .map_err(|s| anyhow!("creating the admin token: {}", s.message()))?
+            .into_inner();
+        Ok(Some(created.token))
+    }
+
+    /// Writes [`LocalCluster::env_lines`] to `<dir>/env` (mode 0600: it may
+    /// hold a token), ready to `source`.
+    pub fn write_env(&self, token: Option<&str>) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join("env");
+        // write_durably's temp file is created 0600 and keeps that mode.
+        crate::server::write_durably(&path, self.env_lines(token).as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
+
     /// Writes the config of a new node (next unused id) in `zone`; returns
     /// its index in `nodes`. Not started.
     pub fn define_node(&mut self, zone: &str) -> anyhow::Result<usize> {
+        self.define_node_inner(zone, None)
+    }
+
+    /// Like [`LocalCluster::define_node`], but the node trusts and has its
+    /// certificate from the CA in `ca_dir` (made if absent) instead of the
+    /// cluster's: a node of another PKI, which the cluster must refuse.
+    pub fn define_node_with_ca(&mut self, zone: &str, ca_dir: &Path) -> anyhow::Result<usize> {
+        if self.pki.is_none() {
+            bail!("an insecure cluster has no CA to differ from");
+        }
+        ensure_ca(ca_dir)?;
+        self.define_node_inner(zone, Some(ca_dir))
+    }
+
+    fn node_security(&self, id: u64, ca_dir: Option<&Path>) -> anyhow::Result<SecurityConfig> {
+        let Some(pki) = &self.pki else {
+            return Ok(SecurityConfig {
+                insecure: true,
+                ..Default::default()
+            });
+        };
+        let ca_dir = ca_dir.unwrap_or(&pki.ca_dir);
+        let files = crate::tls::issue(
+            ca_dir,
+            &pki.certs_dir,
+            &Subject::Node {
+                id,
+                addrs: vec!["127.0.0.1".into()],
+            },
+            Validity::days(crate::tls::DEFAULT_VALIDITY_DAYS),
+        )
+        .with_context(|| format!("cannot issue the certificate of node {id}"))?;
+        Ok(SecurityConfig {
+            insecure: false,
+            ca: Some(crate::tls::ca_files(ca_dir).cert),
+            cert: Some(files.cert),
+            key: Some(files.key),
+            master_key_file: Some(pki.master_keys.clone()),
+        })
+    }
+
+    fn define_node_inner(&mut self, zone: &str, ca_dir: Option<&Path>) -> anyhow::Result<usize> {
         let id = self.next_id;
         self.next_id += 1;
         let port = free_port()?;
@@ -255,10 +526,7 @@ impl LocalCluster {
             raft: self.spec.raft.clone(),
             data: self.spec.data.clone(),
             healing: self.spec.healing.clone(),
-            security: crate::config::SecurityConfig {
-                insecure: true,
-                ..Default::default()
-            },
+            security: self.node_security(id, ca_dir)?,
         };
         config.validate()?;
         let config_path = self.dir.join(format!("node-{id}.toml"));
@@ -288,10 +556,25 @@ impl LocalCluster {
         let launcher = self.launcher.clone();
         let node = self.node_mut(id).ok_or_else(|| anyhow!("no node {id}"))?;
         node.spawn(&launcher)?;
-        let endpoint = node.endpoint();
-        wait_until_answers(&endpoint, timeout)
+        let node = self.node(id).ok_or_else(|| anyhow!("no node {id}"))?;
+        wait_until_answers_with(&node.endpoint(), &self.credentials_for(node)?, timeout)
             .await
             .with_context(|| format!("node {id} did not start; see {}", node.log_path.display()))
+    }
+
+    /// What to present to `node`: the cluster's credentials, or for a node
+    /// of another CA that CA and the node's own certificate.
+    fn credentials_for(&self, node: &LocalNode) -> anyhow::Result<Credentials> {
+        let sec = &node.config.security;
+        if sec.insecure || sec.ca == self.ca_cert() {
+            return Ok(self.credentials.clone());
+        }
+        Ok(Credentials::from_files(
+            sec.ca.as_deref(),
+            sec.cert.as_deref(),
+            sec.key.as_deref(),
+            None,
+        )?)
     }
 
     /// Starts every node that is not running.
@@ -303,7 +586,7 @@ impl LocalCluster {
             }
         }
         for node in &self.nodes {
-            wait_until_answers(&node.endpoint(), timeout)
+            wait_until_answers_with(&node.endpoint(), &self.credentials_for(node)?, timeout)
                 .await
                 .with_context(|| {
                     format!(
@@ -324,7 +607,7 @@ impl LocalCluster {
             .first()
             .ok_or_else(|| anyhow!("no nodes"))?
             .endpoint();
-        let mut admin = tresor_client::admin(&first).await?;
+        let mut admin = tresor_client::admin_with(&first, &self.credentials).await?;
         admin
             .init(pb::InitRequest {})
             .await
@@ -341,7 +624,7 @@ impl LocalCluster {
                 .map_err(|s| anyhow!("adding node {}: {}", node.config.node_id, s.message()))?;
         }
         let ids: Vec<u64> = self.nodes.iter().map(|n| n.config.node_id).collect();
-        wait_for_members(&first, &ids, timeout).await?;
+        wait_for_members_with(&first, &ids, &self.credentials, timeout).await?;
         Ok(())
     }
 
@@ -360,13 +643,32 @@ impl LocalCluster {
     }
 }
 
-/// Polls a node's `NodeInfo` until it answers or `timeout` passes.
+/// Polls a node's `NodeInfo` until it answers or `timeout` passes (with the
+/// process-wide default credentials).
 pub async fn wait_until_answers(endpoint: &str, timeout: Duration) -> anyhow::Result<()> {
+    wait_until_answers_with(endpoint, &tresor_client::default_credentials(), timeout).await
+}
+
+/// Like [`wait_until_answers`], with `credentials`.
+pub async fn wait_until_answers_with(
+    endpoint: &str,
+    credentials: &Credentials,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let last_error = match tresor_client::admin(endpoint).await {
+        let last_error = match tresor_client::admin_with(endpoint, credentials).await {
             Ok(mut admin) => match admin.node_info(pb::NodeInfoRequest {}).await {
                 Ok(_) => return Ok(()),
+                // A refusal is an answer: the node is up.
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+                    ) =>
+                {
+                    return Ok(())
+                }
                 Err(s) => s.message().to_string(),
             },
             Err(e) => e.to_string(),
@@ -379,17 +681,34 @@ pub async fn wait_until_answers(endpoint: &str, timeout: Duration) -> anyhow::Re
 }
 
 /// Polls `status` on `endpoint` until there is a leader, every id in `ids`
-/// is a member, and `min(5, n)` of them vote.
+/// is a member, and `min(5, n)` of them vote (with the process-wide default
+/// credentials).
 pub async fn wait_for_members(
     endpoint: &str,
     ids: &[u64],
+    timeout: Duration,
+) -> anyhow::Result<pb::StatusResponse> {
+    wait_for_members_with(
+        endpoint,
+        ids,
+        &tresor_client::default_credentials(),
+        timeout,
+    )
+    .await
+}
+
+/// Like [`wait_for_members`], with `credentials`.
+pub async fn wait_for_members_with(
+    endpoint: &str,
+    ids: &[u64],
+    credentials: &Credentials,
     timeout: Duration,
 ) -> anyhow::Result<pb::StatusResponse> {
     let deadline = Instant::now() + timeout;
     let want_voters = ids.len().min(MAX_VOTERS);
     loop {
         let mut last = String::from("no answer");
-        if let Ok(mut admin) = tresor_client::admin(endpoint).await {
+        if let Ok(mut admin) = tresor_client::admin_with(endpoint, credentials).await {
             match admin.status(pb::StatusRequest { local: false }).await {
                 Ok(r) => {
                     let status = r.into_inner();

@@ -9,9 +9,11 @@
 
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod crypto;
 pub mod dev;
 pub mod erasure;
 pub mod meta;

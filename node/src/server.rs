@@ -54,6 +54,33 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// The node's CA, certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// The node's certificate cannot be used to call other nodes.
+    #[error("TLS: {0}")]
+    Credentials(#[from] tresor_client::ClientError),
+}
+
+/// Loads the node's TLS material and makes its certificate the identity of
+/// every outgoing connection of this process (Raft, shard transfer,
+/// forwarding to the leader, checks of new nodes). `None` when `insecure`,
+/// which is logged loudly.
+fn transport_security(
+    config: &NodeConfig,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, ServeError> {
+    if config.security.insecure {
+        tracing::warn!(
+            node_id = config.node_id,
+            "INSECURE: security.insecure = true. The gRPC port is PLAINTEXT with NO \
+             AUTHENTICATION: anyone who can reach it can read, write and delete every \
+             object and change the cluster. Never run this in production."
+        );
+        return Ok(None);
+    }
+    let tls = crate::tls::NodeTls::load(&config.security, config.node_id)?;
+    tresor_client::set_default_credentials(tls.credentials()?);
+    Ok(Some(tls.server_config()))
 }
 
 /// Written into a data dir on first start, so the dir can never be used by a
@@ -130,6 +157,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
+    let tls = transport_security(&config)?;
     let incarnation = check_data_dir(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -273,6 +301,7 @@ pub async fn run(
         workers,
         metrics,
         listener,
+        tls,
         grpc_shutdown,
     ));
     shutdown.await;

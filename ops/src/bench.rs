@@ -227,7 +227,14 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         .unwrap_or_else(|| temp.path().to_path_buf());
     let mut local = None;
     let endpoints: Vec<String> = match &opts.endpoint {
-        Some(e) => e.split(',').map(|s| s.trim().to_string()).collect(),
+        Some(e) => {
+            // An existing cluster: credentials as for the CLIs.
+            tresor_client::set_default_credentials(
+                tresor_client::Credentials::from_env()
+                    .context("TRESOR_CA, TRESOR_CERT, TRESOR_KEY, TRESOR_TOKEN")?,
+            );
+            e.split(',').map(|s| s.trim().to_string()).collect()
+        }
         None => {
             eprintln!(
                 "starting a local six-node cluster in {}",
@@ -250,6 +257,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 ..LocalClusterSpec::default()
             };
             let mut cluster = LocalCluster::create(&dir.join("cluster"), spec, launcher)?;
+            tresor_client::set_default_credentials(cluster.credentials().clone());
             cluster.start_all(Duration::from_secs(30)).await?;
             cluster.form(Duration::from_secs(60)).await?;
             let eps = cluster.nodes.iter().map(|n| n.endpoint()).collect();

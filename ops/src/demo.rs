@@ -83,6 +83,8 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
         args: vec!["node".into(), "serve".into()],
     };
     let mut cluster = LocalCluster::create(&dir, LocalClusterSpec::default(), launcher)?;
+    // Every call of the tour presents the cluster's CA and admin certificate.
+    tresor_client::set_default_credentials(cluster.credentials().clone());
     let result = tour(&mut cluster).await;
     step(12, "Shutting every node down cleanly.");
     cluster.stop_all(Duration::from_secs(10)).await;

@@ -8,18 +8,81 @@
 //!
 //! Tests get the binary with [`cluster!`], which expands where cargo sets
 //! `CARGO_BIN_EXE_tresor-test-node`.
+//!
+//! Clusters are secure by default: TLS, client certificates, encryption at
+//! rest. One CA serves the whole test process ([`process_pki`]), because
+//! cargo runs the tests of one binary as threads of one process, and the
+//! process-wide default credentials of `tresor_client` (set to the CA and
+//! the `admin` client certificate) must fit every cluster in it. The CLI
+//! binaries get the same credentials through `TRESOR_CA`, `TRESOR_CERT` and
+//! `TRESOR_KEY`. [`insecure_spec`] makes a plaintext cluster.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use tresor_client::{Credentials, Transport};
 use tresor_node::config::RaftTuning;
 use tresor_node::dev::{LocalCluster, LocalClusterSpec, NodeLauncher};
+use tresor_node::tls::{CertFiles, Subject, Validity};
 use tresor_proto::v1 as pb;
 use tresor_proto::v1::objects_client::ObjectsClient;
 
-pub use tresor_node::dev::{pattern, zone_of};
+pub use tresor_node::dev::{pattern, zone_of, DevSecurity, ADMIN_PRINCIPAL};
+
+/// The CA of this test process and the `admin` credentials issued by it.
+pub struct ProcessPki {
+    /// Directory of the CA (`ca.pem`, `ca.key`) and of issued files.
+    pub dir: PathBuf,
+    /// The CA certificate.
+    pub ca_cert: PathBuf,
+    /// The `admin` client certificate and key.
+    pub admin: CertFiles,
+    /// CA plus `admin` certificate.
+    pub credentials: Credentials,
+}
+
+/// The CA of this test process, made on first use in a temporary directory
+/// that lives as long as the process; also makes its `admin` credentials
+/// the process-wide default of `tresor_client`.
+pub fn process_pki() -> anyhow::Result<&'static ProcessPki> {
+    static PKI: OnceLock<Result<ProcessPki, String>> = OnceLock::new();
+    PKI.get_or_init(|| make_process_pki().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow!("cannot set up the test CA: {e}"))
+}
+
+fn make_process_pki() -> anyhow::Result<ProcessPki> {
+    let dir = tempfile::Builder::new()
+        .prefix("tresor-test-ca-")
+        .tempdir()?
+        .keep();
+    let ca_cert = tresor_node::dev::ensure_ca(&dir)?;
+    let admin = tresor_node::tls::issue(
+        &dir,
+        &dir.join("admin"),
+        &Subject::Client {
+            name: ADMIN_PRINCIPAL.into(),
+        },
+        Validity::days(30),
+    )?;
+    let credentials =
+        Credentials::from_files(Some(&ca_cert), Some(&admin.cert), Some(&admin.key), None)?;
+    tresor_client::set_default_credentials(credentials.clone());
+    Ok(ProcessPki {
+        dir,
+        ca_cert,
+        admin,
+        credentials,
+    })
+}
+
+/// Directory of this test process's CA.
+pub fn process_ca_dir() -> anyhow::Result<PathBuf> {
+    Ok(process_pki()?.dir.clone())
+}
 
 /// How long a node process may take to start answering.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -57,8 +120,14 @@ macro_rules! cluster {
     };
 }
 
-/// A test spec: `nodes` nodes over `zones` zones, fast Raft, no HTTP port.
+/// A test spec: `nodes` nodes over `zones` zones, fast Raft, no HTTP port,
+/// secure with the process CA (an unusable CA shows up as an error of
+/// [`Harness::new`]).
 pub fn spec(nodes: usize, zones: usize) -> LocalClusterSpec {
+    let security = match process_pki() {
+        Ok(pki) => DevSecurity::Ca(pki.dir.clone()),
+        Err(e) => DevSecurity::Ca(PathBuf::from(format!("/nonexistent/test-ca ({e})"))),
+    };
     LocalClusterSpec {
         nodes,
         zones,
@@ -66,6 +135,17 @@ pub fn spec(nodes: usize, zones: usize) -> LocalClusterSpec {
         http: false,
         data: Default::default(),
         healing: Default::default(),
+        security,
+    }
+}
+
+/// Like [`spec`], but plaintext and unauthenticated (`insecure = true`).
+/// Talk to it with [`Harness::credentials`] (none), not the process
+/// default.
+pub fn insecure_spec(nodes: usize, zones: usize) -> LocalClusterSpec {
+    LocalClusterSpec {
+        security: DevSecurity::Insecure,
+        ..spec(nodes, zones)
     }
 }
 
@@ -94,12 +174,15 @@ where
 /// A cluster of node processes in a temporary directory.
 pub struct Harness {
     cluster: LocalCluster,
+    credentials: Credentials,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Harness {
     /// Lays out and starts `spec.nodes` processes (not yet a cluster).
     pub async fn new(binary: &str, spec: LocalClusterSpec) -> anyhow::Result<Self> {
+        // Sets the process-wide default credentials before anything connects.
+        process_pki()?;
         let mut dir = Some(tempfile::Builder::new().prefix("tresor-test-").tempdir()?);
         // For debugging: keep the nodes' files and logs after the test.
         let path = match std::env::var_os("TRESOR_KEEP_TEST_DIRS") {
@@ -121,7 +204,65 @@ impl Harness {
         if let Err(e) = cluster.start_all(START_TIMEOUT).await {
             return Err(e.context(logs_of(&cluster)));
         }
-        Ok(Self { cluster, _dir: dir })
+        let credentials = cluster.credentials().clone();
+        Ok(Self {
+            cluster,
+            credentials,
+            _dir: dir,
+        })
+    }
+
+    /// What the harness presents to this cluster: the CA and the `admin`
+    /// client certificate (nothing for an insecure cluster).
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Directory of this cluster's CA (`ca.pem`, `ca.key`); `None` when
+    /// insecure.
+    pub fn ca_dir(&self) -> Option<PathBuf> {
+        self.cluster.ca_dir().map(Path::to_path_buf)
+    }
+
+    /// Credentials of client principal `name`: a certificate issued now by
+    /// this cluster's CA, valid for a day.
+    pub fn client_credentials(&self, name: &str) -> anyhow::Result<Credentials> {
+        self.client_credentials_valid(name, Validity::days(1))
+    }
+
+    /// Like [`Harness::client_credentials`], valid for `validity` (which may
+    /// lie in the past, for an expired certificate).
+    pub fn client_credentials_valid(
+        &self,
+        name: &str,
+        validity: Validity,
+    ) -> anyhow::Result<Credentials> {
+        let ca_dir = self.ca_dir().context("an insecure cluster has no CA")?;
+        let issued =
+            tresor_node::tls::issue_pem(&ca_dir, &Subject::Client { name: name.into() }, validity)?;
+        let ca = std::fs::read(tresor_node::tls::ca_files(&ca_dir).cert)?;
+        Ok(Credentials::new(
+            Some(ca),
+            Some((issued.cert_pem.into_bytes(), issued.key_pem.into_bytes())),
+            None,
+        )?)
+    }
+
+    /// Certificate and key files of client principal `name`, issued now by
+    /// this cluster's CA into a directory of their own (for the CLIs'
+    /// `TRESOR_CERT` and `TRESOR_KEY`).
+    pub fn client_cert_files(&self, name: &str) -> anyhow::Result<CertFiles> {
+        let ca_dir = self.ca_dir().context("an insecure cluster has no CA")?;
+        let out = tempfile::Builder::new()
+            .prefix("client-")
+            .tempdir_in(self.cluster.dir())?
+            .keep();
+        Ok(tresor_node::tls::issue(
+            &ca_dir,
+            &out,
+            &Subject::Client { name: name.into() },
+            Validity::days(1),
+        )?)
     }
 
     /// Initialises the cluster on node 1 and adds every other node.
@@ -209,9 +350,40 @@ impl Harness {
         self.cluster.dir().to_path_buf()
     }
 
-    /// An admin client to node `id`.
+    /// An admin client to node `id`, with [`Harness::credentials`].
     pub async fn admin(&self, id: u64) -> anyhow::Result<tresor_client::AdminClient> {
-        Ok(tresor_client::admin(&self.endpoint(id)).await?)
+        Ok(tresor_client::admin_with(&self.endpoint(id), &self.credentials).await?)
+    }
+
+    /// The underlying local cluster.
+    pub fn local_cluster(&mut self) -> &mut LocalCluster {
+        &mut self.cluster
+    }
+
+    /// What node `id` presents when it calls other nodes: the CA its config
+    /// trusts and its node certificate.
+    pub fn node_credentials(&self, id: u64) -> anyhow::Result<Credentials> {
+        let node = self
+            .cluster
+            .node(id)
+            .with_context(|| format!("no node {id}"))?;
+        let sec = &node.config.security;
+        Ok(Credentials::from_files(
+            sec.ca.as_deref(),
+            sec.cert.as_deref(),
+            sec.key.as_deref(),
+            None,
+        )?)
+    }
+
+    /// Defines and starts a new node (next unused id) in `zone` whose CA
+    /// and certificate come from the CA in `ca_dir` (made if absent)
+    /// instead of the cluster's; not added to the cluster. Returns its id.
+    pub async fn spawn_foreign_node(&mut self, zone: &str, ca_dir: &Path) -> anyhow::Result<u64> {
+        let index = self.cluster.define_node_with_ca(zone, ca_dir)?;
+        let id = self.cluster.nodes[index].config.node_id;
+        self.cluster.start_node(id, START_TIMEOUT).await?;
+        Ok(id)
     }
 
     /// Node `id`'s own view of the cluster (not forwarded to the leader).
@@ -365,7 +537,8 @@ impl Harness {
     }
 
     /// Runs a command line program with `args` and returns (success,
-    /// stdout, stderr).
+    /// stdout, stderr). It gets the process CA and `admin` certificate in
+    /// `TRESOR_CA`, `TRESOR_CERT` and `TRESOR_KEY`.
     pub fn cli(
         binary: &str,
         args: &[&str],
@@ -381,7 +554,33 @@ impl Harness {
         args: &[&str],
         timeout: Duration,
     ) -> anyhow::Result<(bool, Vec<u8>, String)> {
-        let mut child = std::process::Command::new(binary)
+        Self::cli_env(binary, args, &[], timeout)
+    }
+
+    /// Like [`Harness::cli_bytes`], with `env` set on top of the
+    /// credentials variables; a pair with an empty value removes that
+    /// variable (for example `("TRESOR_CERT", "")` to use only a token).
+    pub fn cli_env(
+        binary: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> anyhow::Result<(bool, Vec<u8>, String)> {
+        let pki = process_pki()?;
+        let mut command = std::process::Command::new(binary);
+        command
+            .env("TRESOR_CA", &pki.ca_cert)
+            .env("TRESOR_CERT", &pki.admin.cert)
+            .env("TRESOR_KEY", &pki.admin.key)
+            .env_remove("TRESOR_TOKEN");
+        for (key, value) in env {
+            if value.is_empty() {
+                command.env_remove(key);
+            } else {
+                command.env(key, value);
+            }
+        }
+        let mut child = command
             .args(args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -427,12 +626,19 @@ impl Harness {
 /// Raw object calls against one node, straight on the generated gRPC
 /// client, so tests see exactly what the server answers.
 impl Harness {
-    /// An Objects client to node `id`.
-    pub async fn objects(
+    /// An Objects client to node `id`, with [`Harness::credentials`].
+    pub async fn objects(&self, id: u64) -> anyhow::Result<ObjectsClient<Transport>> {
+        self.objects_with(id, &self.credentials).await
+    }
+
+    /// An Objects client to node `id` presenting `credentials`.
+    pub async fn objects_with(
         &self,
         id: u64,
-    ) -> anyhow::Result<ObjectsClient<tonic::transport::Channel>> {
-        let channel = tresor_client::connect(&self.endpoint(id)).await?;
+        credentials: &Credentials,
+    ) -> anyhow::Result<ObjectsClient<Transport>> {
+        let channel = tresor_client::connect_with(&self.endpoint(id), credentials).await?;
+        let channel = tresor_client::channel::transport(channel, credentials);
         Ok(ObjectsClient::new(channel)
             .max_decoding_message_size(tresor_client::channel::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(tresor_client::channel::MAX_MESSAGE_BYTES))
