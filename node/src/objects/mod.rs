@@ -3,6 +3,7 @@
 //! internal Shards service of each node, this one included) and `meta`
 //! (through `cluster`, for linearizable manifest reads and commits).
 
+mod keys;
 mod peers;
 mod read;
 mod repair;
@@ -11,12 +12,14 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use keys::{rotate_keys, RotationReport};
 pub use peers::Peers;
 pub use read::{ObjectRange, ObjectStream};
 pub use write::{PutBody, PutSpec};
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::DataTuning;
+use crate::crypto::Keyring;
 use crate::meta::{
     validate_bucket_name, validate_key, Command, MetaError, NodeState, ObjectId, ObjectManifest,
 };
@@ -40,9 +43,21 @@ pub enum ObjectError {
     /// The request was cut off by the client.
     #[error("{0}")]
     Cancelled(String),
+    /// Stored bytes failed authentication and could not be rebuilt.
+    #[error("{0}")]
+    DataLoss(String),
     /// Something that should not happen.
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<crate::crypto::CryptoError> for ObjectError {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        match e {
+            crate::crypto::CryptoError::Tampered(_) => ObjectError::DataLoss(e.to_string()),
+            other => ObjectError::Internal(format!("encryption at rest: {other}")),
+        }
+    }
 }
 
 impl From<ClusterError> for ObjectError {
@@ -86,15 +101,18 @@ pub struct DataPlane {
     cluster: Arc<Cluster>,
     peers: Peers,
     tuning: DataTuning,
+    keyring: Keyring,
 }
 
 impl DataPlane {
     /// The data plane of the node whose control plane is `cluster`.
     pub fn new(cluster: Arc<Cluster>, tuning: DataTuning) -> Self {
+        let keyring = Keyring::new(cluster.config().security.master_key_file.clone());
         Self {
             cluster,
             peers: Peers::default(),
             tuning,
+            keyring,
         }
     }
 

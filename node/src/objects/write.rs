@@ -15,6 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tresor_proto::internal::v1::{self as ipb, shard_write, shard_write_reply};
 
 use super::{DataPlane, ObjectError};
+use crate::crypto::{DataKey, ObjectEncryption, CHUNK_BYTES};
 use crate::erasure::Codec;
 use crate::meta::{
     now_ms, validate_bucket_name, validate_key, Command, ObjectId, ObjectManifest, SegmentManifest,
@@ -50,20 +51,43 @@ pub struct PutSpec {
 pub trait PutBody: Stream<Item = Result<Vec<u8>, ObjectError>> + Unpin + Send {}
 impl<T: Stream<Item = Result<Vec<u8>, ObjectError>> + Unpin + Send> PutBody for T {}
 
-/// Pulls the body into stripe-sized buffers, hashing as it goes.
+/// Pulls the body into stripe-sized buffers of stored bytes, hashing the
+/// object's bytes as it goes and, with a data key, sealing them chunk by
+/// chunk first.
 struct Body<S> {
     stream: S,
     pending: Vec<u8>,
     pos: usize,
     hasher: Sha256,
     size: u64,
+    /// The data key and the next chunk's index, when encrypting.
+    seal: Option<(DataKey, u64)>,
+    /// A sealed chunk being handed out, and how far.
+    sealed: Vec<u8>,
+    sealed_pos: usize,
+    /// The client's stream has ended.
+    ended: bool,
 }
 
 impl<S: PutBody> Body<S> {
-    /// Fills `buf` with up to `want` bytes; fewer only at the end.
-    async fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> Result<(), ObjectError> {
+    fn new(stream: S, key: Option<DataKey>) -> Self {
+        Self {
+            stream,
+            pending: Vec::new(),
+            pos: 0,
+            hasher: Sha256::new(),
+            size: 0,
+            seal: key.map(|k| (k, 0)),
+            sealed: Vec::new(),
+            sealed_pos: 0,
+            ended: false,
+        }
+    }
+
+    /// Fills `buf` with up to `want` object bytes; fewer only at the end.
+    async fn fill_plain(&mut self, buf: &mut Vec<u8>, want: usize) -> Result<(), ObjectError> {
         buf.clear();
-        while buf.len() < want {
+        while buf.len() < want && !self.ended {
             if self.pos == self.pending.len() {
                 match self.stream.next().await {
                     Some(Ok(chunk)) => {
@@ -72,7 +96,10 @@ impl<S: PutBody> Body<S> {
                         continue;
                     }
                     Some(Err(e)) => return Err(e),
-                    None => break,
+                    None => {
+                        self.ended = true;
+                        break;
+                    }
                 }
             }
             let take = (want - buf.len()).min(self.pending.len() - self.pos);
@@ -81,6 +108,34 @@ impl<S: PutBody> Body<S> {
         }
         self.hasher.update(&buf[..]);
         self.size += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Fills `buf` with up to `want` stored bytes; fewer only at the end.
+    async fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> Result<(), ObjectError> {
+        if self.seal.is_none() {
+            return self.fill_plain(buf, want).await;
+        }
+        buf.clear();
+        while buf.len() < want {
+            if self.sealed_pos == self.sealed.len() {
+                let mut chunk = std::mem::take(&mut self.sealed);
+                self.fill_plain(&mut chunk, CHUNK_BYTES as usize).await?;
+                self.sealed_pos = 0;
+                if chunk.is_empty() {
+                    self.sealed = chunk;
+                    break;
+                }
+                if let Some((key, index)) = &mut self.seal {
+                    key.seal(*index, &mut chunk);
+                    *index += 1;
+                }
+                self.sealed = chunk;
+            }
+            let take = (want - buf.len()).min(self.sealed.len() - self.sealed_pos);
+            buf.extend_from_slice(&self.sealed[self.sealed_pos..self.sealed_pos + take]);
+            self.sealed_pos += take;
+        }
         Ok(())
     }
 }
@@ -304,14 +359,19 @@ impl DataPlane {
         let stripe_bytes = codec.data_shards() * block_size as usize;
         let segment_stripes = (self.tuning.segment_bytes / stripe_bytes as u64).max(1) as u32;
         let object = ObjectId::random();
-
-        let mut body = Body {
-            stream: body,
-            pending: Vec::new(),
-            pos: 0,
-            hasher: Sha256::new(),
-            size: 0,
+        let (key, encryption) = if self.keyring.enabled() {
+            let keys = self.keyring.keys()?;
+            let key = DataKey::generate(object);
+            let encryption = ObjectEncryption {
+                chunk_bytes: CHUNK_BYTES,
+                key: key.wrap(keys.current()),
+            };
+            (Some(key), Some(encryption))
+        } else {
+            (None, None)
         };
+
+        let mut body = Body::new(body, key);
         let mut segments = Vec::new();
         let written = self
             .write_segments(
@@ -356,7 +416,17 @@ impl DataPlane {
             segment_stripes,
             created_ms: now_ms(),
             segments,
+            encryption,
         };
+        let stored: u64 = manifest.segments.iter().map(|s| s.bytes).sum();
+        if stored != manifest.stored_size() {
+            self.delete_shards(object, used_nodes(&manifest.segments));
+            return Err(ObjectError::Internal(format!(
+                "stored {stored} bytes for {} object bytes, expected {}",
+                manifest.size,
+                manifest.stored_size()
+            )));
+        }
         let committed = self
             .cluster
             .propose(Command::CreateObject {
