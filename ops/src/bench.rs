@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _};
 use serde_json::json;
 use tokio::io::{AsyncRead, ReadBuf};
-use tresor_client::{Client, PutOptions};
+use tresor_client::{Client, Credentials, PutOptions};
 use tresor_node::dev::{LocalCluster, LocalClusterSpec, NodeLauncher};
 use tresor_proto::v1 as pb;
 
@@ -157,7 +157,9 @@ fn current_rss(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_workload(
+    credentials: &Credentials,
     endpoints: &[String],
     op: &'static str,
     size: usize,
@@ -172,8 +174,9 @@ async fn run_workload(
         let endpoint = endpoints[c % endpoints.len()].clone();
         let data = data.clone();
         let run = run.to_string();
+        let credentials = credentials.clone();
         tasks.push(tokio::spawn(async move {
-            let client = Client::connect(&[endpoint]).await?;
+            let client = Client::connect_with(&[endpoint], &credentials).await?;
             let mut latencies = Vec::new();
             for i in 0..per_client {
                 let key = format!("{run}/{size}/{c}/{i}");
@@ -307,6 +310,7 @@ async fn measure(
     std::fs::create_dir_all(&baseline_dir)?;
     let base = baseline(&baseline_dir, 256 * MIB)?;
 
+    let creds = (*tresor_client::default_credentials()).clone();
     let mut rows = Vec::new();
     for (size, per_client) in [(MIB, 32), (64 * MIB, 4)] {
         for clients in [1, 4] {
@@ -316,13 +320,17 @@ async fn measure(
                 size / MIB,
                 clients * per_client
             );
-            rows.push(run_workload(endpoints, "put", size, clients, per_client, &run).await?);
+            rows.push(
+                run_workload(&creds, endpoints, "put", size, clients, per_client, &run).await?,
+            );
             eprintln!(
                 "GET {} MiB x {} with {clients} client(s)",
                 size / MIB,
                 clients * per_client
             );
-            rows.push(run_workload(endpoints, "get", size, clients, per_client, &run).await?);
+            rows.push(
+                run_workload(&creds, endpoints, "get", size, clients, per_client, &run).await?,
+            );
         }
     }
 
@@ -369,9 +377,22 @@ async fn measure(
         big = Some((bytes, elapsed, sampled_peak, rss_before, rss_after));
     }
 
+    let security = match local {
+        Some(_) => Some(security_cost(dir, endpoints, &creds, &run_id).await?),
+        None => None,
+    };
+
     if opts.json {
         let doc = json!({
             "baseline_mb_per_s": base,
+            "security_cost": security.as_ref().map(|rows| rows.iter().map(|r| json!({
+                "op": r.op,
+                "object_bytes": 64 * MIB,
+                "clients": r.clients,
+                "secure_mb_per_s": r.secure,
+                "insecure_mb_per_s": r.insecure,
+                "ratio": r.secure / r.insecure,
+            })).collect::<Vec<_>>()),
             "workloads": rows.iter().map(|r| json!({
                 "op": r.op,
                 "object_bytes": r.object_bytes,
@@ -411,6 +432,19 @@ async fn measure(
             r.p99_ms
         );
     }
+    if let Some(rows) = &security {
+        println!("TLS + auth + encryption at rest against the same cluster insecure (plaintext, no auth, no encryption); 64 MiB objects, best of {SECURITY_ROUNDS} alternating rounds:");
+        for r in rows {
+            println!(
+                "  {:<4} {} client(s): secure {:.0} MB/s, insecure {:.0} MB/s, ratio {:.2}",
+                r.op,
+                r.clients,
+                r.secure,
+                r.insecure,
+                r.secure / r.insecure
+            );
+        }
+    }
     if let Some((bytes, elapsed, sampled, before, after)) = big {
         println!(
             "one {} MiB PUT: {:.0} MB/s; largest node RSS during it {} MiB (peak before it {} MiB, after {} MiB)",
@@ -422,6 +456,93 @@ async fn measure(
         );
     }
     Ok(())
+}
+
+/// Alternating rounds of the secure and the insecure run, so drift on a
+/// noisy machine hits both alike.
+const SECURITY_ROUNDS: usize = 2;
+
+/// One workload of the security comparison.
+struct SecurityRow {
+    op: &'static str,
+    clients: usize,
+    secure: f64,
+    insecure: f64,
+}
+
+/// PUT and GET of 64 MiB objects on the secure local cluster and on a
+/// second, insecure six-node cluster (plaintext, no authentication, no
+/// encryption at rest; the audit log is on in both), in alternating rounds.
+async fn security_cost(
+    dir: &std::path::Path,
+    secure_endpoints: &[String],
+    secure: &Credentials,
+    run_id: &str,
+) -> anyhow::Result<Vec<SecurityRow>> {
+    eprintln!("starting an insecure six-node cluster for comparison");
+    let launcher = NodeLauncher {
+        program: std::env::current_exe().context("cannot find own executable")?,
+        args: vec!["node".into(), "serve".into()],
+    };
+    let spec = LocalClusterSpec {
+        http: false,
+        security: tresor_node::dev::DevSecurity::Insecure,
+        ..LocalClusterSpec::default()
+    };
+    let mut cluster = LocalCluster::create(&dir.join("insecure"), spec, launcher)?;
+    let plain = Credentials::none();
+    let result = async {
+        cluster.start_all(Duration::from_secs(30)).await?;
+        cluster.form(Duration::from_secs(60)).await?;
+        let insecure_endpoints: Vec<String> = cluster.nodes.iter().map(|n| n.endpoint()).collect();
+        tresor_client::admin_with(&insecure_endpoints[0], &plain)
+            .await?
+            .create_bucket(pb::CreateBucketRequest {
+                name: "bench".into(),
+                data: 4,
+                parity: 2,
+            })
+            .await
+            .map_err(|s| anyhow!("create bucket bench: {}", s.message()))?;
+        let mut rows: Vec<SecurityRow> = Vec::new();
+        for round in 0..SECURITY_ROUNDS {
+            for clients in [1, 4] {
+                let run = format!("{run_id}-sec-{round}-{clients}");
+                let per_client = 2;
+                eprintln!("security cost, round {}: {clients} client(s)", round + 1);
+                let mut figures = Vec::new();
+                for (creds, eps) in [
+                    (&plain, &insecure_endpoints[..]),
+                    (secure, secure_endpoints),
+                ] {
+                    let put = run_workload(creds, eps, "put", 64 * MIB, clients, per_client, &run)
+                        .await?;
+                    let get = run_workload(creds, eps, "get", 64 * MIB, clients, per_client, &run)
+                        .await?;
+                    figures.push((put.mb_per_s, get.mb_per_s));
+                }
+                let (insecure, secure) = (figures[0], figures[1]);
+                for (op, s, i) in [("put", secure.0, insecure.0), ("get", secure.1, insecure.1)] {
+                    match rows.iter_mut().find(|r| r.op == op && r.clients == clients) {
+                        Some(r) => {
+                            r.secure = r.secure.max(s);
+                            r.insecure = r.insecure.max(i);
+                        }
+                        None => rows.push(SecurityRow {
+                            op,
+                            clients,
+                            secure: s,
+                            insecure: i,
+                        }),
+                    }
+                }
+            }
+        }
+        anyhow::Ok(rows)
+    }
+    .await;
+    cluster.stop_all(Duration::from_secs(10)).await;
+    result
 }
 
 async fn status(endpoint: &str) -> anyhow::Result<pb::StatusResponse> {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use tresor_client::{Client, PutOptions};
+use tresor_client::{Client, Credentials, PutOptions};
 use tresor_node::dev::{wait_for_members, LocalCluster, LocalClusterSpec, NodeLauncher};
 use tresor_proto::v1 as pb;
 
@@ -86,7 +86,7 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     // Every call of the tour presents the cluster's CA and admin certificate.
     tresor_client::set_default_credentials(cluster.credentials().clone());
     let result = tour(&mut cluster).await;
-    step(12, "Shutting every node down cleanly.");
+    step(13, "Shutting every node down cleanly.");
     cluster.stop_all(Duration::from_secs(10)).await;
     match &result {
         Ok(()) => println!(
@@ -163,6 +163,36 @@ async fn tour(cluster: &mut LocalCluster) -> anyhow::Result<()> {
 
     step(
         3,
+        "Security: every connection is TLS with the cluster's own CA, every call needs a certificate or a token.",
+    );
+    let token = cluster
+        .create_admin_token()
+        .await?
+        .ok_or_else(|| anyhow!("the demo cluster should be secure"))?;
+    println!("    an admin token was made; to use this cluster from a shell while it runs:");
+    for line in cluster.env_lines(Some(&token)).lines() {
+        println!("      {line}");
+    }
+    let ca_only = Credentials::new(
+        tresor_client::default_credentials()
+            .ca_pem()
+            .map(<[u8]>::to_vec),
+        None,
+        None,
+    )?;
+    match tresor_client::admin_with(&first, &ca_only)
+        .await?
+        .status(pb::StatusRequest { local: false })
+        .await
+    {
+        Err(s) if s.code() == tonic::Code::Unauthenticated => {
+            println!("    a caller with neither is refused: {}", s.message())
+        }
+        other => bail!("a caller without credentials was not refused: {other:?}"),
+    }
+
+    step(
+        4,
         "Creating bucket `footage`: every stripe is 4 data + 2 parity shards, two per zone.",
     );
     let mut admin = tresor_client::admin(&endpoints[2].1).await?;
@@ -177,7 +207,7 @@ async fn tour(cluster: &mut LocalCluster) -> anyhow::Result<()> {
     println!("    created through node 3, which forwarded it to the leader");
 
     step(
-        4,
+        5,
         "Uploading 64 MiB of generated body-camera footage through node 1.",
     );
     let video = footage(64 * 1024 * 1024);
@@ -202,6 +232,15 @@ async fn tour(cluster: &mut LocalCluster) -> anyhow::Result<()> {
         mb_per_s(video.len(), elapsed),
         &put.sha256[..16]
     );
+    let leaked = cluster
+        .nodes
+        .iter()
+        .flat_map(|n| shard_files(&n.config.data_dir))
+        .any(|f| std::fs::read(f).is_ok_and(|b| b.windows(64).any(|w| w == &video[..64])));
+    if leaked {
+        bail!("a shard file holds plaintext footage");
+    }
+    println!("    every shard file on disk holds only AES-256-GCM ciphertext (checked)");
     if put.sha256 != video_sha {
         bail!(
             "the cluster hashed the upload differently: {} vs {video_sha}",
@@ -218,7 +257,7 @@ async fn tour(cluster: &mut LocalCluster) -> anyhow::Result<()> {
     );
 
     step(
-        5,
+        6,
         "Downloading it through another node (node 5) and checking every byte.",
     );
     let reader = Client::connect(&[endpoints[4].1.clone()]).await?;
@@ -240,7 +279,7 @@ async fn tour(cluster: &mut LocalCluster) -> anyhow::Result<()> {
         .collect();
 
     step(
-        6,
+        7,
         &format!("Losing data centre {leader_zone} (nodes {zone_nodes:?}, the Raft leader among them): kill -9 both."),
     );
     for id in &zone_nodes {
@@ -256,12 +295,12 @@ async fn tour(cluster: &mut LocalCluster) -> anyhow::Result<()> {
         started.elapsed().as_millis()
     );
 
-    step(7, "Reading the footage with a whole zone gone: two of six shards of every stripe are missing, parity rebuilds them.");
+    step(8, "Reading the footage with a whole zone gone: two of six shards of every stripe are missing, parity rebuilds them.");
     let survivor = Client::connect(std::slice::from_ref(&new_endpoint)).await?;
     read_and_verify(&survivor, key, &video, &video_sha).await?;
 
     step(
-        8,
+        9,
         "Reading a range (seeking in the video): bytes 10 MiB to 10 MiB + 999.",
     );
     let mut slice = Vec::new();
@@ -282,7 +321,7 @@ async fn tour(cluster: &mut LocalCluster) -> anyhow::Result<()> {
     println!("    1000 bytes, identical to the same slice of the original");
 
     step(
-        9,
+        10,
         &format!("Bringing zone {leader_zone} back: the nodes restart on their data and catch up."),
     );
     for id in &zone_nodes {
@@ -294,13 +333,13 @@ async fn tour(cluster: &mut LocalCluster) -> anyhow::Result<()> {
     read_and_verify(&back, key, &video, &video_sha).await?;
 
     step(
-        10,
+        11,
         "Healing: flipping one byte in a shard file on node 2's disk, then scrub and repair.",
     );
     heal_a_flipped_byte(cluster, &new_endpoint).await?;
     read_and_verify(&reader, key, &video, &video_sha).await?;
 
-    step(11, "The cluster now:");
+    step(12, "The cluster now:");
     show(&status(&new_endpoint).await?);
     Ok(())
 }
@@ -322,17 +361,23 @@ fn counter(w: &pb::WorkerInfo, name: &str) -> u64 {
     w.counters.get(name).copied().unwrap_or(0)
 }
 
+/// The shard files under a node's data dir (`shards/<xx>/<file>`).
+fn shard_files(data_dir: &std::path::Path) -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir(data_dir.join("shards"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|d| d.path().is_dir())
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+}
+
 /// Damages one shard file on node 2, lets scrub find it and repair rebuild
 /// it from the other shards of its stripes.
 async fn heal_a_flipped_byte(cluster: &LocalCluster, leader_endpoint: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::FileExt;
     let node = cluster.node(2).ok_or_else(|| anyhow!("no node 2"))?;
-    let shards = node.config.data_dir.join("shards");
-    let file = std::fs::read_dir(&shards)?
-        .flatten()
-        .filter(|d| d.path().is_dir())
-        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
-        .map(|e| e.path())
+    let file = shard_files(&node.config.data_dir)
         .next()
         .ok_or_else(|| anyhow!("node 2 holds no shard file"))?;
     let f = std::fs::OpenOptions::new()
