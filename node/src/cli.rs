@@ -183,8 +183,9 @@ pub enum AuditCmd {
         /// Only entries by this principal.
         #[arg(long)]
         principal: Option<String>,
-        /// Only entries at or after this time (Unix milliseconds).
-        #[arg(long)]
+        /// Only entries at or after this time: RFC 3339
+        /// (`2026-11-26T08:00:00Z`) or Unix milliseconds.
+        #[arg(long, value_parser = parse_since)]
         since: Option<u64>,
         /// At most this many entries.
         #[arg(long, default_value_t = 1000)]
@@ -398,6 +399,19 @@ fn print_status_table(s: &pb::StatusResponse) {
             n.id, n.addr, n.zone, n.role, n.state, contact, n.shards
         );
     }
+}
+
+/// `--since`: an RFC 3339 time or Unix milliseconds, as Unix milliseconds.
+fn parse_since(text: &str) -> Result<u64, String> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    let time = humantime::parse_rfc3339_weak(text).map_err(|e| {
+        format!("{e}: expected an RFC 3339 time such as 2026-11-26T08:00:00Z, or Unix milliseconds")
+    })?;
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .map_err(|_| "times before 1970 are not in the log".to_string())
 }
 
 fn bucket_json(b: &pb::Bucket) -> serde_json::Value {
@@ -812,4 +826,18 @@ async fn dev(nodes: usize, zones: usize, dir: Option<PathBuf>) -> anyhow::Result
     println!("stopping…");
     cluster.stop_all(Duration::from_secs(10)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_since;
+
+    #[test]
+    fn since_takes_rfc3339_or_unix_ms() {
+        assert_eq!(parse_since("1795732898540"), Ok(1_795_732_898_540));
+        assert_eq!(parse_since("1970-01-01T00:00:01Z"), Ok(1000));
+        assert_eq!(parse_since("2026-11-26T08:00:00Z"), Ok(1_795_680_000_000));
+        let err = parse_since("yesterday").expect_err("not a time");
+        assert!(err.contains("RFC 3339"), "{err}");
+    }
 }

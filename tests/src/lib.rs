@@ -740,25 +740,45 @@ impl Harness {
 
     /// Every shard file under node `id`'s data dir.
     pub fn shard_files(&self, id: u64) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let root = self.data_dir(id).join("shards");
-        let mut stack = vec![root];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    out.push(p);
-                }
+        files_under(&self.data_dir(id).join("shards"))
+    }
+}
+
+/// Every file below `root`, sorted.
+pub fn files_under(root: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
             }
         }
-        out.sort();
-        out
     }
+    out.sort();
+    out
+}
+
+/// A formed six-node, three-zone cluster of `binary` with bucket `footage`
+/// (4+2) and shards of `shard_bytes`, so small test objects span several
+/// stripes.
+pub async fn data_cluster(binary: &str, shard_bytes: u32) -> anyhow::Result<Harness> {
+    let mut s = spec(6, 3);
+    s.data = tresor_node::config::DataTuning {
+        shard_bytes,
+        segment_bytes: 1 << 30,
+    };
+    let mut h = Harness::new(binary, s).await?;
+    h.form().await?;
+    let leader = h.leader().await?;
+    h.create_bucket(leader, "footage", 4, 2).await?;
+    Ok(h)
 }
 
 /// A Put header with only bucket and key.

@@ -6,24 +6,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tresor_node::config::DataTuning;
 use tresor_proto::v1 as pb;
-use tresor_tests::{cluster, header, pattern, sha256_hex, spec, Harness};
+use tresor_tests::{header, pattern, sha256_hex, Harness};
 
 const SHARD: usize = 4096;
 const STRIPE: usize = 4 * SHARD;
 
 async fn data_cluster() -> anyhow::Result<Harness> {
-    let mut s = spec(6, 3);
-    s.data = DataTuning {
-        shard_bytes: SHARD as u32,
-        segment_bytes: 1 << 30,
-    };
-    let mut h = cluster!(spec = s)?;
-    h.form().await?;
-    let leader = h.leader().await?;
-    h.create_bucket(leader, "footage", 4, 2).await?;
-    Ok(h)
+    tresor_tests::data_cluster(env!("CARGO_BIN_EXE_tresor-test-node"), SHARD as u32).await
 }
 
 /// The shard files of one object, found by the object's id prefix in names.

@@ -5,25 +5,16 @@
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use tresor_node::config::{DataTuning, NodeConfig};
+use tresor_node::config::NodeConfig;
 use tresor_node::crypto::MasterKeys;
 use tresor_proto::v1 as pb;
-use tresor_tests::{cluster, sha256_hex, spec, Harness};
+use tresor_tests::{sha256_hex, Harness};
 
 const SHARD: usize = 4096;
 const STRIPE: usize = 4 * SHARD;
 
 async fn data_cluster() -> anyhow::Result<Harness> {
-    let mut s = spec(6, 3);
-    s.data = DataTuning {
-        shard_bytes: SHARD as u32,
-        segment_bytes: 1 << 30,
-    };
-    let mut h = cluster!(spec = s)?;
-    h.form().await?;
-    let leader = h.leader().await?;
-    h.create_bucket(leader, "footage", 4, 2).await?;
-    Ok(h)
+    tresor_tests::data_cluster(env!("CARGO_BIN_EXE_tresor-test-node"), SHARD as u32).await
 }
 
 /// Recognisable footage: a marker line repeated with a counter, so any
@@ -40,25 +31,6 @@ fn canary_footage(len: usize) -> Vec<u8> {
 }
 
 const MARKER: &[u8] = b"BODYCAM-CANARY-FRAME-";
-
-fn every_file(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -159,7 +131,7 @@ async fn no_plaintext_on_any_disk() -> anyhow::Result<()> {
     assert!(contains(&back, MARKER));
     let mut searched = 0;
     for id in h.ids() {
-        for file in every_file(&h.data_dir(id)) {
+        for file in tresor_tests::files_under(&h.data_dir(id)) {
             let bytes = std::fs::read(&file)?;
             searched += bytes.len();
             assert!(

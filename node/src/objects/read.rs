@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tresor_proto::internal::v1 as ipb;
 
 use super::{DataPlane, ObjectError};
-use crate::crypto::{chunks_for, CryptoError, DataKey};
+use crate::crypto::{chunks_for, CryptoError, DataKey, ObjectEncryption};
 use crate::erasure::Codec;
 use crate::meta::{ObjectManifest, StripeRef};
 
@@ -58,10 +58,33 @@ struct ChunkOpener {
 }
 
 impl ChunkOpener {
+    /// An opener for object bytes `[start, end)` of an object of `size`
+    /// bytes, and the stored range `[from, to)` to feed it.
+    fn new(
+        key: DataKey,
+        enc: &ObjectEncryption,
+        size: u64,
+        start: u64,
+        end: u64,
+    ) -> (Self, u64, u64) {
+        let (first, from, to) = chunks_for(enc, size, start, end);
+        let opener = Self {
+            key,
+            next: first,
+            sealed_len: enc.sealed_chunk_len() as usize,
+            chunk_bytes: enc.chunk_bytes as u64,
+            stored_end: to,
+            stored_at: from,
+            buf: Vec::new(),
+            want: (start, end),
+        };
+        (opener, from, to)
+    }
+
     /// Takes the next stored bytes; returns the object bytes of every
-    /// chunk they complete.
-    fn push(&mut self, mut stored: &[u8]) -> Result<Vec<Vec<u8>>, CryptoError> {
-        let mut out = Vec::new();
+    /// chunk they complete, in one piece.
+    fn push(&mut self, mut stored: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut out = Vec::with_capacity(stored.len());
         while !stored.is_empty() {
             let chunk_len = (self.sealed_len as u64).min(self.stored_end - self.stored_at) as usize;
             let take = (chunk_len - self.buf.len()).min(stored.len());
@@ -76,7 +99,7 @@ impl ChunkOpener {
             let from = self.want.0.saturating_sub(plain_at) as usize;
             let to = (self.want.1.min(plain_at + chunk.len() as u64) - plain_at) as usize;
             if from < to {
-                out.push(chunk[from..to].to_vec());
+                out.extend_from_slice(&chunk[from..to]);
             }
             self.stored_at += chunk_len as u64;
             self.next += 1;
@@ -113,17 +136,7 @@ impl DataPlane {
             None => (start, end, None),
             Some(enc) => {
                 let key = DataKey::unwrap(manifest.object_id, &enc.key, &self.keyring.keys()?)?;
-                let (first, from, to) = chunks_for(enc, manifest.size, start, end);
-                let opener = ChunkOpener {
-                    key,
-                    next: first,
-                    sealed_len: enc.sealed_chunk_len() as usize,
-                    chunk_bytes: enc.chunk_bytes as u64,
-                    stored_end: to,
-                    stored_at: from,
-                    buf: Vec::new(),
-                    want: (start, end),
-                };
+                let (opener, from, to) = ChunkOpener::new(key, enc, manifest.size, start, end);
                 (from, to, Some(opener))
             }
         };
@@ -150,13 +163,14 @@ impl DataPlane {
                 };
                 let from = stored_start.saturating_sub(s.offset) as usize;
                 let to = (stored_end.min(s.offset + s.bytes) - s.offset) as usize;
-                let out = match &mut opener {
-                    None => bytes[from..to]
-                        .chunks(MESSAGE_BYTES)
-                        .map(<[u8]>::to_vec)
-                        .collect(),
+                let opened;
+                let out: &[u8] = match &mut opener {
+                    None => &bytes[from..to],
                     Some(opener) => match opener.push(&bytes[from..to]) {
-                        Ok(out) => out,
+                        Ok(plain) => {
+                            opened = plain;
+                            &opened
+                        }
                         Err(e) => {
                             tracing::error!(object = %m.object_id, error = %e, "stored bytes failed authentication");
                             let _ = tx.send(Err(e.into())).await;
@@ -164,8 +178,8 @@ impl DataPlane {
                         }
                     },
                 };
-                for chunk in out {
-                    if tx.send(Ok(chunk)).await.is_err() {
+                for chunk in out.chunks(MESSAGE_BYTES) {
+                    if tx.send(Ok(chunk.to_vec())).await.is_err() {
                         return; // the client went away
                     }
                 }
@@ -315,7 +329,7 @@ impl DataPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::{MasterKeys, ObjectEncryption};
+    use crate::crypto::MasterKeys;
     use crate::meta::ObjectId;
     use proptest::prelude::*;
 
@@ -349,21 +363,7 @@ mod tests {
     ) -> (ChunkOpener, u64, u64) {
         let keys = MasterKeys::parse(KEYS).expect("keys");
         let key = DataKey::unwrap(object, &enc.key, &keys).expect("unwrap");
-        let (first, from, to) = chunks_for(enc, size, start, end);
-        (
-            ChunkOpener {
-                key,
-                next: first,
-                sealed_len: enc.sealed_chunk_len() as usize,
-                chunk_bytes: enc.chunk_bytes as u64,
-                stored_end: to,
-                stored_at: from,
-                buf: Vec::new(),
-                want: (start, end.min(size)),
-            },
-            from,
-            to,
-        )
+        ChunkOpener::new(key, enc, size, start, end.min(size))
     }
 
     proptest! {
@@ -383,9 +383,7 @@ mod tests {
             let (mut opener, from, to) = opener(&enc, object, len as u64, start, end);
             let mut out = Vec::new();
             for p in stored[from as usize..to as usize].chunks(piece) {
-                for c in opener.push(p).expect("opens") {
-                    out.extend_from_slice(&c);
-                }
+                out.extend_from_slice(&opener.push(p).expect("opens"));
             }
             prop_assert_eq!(&out[..], &plain[start as usize..end as usize]);
         }
