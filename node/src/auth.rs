@@ -161,6 +161,14 @@ impl Action {
         }
     }
 
+    /// A call of the Objects service (never forwarded between nodes).
+    pub fn is_object_call(self) -> bool {
+        matches!(
+            self,
+            Action::Put | Action::Get | Action::Stat | Action::List | Action::Delete
+        )
+    }
+
     /// Diagnostics about the receiving node itself. When the cluster has
     /// no reachable leader they are still answered, checked against the
     /// node's own (possibly stale) copy of the grants, so an operator can
@@ -169,11 +177,7 @@ impl Action {
     pub fn answers_locally(self) -> bool {
         matches!(
             self,
-            Action::NodeInfo
-                | Action::Status
-                | Action::Workers
-                | Action::RunWorker
-                | Action::AuditVerify
+            Action::NodeInfo | Action::Status | Action::Workers | Action::AuditVerify
         )
     }
 }
@@ -411,8 +415,10 @@ impl Authorizer {
                     .get(PRINCIPAL_HEADER)
                     .and_then(|v| v.to_str().ok())
                     .filter(|v| crate::meta::validate_principal_name(v).is_ok());
+                // Nodes forward admin calls only; an object call claiming
+                // to act for someone is the node acting for itself.
                 match forwarded {
-                    Some(name) if in_cluster => Ok(Caller {
+                    Some(name) if in_cluster && !action.is_object_call() => Ok(Caller {
                         name: name.to_string(),
                         kind: Kind::Forwarded(id),
                     }),

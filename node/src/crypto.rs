@@ -81,11 +81,24 @@ fn valid_key_id(id: &str) -> bool {
 
 impl MasterKeys {
     /// Reads a key file.
+    /// Refused if group or others may read it, as ssh does with keys.
     pub fn load(path: &Path) -> Result<Self, CryptoError> {
-        let text = std::fs::read_to_string(path).map_err(|e| CryptoError::KeyFile {
+        use std::os::unix::fs::PermissionsExt;
+        let fail = |reason: String| CryptoError::KeyFile {
             path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let mode = std::fs::metadata(path)
+            .map_err(|e| fail(e.to_string()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(fail(format!(
+                "mode {:o} lets others read it; chmod 600 it",
+                mode & 0o777
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
         Self::parse(&text).map_err(|reason| CryptoError::KeyFile {
             path: path.to_path_buf(),
             reason,
@@ -177,7 +190,9 @@ pub struct ObjectEncryption {
 impl ObjectEncryption {
     /// Stored bytes for `plain` object bytes.
     pub fn stored_len(&self, plain: u64) -> u64 {
-        plain + TAG_BYTES * plain.div_ceil(self.chunk_bytes as u64)
+        // A manifest never holds 0; should one, reads fail authentication
+        // instead of dividing by zero.
+        plain + TAG_BYTES * plain.div_ceil(self.chunk_bytes.max(1) as u64)
     }
 
     /// Stored bytes of one sealed chunk.
@@ -325,7 +340,7 @@ impl Keyring {
 /// The chunks holding object bytes `[start, end)`: first chunk index and
 /// the stored byte range `[from, to)` they occupy.
 pub fn chunks_for(enc: &ObjectEncryption, size: u64, start: u64, end: u64) -> (u64, u64, u64) {
-    let chunk = enc.chunk_bytes as u64;
+    let chunk = enc.chunk_bytes.max(1) as u64;
     let end = end.min(size);
     if start >= end {
         return (0, 0, 0);
@@ -364,6 +379,19 @@ mod tests {
         let line = MasterKeys::new_line("k3").expect("line");
         let more = MasterKeys::parse(&format!("{FILE}{line}")).expect("parses");
         assert_eq!(more.current().id, "k3");
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("master.keys");
+        std::fs::write(&path, FILE).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = MasterKeys::load(&path).expect_err("world-readable");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(MasterKeys::load(&path).expect("0600").current().id, "k2");
     }
 
     #[test]

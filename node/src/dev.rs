@@ -247,6 +247,12 @@ fn ensure_master_keys(path: &Path) -> anyhow::Result<()> {
             f.write_all(line.as_bytes())
                 .and_then(|()| f.sync_all())
                 .with_context(|| format!("cannot write {}", path.display()))?;
+            // The new file's name is durable only once its directory is.
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .with_context(|| format!("cannot sync {}", dir.display()))?;
+            }
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),

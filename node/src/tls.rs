@@ -500,6 +500,10 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> Result<(),
     } else {
         tmp.persist_noclobber(path).map_err(|e| fail(e.error))?;
     }
+    // The rename is durable only once the directory is.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(fail)?;
     Ok(())
 }
 

@@ -426,7 +426,7 @@ impl Admin for AdminService {
         };
         let meta = self.cluster.meta();
         let mut out = Vec::new();
-        let mut next = req.after_seq + 1;
+        let mut next = req.after_seq.saturating_add(1);
         'pages: loop {
             let page = meta
                 .audit_entries(next, 10_000)

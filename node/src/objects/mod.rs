@@ -55,7 +55,13 @@ impl From<crate::crypto::CryptoError> for ObjectError {
     fn from(e: crate::crypto::CryptoError) -> Self {
         match e {
             crate::crypto::CryptoError::Tampered(_) => ObjectError::DataLoss(e.to_string()),
-            other => ObjectError::Internal(format!("encryption at rest: {other}")),
+            other => {
+                // The detail names key files and key ids: for the log only.
+                tracing::error!(error = %other, "encryption at rest unavailable");
+                ObjectError::Internal(
+                    "encryption at rest unavailable on this node (see its log)".into(),
+                )
+            }
         }
     }
 }
