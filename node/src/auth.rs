@@ -33,7 +33,7 @@ use tonic::{Request, Status};
 
 use crate::api::{outcome_of, to_status};
 use crate::audit::AuditSink;
-use crate::cluster::Cluster;
+use crate::cluster::{CaughtUp, Cluster};
 use crate::meta::{now_ms, Grant, NodeState, Role, Token, BOOTSTRAP_ADMIN};
 use crate::tls::{peer_identity, PeerIdentity};
 
@@ -305,6 +305,7 @@ enum Kind {
 pub struct Caller {
     name: String,
     kind: Kind,
+    caught_up: Option<CaughtUp>,
 }
 
 impl Caller {
@@ -312,6 +313,12 @@ impl Caller {
     /// `anonymous@<peer IP>` in insecure mode.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Proof that the node caught up with the leader before checking this
+    /// caller (`None` where it answered from local state).
+    pub fn caught_up(&self) -> Option<CaughtUp> {
+        self.caught_up
     }
 
     /// The name a node puts in [`PRINCIPAL_HEADER`] when it forwards this
@@ -351,20 +358,25 @@ impl Authorizer {
     }
 
     /// Catches up with the leader, so the grants read next are current.
-    async fn catch_up(&self, action: Action) -> Result<(), Status> {
+    async fn catch_up(&self, action: Action) -> Result<Option<CaughtUp>, Status> {
         if !action.answers_locally() {
-            return self.cluster.linearizable_read().await.map_err(to_status);
+            return self
+                .cluster
+                .linearizable_read()
+                .await
+                .map(Some)
+                .map_err(to_status);
         }
         if self.cluster.leader().is_none() {
             tracing::debug!(%action, "no leader: checking against local grants");
-            return Ok(());
+            return Ok(None);
         }
         match tokio::time::timeout(LOCAL_CATCH_UP, self.cluster.linearizable_read()).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(caught_up)) => return Ok(Some(caught_up)),
             Ok(Err(e)) => tracing::debug!(%action, error = %e, "checking against local grants"),
             Err(_) => tracing::debug!(%action, "leader slow: checking against local grants"),
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Resolves who makes `request` (see the module docs for the order),
@@ -374,6 +386,23 @@ impl Authorizer {
         &self,
         request: &Request<T>,
         action: Action,
+    ) -> Result<Caller, Status> {
+        let in_cluster = self.in_cluster()?;
+        let caught_up = match in_cluster {
+            true => self.catch_up(action).await?,
+            false => None,
+        };
+        let mut caller = self.identify(request, action, in_cluster)?;
+        caller.caught_up = caught_up;
+        Ok(caller)
+    }
+
+    /// Who makes `request`, from its credentials and this node's state.
+    fn identify<T>(
+        &self,
+        request: &Request<T>,
+        action: Action,
+        in_cluster: bool,
     ) -> Result<Caller, Status> {
         let metadata = request.metadata();
         if self.insecure() {
@@ -388,11 +417,8 @@ impl Authorizer {
             return Ok(Caller {
                 name,
                 kind: Kind::Anonymous,
+                caught_up: None,
             });
-        }
-        let in_cluster = self.in_cluster()?;
-        if in_cluster {
-            self.catch_up(action).await?;
         }
         if let Some(value) = metadata.get("authorization") {
             return self.by_token(value, in_cluster);
@@ -401,6 +427,7 @@ impl Authorizer {
             Some(PeerIdentity::Client(name)) => Ok(Caller {
                 name,
                 kind: Kind::Principal,
+                caught_up: None,
             }),
             Some(PeerIdentity::Node(id)) => {
                 if in_cluster {
@@ -421,10 +448,12 @@ impl Authorizer {
                     Some(name) if in_cluster && !action.is_object_call() => Ok(Caller {
                         name: name.to_string(),
                         kind: Kind::Forwarded(id),
+                        caught_up: None,
                     }),
                     _ => Ok(Caller {
                         name: format!("node:{id}"),
                         kind: Kind::Node(id),
+                        caught_up: None,
                     }),
                 }
             }
@@ -463,6 +492,7 @@ impl Authorizer {
             Some(stored) if token_matches(&stored, &secret) => Ok(Caller {
                 name: stored.principal,
                 kind: Kind::Principal,
+                caught_up: None,
             }),
             _ => Err(Status::unauthenticated(format!(
                 "token {id} is unknown, revoked or wrong"

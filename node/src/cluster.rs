@@ -82,6 +82,14 @@ pub struct NodeView {
     pub last_contact_ms: Option<u64>,
 }
 
+/// Proof that, at some point of the current request, this node's state
+/// reflected every write committed before that point: what
+/// [`Cluster::linearizable_read`] returns and what linearizable reads of
+/// the data plane take, so a request that has caught up once (to check its
+/// caller's grants) does not do it again to read a manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaughtUp(());
+
 /// The cluster as this node sees it.
 #[derive(Debug, Clone)]
 pub struct ClusterView {
@@ -256,7 +264,7 @@ impl Cluster {
     /// on a follower by asking the leader for its read index and waiting to
     /// apply up to it. Reads of the local metadata after this are
     /// linearizable.
-    pub async fn linearizable_read(&self) -> Result<(), ClusterError> {
+    pub async fn linearizable_read(&self) -> Result<CaughtUp, ClusterError> {
         // A leader change or a slow heartbeat round fails one attempt; a
         // few quick retries hide that from clients.
         let deadline = std::time::Instant::now() + RETRY_WINDOW;
@@ -266,7 +274,7 @@ impl Cluster {
                     tracing::debug!(error = %e, "linearizable read retry");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                done => return done,
+                done => return done.map(|()| CaughtUp(())),
             }
         }
     }

@@ -415,11 +415,12 @@ impl Admin for AdminService {
         // Filtered to one bucket, the log is that bucket's business: an
         // audit grant on the bucket suffices.
         let bucket = Some(request.get_ref().bucket.clone()).filter(|b| !b.is_empty());
-        self.auth
+        let caller = self
+            .auth
             .check(&request, Action::AuditLog, bucket.as_deref(), "")
             .await?;
         let req = request.into_inner();
-        self.cluster.linearizable_read().await.map_err(to_status)?;
+        self.catch_up(&caller).await?;
         let limit = match req.limit {
             0 => 1000,
             n => n.min(100_000) as usize,
@@ -585,10 +586,11 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ListPrincipalsRequest>,
     ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
-        self.auth
+        let caller = self
+            .auth
             .check(&request, Action::ListPrincipals, None, "")
             .await?;
-        self.cluster.linearizable_read().await.map_err(to_status)?;
+        self.catch_up(&caller).await?;
         let meta = self.cluster.meta();
         let storage = |e: crate::meta::StoreError| Status::internal(e.to_string());
         let grants = meta.grants().map_err(storage)?;
@@ -778,6 +780,15 @@ impl Admin for AdminService {
 }
 
 impl AdminService {
+    /// Makes sure this node caught up during the request: the authorizer
+    /// did unless it answered from local state.
+    async fn catch_up(&self, caller: &Caller) -> Result<(), Status> {
+        if caller.caught_up().is_none() {
+            self.cluster.linearizable_read().await.map_err(to_status)?;
+        }
+        Ok(())
+    }
+
     /// Records a grant or revocation: the bucket it concerns (if one) in
     /// the entry's bucket field, `<principal> <role>` in its key field.
     async fn audit_grant<T>(

@@ -11,6 +11,7 @@ use tresor_proto::v1::objects_server::Objects;
 use super::{object_status, outcome_of};
 use crate::audit::AuditSink;
 use crate::auth::{peer_name, Action, Authorizer, Caller};
+use crate::cluster::CaughtUp;
 use crate::meta::ObjectManifest;
 use crate::metrics::Metrics;
 use crate::objects::{DataPlane, ObjectError, ObjectRange, PutSpec};
@@ -39,6 +40,20 @@ impl ObjectsService {
 
     /// Authenticates and authorises a call naming `bucket` and `key`; a
     /// refusal is audited (by the authorizer) and counted in the metrics.
+    /// Proof that this node caught up during the request: the one the
+    /// authorizer took, or a fresh one where it answered locally.
+    async fn caught_up(&self, caller: &Caller) -> Result<CaughtUp, Status> {
+        match caller.caught_up() {
+            Some(caught_up) => Ok(caught_up),
+            None => self
+                .plane
+                .cluster()
+                .linearizable_read()
+                .await
+                .map_err(|e| object_status(e.into())),
+        }
+    }
+
     async fn admit<T>(
         &self,
         request: &Request<T>,
@@ -178,7 +193,7 @@ impl Objects for ObjectsService {
             .admit(&request, Action::Get, &bucket, &key, started)
             .await?;
         let principal = caller.name();
-        let result = self.get_inner(request).await;
+        let result = self.get_inner(request, &caller).await;
         let planned = result.as_ref().map(|(_, n, _)| *n).unwrap_or(0);
         let sha = result
             .as_ref()
@@ -206,7 +221,7 @@ impl Objects for ObjectsService {
             .admit(&request, Action::Stat, &bucket, &key, started)
             .await?;
         let principal = caller.name();
-        let result = self.stat_inner(request).await;
+        let result = self.stat_inner(request, &caller).await;
         let sha = result
             .as_ref()
             .map(|r| r.get_ref().sha256.clone())
@@ -231,7 +246,7 @@ impl Objects for ObjectsService {
             .admit(&request, Action::List, &bucket, &prefix, started)
             .await?;
         let principal = caller.name();
-        let result = self.list_inner(request).await;
+        let result = self.list_inner(request, &caller).await;
         let result = self
             .audit_before(principal, "list", &bucket, &prefix, "", result)
             .await;
@@ -252,7 +267,7 @@ impl Objects for ObjectsService {
             .admit(&request, Action::Delete, &bucket, &key, started)
             .await?;
         let principal = caller.name();
-        let result = self.delete_inner(request).await;
+        let result = self.delete_inner(request, &caller).await;
         self.record("delete", started, &result, 0, 0);
         self.audit_after(principal, "delete", &bucket, &key, "", &result)
             .await;
@@ -306,10 +321,15 @@ impl ObjectsService {
             }
         });
         let (bucket, key) = (spec.bucket.clone(), spec.key.clone());
-        let manifest = self.plane.put(spec, Box::pin(body)).await.map_err(|e| {
-            tracing::warn!(bucket, key, error = %e, "put failed");
-            object_status(e)
-        })?;
+        let caught_up = self.caught_up(caller).await?;
+        let manifest = self
+            .plane
+            .put(caught_up, spec, Box::pin(body))
+            .await
+            .map_err(|e| {
+                tracing::warn!(bucket, key, error = %e, "put failed");
+                object_status(e)
+            })?;
         Ok(Response::new(pb::PutResponse {
             bucket: manifest.bucket,
             key: manifest.key,
@@ -321,7 +341,9 @@ impl ObjectsService {
     async fn get_inner(
         &self,
         request: Request<pb::GetRequest>,
+        caller: &Caller,
     ) -> Result<(Response<GetStream>, u64, String), Status> {
+        let caught_up = self.caught_up(caller).await?;
         let req = request.into_inner();
         let range = ObjectRange {
             offset: req.offset.unwrap_or(0),
@@ -329,7 +351,7 @@ impl ObjectsService {
         };
         let (manifest, (start, end), bytes) = self
             .plane
-            .get(&req.bucket, &req.key, range)
+            .get(caught_up, &req.bucket, &req.key, range)
             .await
             .map_err(object_status)?;
         let sha = manifest.sha256.clone();
@@ -350,12 +372,13 @@ impl ObjectsService {
     async fn stat_inner(
         &self,
         request: Request<pb::StatRequest>,
+        caller: &Caller,
     ) -> Result<Response<pb::ObjectInfo>, Status> {
+        let caught_up = self.caught_up(caller).await?;
         let req = request.into_inner();
         let manifest = self
             .plane
-            .manifest(&req.bucket, &req.key)
-            .await
+            .manifest(caught_up, &req.bucket, &req.key)
             .map_err(object_status)?;
         Ok(Response::new(object_info(&manifest)))
     }
@@ -363,13 +386,20 @@ impl ObjectsService {
     async fn list_inner(
         &self,
         request: Request<pb::ListRequest>,
+        caller: &Caller,
     ) -> Result<Response<pb::ListResponse>, Status> {
+        let caught_up = self.caught_up(caller).await?;
         let req = request.into_inner();
         let after = Some(req.page_token.as_str()).filter(|t| !t.is_empty());
         let (objects, next) = self
             .plane
-            .list(&req.bucket, &req.prefix, after, req.page_size as usize)
-            .await
+            .list(
+                caught_up,
+                &req.bucket,
+                &req.prefix,
+                after,
+                req.page_size as usize,
+            )
             .map_err(object_status)?;
         Ok(Response::new(pb::ListResponse {
             objects: objects.iter().map(object_info).collect(),
@@ -380,10 +410,12 @@ impl ObjectsService {
     async fn delete_inner(
         &self,
         request: Request<pb::DeleteRequest>,
+        caller: &Caller,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let caught_up = self.caught_up(caller).await?;
         let req = request.into_inner();
         self.plane
-            .delete(&req.bucket, &req.key)
+            .delete(caught_up, &req.bucket, &req.key)
             .await
             .map_err(object_status)?;
         Ok(Response::new(pb::DeleteResponse {}))

@@ -17,7 +17,7 @@ pub use peers::Peers;
 pub use read::{ObjectRange, ObjectStream};
 pub use write::{PutBody, PutSpec};
 
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{CaughtUp, Cluster, ClusterError};
 use crate::config::DataTuning;
 use crate::crypto::Keyring;
 use crate::meta::{
@@ -143,11 +143,16 @@ impl DataPlane {
             .collect())
     }
 
-    /// The manifest of `bucket/key`, read linearizably.
-    pub async fn manifest(&self, bucket: &str, key: &str) -> Result<ObjectManifest, ObjectError> {
+    /// The manifest of `bucket/key`, read linearizably (this node caught
+    /// up during the request).
+    pub fn manifest(
+        &self,
+        _: CaughtUp,
+        bucket: &str,
+        key: &str,
+    ) -> Result<ObjectManifest, ObjectError> {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
-        self.cluster.linearizable_read().await?;
         let meta = self.cluster.meta();
         if meta.bucket(bucket)?.is_none() {
             return Err(ObjectError::NotFound(format!("no bucket named {bucket}")));
@@ -158,8 +163,9 @@ impl DataPlane {
 
     /// One page of `bucket`'s objects whose keys start with `prefix`, after
     /// the key `after`; the second value is the next page's token.
-    pub async fn list(
+    pub fn list(
         &self,
+        _: CaughtUp,
         bucket: &str,
         prefix: &str,
         after: Option<&str>,
@@ -170,7 +176,6 @@ impl DataPlane {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
         };
-        self.cluster.linearizable_read().await?;
         let meta = self.cluster.meta();
         if meta.bucket(bucket)?.is_none() {
             return Err(ObjectError::NotFound(format!("no bucket named {bucket}")));
@@ -187,8 +192,13 @@ impl DataPlane {
 
     /// Removes `bucket/key`: the manifest first (the object is gone from
     /// that commit on), then, best effort, its shard files.
-    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
-        let manifest = self.manifest(bucket, key).await?;
+    pub async fn delete(
+        &self,
+        caught_up: CaughtUp,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), ObjectError> {
+        let manifest = self.manifest(caught_up, bucket, key)?;
         let deleted = self
             .cluster
             .propose(Command::DeleteObject {

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tresor_proto::internal::v1 as ipb;
 
 use super::{DataPlane, ObjectError};
+use crate::cluster::CaughtUp;
 use crate::crypto::{chunks_for, CryptoError, DataKey, ObjectEncryption};
 use crate::erasure::Codec;
 use crate::meta::{ObjectManifest, StripeRef};
@@ -113,11 +114,12 @@ impl DataPlane {
     /// resolved `[start, end)` range, and the stream of its bytes.
     pub async fn get(
         self: &Arc<Self>,
+        caught_up: CaughtUp,
         bucket: &str,
         key: &str,
         range: ObjectRange,
     ) -> Result<(ObjectManifest, (u64, u64), ObjectStream), ObjectError> {
-        let manifest = self.manifest(bucket, key).await?;
+        let manifest = self.manifest(caught_up, bucket, key)?;
         if range.offset > manifest.size {
             return Err(ObjectError::InvalidArgument(format!(
                 "range starts at byte {}, but {bucket}/{key} has {} bytes",

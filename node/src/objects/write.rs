@@ -15,6 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tresor_proto::internal::v1::{self as ipb, shard_write, shard_write_reply};
 
 use super::{DataPlane, ObjectError};
+use crate::cluster::CaughtUp;
 use crate::crypto::{DataKey, ObjectEncryption, CHUNK_BYTES};
 use crate::erasure::Codec;
 use crate::meta::{
@@ -314,9 +315,12 @@ impl DataPlane {
         Ok(targets)
     }
 
-    /// Stores an object: returns its manifest once it is committed.
+    /// Stores an object: returns its manifest once it is committed. The
+    /// key's absence is checked against state this node caught up to
+    /// during the request; the commit itself refuses a key taken meanwhile.
     pub async fn put<S: PutBody>(
         &self,
+        _: CaughtUp,
         spec: PutSpec,
         body: S,
     ) -> Result<ObjectManifest, ObjectError> {
@@ -336,7 +340,6 @@ impl DataPlane {
             }
             None => None,
         };
-        self.cluster.linearizable_read().await?;
         let bucket = self
             .cluster
             .meta()
