@@ -11,15 +11,18 @@
 //!    token's principal, if the token exists and its secret hashes to the
 //!    stored hash.
 //! 3. A client certificate from the cluster CA: the principal it names.
-//! 4. A node certificate of a current member: the principal named in the
-//!    [`PRINCIPAL_HEADER`] (a follower forwarding a call to the leader), or
-//!    else the node itself (node-to-node calls such as `NodeInfo`).
+//! 4. A node certificate of a current member: on admin calls, the
+//!    principal named in the [`PRINCIPAL_HEADER`] (a follower forwarding a
+//!    call to the leader); otherwise the node itself, which may only call
+//!    `NodeInfo`.
 //! 5. Nothing: `Unauthenticated`.
 //!
 //! Before resolving, the node catches up with the leader
 //! ([`Cluster::linearizable_read`]), so a grant, revocation or token
 //! revocation committed anywhere applies to the very next call on any
-//! node. The caller's grants are then checked with [`allows`]: a refusal
+//! node; the [`Caller`] carries the proof ([`CaughtUp`]) on to the data
+//! plane, so the call's own reads need no second round trip. The caller's
+//! grants are then checked with [`allows`]: a refusal
 //! is `PermissionDenied` naming principal, action and bucket. [`Authorizer::check`]
 //! records every refusal in the audit log.
 
