@@ -285,6 +285,28 @@ pub fn default_credentials() -> Arc<Credentials> {
         .unwrap_or_default()
 }
 
+/// Deadline of an admin call unless the process sets another: a node that
+/// cannot answer (no leader, a cut link) is given up on, never waited for
+/// without end. Membership changes bound their own commit wait below it.
+pub const DEFAULT_ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+static ADMIN_TIMEOUT_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_ADMIN_TIMEOUT.as_millis() as u64);
+
+/// Sets the deadline of every admin call made from now on in this process
+/// (the operator CLI's `--timeout`).
+pub fn set_admin_timeout(timeout: Duration) {
+    ADMIN_TIMEOUT_MS.store(
+        timeout.as_millis().clamp(1, u64::MAX as u128) as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// The deadline of admin calls in this process.
+pub fn admin_timeout() -> Duration {
+    Duration::from_millis(ADMIN_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 /// The rustls crypto provider tresor uses on both sides of every connection:
 /// *ring*, restricted to what BSI TR-02102-2 recommends — TLS 1.3 with
 /// AES-GCM, TLS 1.2 only with ECDHE and AES-GCM, key exchange over P-256 or
@@ -405,9 +427,10 @@ pub fn connect_lazy_with(url: &str, credentials: &Credentials) -> Result<Channel
 }
 
 /// Adds `authorization: Bearer <token>` to every request, when there is a
-/// token.
+/// token, and a deadline (`grpc-timeout`, enforced on both sides) to every
+/// request that has none, when the transport has one.
 #[derive(Clone, Default)]
-pub struct BearerToken(Option<MetadataValue<Ascii>>);
+pub struct BearerToken(Option<MetadataValue<Ascii>>, Option<Duration>);
 
 impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -428,7 +451,13 @@ impl BearerToken {
                 .token
                 .as_deref()
                 .and_then(|t| bearer_value(t).ok()),
+            None,
         )
+    }
+
+    /// The same, adding `deadline` to requests that have none.
+    pub fn with_deadline(self, deadline: Duration) -> Self {
+        Self(self.0, Some(deadline))
     }
 }
 
@@ -442,6 +471,11 @@ impl tonic::service::Interceptor for BearerToken {
                 .metadata_mut()
                 .insert("authorization", value.clone());
         }
+        if let Some(deadline) = self.1 {
+            if !request.metadata().contains_key("grpc-timeout") {
+                request.set_timeout(deadline);
+            }
+        }
         Ok(request)
     }
 }
@@ -453,6 +487,18 @@ pub type Transport = InterceptedService<Channel, BearerToken>;
 /// Wraps `channel` so that its requests carry `credentials`' token.
 pub fn transport(channel: Channel, credentials: &Credentials) -> Transport {
     InterceptedService::new(channel, BearerToken::of(credentials))
+}
+
+/// Like [`transport`], with `deadline` on every request that has none.
+pub fn transport_with_deadline(
+    channel: Channel,
+    credentials: &Credentials,
+    deadline: Duration,
+) -> Transport {
+    InterceptedService::new(
+        channel,
+        BearerToken::of(credentials).with_deadline(deadline),
+    )
 }
 
 #[cfg(test)]

@@ -33,10 +33,15 @@ pub async fn admin(url: &str) -> Result<AdminClient, ClientError> {
     admin_with(url, &default_credentials()).await
 }
 
-/// Connects an admin client to one node with `credentials`.
+/// Connects an admin client to one node with `credentials`. Every call
+/// carries the process's admin deadline ([`channel::set_admin_timeout`]).
 pub async fn admin_with(url: &str, credentials: &Credentials) -> Result<AdminClient, ClientError> {
     let channel = connect_with(url, credentials).await?;
-    Ok(AdminClient::new(channel::transport(channel, credentials))
-        .max_decoding_message_size(channel::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(channel::MAX_MESSAGE_BYTES))
+    Ok(AdminClient::new(channel::transport_with_deadline(
+        channel,
+        credentials,
+        channel::admin_timeout(),
+    ))
+    .max_decoding_message_size(channel::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(channel::MAX_MESSAGE_BYTES))
 }

@@ -46,6 +46,32 @@ const UPLOAD_QUEUE: usize = 2;
 /// Keys asked for per `List` page.
 const LIST_PAGE_SIZE: u32 = 1000;
 
+/// Deadline of one unary call (stat, list page, delete), sent to the node
+/// as `grpc-timeout` and enforced here too.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Longest wait for the next message of a download, or for the node to
+/// take the next message of an upload: a node or link that stalls ends the
+/// transfer with `DEADLINE_EXCEEDED` instead of hanging it.
+pub const STREAM_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Longest wait for a node's answer after the last byte of an upload: it
+/// makes every shard file durable and commits the manifest (and, if the
+/// leader is lost meanwhile, finds out whether the commit went through).
+pub const COMMIT_WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `call` bounded by `limit`: past it, a `DEADLINE_EXCEEDED` status saying
+/// what was being waited for.
+async fn bounded<T>(
+    limit: std::time::Duration,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(Status::deadline_exceeded(format!(
+            "no answer {what} within {limit:?}"
+        )))
+    })
+}
+
 /// Called with the number of object bytes transferred so far.
 pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
@@ -76,6 +102,25 @@ pub enum ObjectError {
     /// The caller's arguments were refused before anything was sent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Every byte of an upload was sent, but the node's answer was lost (it
+    /// died, or the link did): the object is either stored whole or absent,
+    /// and a `stat` tells which.
+    #[error(
+        "the upload of {bucket}/{key} was sent whole but the answer was lost ({reason}); \
+         its outcome is unknown: stat it to see whether it was stored (it is there whole or absent)"
+    )]
+    OutcomeUnknown {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Bytes sent.
+        size: u64,
+        /// SHA-256 of the bytes sent (lowercase hex).
+        sha256: String,
+        /// What was seen.
+        reason: String,
+    },
 }
 
 impl From<Status> for ObjectError {
@@ -389,6 +434,12 @@ impl Client {
                 cancel.cancel();
                 return Err(ObjectError::Io(io_context(err, "reading upload data")));
             }
+            Err(BodyError::Stalled) => {
+                cancel.cancel();
+                return Err(ObjectError::Rpc(Status::deadline_exceeded(format!(
+                    "the node took no upload data for {STREAM_STALL_TIMEOUT:?}; nothing was stored"
+                ))));
+            }
             // The node ended the call; its answer says why.
             Err(BodyError::Closed) => {
                 return match rpc.await {
@@ -409,7 +460,20 @@ impl Client {
             }
         }
         drop(tx);
-        let stored = rpc.await?.into_inner();
+        let stored = match bounded(COMMIT_WAIT_TIMEOUT, "to the finished upload", rpc).await {
+            Ok(stored) => stored.into_inner(),
+            // Sent whole, answer lost: the node may have committed it.
+            Err(status) if is_retryable(&status) || status.code() == Code::DeadlineExceeded => {
+                return Err(ObjectError::OutcomeUnknown {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    size,
+                    sha256,
+                    reason: describe_status(&status),
+                });
+            }
+            Err(status) => return Err(status.into()),
+        };
         if stored.size != size || !stored.sha256.eq_ignore_ascii_case(&sha256) {
             return Err(ObjectError::Integrity {
                 expected: format!("{sha256} ({size} bytes sent)"),
@@ -425,6 +489,10 @@ impl Client {
     }
 
     /// Uploads the file at `path` as `bucket/key`; see [`Client::put`].
+    /// A file can be read again, so a failed attempt is retried from the
+    /// start through the next endpoint. An attempt whose answer was lost
+    /// may have stored the object: if the retry then finds the key taken,
+    /// the stored object's size and SHA-256 decide whether it is this file.
     pub async fn put_file(
         &self,
         bucket: &str,
@@ -432,10 +500,62 @@ impl Client {
         path: &Path,
         opts: PutOptions,
     ) -> Result<PutResult, ObjectError> {
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| io_context(e, path.display()))?;
-        self.put(bucket, key, file, opts).await
+        let attempts = self.endpoints.len().max(1) + 1;
+        let mut unknown: Option<(u64, String)> = None;
+        let mut last = None;
+        for _ in 0..attempts {
+            let file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| io_context(e, path.display()))?;
+            match self.put(bucket, key, file, opts.clone()).await {
+                Ok(stored) => return Ok(stored),
+                Err(ObjectError::Rpc(status)) if status.code() == Code::AlreadyExists => {
+                    let Some((size, sha256)) = unknown else {
+                        return Err(ObjectError::Rpc(status));
+                    };
+                    let info = self.stat(bucket, key).await?;
+                    if info.size == size && info.sha256.eq_ignore_ascii_case(&sha256) {
+                        return Ok(PutResult {
+                            bucket: info.bucket,
+                            key: info.key,
+                            size: info.size,
+                            sha256: info.sha256,
+                        });
+                    }
+                    return Err(ObjectError::Rpc(status));
+                }
+                Err(ObjectError::OutcomeUnknown {
+                    size,
+                    sha256,
+                    reason,
+                    ..
+                }) => {
+                    unknown = Some((size, sha256.clone()));
+                    last = Some(ObjectError::OutcomeUnknown {
+                        bucket: bucket.to_string(),
+                        key: key.to_string(),
+                        size,
+                        sha256,
+                        reason,
+                    });
+                }
+                Err(ObjectError::Rpc(status)) if is_retryable(&status) => {
+                    last = Some(ObjectError::Rpc(status));
+                }
+                Err(ObjectError::Connect(e)) => last = Some(ObjectError::Connect(e)),
+                Err(other) => return Err(other),
+            }
+            self.next_endpoint().await;
+        }
+        Err(last.unwrap_or_else(|| ObjectError::InvalidArgument("no endpoint to try".into())))
+    }
+
+    /// Moves to the next reachable endpoint after the current one (stays
+    /// on the current one when there is no other).
+    async fn next_endpoint(&self) {
+        let mut failover = self.failover();
+        let _current = failover.next().await;
+        let _next = failover.next().await;
     }
 
     /// Downloads `bucket/key` into `writer`; `range` is `(start,
@@ -605,7 +725,7 @@ impl Client {
     {
         let mut failover = self.failover();
         while let Some(rpc) = failover.next().await {
-            match call(rpc).await {
+            match bounded(CALL_TIMEOUT, "from the node", call(rpc)).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) if is_retryable(&status) => failover.failed(status.into()),
                 Err(status) => return Err(status.into()),
@@ -696,6 +816,8 @@ enum BodyError {
     Read(io::Error),
     /// The request stream was dropped: the call has ended.
     Closed,
+    /// The node took no data for [`STREAM_STALL_TIMEOUT`].
+    Stalled,
 }
 
 /// Reads `reader` to its end into upload messages of `CHUNK_BYTES`, hashing
@@ -722,11 +844,13 @@ where
         }
         chunk.truncate(filled);
         hasher.update(&chunk);
-        tx.send(PutRequest {
+        let message = PutRequest {
             msg: Some(put_request::Msg::Data(chunk)),
-        })
-        .await
-        .map_err(|_| BodyError::Closed)?;
+        };
+        match tokio::time::timeout(STREAM_STALL_TIMEOUT, tx.send(message)).await {
+            Ok(sent) => sent.map_err(|_| BodyError::Closed)?,
+            Err(_) => return Err(BodyError::Stalled),
+        }
         sent += filled as u64;
         if let Some(progress) = &progress {
             progress(sent);
@@ -771,8 +895,14 @@ where
 {
     let offset = request.offset.unwrap_or(0);
     let length = request.length;
-    let mut stream = rpc.get(request).await?.into_inner();
-    let info = match stream.message().await? {
+    let mut request = tonic::Request::new(request);
+    // Bounds the wait for the response to start (a read's audit entry is
+    // committed first); each later message is bounded by the stall timeout.
+    request.set_timeout(CALL_TIMEOUT);
+    let mut stream = bounded(CALL_TIMEOUT, "to a download", rpc.get(request))
+        .await?
+        .into_inner();
+    let info = match bounded(STREAM_STALL_TIMEOUT, "in a download", stream.message()).await? {
         Some(message) => match message.msg {
             Some(get_response::Msg::Info(info)) => info,
             _ => {
@@ -792,7 +922,9 @@ where
     let whole_object = offset == 0 && expected == info.size;
     let mut hasher = whole_object.then(Sha256::new);
 
-    while let Some(message) = stream.message().await? {
+    while let Some(message) =
+        bounded(STREAM_STALL_TIMEOUT, "in a download", stream.message()).await?
+    {
         match message.msg {
             Some(get_response::Msg::Data(data)) => {
                 let total = *written + data.len() as u64;

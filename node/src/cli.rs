@@ -31,6 +31,10 @@ pub struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Deadline of each call to a node (`30s`, `2m`): past it the command
+    /// fails with DEADLINE_EXCEEDED instead of waiting.
+    #[arg(long, global = true, env = "TRESOR_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
     /// Credentials for talking to nodes (CA, client certificate, token).
     #[command(flatten)]
     pub credentials: ca::CredentialArgs,
@@ -432,6 +436,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
     ) {
         tresor_client::set_default_credentials(cli.credentials.load()?);
+        tresor_client::channel::set_admin_timeout(cli.timeout);
     }
     match cli.command {
         Cmd::Serve {

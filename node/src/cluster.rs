@@ -119,6 +119,13 @@ const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a linearizable read or a proposal keeps retrying while the
 /// cluster elects a leader (elections take about two election timeouts).
 const RETRY_WINDOW: Duration = Duration::from_secs(8);
+/// How long one attempt at a proposal may take, forwarded or on the leader:
+/// a leader that lost its quorum never answers, and a caller must not wait
+/// for ever. Past it the outcome is unknown, and callers that care (the
+/// write path) find out which way it went.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a membership change may take to commit.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// This node's handle on the control plane.
 pub struct Cluster {
@@ -219,9 +226,30 @@ impl Cluster {
         Some((id, addr))
     }
 
-    /// Whether this node believes it is the leader.
+    /// Whether this node is the leader: it believes so, and it is still a
+    /// voter of the membership it leads. A leader that committed its own
+    /// removal can go on believing it leads a cluster it is no longer part
+    /// of; it must not act as leader (liveness, repair, expiry).
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.config.node_id)
+        let metrics = self.raft.metrics().borrow().clone();
+        let me = self.config.node_id;
+        metrics.current_leader == Some(me)
+            && metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == me)
+    }
+
+    /// Whether this node has been removed from the cluster (its record says
+    /// so, or the membership no longer names it once it had joined).
+    pub fn is_removed(&self) -> bool {
+        let me = self.config.node_id;
+        self.meta
+            .node(me)
+            .ok()
+            .flatten()
+            .is_some_and(|n| n.state == NodeState::Removed)
     }
 
     fn own_record(&self) -> NodeRecord {
@@ -281,10 +309,13 @@ impl Cluster {
 
     async fn linearizable_read_once(&self) -> Result<(), ClusterError> {
         if self.is_leader() {
-            return self
-                .raft
-                .ensure_linearizable()
+            return tokio::time::timeout(READ_INDEX_TIMEOUT, self.raft.ensure_linearizable())
                 .await
+                .map_err(|_| {
+                    ClusterError::Unavailable(
+                        "leadership could not be confirmed in time (no quorum?)".into(),
+                    )
+                })?
                 .map(|_| ())
                 .map_err(|e| {
                     ClusterError::Unavailable(format!("leadership could not be confirmed: {e}"))
@@ -366,12 +397,22 @@ impl Cluster {
         let deadline = std::time::Instant::now() + RETRY_WINDOW;
         loop {
             let result = if self.is_leader() {
-                match self.raft.client_write(command.clone()).await {
-                    Ok(response) => return response.data.0.map_err(ClusterError::Meta),
-                    Err(e) => Err(raft_write_error(e)),
+                match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(command.clone()))
+                    .await
+                {
+                    Ok(Ok(response)) => return response.data.0.map_err(ClusterError::Meta),
+                    Ok(Err(e)) => Err(raft_write_error(e)),
+                    Err(_) => Err(ClusterError::Unavailable(format!(
+                        "the proposal was not committed within {PROPOSE_TIMEOUT:?} (no quorum?)"
+                    ))),
                 }
             } else {
-                self.forward_proposal(&command).await
+                match tokio::time::timeout(PROPOSE_TIMEOUT, self.forward_proposal(&command)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(ClusterError::Unavailable(format!(
+                        "the leader did not answer a proposal within {PROPOSE_TIMEOUT:?}"
+                    ))),
+                }
             };
             match result {
                 Err(e @ ClusterError::NotLeader { .. }) | Err(e @ ClusterError::Unavailable(_))
@@ -596,22 +637,40 @@ impl Cluster {
         if record.state != NodeState::Removed {
             self.propose(Command::RemoveNode { id }).await?;
         }
-        self.rebalance_voters(Some(id)).await?;
-        let still_member = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .is_some();
-        if still_member {
-            let mut gone = BTreeSet::new();
-            gone.insert(id);
-            self.raft
-                .change_membership(ChangeMembers::RemoveNodes(gone), false)
-                .await
-                .map_err(raft_write_error)?;
+        let changed = async {
+            self.rebalance_voters(Some(id)).await?;
+            let still_member = self
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .is_some();
+            if still_member {
+                let mut gone = BTreeSet::new();
+                gone.insert(id);
+                self.change_membership(ChangeMembers::RemoveNodes(gone), false)
+                    .await?;
+            }
+            Ok::<(), ClusterError>(())
+        }
+        .await;
+        if let Err(e) = changed {
+            // A leader removing itself may lose leadership before it hears
+            // the change commit; what it knows of the membership decides.
+            let voter = self
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == id);
+            if voter || id != self.config.node_id {
+                return Err(e);
+            }
+            tracing::warn!(node_id = id, error = %e, "removed myself; the change's last step was not confirmed here");
         }
         tracing::info!(node_id = id, "node removed");
         Ok(())
@@ -638,11 +697,31 @@ impl Cluster {
             return Ok(());
         }
         tracing::info!(?current, ?wanted, "changing voters");
-        self.raft
-            .change_membership(ChangeMembers::ReplaceAllVoters(wanted), leaving.is_none())
+        self.change_membership(ChangeMembers::ReplaceAllVoters(wanted), leaving.is_none())
             .await
-            .map_err(raft_write_error)?;
-        Ok(())
+    }
+
+    /// Commits a membership change, waiting at most [`MEMBERSHIP_TIMEOUT`].
+    /// A leader that removes itself may never hear its own change commit;
+    /// past the bound the caller is told the outcome is unknown, and
+    /// `status` shows the membership as it is.
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, BasicNode>,
+        retain: bool,
+    ) -> Result<(), ClusterError> {
+        match tokio::time::timeout(
+            MEMBERSHIP_TIMEOUT,
+            self.raft.change_membership(change, retain),
+        )
+        .await
+        {
+            Ok(done) => done.map(|_| ()).map_err(raft_write_error),
+            Err(_) => Err(ClusterError::Unavailable(format!(
+                "the membership change did not commit within {MEMBERSHIP_TIMEOUT:?}; \
+                 its outcome is unknown: check `tresor-node status`"
+            ))),
+        }
     }
 
     /// Creates a bucket.

@@ -90,11 +90,16 @@ pub struct HealingTuning {
     pub repair_interval_secs: u64,
     /// Repair rebuilds at most this many bytes per second.
     pub repair_bytes_per_sec: u64,
-    /// A shard file no manifest references is deleted once it is this many
-    /// seconds old (uploads in progress are younger).
+    /// A shard file that no manifest and no upload in progress references
+    /// is deleted once it is this many seconds old.
     pub orphan_grace_secs: u64,
     /// Seconds between orphan collection passes.
     pub gc_interval_secs: u64,
+    /// An upload that has shown no progress for this many seconds (its
+    /// coordinator died, or its client went silent) is aborted by the
+    /// leader, and its shard files become orphans. At least 60; uploads in
+    /// progress show progress every 20 s.
+    pub upload_expiry_secs: u64,
 }
 
 impl Default for HealingTuning {
@@ -108,6 +113,7 @@ impl Default for HealingTuning {
             repair_bytes_per_sec: 200_000_000,
             orphan_grace_secs: 3600,
             gc_interval_secs: 600,
+            upload_expiry_secs: 3600,
         }
     }
 }
@@ -321,6 +327,9 @@ impl NodeConfig {
             if value == 0 {
                 return Err(invalid(field, "must be at least 1"));
             }
+        }
+        if h.upload_expiry_secs < 60 {
+            return Err(invalid("healing.upload_expiry_secs", "must be at least 60"));
         }
         let sec = &self.security;
         if !sec.insecure {

@@ -329,7 +329,7 @@ fn spawn_workers(
     store: &Arc<crate::shards::ShardStore>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> crate::workers::Workers {
-    use crate::workers::{Liveness, OrphanCollector, Repairer, Scrubber, Workers};
+    use crate::workers::{Liveness, OrphanCollector, Repairer, Scrubber, UploadExpiry, Workers};
     use std::time::Duration;
     let h = &config.healing;
     let workers = Workers::default();
@@ -361,6 +361,14 @@ fn spawn_workers(
             store.clone(),
             Duration::from_secs(h.orphan_grace_secs),
             Duration::from_secs(h.gc_interval_secs),
+        ),
+        stop.clone(),
+    );
+    workers.spawn(
+        UploadExpiry::new(
+            cluster.clone(),
+            Duration::from_secs(h.upload_expiry_secs),
+            Duration::from_secs(5),
         ),
         stop.clone(),
     );

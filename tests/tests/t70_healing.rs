@@ -22,6 +22,7 @@ fn healing() -> HealingTuning {
         repair_bytes_per_sec: 1 << 30,
         orphan_grace_secs: 3600,
         gc_interval_secs: 3600,
+        upload_expiry_secs: 3600,
     }
 }
 

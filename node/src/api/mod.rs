@@ -6,6 +6,7 @@
 //! the internal services (Raft, Shards).
 
 pub mod admin;
+pub mod connections;
 pub mod objects;
 pub mod shards;
 mod status;
@@ -13,10 +14,9 @@ mod status;
 pub use status::{object_status, outcome_of, to_status};
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tresor_client::channel::MAX_MESSAGE_BYTES;
 use tresor_proto::internal::v1::raft_server::RaftServer;
@@ -193,15 +193,7 @@ pub async fn serve_grpc(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let shards = InterceptedService::new(shards, guard);
-    // The server's own tcp_nodelay applies only to listeners it binds; set
-    // it on every accepted socket, or Nagle's algorithm meets delayed ACKs
-    // and small responses stall for 40 ms.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.and_then(|stream| {
-            stream.set_nodelay(true)?;
-            Ok(stream)
-        })
-    });
+    let incoming = connections::incoming(listener, connections::ConnectionLimits::default());
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         // Applies to connections from `serve_with_incoming_shutdown` too:
@@ -213,6 +205,11 @@ pub async fn serve_grpc(
         .initial_stream_window_size(8 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
         .tcp_nodelay(true)
+        // Pings find dead peers (a black-holed link keeps a TCP connection
+        // open for ever) and keep live ones inside the idle timeout.
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
         .add_service(health_service)
         .add_optional_service(reflection)
         .add_service(admin)

@@ -15,7 +15,11 @@ use crate::cluster::CaughtUp;
 use crate::meta::ObjectManifest;
 use crate::metrics::Metrics;
 use crate::objects::{DataPlane, ObjectError, ObjectRange, PutSpec};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a Put may go without a message from its client before it is
+/// cut off and nothing is stored.
+const PUT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Object API of one node; any node coordinates any request.
 pub struct ObjectsService {
@@ -303,6 +307,20 @@ impl ObjectsService {
             metadata: header.metadata.into_iter().collect(),
             expected_sha256: Some(header.expected_sha256).filter(|s| !s.is_empty()),
         };
+        // A client that stops sending mid-upload is cut off rather than
+        // holding the upload's buffers and shard streams for ever.
+        let inbound = futures::stream::unfold(inbound, |mut inbound| async move {
+            match tokio::time::timeout(PUT_STALL_TIMEOUT, inbound.next()).await {
+                Ok(Some(m)) => Some((m, inbound)),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(Status::deadline_exceeded(format!(
+                        "no data for {PUT_STALL_TIMEOUT:?}"
+                    ))),
+                    inbound,
+                )),
+            }
+        });
         let body = inbound.filter_map(|m| async move {
             match m {
                 Ok(pb::PutRequest {
@@ -314,6 +332,12 @@ impl ObjectsService {
                     "a Put carries one header, as its first message".into(),
                 ))),
                 Ok(pb::PutRequest { msg: None }) => None,
+                Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
+                    Some(Err(ObjectError::Cancelled(format!(
+                        "upload stalled: {}; nothing was stored",
+                        status.message()
+                    ))))
+                }
                 Err(status) => Some(Err(ObjectError::Cancelled(format!(
                     "upload stream broke off: {}",
                     status.message()

@@ -13,6 +13,10 @@ use crate::shards::{ShardError, ShardId, ShardStore, ShardWriter};
 
 /// Largest block accepted (the config allows shards of up to 4 MiB).
 const MAX_BLOCK: u32 = 4 * 1024 * 1024;
+/// How long a shard write may wait for the coordinator's next message
+/// before it is abandoned (its temporary file removed): a coordinator that
+/// stalls must not pin a file, a task and its buffers for ever.
+const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Serves the local shard store.
 pub struct ShardsService {
@@ -32,7 +36,36 @@ fn shard_status(e: ShardError) -> Status {
         ShardError::Corrupt { .. } => Status::data_loss(e.to_string()),
         ShardError::InvalidWrite(_) => Status::invalid_argument(e.to_string()),
         ShardError::OutOfRange { .. } => Status::out_of_range(e.to_string()),
-        other => Status::internal(other.to_string()),
+        ShardError::Io(ref io) if io.raw_os_error() == Some(ENOSPC) => {
+            Status::resource_exhausted(e.to_string())
+        }
+        other => Status::unavailable(other.to_string()),
+    }
+}
+
+/// ENOSPC, "no space left on device" (the same number on every Linux
+/// target).
+const ENOSPC: i32 = 28;
+
+/// A failure to read a committed shard file is damage to that shard — a
+/// file turned into a directory, an unreadable sector — whatever the
+/// operating system's reason: the reader reports it for repair.
+fn read_status(e: ShardError) -> Status {
+    match e {
+        ShardError::Io(io) => Status::data_loss(format!("shard file unreadable: {io}")),
+        other => shard_status(other),
+    }
+}
+
+/// The coordinator's next message, or an error if it stalls.
+async fn next_message(
+    inbound: &mut Streaming<ipb::ShardWrite>,
+) -> Result<Option<shard_write::Msg>, Status> {
+    match tokio::time::timeout(STALL_TIMEOUT, inbound.message()).await {
+        Ok(m) => Ok(m?.and_then(|m| m.msg)),
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "no message from the coordinator for {STALL_TIMEOUT:?}; shard write abandoned"
+        ))),
     }
 }
 
@@ -56,13 +89,22 @@ async fn blocking<T: Send + 'static>(
         .map_err(shard_status)
 }
 
+async fn blocking_read<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ShardError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("shard task failed: {e}")))?
+        .map_err(read_status)
+}
+
 /// Receives one shard file: open, blocks, commit.
 async fn receive(
     store: Arc<ShardStore>,
     mut inbound: Streaming<ipb::ShardWrite>,
     tx: &mpsc::Sender<Result<ipb::ShardWriteReply, Status>>,
 ) -> Result<(), Status> {
-    let first = inbound.message().await?.and_then(|m| m.msg);
+    let first = next_message(&mut inbound).await?;
     let Some(shard_write::Msg::Open(open)) = first else {
         return Err(Status::invalid_argument(
             "a shard write must start with `open`",
@@ -76,8 +118,13 @@ async fn receive(
         )));
     }
     let block_size = open.block_size;
+    let replace = open.replace;
     let s = store.clone();
-    let mut writer: ShardWriter = blocking(move || s.create(id, block_size)).await?;
+    let mut writer: ShardWriter = blocking(move || {
+        let writer = s.create(id, block_size)?;
+        Ok(if replace { writer.replacing() } else { writer })
+    })
+    .await?;
     let ready = ipb::ShardWriteReply {
         msg: Some(shard_write_reply::Msg::Ready(true)),
     };
@@ -85,7 +132,7 @@ async fn receive(
         .await
         .map_err(|_| Status::cancelled("coordinator went away"))?;
     loop {
-        match inbound.message().await?.and_then(|m| m.msg) {
+        match next_message(&mut inbound).await? {
             Some(shard_write::Msg::Block(data)) => {
                 writer = blocking(move || {
                     writer.append_block(&data)?;
@@ -145,7 +192,7 @@ impl Shards for ShardsService {
             .map_err(|_| Status::invalid_argument("digest must be 32 bytes"))?;
         let store = self.store.clone();
         let block = req.block;
-        let data = blocking(move || store.open_reader(&id, &digest)?.read_block(block)).await;
+        let data = blocking_read(move || store.open_reader(&id, &digest)?.read_block(block)).await;
         if let Err(status) = &data {
             if status.code() == tonic::Code::DataLoss {
                 tracing::error!(

@@ -14,7 +14,7 @@ mod store;
 pub use model::{
     now_ms, validate_bucket_name, validate_principal_name, validate_scheme, Bucket, Command,
     CommandResult, Grant, KeyRewrap, MetaError, NodeRecord, NodeState, Principal, Role, Token,
-    BOOTSTRAP_ADMIN,
+    UploadRecord, BOOTSTRAP_ADMIN,
 };
 pub use object::{
     validate_key, ObjectId, ObjectManifest, SegmentManifest, ShardLocation, StripeRef,

@@ -189,8 +189,31 @@ pub enum Command {
         /// The bucket.
         bucket: Bucket,
     },
-    /// Makes an object visible. Refused if the bucket is unknown or the key
-    /// exists (keys are immutable).
+    /// Records an upload in progress: its shard files are not orphans
+    /// while the record lives. Refused if the object id is in use.
+    BeginUpload {
+        /// The upload.
+        upload: UploadRecord,
+    },
+    /// Shows an upload is still making progress, so it does not expire.
+    TouchUpload {
+        /// The upload's object id.
+        object_id: super::ObjectId,
+        /// When, Unix milliseconds (chosen by the proposer).
+        touched_ms: u64,
+    },
+    /// Ends an upload without an object: from this commit on its
+    /// `CreateObject` can never succeed, and its shard files are garbage.
+    /// Refused with `AlreadyExists` if the object was committed — so the
+    /// answer tells a coordinator that lost track which way it went.
+    AbortUpload {
+        /// The upload's object id.
+        object_id: super::ObjectId,
+    },
+    /// Makes an object visible and ends its upload. Refused if the bucket
+    /// is unknown, the key exists (keys are immutable) or the upload was
+    /// aborted or expired. Idempotent: the same object committed again (a
+    /// retried proposal) succeeds without change.
     CreateObject {
         /// Its manifest, shards already durable.
         manifest: Box<super::ObjectManifest>,
@@ -272,6 +295,25 @@ pub enum Command {
         /// The token's id.
         id: String,
     },
+}
+
+/// An upload in progress, from its first shard file to its commit or
+/// abort.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// The object id its shard files are named after.
+    pub object_id: super::ObjectId,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// The node coordinating it.
+    pub coordinator: u64,
+    /// Unix milliseconds (chosen by the proposer).
+    pub started_ms: u64,
+    /// Last sign of progress, Unix milliseconds: an upload silent for longer
+    /// than the expiry is aborted by the leader.
+    pub touched_ms: u64,
 }
 
 /// One object's data key, wrapped anew.

@@ -66,6 +66,38 @@ pub struct ShardLocation {
     pub node: Option<u64>,
     /// Lowercase hex SHA-256 digest of the file (see `shards`).
     pub digest: Option<String>,
+    /// A block of this file failed its check (or the file could not be
+    /// read) on a read or a scrub. The file stays in place — its other
+    /// blocks still serve reads, tried after healthy shards — and repair
+    /// rebuilds it, so a bad block costs one block, not the whole file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub damaged: bool,
+}
+
+impl ShardLocation {
+    /// No shard file: never written, or lost.
+    pub fn missing() -> Self {
+        Self {
+            node: None,
+            digest: None,
+            damaged: false,
+        }
+    }
+
+    /// A healthy shard file on `node` with `digest` (lowercase hex).
+    pub fn at(node: u64, digest: String) -> Self {
+        Self {
+            node: Some(node),
+            digest: Some(digest),
+            damaged: false,
+        }
+    }
+
+    /// Whether this shard counts towards the segment's redundancy: present
+    /// and not known to be damaged.
+    pub fn is_sound(&self) -> bool {
+        self.node.is_some() && !self.damaged
+    }
 }
 
 /// One segment: a run of stripes with one placement.
@@ -78,9 +110,9 @@ pub struct SegmentManifest {
 }
 
 impl SegmentManifest {
-    /// Shard files this segment lacks.
+    /// Shard files this segment lacks or holds damaged.
     pub fn missing(&self) -> usize {
-        self.shards.iter().filter(|s| s.node.is_none()).count()
+        self.shards.iter().filter(|s| !s.is_sound()).count()
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::model::{
     validate_principal_name, Bucket, Command, Grant, MetaError, NodeRecord, NodeState, Principal,
-    Role, Token, BOOTSTRAP_ADMIN,
+    Role, Token, UploadRecord, BOOTSTRAP_ADMIN,
 };
 use super::object::ObjectManifest;
 
@@ -25,6 +25,8 @@ const AUDIT_PREFIX: &[u8] = b"audit/";
 const AUDIT_HEAD: &[u8] = b"audit_head";
 /// `objid/<16 bytes>` → `<bucket>\0<key>`: finds an object from its shard files.
 const OBJECT_ID_PREFIX: &[u8] = b"objid/";
+/// `upload/<16-byte object id>` → an upload in progress.
+const UPLOAD_PREFIX: &[u8] = b"upload/";
 const PRINCIPAL_PREFIX: &[u8] = b"principal/";
 const GRANT_PREFIX: &[u8] = b"grant/";
 const TOKEN_PREFIX: &[u8] = b"token/";
@@ -81,6 +83,12 @@ fn object_prefix(bucket: &str) -> Vec<u8> {
 
 fn object_id_key(id: &super::ObjectId) -> Vec<u8> {
     let mut k = OBJECT_ID_PREFIX.to_vec();
+    k.extend_from_slice(&id.0);
+    k
+}
+
+fn upload_key(id: &super::ObjectId) -> Vec<u8> {
+    let mut k = UPLOAD_PREFIX.to_vec();
     k.extend_from_slice(&id.0);
     k
 }
@@ -242,6 +250,37 @@ impl MetaStore {
         self.get(&full)
     }
 
+    /// The upload in progress with this object id, if any.
+    pub fn upload(&self, id: &super::ObjectId) -> Result<Option<UploadRecord>, StoreError> {
+        self.get(&upload_key(id))
+    }
+
+    /// Up to `limit` uploads in progress, in object-id order, after the
+    /// object id `after` (a resumable cursor for paged walks).
+    pub fn uploads(
+        &self,
+        after: Option<&super::ObjectId>,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, StoreError> {
+        let start = match after {
+            Some(id) => {
+                let mut k = upload_key(id);
+                k.push(0);
+                k
+            }
+            None => UPLOAD_PREFIX.to_vec(),
+        };
+        let mut out = Vec::new();
+        for kv in self.tree.range(start..) {
+            let (k, v) = kv?;
+            if !k.starts_with(UPLOAD_PREFIX) || out.len() >= limit {
+                break;
+            }
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
     /// The last audit entry's sequence number and hash.
     pub fn audit_head(&self) -> Result<(u64, String), StoreError> {
         Ok(self
@@ -384,7 +423,53 @@ impl MetaStore {
                 }
                 batch.insert(bucket_key(&bucket.name), encode(bucket));
             }
+            Command::BeginUpload { upload } => {
+                if self.tree.contains_key(upload_key(&upload.object_id))?
+                    || self.tree.contains_key(object_id_key(&upload.object_id))?
+                {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "object id {} is already in use",
+                        upload.object_id
+                    ))));
+                }
+                batch.insert(upload_key(&upload.object_id), encode(upload));
+            }
+            Command::TouchUpload {
+                object_id,
+                touched_ms,
+            } => {
+                let Some(mut upload) = self.upload(object_id)? else {
+                    return Ok(Err(MetaError::FailedPrecondition(format!(
+                        "upload {object_id} was aborted or expired"
+                    ))));
+                };
+                upload.touched_ms = upload.touched_ms.max(*touched_ms);
+                batch.insert(upload_key(object_id), encode(&upload));
+            }
+            Command::AbortUpload { object_id } => {
+                if self.tree.contains_key(upload_key(object_id))? {
+                    batch.remove(upload_key(object_id));
+                } else if self.tree.contains_key(object_id_key(object_id))? {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "upload {object_id} was committed"
+                    ))));
+                }
+            }
             Command::CreateObject { manifest } => {
+                // The same object again: a proposal retried after its first
+                // attempt committed. Say it succeeded, change nothing.
+                if let Some(name) = self.tree.get(object_id_key(&manifest.object_id))? {
+                    let mut ours = manifest.bucket.as_bytes().to_vec();
+                    ours.push(0);
+                    ours.extend_from_slice(manifest.key.as_bytes());
+                    if *name == *ours {
+                        return Ok(Ok(()));
+                    }
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "object id {} is already in use",
+                        manifest.object_id
+                    ))));
+                }
                 if self.bucket(&manifest.bucket)?.is_none() {
                     return Ok(Err(MetaError::NotFound(format!(
                         "no bucket named {}",
@@ -398,9 +483,18 @@ impl MetaStore {
                         manifest.bucket, manifest.key
                     ))));
                 }
+                // Only a live upload may commit: once aborted (by its
+                // coordinator or by expiry) its shards may be deleted.
+                if !self.tree.contains_key(upload_key(&manifest.object_id))? {
+                    return Ok(Err(MetaError::FailedPrecondition(format!(
+                        "upload {} of {}/{} was aborted or expired; nothing was stored",
+                        manifest.object_id, manifest.bucket, manifest.key
+                    ))));
+                }
                 let mut name = manifest.bucket.as_bytes().to_vec();
                 name.push(0);
                 name.extend_from_slice(manifest.key.as_bytes());
+                batch.remove(upload_key(&manifest.object_id));
                 batch.insert(object_id_key(&manifest.object_id), name);
                 batch.insert(key, encode(manifest));
             }

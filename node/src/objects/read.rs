@@ -317,7 +317,12 @@ impl DataPlane {
         s: StripeRef,
     ) -> Result<Vec<u8>, ObjectError> {
         // Data shards first: when they are all good, no decoding is needed.
-        let order: Vec<usize> = (0..codec.total_shards()).collect();
+        // Shards known to be damaged last: most of their blocks are good,
+        // but a sound shard is the better bet.
+        let mut order: Vec<usize> = (0..codec.total_shards()).collect();
+        if let Some(seg) = m.segments.get(s.segment as usize) {
+            order.sort_by_key(|i| seg.shards.get(*i).is_some_and(|l| l.damaged));
+        }
         let shards = self.gather(m, codec, s, &order).await?;
         codec.decode(shards, s.bytes as usize).map_err(|e| {
             ObjectError::Internal(format!(

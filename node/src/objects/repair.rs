@@ -16,9 +16,10 @@ use crate::placement::{replacements, Candidate};
 use crate::rate::RateLimiter;
 
 impl DataPlane {
-    /// Reports shard `index` of `segment` as bad (missing or corrupt on its
-    /// holder): its location is cleared, so repair rebuilds it. Runs in the
-    /// background; a location that changed meanwhile is left alone.
+    /// Reports shard `index` of `segment` as damaged (a block missing,
+    /// corrupt or unreadable on its holder): the location is kept — its
+    /// other blocks still serve — and marked, so repair rebuilds it. Runs in
+    /// the background; a location that changed meanwhile is left alone.
     pub fn report_bad_shard(&self, m: &ObjectManifest, segment: u32, index: usize) {
         let Some(current) = m
             .segments
@@ -28,7 +29,7 @@ impl DataPlane {
         else {
             return;
         };
-        if current.node.is_none() {
+        if !current.is_sound() {
             return;
         }
         let command = Command::UpdateShards {
@@ -40,8 +41,8 @@ impl DataPlane {
                 index as u32,
                 current.clone(),
                 ShardLocation {
-                    node: None,
-                    digest: None,
+                    damaged: true,
+                    ..current.clone()
                 },
             )],
         };
@@ -50,7 +51,7 @@ impl DataPlane {
         tokio::spawn(async move {
             match cluster.propose(command).await {
                 Ok(()) => {
-                    tracing::warn!(%object, segment, index, node = ?current.node, "bad shard reported for repair")
+                    tracing::warn!(%object, segment, index, node = ?current.node, "damaged shard reported for repair")
                 }
                 Err(e) => {
                     tracing::debug!(%object, segment, index, error = %e, "bad-shard report not applied")
@@ -81,27 +82,39 @@ impl DataPlane {
                 .and_then(|n| nodes.get(&n))
                 .is_some_and(|n| matches!(n.state, NodeState::Active | NodeState::Draining))
         };
-        // Sources: shards that stay first, then readable ones being moved
-        // (a draining node still serves its own shards).
+        // Sources: sound shards that stay first, then readable ones being
+        // replaced (a draining node still serves its own shards, and a
+        // damaged file's other blocks are still good).
         let mut order: Vec<usize> = (0..seg.shards.len())
             .filter(|i| !replace.contains(i) && readable(*i))
             .collect();
+        order.sort_by_key(|i| seg.shards[*i].damaged);
         order.extend(replace.iter().copied().filter(|i| readable(*i)));
 
-        // Targets: active nodes not holding another shard of this segment,
-        // zone by zone where the segment is thinnest.
+        // A damaged file on an active node is rebuilt where it is (the
+        // rebuilt file replaces it); the others move to new nodes.
+        let (in_place, moving): (Vec<usize>, Vec<usize>) = replace.iter().partition(|i| {
+            let l = &seg.shards[**i];
+            l.damaged
+                && l.node
+                    .and_then(|n| nodes.get(&n))
+                    .is_some_and(|n| n.state == NodeState::Active)
+        });
+
+        // Targets of moved shards: active nodes not holding another shard
+        // of this segment, zone by zone where the segment is thinnest.
         let keep: Vec<(u64, String)> = seg
             .shards
             .iter()
             .enumerate()
-            .filter(|(i, _)| !replace.contains(i))
+            .filter(|(i, _)| !moving.contains(i))
             .filter_map(|(_, l)| l.node)
             .filter_map(|n| nodes.get(&n).map(|r| (n, r.zone.clone())))
             .collect();
         let candidates: Vec<Candidate> = nodes
             .values()
             .filter(|n| n.state == NodeState::Active)
-            .filter(|n| !replace.iter().any(|i| seg.shards[*i].node == Some(n.id)))
+            .filter(|n| !moving.iter().any(|i| seg.shards[*i].node == Some(n.id)))
             .map(|n| Candidate {
                 id: n.id,
                 zone: n.zone.clone(),
@@ -111,23 +124,43 @@ impl DataPlane {
         let mut seed = m.object_id.0.to_vec();
         seed.extend_from_slice(&segment.to_be_bytes());
         seed.extend_from_slice(b"repair");
-        let targets = replacements(&candidates, &keep, replace.len(), &seed);
-        if targets.is_empty() {
+        let targets = if moving.is_empty() {
+            Vec::new()
+        } else {
+            replacements(&candidates, &keep, moving.len(), &seed)
+        };
+        if targets.is_empty() && in_place.is_empty() {
             return Err(ObjectError::Unavailable(format!(
                 "no eligible node to rebuild shards of segment {segment} of {}/{} on",
                 m.bucket, m.key
             )));
         }
         let mut open = Vec::new();
-        for (index, node) in replace.iter().zip(&targets) {
+        for index in &in_place {
+            let Some(node) = seg.shards[*index].node else {
+                continue;
+            };
             let shard = ipb::ShardRef {
                 object_id: m.object_id.0.to_vec(),
                 segment,
                 index: *index as u32,
             };
-            // A target may still hold a bad copy of this very shard (its
-            // location was cleared by scrub): that file is garbage, and a
-            // commit never overwrites, so clear it first.
+            match self.open_target(node, shard, m.block_size, true).await {
+                Ok(t) => open.push((*index, t)),
+                Err(reason) => {
+                    tracing::warn!(object = %m.object_id, segment, node, reason, "repair target failed")
+                }
+            }
+        }
+        for (index, node) in moving.iter().zip(&targets) {
+            let shard = ipb::ShardRef {
+                object_id: m.object_id.0.to_vec(),
+                segment,
+                index: *index as u32,
+            };
+            // A target may still hold a stale copy of this very shard (a
+            // write that failed after its file was made): that file is
+            // garbage, and a new file never overwrites, so clear it first.
             if let Some(record) = nodes.get(node) {
                 if let Ok(mut client) = self.peers.client(record) {
                     let _ = tokio::time::timeout(
@@ -137,7 +170,7 @@ impl DataPlane {
                     .await;
                 }
             }
-            match self.open_target(*node, shard, m.block_size).await {
+            match self.open_target(*node, shard, m.block_size, false).await {
                 Ok(t) => open.push((*index, t)),
                 Err(reason) => {
                     tracing::warn!(object = %m.object_id, segment, node, reason, "repair target failed")
@@ -177,14 +210,13 @@ impl DataPlane {
         for (index, target) in open {
             match target.commit().await {
                 Ok((node, digest)) => {
-                    old.push((index, seg.shards[index].clone()));
+                    if seg.shards[index].node != Some(node) {
+                        old.push((index, seg.shards[index].clone()));
+                    }
                     changes.push((
                         index as u32,
                         seg.shards[index].clone(),
-                        ShardLocation {
-                            node: Some(node),
-                            digest: Some(hex::encode(digest)),
-                        },
+                        ShardLocation::at(node, hex::encode(digest)),
                     ));
                 }
                 Err(reason) => {

@@ -16,11 +16,12 @@ use tresor_proto::internal::v1::{self as ipb, shard_write, shard_write_reply};
 
 use super::{DataPlane, ObjectError};
 use crate::cluster::CaughtUp;
+use crate::cluster::ClusterError;
 use crate::crypto::{DataKey, ObjectEncryption, CHUNK_BYTES};
 use crate::erasure::Codec;
 use crate::meta::{
-    now_ms, validate_bucket_name, validate_key, Command, ObjectId, ObjectManifest, SegmentManifest,
-    ShardLocation,
+    now_ms, validate_bucket_name, validate_key, Command, MetaError, ObjectId, ObjectManifest,
+    SegmentManifest, ShardLocation, UploadRecord,
 };
 use crate::placement::place;
 
@@ -32,6 +33,61 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Blocks queued per target node.
 const BLOCKS_IN_FLIGHT: usize = 4;
+/// How long a coordinator keeps trying to learn whether a commit whose
+/// answer was lost went through, before it reports the outcome unknown.
+const SETTLE_WINDOW: Duration = Duration::from_secs(60);
+/// An upload in progress shows it is alive this often (a fraction of the
+/// shortest expiry a config may set), so the leader never expires it.
+const TOUCH_EVERY: Duration = Duration::from_secs(20);
+
+/// How an upload whose commit answer was lost ended.
+enum Settled {
+    /// The manifest is committed: the object exists.
+    Committed,
+    /// The upload is aborted: its manifest can never commit.
+    Aborted,
+    /// Neither could be established in time.
+    Unknown(String),
+}
+
+/// The nodes holding shard files of `segments`.
+fn used_nodes(segments: &[SegmentManifest]) -> Vec<u64> {
+    segments
+        .iter()
+        .flat_map(|s| s.shards.iter().filter_map(|l| l.node))
+        .collect()
+}
+
+/// Aborts the keep-alive task of an upload when the upload ends, however
+/// it ends.
+struct KeepAlive(tokio::task::JoinHandle<()>);
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Touches the upload's record every [`TOUCH_EVERY`], so the leader does
+/// not expire an upload that is slow but alive.
+async fn keep_alive(cluster: std::sync::Arc<crate::cluster::Cluster>, object: ObjectId) {
+    loop {
+        tokio::time::sleep(TOUCH_EVERY).await;
+        let touched = cluster
+            .propose(Command::TouchUpload {
+                object_id: object,
+                touched_ms: now_ms(),
+            })
+            .await;
+        if let Err(e) = touched {
+            tracing::warn!(%object, error = %e, "could not show the upload is alive");
+        }
+    }
+}
+
+fn delete_shards_of(plane: &DataPlane, object: ObjectId, segments: &[SegmentManifest]) {
+    plane.delete_shards(object, used_nodes(segments));
+}
 
 /// What the client asked to store.
 #[derive(Debug, Clone)]
@@ -199,6 +255,7 @@ impl DataPlane {
         node: u64,
         shard: ipb::ShardRef,
         block_size: u32,
+        replace: bool,
     ) -> Result<Target, String> {
         let record = self
             .cluster
@@ -212,6 +269,7 @@ impl DataPlane {
             msg: Some(shard_write::Msg::Open(ipb::ShardWriteOpen {
                 shard: Some(shard),
                 block_size,
+                replace,
             })),
         };
         tx.send(open)
@@ -274,7 +332,7 @@ impl DataPlane {
         let opens = chosen
             .iter()
             .enumerate()
-            .map(|(index, node)| self.open_target(*node, shard_ref(index), block_size));
+            .map(|(index, node)| self.open_target(*node, shard_ref(index), block_size, false));
         let mut targets: Vec<Option<Target>> = futures::future::join_all(opens)
             .await
             .into_iter()
@@ -298,7 +356,10 @@ impl DataPlane {
         for (index, slot) in targets.iter_mut().enumerate() {
             while slot.is_none() {
                 let Some(node) = spare.pop() else { break };
-                match self.open_target(node, shard_ref(index), block_size).await {
+                match self
+                    .open_target(node, shard_ref(index), block_size, false)
+                    .await
+                {
                     Ok(t) => *slot = Some(t),
                     Err(reason) => {
                         tracing::warn!(%object, segment, node, reason, "replacement failed to open")
@@ -374,6 +435,23 @@ impl DataPlane {
             (None, None)
         };
 
+        // Record the upload before its first shard file exists, so orphan
+        // collection never takes the files of an upload in progress.
+        let started = now_ms();
+        self.cluster
+            .propose(Command::BeginUpload {
+                upload: UploadRecord {
+                    object_id: object,
+                    bucket: spec.bucket.clone(),
+                    key: spec.key.clone(),
+                    coordinator: self.cluster.config().node_id,
+                    started_ms: started,
+                    touched_ms: started,
+                },
+            })
+            .await?;
+        // While this upload runs, it shows it is alive; dropped with it.
+        let _alive = KeepAlive(tokio::spawn(keep_alive(self.cluster.clone(), object)));
         let mut body = Body::new(body, key);
         let mut segments = Vec::new();
         let written = self
@@ -386,20 +464,14 @@ impl DataPlane {
                 &mut segments,
             )
             .await;
-        let used_nodes = |segments: &[SegmentManifest]| -> Vec<u64> {
-            segments
-                .iter()
-                .flat_map(|s| s.shards.iter().filter_map(|l| l.node))
-                .collect()
-        };
         if let Err(e) = written {
-            self.delete_shards(object, used_nodes(&segments));
+            self.abandon_upload(object, &segments);
             return Err(e);
         }
         let sha256 = hex::encode(body.hasher.finalize());
         if let Some(expected) = expected {
             if expected != sha256 {
-                self.delete_shards(object, used_nodes(&segments));
+                self.abandon_upload(object, &segments);
                 return Err(ObjectError::InvalidArgument(format!(
                     "SHA-256 mismatch: expected {expected}, received bytes hash to {sha256}; nothing was stored"
                 )));
@@ -423,7 +495,7 @@ impl DataPlane {
         };
         let stored: u64 = manifest.segments.iter().map(|s| s.bytes).sum();
         if stored != manifest.stored_size() {
-            self.delete_shards(object, used_nodes(&manifest.segments));
+            self.abandon_upload(object, &manifest.segments);
             return Err(ObjectError::Internal(format!(
                 "stored {stored} bytes for {} object bytes, expected {}",
                 manifest.size,
@@ -436,19 +508,34 @@ impl DataPlane {
                 manifest: Box::new(manifest.clone()),
             })
             .await;
-        if let Err(e) = committed {
-            // A proposal retried after a lost answer finds its own commit.
-            let ours = self
-                .cluster
-                .meta()
-                .object(&manifest.bucket, &manifest.key)
-                .ok()
-                .flatten()
-                .is_some_and(|m| m.object_id == object);
-            if !ours {
-                self.delete_shards(object, used_nodes(&manifest.segments));
-                return Err(e.into());
+        match committed {
+            Ok(()) => {}
+            // The state machine refused it: nothing was committed.
+            Err(ClusterError::Meta(refusal)) => {
+                self.abandon_upload(object, &manifest.segments);
+                return Err(refusal.into());
             }
+            // The leader was lost mid-proposal: the manifest may or may not
+            // be committed. Find out before deleting anything.
+            Err(unknown) => match self.settle_upload(object).await {
+                Settled::Committed => {}
+                Settled::Aborted => {
+                    delete_shards_of(self, object, &manifest.segments);
+                    return Err(ObjectError::Unavailable(format!(
+                        "{}/{} was not stored ({unknown}); nothing was kept, retry",
+                        manifest.bucket, manifest.key
+                    )));
+                }
+                Settled::Unknown(why) => {
+                    // Shards stay: if the manifest did commit, they are the
+                    // object; if not, the upload expires and GC takes them.
+                    return Err(ObjectError::Unavailable(format!(
+                        "the outcome of storing {}/{} is unknown ({why}); `stat` it once the \
+                         cluster has a leader: either it is there whole or it is absent",
+                        manifest.bucket, manifest.key
+                    )));
+                }
+            },
         }
         tracing::info!(
             bucket = manifest.bucket,
@@ -459,6 +546,50 @@ impl DataPlane {
             "object stored"
         );
         Ok(manifest)
+    }
+
+    /// Ends an upload that will not be committed (no `CreateObject` was
+    /// proposed for it): its shards are deleted now, and its record is
+    /// aborted in the background (if that fails it expires).
+    fn abandon_upload(&self, object: ObjectId, segments: &[SegmentManifest]) {
+        delete_shards_of(self, object, segments);
+        let cluster = self.cluster.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cluster
+                .propose(Command::AbortUpload { object_id: object })
+                .await
+            {
+                tracing::debug!(%object, error = %e, "upload record left to expire");
+            }
+        });
+    }
+
+    /// Learns whether the upload's manifest was committed, by aborting the
+    /// upload: the abort either commits (from then on the manifest never
+    /// can) or is refused because the manifest is there. Retries through
+    /// leader changes for up to [`SETTLE_WINDOW`].
+    async fn settle_upload(&self, object: ObjectId) -> Settled {
+        let deadline = tokio::time::Instant::now() + SETTLE_WINDOW;
+        loop {
+            match self
+                .cluster
+                .propose(Command::AbortUpload { object_id: object })
+                .await
+            {
+                Ok(()) => return Settled::Aborted,
+                Err(ClusterError::Meta(MetaError::AlreadyExists(_))) => {
+                    tracing::info!(%object, "commit answer was lost, but the object is committed");
+                    return Settled::Committed;
+                }
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Settled::Unknown(e.to_string())
+                }
+                Err(e) => {
+                    tracing::debug!(%object, error = %e, "cannot settle the upload yet");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
     }
 
     async fn write_segments<S: PutBody>(
@@ -486,6 +617,7 @@ impl DataPlane {
                     .map(|t| ShardLocation {
                         node: t.as_ref().map(|t| t.node),
                         digest: None,
+                        damaged: false,
                     })
                     .collect(),
             });
@@ -501,6 +633,7 @@ impl DataPlane {
                 futures::future::join_all(sends).await;
                 bytes += stripe.len() as u64;
                 stripes += 1;
+
                 let full = stripe.len() == stripe_bytes;
                 body.fill(&mut stripe, stripe_bytes).await?;
                 if !full || stripe.is_empty() || stripes == segment_stripes {
@@ -517,21 +650,12 @@ impl DataPlane {
             let mut shards = Vec::with_capacity(results.len());
             for (index, result) in results.into_iter().enumerate() {
                 shards.push(match result {
-                    Some(Ok((node, digest))) => ShardLocation {
-                        node: Some(node),
-                        digest: Some(hex::encode(digest)),
-                    },
+                    Some(Ok((node, digest))) => ShardLocation::at(node, hex::encode(digest)),
                     Some(Err(reason)) => {
                         tracing::warn!(%object, segment, index, reason, "shard write failed");
-                        ShardLocation {
-                            node: None,
-                            digest: None,
-                        }
+                        ShardLocation::missing()
                     }
-                    None => ShardLocation {
-                        node: None,
-                        digest: None,
-                    },
+                    None => ShardLocation::missing(),
                 });
             }
             let durable = shards.iter().filter(|s| s.node.is_some()).count();

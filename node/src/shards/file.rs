@@ -157,6 +157,9 @@ pub struct ShardWriter {
     /// A write failed part-way: the file's contents are unknown, so the
     /// writer refuses to go on.
     failed: bool,
+    /// Commit replaces whatever is at the final path (repair rebuilding a
+    /// damaged file in place).
+    replace: bool,
 }
 
 impl fmt::Debug for ShardWriter {
@@ -195,9 +198,18 @@ impl ShardWriter {
             last_block_len: 0,
             data_len: 0,
             failed: false,
+            replace: false,
         };
         writer.write(&header)?;
         Ok(writer)
+    }
+
+    /// Makes commit replace a committed file of this shard, or anything
+    /// else in its place (a directory where the file was), instead of
+    /// refusing: for repair rebuilding a damaged file where it is.
+    pub fn replacing(mut self) -> Self {
+        self.replace = true;
+        self
     }
 
     /// Appends the next block: exactly `block_size` bytes, except the last
@@ -265,13 +277,21 @@ impl ShardWriter {
             file,
             final_path,
             data_len,
+            replace,
             ..
         } = self;
         let tmp = file.into_inner().map_err(|e| e.into_error())?;
         tmp.as_file().sync_all()?;
-        // Fails rather than replaces when the name exists (renameat2
-        // RENAME_NOREPLACE, or link + unlink where that is missing).
-        if let Err(e) = tmp.persist_noclobber(&final_path) {
+        if replace {
+            // Whatever is in the way is the damage being repaired.
+            if std::fs::symlink_metadata(&final_path).is_ok_and(|m| m.is_dir()) {
+                std::fs::remove_dir_all(&final_path)?;
+            }
+            tmp.persist(&final_path)
+                .map_err(|e| ShardError::Io(e.error))?;
+        } else if let Err(e) = tmp.persist_noclobber(&final_path) {
+            // Fails rather than replaces when the name exists (renameat2
+            // RENAME_NOREPLACE, or link + unlink where that is missing).
             // Dropping `e` drops the temporary file, which removes it.
             return Err(match e.error.kind() {
                 io::ErrorKind::AlreadyExists => ShardError::InvalidWrite(format!(

@@ -1,6 +1,6 @@
 //! Orphan collection, on every node: delete shard files that no manifest
-//! references on this node and that are older than the grace period (an
-//! upload in progress writes younger files; its manifest comes at the end).
+//! references on this node, that belong to no upload in progress, and that
+//! are older than the grace period.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -64,7 +64,15 @@ impl OrphanCollector {
                 .and_then(|m| m.segments.get(id.segment as usize).cloned())
                 .and_then(|s| s.shards.get(id.index as usize).cloned())
                 .is_some_and(|l| l.node == Some(me));
-            if referenced || !old {
+            let uploading = || -> Result<bool, String> {
+                Ok(self
+                    .cluster
+                    .meta()
+                    .upload(&ObjectId(id.object_id))
+                    .map_err(|e| e.to_string())?
+                    .is_some())
+            };
+            if referenced || !old || uploading()? {
                 kept += 1;
                 bytes += len;
                 continue;

@@ -18,6 +18,8 @@ pub struct Liveness {
     /// When this node last became leader: nodes never heard from count
     /// from then, so a new leader does not mark everyone down at once.
     leading_since: Option<Instant>,
+    /// This node's removal has been logged.
+    removal_told: bool,
 }
 
 impl Liveness {
@@ -27,10 +29,24 @@ impl Liveness {
             cluster,
             down_after,
             leading_since: None,
+            removal_told: false,
         }
     }
 
     async fn check(&mut self, status: &StatusHandle) -> Result<(), String> {
+        if self.cluster.is_removed() {
+            if !self.removal_told {
+                self.removal_told = true;
+                tracing::warn!(
+                    node_id = self.cluster.config().node_id,
+                    "this node has been removed from the cluster: it takes no leader work \
+                     and receives no new data; stop it and wipe its data dir"
+                );
+            }
+            self.leading_since = None;
+            status.progress("removed from the cluster");
+            return Ok(());
+        }
         if !self.cluster.is_leader() {
             self.leading_since = None;
             status.progress("not the leader; the leader watches liveness");

@@ -7,6 +7,7 @@ mod gc;
 mod liveness;
 mod repair;
 mod scrub;
+mod uploads;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ pub use gc::OrphanCollector;
 pub use liveness::Liveness;
 pub use repair::{segment_health, Repairer, SegmentHealth};
 pub use scrub::Scrubber;
+pub use uploads::UploadExpiry;
 
 /// The cluster's data health from this node's copy of the metadata, in
 /// one pass over the manifests.

@@ -28,9 +28,9 @@ pub struct SegmentHealth {
 }
 
 /// Which shards of `seg` are healthy and which must be rebuilt or moved:
-/// missing, on a removed or unknown node, on a draining node, or on a node
-/// down for longer than `rebuild_after_ms`. Shards on a node down for less
-/// are neither healthy nor replaced yet.
+/// missing, damaged, on a removed or unknown node, on a draining node, or
+/// on a node down for longer than `rebuild_after_ms`. Shards on a node down
+/// for less are neither healthy nor replaced yet.
 pub fn segment_health(
     seg: &SegmentManifest,
     nodes: &HashMap<u64, NodeRecord>,
@@ -41,6 +41,7 @@ pub fn segment_health(
     for (index, location) in seg.shards.iter().enumerate() {
         let node = location.node.and_then(|n| nodes.get(&n));
         match node.map(|n| (n.state, now_ms.saturating_sub(n.state_since_ms))) {
+            _ if location.damaged => health.replace.push(index),
             Some((NodeState::Active, _)) => health.healthy += 1,
             Some((NodeState::Draining, _)) => {
                 health.healthy += 1;
@@ -203,17 +204,37 @@ mod tests {
         )
     }
 
+    /// A segment from `(node, damaged)` per shard.
     fn seg(nodes: &[Option<u64>]) -> SegmentManifest {
+        seg_with(&nodes.iter().map(|n| (*n, false)).collect::<Vec<_>>())
+    }
+
+    fn seg_with(shards: &[(Option<u64>, bool)]) -> SegmentManifest {
         SegmentManifest {
             bytes: 1,
-            shards: nodes
+            shards: shards
                 .iter()
-                .map(|n| ShardLocation {
+                .map(|(n, damaged)| ShardLocation {
                     node: *n,
                     digest: n.map(|_| "00".into()),
+                    damaged: *damaged,
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn damaged_shards_are_rebuilt_but_stay_readable() {
+        let nodes: HashMap<u64, NodeRecord> =
+            [node(1, NodeState::Active, 0), node(2, NodeState::Active, 0)]
+                .into_iter()
+                .collect();
+        let s = seg_with(&[(Some(1), true), (Some(2), false)]);
+        let h = segment_health(&s, &nodes, 10_000, 5_000);
+        assert_eq!(h.healthy, 1);
+        assert_eq!(h.replace, vec![0]);
+        assert_eq!(s.missing(), 1);
+        assert_eq!(s.shards[0].node, Some(1), "the damaged file stays recorded");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Scrub, on every node: read every local shard file that a manifest
 //! references here, verify every block's hash and the file's digest, and
-//! report a bad or missing file for repair (its location is cleared).
+//! report a damaged, missing or unreadable file for repair (it is marked
+//! damaged; its good blocks keep serving until it is rebuilt).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,16 +79,10 @@ impl Scrubber {
                 .map_err(|e| e.to_string())
                 .and_then(|r| match r {
                     Ok(bytes) => Ok(bytes),
-                    Err(
-                        e @ (ShardError::NotFound(_)
-                        | ShardError::Corrupt { .. }
-                        | ShardError::OutOfRange { .. }),
-                    ) => Err(e.to_string()),
-                    // An I/O error is the disk's, not proof the file is bad.
-                    Err(e) => {
-                        tracing::error!(shard = %id, error = %e, "scrub could not read a shard");
-                        Ok(0)
-                    }
+                    // A file that cannot be read (an I/O error, a directory
+                    // in its place) serves no read either: it is damage.
+                    Err(e @ ShardError::Io(_)) => Err(format!("unreadable: {e}")),
+                    Err(e) => Err(e.to_string()),
                 }),
             };
             match verdict {

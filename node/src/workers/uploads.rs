@@ -1,0 +1,119 @@
+//! Upload expiry: the leader aborts an upload that has shown no progress for
+//! `upload_expiry` (its coordinator died, or its client went silent), and
+//! every node aborts the uploads it coordinated before it last started (a
+//! restarted process has none in progress). Aborted through Raft, an
+//! upload's manifest can never commit and orphan collection may take its
+//! shard files. Walks the upload records in pages with a cursor, never all
+//! at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::{StatusHandle, Worker};
+use crate::cluster::Cluster;
+use crate::meta::{now_ms, Command, MetaError, ObjectId};
+
+/// Upload records read per page.
+const PAGE: usize = 500;
+
+/// The upload expiry worker.
+pub struct UploadExpiry {
+    cluster: Arc<Cluster>,
+    expiry: Duration,
+    interval: Duration,
+    /// When this process started, Unix milliseconds.
+    boot_ms: u64,
+}
+
+impl UploadExpiry {
+    /// Aborts uploads silent for longer than `expiry`, checking every
+    /// `interval`.
+    pub fn new(cluster: Arc<Cluster>, expiry: Duration, interval: Duration) -> Self {
+        Self {
+            cluster,
+            expiry,
+            interval,
+            boot_ms: now_ms(),
+        }
+    }
+
+    async fn expire(&mut self, status: &StatusHandle) -> Result<(), String> {
+        let leader = self.cluster.is_leader();
+        let me = self.cluster.config().node_id;
+        self.cluster
+            .linearizable_read()
+            .await
+            .map_err(|e| e.to_string())?;
+        let expiry_ms = self.expiry.as_millis() as u64;
+        let mut after: Option<ObjectId> = None;
+        let (mut live, mut expired) = (0u64, 0u64);
+        loop {
+            let page = self
+                .cluster
+                .meta()
+                .uploads(after.as_ref(), PAGE)
+                .map_err(|e| e.to_string())?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.object_id);
+            for upload in &page {
+                // An upload this node coordinated before it restarted is
+                // dead. Otherwise the leader's clock against the
+                // coordinator's: a leader whose clock runs ahead expires
+                // early by its lead, which the expiry (an hour by default)
+                // dwarfs.
+                let orphaned = upload.coordinator == me && upload.started_ms < self.boot_ms;
+                let silent = now_ms().saturating_sub(upload.touched_ms) >= expiry_ms;
+                if !(orphaned || leader && silent) {
+                    live += 1;
+                    continue;
+                }
+                match self
+                    .cluster
+                    .propose(Command::AbortUpload {
+                        object_id: upload.object_id,
+                    })
+                    .await
+                {
+                    Ok(()) => {
+                        expired += 1;
+                        status.add("uploads_expired", 1);
+                        tracing::warn!(
+                            object = %upload.object_id,
+                            bucket = upload.bucket,
+                            key = upload.key,
+                            coordinator = upload.coordinator,
+                            "upload expired: no progress; its shard files are orphans now"
+                        );
+                    }
+                    // Committed meanwhile: not ours to expire.
+                    Err(crate::cluster::ClusterError::Meta(MetaError::AlreadyExists(_))) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        status.set("uploads_in_progress", live);
+        status.progress(format!(
+            "{live} upload(s) in progress, {expired} expired this pass"
+        ));
+        Ok(())
+    }
+}
+
+impl Worker for UploadExpiry {
+    fn name(&self) -> &'static str {
+        "uploads"
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn pass<'a>(&'a mut self, status: &'a StatusHandle) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.expire(status))
+    }
+}
