@@ -742,6 +742,82 @@ impl Harness {
     pub fn shard_files(&self, id: u64) -> Vec<PathBuf> {
         files_under(&self.data_dir(id).join("shards"))
     }
+
+    /// The cluster's status as node `via` reports it.
+    pub async fn status(&self, via: u64) -> anyhow::Result<pb::StatusResponse> {
+        Ok(self
+            .admin(via)
+            .await?
+            .status(pb::StatusRequest { local: false })
+            .await?
+            .into_inner())
+    }
+
+    /// Waits until every segment has `data + parity` healthy shards.
+    pub async fn wait_fully_redundant(&self, via: u64) -> anyhow::Result<()> {
+        wait_for(
+            "every segment back to data + parity shards",
+            HEAL_TIMEOUT,
+            || async {
+                let s = self.status(via).await?;
+                Ok((s.degraded_segments == 0).then_some(()))
+            },
+        )
+        .await
+    }
+
+    /// Starts a pass of worker `name` on node `id` now.
+    pub async fn run_worker(&self, id: u64, name: &str) -> anyhow::Result<()> {
+        self.admin(id)
+            .await?
+            .run_worker(pb::RunWorkerRequest { name: name.into() })
+            .await?;
+        Ok(())
+    }
+
+    /// Worker `name`'s status on node `id`.
+    pub async fn worker(&self, id: u64, name: &str) -> anyhow::Result<pb::WorkerInfo> {
+        let r = self
+            .admin(id)
+            .await?
+            .workers(pb::WorkersRequest {})
+            .await?
+            .into_inner();
+        r.workers
+            .into_iter()
+            .find(|w| w.name == name)
+            .ok_or_else(|| anyhow::anyhow!("node {id} has no {name} worker"))
+    }
+
+    /// Runs one scrub pass on every node in `ids` and returns the files it
+    /// checked and the errors it found, summed over them.
+    pub async fn scrub_everywhere(&self, ids: &[u64]) -> anyhow::Result<(u64, u64)> {
+        let mut before = Vec::new();
+        for id in ids {
+            let w = self.worker(*id, "scrub").await?;
+            before.push((counter(&w, "passes"), counter(&w, "errors_found")));
+            self.run_worker(*id, "scrub").await?;
+        }
+        let (mut checked, mut errors) = (0, 0);
+        for (id, (passes, errors_before)) in ids.iter().zip(before) {
+            let w = wait_for("scrub pass", HEAL_TIMEOUT, || async {
+                let w = self.worker(*id, "scrub").await?;
+                Ok((counter(&w, "passes") > passes && w.state != "running").then_some(w))
+            })
+            .await?;
+            checked += counter(&w, "files_checked");
+            errors += counter(&w, "errors_found") - errors_before;
+        }
+        Ok((checked, errors))
+    }
+}
+
+/// How long healing waits (repair, scrub passes) may take in tests.
+pub const HEAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A worker's counter (0 when it has none yet).
+pub fn counter(w: &pb::WorkerInfo, name: &str) -> u64 {
+    w.counters.get(name).copied().unwrap_or(0)
 }
 
 /// Every file below `root`, sorted.

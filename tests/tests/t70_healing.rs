@@ -66,73 +66,6 @@ async fn all_read_back(h: &Harness, via: u64, objects: &[(String, Vec<u8>)]) -> 
     Ok(())
 }
 
-async fn status(h: &Harness, via: u64) -> anyhow::Result<pb::StatusResponse> {
-    Ok(h.admin(via)
-        .await?
-        .status(pb::StatusRequest { local: false })
-        .await?
-        .into_inner())
-}
-
-async fn wait_fully_redundant(h: &Harness, via: u64) -> anyhow::Result<()> {
-    wait_for(
-        "every segment back to data + parity shards",
-        HEAL_TIMEOUT,
-        || async {
-            let s = status(h, via).await?;
-            Ok((s.degraded_segments == 0).then_some(()))
-        },
-    )
-    .await
-}
-
-async fn run_worker(h: &Harness, id: u64, name: &str) -> anyhow::Result<()> {
-    h.admin(id)
-        .await?
-        .run_worker(pb::RunWorkerRequest { name: name.into() })
-        .await?;
-    Ok(())
-}
-
-async fn worker(h: &Harness, id: u64, name: &str) -> anyhow::Result<pb::WorkerInfo> {
-    let r = h
-        .admin(id)
-        .await?
-        .workers(pb::WorkersRequest {})
-        .await?
-        .into_inner();
-    r.workers
-        .into_iter()
-        .find(|w| w.name == name)
-        .ok_or_else(|| anyhow::anyhow!("node {id} has no {name} worker"))
-}
-
-fn counter(w: &pb::WorkerInfo, name: &str) -> u64 {
-    w.counters.get(name).copied().unwrap_or(0)
-}
-
-/// Runs one scrub pass on every node in `ids` and returns the files it
-/// checked and the errors it found, summed over them.
-async fn scrub_everywhere(h: &Harness, ids: &[u64]) -> anyhow::Result<(u64, u64)> {
-    let mut before = Vec::new();
-    for id in ids {
-        let w = worker(h, *id, "scrub").await?;
-        before.push((counter(&w, "passes"), counter(&w, "errors_found")));
-        run_worker(h, *id, "scrub").await?;
-    }
-    let (mut checked, mut errors) = (0, 0);
-    for (id, (passes, errors_before)) in ids.iter().zip(before) {
-        let w = wait_for("scrub pass", HEAL_TIMEOUT, || async {
-            let w = worker(h, *id, "scrub").await?;
-            Ok((counter(&w, "passes") > passes && w.state != "running").then_some(w))
-        })
-        .await?;
-        checked += counter(&w, "files_checked");
-        errors += counter(&w, "errors_found") - errors_before;
-    }
-    Ok((checked, errors))
-}
-
 /// Shard locations the manifests record, over every object.
 async fn recorded_locations(
     h: &Harness,
@@ -176,17 +109,17 @@ async fn replaced_disk_is_repaired_onto_a_new_node() -> anyhow::Result<()> {
             force: true,
         })
         .await?;
-    assert!(status(&h, leader).await?.degraded_segments > 0);
+    assert!(h.status(leader).await?.degraded_segments > 0);
 
     let fresh = h.spawn_new_node("dc3").await?;
     h.add_node(leader, fresh).await?;
-    run_worker(&h, leader, "repair").await?;
-    wait_fully_redundant(&h, leader).await?;
+    h.run_worker(leader, "repair").await?;
+    h.wait_fully_redundant(leader).await?;
 
     // Checked, not assumed: every node verifies every shard file the
     // manifests place on it, and the count matches the manifests.
     let live: Vec<u64> = h.ids().into_iter().filter(|id| *id != victim).collect();
-    let (checked, errors) = scrub_everywhere(&h, &live).await?;
+    let (checked, errors) = h.scrub_everywhere(&live).await?;
     assert_eq!(errors, 0);
     assert_eq!(checked, recorded_locations(&h, leader, &objects).await?);
     assert_eq!(
@@ -279,16 +212,16 @@ async fn scrub_finds_every_damaged_file_and_repair_restores_all() -> anyhow::Res
             break;
         }
     }
-    let (_, errors) = scrub_everywhere(&h, &h.ids()).await?;
+    let (_, errors) = h.scrub_everywhere(&h.ids()).await?;
     assert_eq!(errors, damaged, "scrub must find every damaged file");
     let leader = h.leader_among(&h.ids()).await?;
     wait_for("reports committed", HEAL_TIMEOUT, || async {
-        Ok((status(&h, leader).await?.degraded_segments == damaged).then_some(()))
+        Ok((h.status(leader).await?.degraded_segments == damaged).then_some(()))
     })
     .await?;
-    run_worker(&h, leader, "repair").await?;
-    wait_fully_redundant(&h, leader).await?;
-    let (_, errors) = scrub_everywhere(&h, &h.ids()).await?;
+    h.run_worker(leader, "repair").await?;
+    h.wait_fully_redundant(leader).await?;
+    let (_, errors) = h.scrub_everywhere(&h.ids()).await?;
     assert_eq!(errors, 0);
     all_read_back(&h, 2, &objects).await
 }
@@ -299,7 +232,7 @@ async fn node_down_past_rebuild_after_is_rebuilt_and_survives_two_more_losses() 
     let mut h = healing_cluster(7, |t| t.rebuild_after_secs = 3).await?;
     let objects = upload(&h, 2).await?;
     let leader = h.leader().await?;
-    let s = status(&h, leader).await?;
+    let s = h.status(leader).await?;
     let learners: Vec<u64> = s
         .nodes
         .iter()
@@ -311,15 +244,15 @@ async fn node_down_past_rebuild_after_is_rebuilt_and_survives_two_more_losses() 
     let gone = learners[0];
     h.kill(gone);
     wait_for("node marked down", HEAL_TIMEOUT, || async {
-        let s = status(&h, leader).await?;
+        let s = h.status(leader).await?;
         Ok(s.nodes
             .iter()
             .any(|n| n.id == gone && n.state == "down")
             .then_some(()))
     })
     .await?;
-    wait_fully_redundant(&h, leader).await?;
-    let s = status(&h, leader).await?;
+    h.wait_fully_redundant(leader).await?;
+    let s = h.status(leader).await?;
     assert_eq!(
         s.nodes.iter().find(|n| n.id == gone).map(|n| n.shards),
         Some(0)
@@ -341,7 +274,7 @@ async fn drain_under_reads_moves_every_shard_then_remove_works() -> anyhow::Resu
     let mut h = healing_cluster(7, |_| {}).await?;
     let objects = upload(&h, 3).await?;
     let leader = h.leader().await?;
-    let s = status(&h, leader).await?;
+    let s = h.status(leader).await?;
     let target = s
         .nodes
         .iter()
@@ -377,7 +310,7 @@ async fn drain_under_reads_moves_every_shard_then_remove_works() -> anyhow::Resu
         .drain_node(pb::DrainNodeRequest { id: target })
         .await?;
     wait_for("drained node holds no shards", HEAL_TIMEOUT, || async {
-        let s = status(&h, leader).await?;
+        let s = h.status(leader).await?;
         Ok((s.nodes.iter().find(|n| n.id == target).map(|n| n.shards) == Some(0)).then_some(()))
     })
     .await?;
@@ -395,7 +328,7 @@ async fn drain_under_reads_moves_every_shard_then_remove_works() -> anyhow::Resu
         })
         .await?;
     h.stop(target).await;
-    wait_fully_redundant(&h, leader).await?;
+    h.wait_fully_redundant(leader).await?;
     all_read_back(&h, leader, &objects).await
 }
 
@@ -409,7 +342,7 @@ async fn leader_killed_mid_repair_loses_nothing_and_repair_completes() -> anyhow
     .await?;
     let objects = upload(&h, 3).await?;
     let leader = h.leader().await?;
-    let s = status(&h, leader).await?;
+    let s = h.status(leader).await?;
     let victim = s
         .nodes
         .iter()
@@ -425,8 +358,8 @@ async fn leader_killed_mid_repair_loses_nothing_and_repair_completes() -> anyhow
         })
         .await?;
     wait_for("repair under way", HEAL_TIMEOUT, || async {
-        let w = worker(&h, leader, "repair").await?;
-        Ok((w.state == "running" && counter(&w, "bytes_rebuilt") > 0).then_some(()))
+        let w = h.worker(leader, "repair").await?;
+        Ok((w.state == "running" && tresor_tests::counter(&w, "bytes_rebuilt") > 0).then_some(()))
     })
     .await?;
     h.kill(leader);
@@ -439,7 +372,7 @@ async fn leader_killed_mid_repair_loses_nothing_and_repair_completes() -> anyhow
                 .collect::<Vec<_>>(),
         )
         .await?;
-    wait_fully_redundant(&h, new_leader).await?;
+    h.wait_fully_redundant(new_leader).await?;
     all_read_back(&h, new_leader, &objects).await
 }
 
@@ -572,7 +505,7 @@ async fn metrics_parse_and_the_degraded_gauge_follows_loss_and_repair() -> anyho
         assert!(has(name), "{name} missing from /metrics");
     }
     assert_eq!(degraded_gauge(&http).await?, 0.0);
-    let s = status(&h, leader).await?;
+    let s = h.status(leader).await?;
     let learner = s
         .nodes
         .iter()
