@@ -36,16 +36,12 @@ fn shard_status(e: ShardError) -> Status {
         ShardError::Corrupt { .. } => Status::data_loss(e.to_string()),
         ShardError::InvalidWrite(_) => Status::invalid_argument(e.to_string()),
         ShardError::OutOfRange { .. } => Status::out_of_range(e.to_string()),
-        ShardError::Io(ref io) if io.raw_os_error() == Some(ENOSPC) => {
+        ShardError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
             Status::resource_exhausted(e.to_string())
         }
         other => Status::unavailable(other.to_string()),
     }
 }
-
-/// ENOSPC, "no space left on device" (the same number on every Linux
-/// target).
-const ENOSPC: i32 = 28;
 
 /// A failure to read a committed shard file is damage to that shard — a
 /// file turned into a directory, an unreadable sector — whatever the
@@ -83,19 +79,18 @@ fn shard_id(r: Option<&ipb::ShardRef>) -> Result<ShardId, Status> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ShardError> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Status::internal(format!("shard task failed: {e}")))?
-        .map_err(shard_status)
+    blocking_as(f, shard_status).await
 }
 
-async fn blocking_read<T: Send + 'static>(
+/// Runs `f` off the async workers, mapping its error with `status`.
+async fn blocking_as<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ShardError> + Send + 'static,
+    status: fn(ShardError) -> Status,
 ) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(format!("shard task failed: {e}")))?
-        .map_err(read_status)
+        .map_err(status)
 }
 
 /// Receives one shard file: open, blocks, commit.
@@ -192,7 +187,11 @@ impl Shards for ShardsService {
             .map_err(|_| Status::invalid_argument("digest must be 32 bytes"))?;
         let store = self.store.clone();
         let block = req.block;
-        let data = blocking_read(move || store.open_reader(&id, &digest)?.read_block(block)).await;
+        let data = blocking_as(
+            move || store.open_reader(&id, &digest)?.read_block(block),
+            read_status,
+        )
+        .await;
         if let Err(status) = &data {
             if status.code() == tonic::Code::DataLoss {
                 tracing::error!(

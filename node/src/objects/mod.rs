@@ -7,6 +7,7 @@ mod keys;
 mod peers;
 mod read;
 mod repair;
+mod upload;
 mod write;
 
 use std::sync::Arc;

@@ -14,14 +14,15 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tresor_proto::internal::v1::{self as ipb, shard_write, shard_write_reply};
 
+use super::upload::{delete_shards_of, keep_alive, KeepAlive, Settled};
 use super::{DataPlane, ObjectError};
 use crate::cluster::CaughtUp;
 use crate::cluster::ClusterError;
 use crate::crypto::{DataKey, ObjectEncryption, CHUNK_BYTES};
 use crate::erasure::Codec;
 use crate::meta::{
-    now_ms, validate_bucket_name, validate_key, Command, MetaError, ObjectId, ObjectManifest,
-    SegmentManifest, ShardLocation, UploadRecord,
+    now_ms, validate_bucket_name, validate_key, Command, ObjectId, ObjectManifest, SegmentManifest,
+    ShardLocation, UploadRecord,
 };
 use crate::placement::place;
 
@@ -33,61 +34,6 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Blocks queued per target node.
 const BLOCKS_IN_FLIGHT: usize = 4;
-/// How long a coordinator keeps trying to learn whether a commit whose
-/// answer was lost went through, before it reports the outcome unknown.
-const SETTLE_WINDOW: Duration = Duration::from_secs(60);
-/// An upload in progress shows it is alive this often (a fraction of the
-/// shortest expiry a config may set), so the leader never expires it.
-const TOUCH_EVERY: Duration = Duration::from_secs(20);
-
-/// How an upload whose commit answer was lost ended.
-enum Settled {
-    /// The manifest is committed: the object exists.
-    Committed,
-    /// The upload is aborted: its manifest can never commit.
-    Aborted,
-    /// Neither could be established in time.
-    Unknown(String),
-}
-
-/// The nodes holding shard files of `segments`.
-fn used_nodes(segments: &[SegmentManifest]) -> Vec<u64> {
-    segments
-        .iter()
-        .flat_map(|s| s.shards.iter().filter_map(|l| l.node))
-        .collect()
-}
-
-/// Aborts the keep-alive task of an upload when the upload ends, however
-/// it ends.
-struct KeepAlive(tokio::task::JoinHandle<()>);
-
-impl Drop for KeepAlive {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Touches the upload's record every [`TOUCH_EVERY`], so the leader does
-/// not expire an upload that is slow but alive.
-async fn keep_alive(cluster: std::sync::Arc<crate::cluster::Cluster>, object: ObjectId) {
-    loop {
-        tokio::time::sleep(TOUCH_EVERY).await;
-        let touched = cluster
-            .propose(Command::TouchUpload {
-                object_id: object,
-                touched_ms: now_ms(),
-            })
-            .await;
-        if let Err(e) = touched {
-            tracing::warn!(%object, error = %e, "could not show the upload is alive");
-        }
-    }
-}
-
-fn delete_shards_of(plane: &DataPlane, object: ObjectId, segments: &[SegmentManifest]) {
-    plane.delete_shards(object, used_nodes(segments));
-}
 
 /// What the client asked to store.
 #[derive(Debug, Clone)]
@@ -546,50 +492,6 @@ impl DataPlane {
             "object stored"
         );
         Ok(manifest)
-    }
-
-    /// Ends an upload that will not be committed (no `CreateObject` was
-    /// proposed for it): its shards are deleted now, and its record is
-    /// aborted in the background (if that fails it expires).
-    fn abandon_upload(&self, object: ObjectId, segments: &[SegmentManifest]) {
-        delete_shards_of(self, object, segments);
-        let cluster = self.cluster.clone();
-        tokio::spawn(async move {
-            if let Err(e) = cluster
-                .propose(Command::AbortUpload { object_id: object })
-                .await
-            {
-                tracing::debug!(%object, error = %e, "upload record left to expire");
-            }
-        });
-    }
-
-    /// Learns whether the upload's manifest was committed, by aborting the
-    /// upload: the abort either commits (from then on the manifest never
-    /// can) or is refused because the manifest is there. Retries through
-    /// leader changes for up to [`SETTLE_WINDOW`].
-    async fn settle_upload(&self, object: ObjectId) -> Settled {
-        let deadline = tokio::time::Instant::now() + SETTLE_WINDOW;
-        loop {
-            match self
-                .cluster
-                .propose(Command::AbortUpload { object_id: object })
-                .await
-            {
-                Ok(()) => return Settled::Aborted,
-                Err(ClusterError::Meta(MetaError::AlreadyExists(_))) => {
-                    tracing::info!(%object, "commit answer was lost, but the object is committed");
-                    return Settled::Committed;
-                }
-                Err(e) if tokio::time::Instant::now() >= deadline => {
-                    return Settled::Unknown(e.to_string())
-                }
-                Err(e) => {
-                    tracing::debug!(%object, error = %e, "cannot settle the upload yet");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
     }
 
     async fn write_segments<S: PutBody>(
