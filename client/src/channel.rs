@@ -307,6 +307,18 @@ pub fn admin_timeout() -> Duration {
     Duration::from_millis(ADMIN_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
+static SOURCE_IP: RwLock<Option<std::net::IpAddr>> = RwLock::new(None);
+
+/// Sets the local address of every connection this process opens from now
+/// on (a node's `source_ip`); `None` lets the OS choose.
+pub fn set_source_ip(ip: Option<std::net::IpAddr>) {
+    *SOURCE_IP.write().unwrap_or_else(|p| p.into_inner()) = ip;
+}
+
+fn source_ip() -> Option<std::net::IpAddr> {
+    *SOURCE_IP.read().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The rustls crypto provider tresor uses on both sides of every connection:
 /// *ring*, restricted to what BSI TR-02102-2 recommends — TLS 1.3 with
 /// AES-GCM, TLS 1.2 only with ECDHE and AES-GCM, key exchange over P-256 or
@@ -389,6 +401,7 @@ fn endpoint(url: &str, credentials: &Credentials) -> Result<Endpoint, ClientErro
             .map_err(|e| ClientError::Credentials(format!("TLS setup for {url}: {e}")))?;
     }
     Ok(endpoint
+        .local_address(source_ip())
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW)

@@ -27,6 +27,11 @@ pub struct NodeConfig {
     /// Defaults to `listen`.
     #[serde(default)]
     pub advertise: Option<String>,
+    /// Local address of the connections this node opens to other nodes, on
+    /// a host with several addresses (the one peers' firewalls expect).
+    /// Chosen by the OS when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<std::net::IpAddr>,
     /// Address of the HTTP port serving `/health` (and `/metrics`). Off when
     /// absent.
     #[serde(default)]

@@ -100,6 +100,14 @@ impl LocalNode {
         format!("{scheme}://{}", self.config.listen)
     }
 
+    /// Changes the config (for the next start) and rewrites its file.
+    pub fn update_config(&mut self, change: impl FnOnce(&mut NodeConfig)) -> anyhow::Result<()> {
+        change(&mut self.config);
+        self.config.validate()?;
+        std::fs::write(&self.config_path, toml::to_string(&self.config)?)
+            .with_context(|| format!("cannot write {}", self.config_path.display()))
+    }
+
     /// The process id, while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -527,6 +535,7 @@ impl LocalCluster {
             listen: format!("127.0.0.1:{port}").parse()?,
             data_dir: self.dir.join(format!("node-{id}")),
             advertise: None,
+            source_ip: None,
             http_listen,
             capacity: None,
             raft: self.spec.raft.clone(),

@@ -32,6 +32,10 @@ use tresor_proto::v1::objects_client::ObjectsClient;
 
 pub use tresor_node::dev::{pattern, zone_of, DevSecurity, ADMIN_PRINCIPAL};
 
+pub mod calls;
+pub mod history;
+pub mod net;
+
 /// The CA of this test process and the `admin` credentials issued by it.
 pub struct ProcessPki {
     /// Directory of the CA (`ca.pem`, `ca.key`) and of issued files.
@@ -108,6 +112,9 @@ macro_rules! cluster {
     (spec = $spec:expr) => {
         $crate::Harness::new(env!("CARGO_BIN_EXE_tresor-test-node"), $spec).await
     };
+    (network, spec = $spec:expr) => {
+        $crate::Harness::with_network(env!("CARGO_BIN_EXE_tresor-test-node"), $spec).await
+    };
     ($nodes:expr) => {
         $crate::cluster!($nodes, zones = $nodes)
     };
@@ -175,12 +182,24 @@ where
 pub struct Harness {
     cluster: LocalCluster,
     credentials: Credentials,
+    network: Option<net::Network>,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Harness {
     /// Lays out and starts `spec.nodes` processes (not yet a cluster).
     pub async fn new(binary: &str, spec: LocalClusterSpec) -> anyhow::Result<Self> {
+        Self::start(binary, spec, false).await
+    }
+
+    /// Like [`Harness::new`], with a proxy in front of every node so the
+    /// test can cut, delay and black-hole links between nodes
+    /// ([`Harness::net`]). Nodes added later are not proxied.
+    pub async fn with_network(binary: &str, spec: LocalClusterSpec) -> anyhow::Result<Self> {
+        Self::start(binary, spec, true).await
+    }
+
+    async fn start(binary: &str, spec: LocalClusterSpec, proxied: bool) -> anyhow::Result<Self> {
         // Sets the process-wide default credentials before anything connects.
         process_pki()?;
         let mut dir = Some(tempfile::Builder::new().prefix("tresor-test-").tempdir()?);
@@ -201,6 +220,26 @@ impl Harness {
             args: vec!["serve".into()],
         };
         let mut cluster = LocalCluster::create(&path, spec, launcher)?;
+        let network = if proxied {
+            let nodes: Vec<_> = cluster
+                .nodes
+                .iter()
+                .map(|n| (n.config.node_id, n.config.listen))
+                .collect();
+            let network = net::Network::start(&nodes)?;
+            for node in &mut cluster.nodes {
+                let id = node.config.node_id;
+                let proxy = network.proxy(id).context("every node has a proxy")?;
+                let source = net::Network::source_ip(id)?;
+                node.update_config(|c| {
+                    c.advertise = Some(proxy.to_string());
+                    c.source_ip = Some(source);
+                })?;
+            }
+            Some(network)
+        } else {
+            None
+        };
         if let Err(e) = cluster.start_all(START_TIMEOUT).await {
             return Err(e.context(logs_of(&cluster)));
         }
@@ -208,8 +247,17 @@ impl Harness {
         Ok(Self {
             cluster,
             credentials,
+            network,
             _dir: dir,
         })
+    }
+
+    /// The link-fault table of a cluster started with
+    /// [`Harness::with_network`].
+    pub fn net(&self) -> anyhow::Result<&net::Network> {
+        self.network
+            .as_ref()
+            .context("this cluster was started without proxies (Harness::with_network)")
     }
 
     /// What the harness presents to this cluster: the CA and the `admin`

@@ -11,15 +11,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tresor_client::{Credentials, Transport};
 use tresor_node::config::{DataTuning, HealingTuning};
 use tresor_proto::v1 as pb;
-use tresor_proto::v1::objects_client::ObjectsClient;
+use tresor_tests::calls::{outcome_unknown, put_once};
 use tresor_tests::{cluster, flip_byte, header, pattern, sha256_hex, spec, wait_for, Harness};
 
 const SHARD: usize = 4096;
 const STRIPE: usize = 4 * SHARD;
 const WAIT: Duration = Duration::from_secs(60);
+const PUT_WITHIN: Duration = Duration::from_secs(90);
 
 /// A formed six-node, three-zone cluster with small shards and segments of
 /// `segment_stripes` stripes, bucket `footage` (4+2).
@@ -200,72 +200,6 @@ struct Ledger {
     failed: BTreeMap<String, (String, String)>,
 }
 
-async fn objects_client(
-    endpoint: &str,
-    credentials: &Credentials,
-) -> anyhow::Result<ObjectsClient<Transport>> {
-    let channel = tresor_client::connect_with(endpoint, credentials).await?;
-    Ok(ObjectsClient::new(tresor_client::channel::transport(
-        channel,
-        credentials,
-    )))
-}
-
-/// Whether a put's error leaves its outcome open: the answer was lost (the
-/// coordinator or the link died, the client gave up waiting), or the
-/// coordinator said it could not tell. Any other error means not stored.
-fn outcome_unknown(why: &str) -> bool {
-    why.starts_with("transport:")
-        || why.contains("timed out")
-        || why.contains("outcome")
-        || why.starts_with("Cancelled")
-        || why.starts_with("Unknown")
-}
-
-/// One small put through `endpoint`, bounded in time.
-async fn put_once(
-    endpoint: &str,
-    credentials: &Credentials,
-    key: &str,
-    data: &[u8],
-) -> Result<(), String> {
-    let attempt = async {
-        let mut client = objects_client(endpoint, credentials)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let messages = vec![
-            pb::PutRequest {
-                msg: Some(pb::put_request::Msg::Header(header("footage", key))),
-            },
-            pb::PutRequest {
-                msg: Some(pb::put_request::Msg::Data(data.to_vec())),
-            },
-        ];
-        let stored = client
-            .put(futures::stream::iter(messages))
-            .await
-            .map_err(|s| {
-                use std::error::Error as _;
-                if s.source().is_some() {
-                    format!("transport: {:?}: {}", s.code(), s.message())
-                } else {
-                    format!("{:?}: {}", s.code(), s.message())
-                }
-            })?
-            .into_inner();
-        if stored.sha256 != sha256_hex(data) {
-            return Err(format!(
-                "acknowledged with the wrong SHA-256 {}",
-                stored.sha256
-            ));
-        }
-        Ok(())
-    };
-    tokio::time::timeout(Duration::from_secs(90), attempt)
-        .await
-        .unwrap_or_else(|_| Err("put timed out".into()))
-}
-
 /// Runs `cycles` kill -9 cycles while `writers` tasks put small objects
 /// through random nodes; `victim` picks the node to kill given the leader.
 /// Then checks every outcome: acknowledged objects read back right, failed
@@ -295,7 +229,7 @@ async fn kill_loop(
                     (w * 7919 + n) as u64,
                 );
                 let endpoint = &endpoints[(n * 5 + w * 3) % endpoints.len()];
-                let outcome = put_once(endpoint, &credentials, &key, &data).await;
+                let outcome = put_once(endpoint, &credentials, &key, &data, PUT_WITHIN).await;
                 let sum = sha256_hex(&data);
                 if let Ok(mut l) = ledger.lock() {
                     match outcome {

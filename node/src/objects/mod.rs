@@ -7,6 +7,7 @@ mod keys;
 mod peers;
 mod read;
 mod repair;
+mod targets;
 mod upload;
 mod write;
 
