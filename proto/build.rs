@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
     tonic_prost_build::configure()
+        .codec_path("crate::codec::TresorCodec")
         .file_descriptor_set_path(out.join("tresor_descriptor.bin"))
         .compile_with_config(config, PROTOS, &["."])?;
     for proto in PROTOS {

@@ -6,6 +6,8 @@
 #![allow(missing_docs)]
 #![allow(clippy::all)]
 
+pub mod codec;
+
 /// Public services.
 pub mod v1 {
     tonic::include_proto!("tresor.v1");

@@ -257,3 +257,105 @@ async fn cli_json_output_has_the_documented_shape() -> anyhow::Result<()> {
     assert!(err.contains("not found"), "{err}");
     Ok(())
 }
+
+/// Sends raw bytes as the request message of `path`.
+async fn raw_unary(h: &Harness, id: u64, path: &'static str, bytes: Vec<u8>) -> tonic::Status {
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+    #[derive(Default)]
+    struct Raw;
+    impl Encoder for Raw {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+            use bytes::BufMut;
+            dst.put_slice(&item);
+            Ok(())
+        }
+    }
+    impl Decoder for Raw {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+            use bytes::Buf;
+            Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+        }
+    }
+    impl Codec for Raw {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = Raw;
+        type Decoder = Raw;
+        fn encoder(&mut self) -> Raw {
+            Raw
+        }
+        fn decoder(&mut self) -> Raw {
+            Raw
+        }
+    }
+
+    let call = async {
+        let channel = tresor_client::connect_with(&h.endpoint(id), h.credentials()).await?;
+        let mut grpc =
+            tonic::client::Grpc::new(tresor_client::channel::transport(channel, h.credentials()));
+        grpc.ready().await?;
+        let answer = grpc
+            .unary(
+                tonic::Request::new(bytes),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                Raw,
+            )
+            .await;
+        anyhow::Ok(answer)
+    };
+    match tokio::time::timeout(Duration::from_secs(30), call).await {
+        Ok(Ok(Err(status))) => status,
+        Ok(Ok(Ok(reply))) => tonic::Status::ok(format!("answered {:?}", reply.into_inner())),
+        Ok(Err(e)) => tonic::Status::unknown(format!("{e:#}")),
+        Err(_) => tonic::Status::deadline_exceeded("no answer in 30 s"),
+    }
+}
+
+#[tokio::test]
+async fn malformed_protobuf_is_invalid_argument() -> anyhow::Result<()> {
+    let mut h = cluster!(3, zones = 3)?;
+    h.form().await?;
+    let leader = h.leader().await?;
+    h.create_bucket(leader, "footage", 2, 1).await?;
+    let before = snapshot(&h, leader).await?;
+    let cases: [(&str, &'static str, Vec<u8>); 3] = [
+        // Field 1 (bucket), length 2, bytes that are not UTF-8.
+        (
+            "invalid UTF-8",
+            "/tresor.v1.Objects/Stat",
+            vec![0x0a, 0x02, 0xff, 0xfe],
+        ),
+        // A length far past the end of the message.
+        (
+            "truncated field",
+            "/tresor.v1.Objects/Stat",
+            vec![0x0a, 0x7f, b'a'],
+        ),
+        // Wire type 7 does not exist.
+        (
+            "garbage",
+            "/tresor.v1.Admin/CreateBucket",
+            vec![0x0f, 0xff, 0xff, 0x01],
+        ),
+    ];
+    for (what, path, bytes) in cases {
+        let status = raw_unary(&h, leader, path, bytes).await;
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{what}: {status:?}"
+        );
+        assert!(status.message().contains("malformed"), "{what}: {status:?}");
+    }
+    assert_eq!(
+        snapshot(&h, leader).await?,
+        before,
+        "a malformed call changed the cluster"
+    );
+    Ok(())
+}
