@@ -445,7 +445,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             init_tracing();
             let config = NodeConfig::load(&config)?;
-            crate::server::run(config, shutdown_signal(watch_stdin)).await?;
+            let data_dir = config.data_dir.clone();
+            match crate::server::run(config, shutdown_signal(watch_stdin)).await {
+                Err(crate::server::ServeError::StorageFailed(_)) => {
+                    crate::server::restart_when_writable(&data_dir, shutdown_signal(watch_stdin))
+                        .await?
+                }
+                served => served?,
+            }
         }
         Cmd::Init => {
             let r = admin(&cli.endpoint)

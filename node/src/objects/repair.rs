@@ -124,18 +124,24 @@ impl DataPlane {
         let mut seed = m.object_id.0.to_vec();
         seed.extend_from_slice(&segment.to_be_bytes());
         seed.extend_from_slice(b"repair");
-        let targets = if moving.is_empty() {
+        // Every eligible node, best first: the first `moving.len()` are the
+        // targets, the rest stand in for any that cannot take a file (full,
+        // failing), so one bad node is never chosen pass after pass.
+        let ranked = if moving.is_empty() && in_place.is_empty() {
             Vec::new()
         } else {
-            replacements(&candidates, &keep, moving.len(), &seed)
+            replacements(&candidates, &keep, candidates.len(), &seed)
         };
-        if targets.is_empty() && in_place.is_empty() {
+        if ranked.is_empty() && in_place.is_empty() {
             return Err(ObjectError::Unavailable(format!(
                 "no eligible node to rebuild shards of segment {segment} of {}/{} on",
                 m.bucket, m.key
             )));
         }
         let mut open = Vec::new();
+        // An in-place rebuild its node refuses (its disk is full or its
+        // shard directory is gone) moves to another node instead.
+        let mut moving = moving;
         for index in &in_place {
             let Some(node) = seg.shards[*index].node else {
                 continue;
@@ -148,32 +154,39 @@ impl DataPlane {
             match self.open_target(node, shard, m.block_size, true).await {
                 Ok(t) => open.push((*index, t)),
                 Err(reason) => {
-                    tracing::warn!(object = %m.object_id, segment, node, reason, "repair target failed")
+                    tracing::warn!(object = %m.object_id, segment, node, reason, "in-place repair refused; moving the shard");
+                    moving.push(*index);
                 }
             }
         }
-        for (index, node) in moving.iter().zip(&targets) {
-            let shard = ipb::ShardRef {
-                object_id: m.object_id.0.to_vec(),
-                segment,
-                index: *index as u32,
-            };
-            // A target may still hold a stale copy of this very shard (a
-            // write that failed after its file was made): that file is
-            // garbage, and a new file never overwrites, so clear it first.
-            if let Some(record) = nodes.get(node) {
-                if let Ok(mut client) = self.peers.client(record) {
-                    let _ = tokio::time::timeout(
-                        std::time::Duration::from_secs(5),
-                        client.delete_shard(shard.clone()),
-                    )
-                    .await;
+        let mut spare = ranked.into_iter();
+        for index in &moving {
+            for node in spare.by_ref() {
+                let shard = ipb::ShardRef {
+                    object_id: m.object_id.0.to_vec(),
+                    segment,
+                    index: *index as u32,
+                };
+                // A target may still hold a stale copy of this very shard
+                // (a write that failed after its file was made): that file
+                // is garbage, and a new file never overwrites, so clear it.
+                if let Some(record) = nodes.get(&node) {
+                    if let Ok(mut client) = self.peers.client(record) {
+                        let _ = tokio::time::timeout(
+                            std::time::Duration::from_secs(5),
+                            client.delete_shard(shard.clone()),
+                        )
+                        .await;
+                    }
                 }
-            }
-            match self.open_target(*node, shard, m.block_size, false).await {
-                Ok(t) => open.push((*index, t)),
-                Err(reason) => {
-                    tracing::warn!(object = %m.object_id, segment, node, reason, "repair target failed")
+                match self.open_target(node, shard, m.block_size, false).await {
+                    Ok(t) => {
+                        open.push((*index, t));
+                        break;
+                    }
+                    Err(reason) => {
+                        tracing::warn!(object = %m.object_id, segment, node, reason, "repair target failed; trying the next")
+                    }
                 }
             }
         }

@@ -27,6 +27,11 @@ const SHARDS_DIR: &str = "shards";
 /// Shard files being written.
 const TMP_DIR: &str = "shards-tmp";
 
+/// Free bytes a node keeps on its shard file system: below this it takes
+/// no new shard files, so a file being written is not cut short by a full
+/// disk and the metadata store beside it keeps room to work.
+pub const MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Names one shard file: this node's shard `index` of segment `segment` of
 /// an object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -156,8 +161,34 @@ impl ShardStore {
 
     /// Starts a shard file under a temporary name in `shards-tmp`, with
     /// blocks of `block_size` bytes (the last may be shorter).
+    /// Refused, before anything is written, when the store cannot take a
+    /// file: its directories are gone (a lost mount must not fill another
+    /// disk) or its file system has less than [`MIN_FREE_BYTES`] free. The
+    /// coordinator then places the shard elsewhere.
     pub fn create(&self, id: ShardId, block_size: u32) -> Result<ShardWriter, ShardError> {
+        self.check_writable(&id)?;
         ShardWriter::start(id, block_size, &self.tmp, self.path(&id))
+    }
+
+    fn check_writable(&self, id: &ShardId) -> Result<(), ShardError> {
+        for dir in [&self.tmp, &self.fan_out_dir(id.object_id[0])] {
+            if !dir.is_dir() {
+                return Err(ShardError::Io(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("shard directory {} is missing", dir.display()),
+                )));
+            }
+        }
+        let free = nix::sys::statvfs::statvfs(&self.tmp)
+            .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
+            .map_err(io::Error::from)?;
+        if free < MIN_FREE_BYTES {
+            return Err(ShardError::Io(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("{free} bytes free, less than the {MIN_FREE_BYTES} kept in reserve"),
+            )));
+        }
+        Ok(())
     }
 
     /// Opens the committed file of `id` and checks its header (names `id`),
