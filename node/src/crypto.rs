@@ -168,6 +168,7 @@ impl MasterKeys {
 }
 
 /// A data key wrapped by a master key, as kept in a manifest.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WrappedKey {
     /// Id of the master key that wrapped it.
@@ -179,6 +180,7 @@ pub struct WrappedKey {
 }
 
 /// How an object is encrypted, as kept in its manifest.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectEncryption {
     /// Object bytes per sealed chunk.
@@ -192,7 +194,9 @@ impl ObjectEncryption {
     pub fn stored_len(&self, plain: u64) -> u64 {
         // A manifest never holds 0; should one, reads fail authentication
         // instead of dividing by zero.
-        plain + TAG_BYTES * plain.div_ceil(self.chunk_bytes.max(1) as u64)
+        plain.saturating_add(
+            TAG_BYTES.saturating_mul(plain.div_ceil(self.chunk_bytes.max(1) as u64)),
+        )
     }
 
     /// Stored bytes of one sealed chunk.

@@ -86,6 +86,8 @@ pub struct LocalNode {
     pub config_path: PathBuf,
     /// Where its stdout and stderr go.
     pub log_path: PathBuf,
+    /// Extra environment of the next start (e.g. crash points to arm).
+    pub env: Vec<(OsString, OsString)>,
     child: Option<Child>,
 }
 
@@ -136,6 +138,7 @@ impl LocalNode {
             .arg("--config")
             .arg(&self.config_path)
             .arg("--watch-stdin")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -551,6 +554,7 @@ impl LocalCluster {
             log_path: self.dir.join(format!("node-{id}.log")),
             config,
             config_path,
+            env: Vec::new(),
             child: None,
         });
         Ok(self.nodes.len() - 1)

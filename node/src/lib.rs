@@ -13,9 +13,12 @@ pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod crash;
 pub mod crypto;
 pub mod dev;
 pub mod erasure;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod meta;
 pub mod metrics;
 pub mod objects;

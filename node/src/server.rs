@@ -229,6 +229,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
+    crate::crash::arm_from_env();
     tresor_client::channel::set_source_ip(config.source_ip);
     let tls = transport_security(&config)?;
     let incarnation = check_data_dir(&config)?;

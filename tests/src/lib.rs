@@ -411,6 +411,24 @@ impl Harness {
         started.map_err(|e| e.context(logs_of(&self.cluster)))
     }
 
+    /// Stops node `id` and starts it again with crash point `point` armed
+    /// (`FAILPOINTS=<point>=return`; see `tresor_node::crash`), or with
+    /// none when `point` is `None`.
+    pub async fn restart_armed(&mut self, id: u64, point: Option<&str>) -> anyhow::Result<()> {
+        self.stop(id).await;
+        if let Some(n) = self.cluster.node_mut(id) {
+            n.env = point
+                .map(|p| vec![("FAILPOINTS".into(), format!("{p}=return").into())])
+                .unwrap_or_default();
+        }
+        self.restart(id).await
+    }
+
+    /// Whether node `id`'s process is alive.
+    pub fn is_running(&mut self, id: u64) -> bool {
+        self.cluster.node_mut(id).is_some_and(|n| n.is_running())
+    }
+
     /// SIGTERM every node.
     pub async fn stop_all(&mut self) {
         self.cluster.stop_all(Duration::from_secs(10)).await;

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Lifecycle of a node in the cluster records.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeState {
@@ -29,6 +30,7 @@ impl NodeState {
 }
 
 /// One node as the cluster knows it.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
     /// Never reused.
@@ -54,6 +56,7 @@ pub struct NodeRecord {
 }
 
 /// A bucket and its erasure scheme.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bucket {
     /// 3–63 characters of `a-z 0-9 - .`.
@@ -68,6 +71,7 @@ pub struct Bucket {
 
 /// What a principal may do. A [`Grant`] gives a role cluster-wide or on one
 /// bucket.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -116,6 +120,7 @@ impl std::fmt::Display for Role {
 
 /// Someone who may be granted roles: a person or a system, authenticated by
 /// a client certificate with its name or by one of its tokens.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     /// See [`validate_principal_name`].
@@ -125,6 +130,7 @@ pub struct Principal {
 }
 
 /// A role given to a principal, on one bucket or (`bucket: None`) on all.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Grant {
     /// The principal's name.
@@ -146,6 +152,7 @@ impl std::fmt::Display for Grant {
 
 /// A bearer token of a principal. Only the SHA-256 of its secret is stored;
 /// the token itself (`tresor_<id>_<secret>`) is shown once, when created.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Token {
     /// 16 lowercase hex digits (8 random bytes); names the token in
@@ -165,6 +172,7 @@ pub struct Token {
 pub const BOOTSTRAP_ADMIN: &str = "admin";
 
 /// A change to the metadata, proposed through Raft.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// First entry of a new cluster: its id and its first node.
@@ -299,6 +307,7 @@ pub enum Command {
 
 /// An upload in progress, from its first shard file to its commit or
 /// abort.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadRecord {
     /// The object id its shard files are named after.
@@ -317,6 +326,7 @@ pub struct UploadRecord {
 }
 
 /// One object's data key, wrapped anew.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRewrap {
     /// Bucket.

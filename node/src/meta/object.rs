@@ -11,6 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Random 16-byte object id; shard files are named after it, never after keys.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectId(pub [u8; 16]);
 
@@ -59,6 +60,7 @@ impl<'de> Deserialize<'de> for ObjectId {
 }
 
 /// Where one shard file of a segment is, and its digest.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardLocation {
     /// The node holding it; `None` when the shard was never written or is
@@ -101,6 +103,7 @@ impl ShardLocation {
 }
 
 /// One segment: a run of stripes with one placement.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentManifest {
     /// Object bytes in this segment.
@@ -117,6 +120,7 @@ impl SegmentManifest {
 }
 
 /// Everything the cluster records about one object.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectManifest {
     /// Bucket name.
@@ -172,7 +176,8 @@ impl ObjectManifest {
 
     /// Object bytes in a full segment.
     pub fn segment_bytes(&self) -> u64 {
-        self.stripe_bytes() * self.segment_stripes as u64
+        self.stripe_bytes()
+            .saturating_mul(self.segment_stripes as u64)
     }
 
     /// Bytes stored in the shard files: the object's bytes, or with
@@ -194,26 +199,32 @@ impl ObjectManifest {
         self.segments.iter().map(SegmentManifest::missing).sum()
     }
 
-    /// The stripes that hold stored bytes `[start, end)`, in order.
-    pub fn stripes_for(&self, start: u64, end: u64) -> Vec<StripeRef> {
+    /// The stripes that hold stored bytes `[start, end)`, in order, made
+    /// one at a time as they are read (an object's stripes are never all
+    /// in memory at once).
+    pub fn stripes_for(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Iterator<Item = StripeRef> + Send + 'static {
         let stripe_bytes = self.stripe_bytes().max(1);
         let size = self.stored_size();
         let end = end.min(size);
-        if start >= end {
-            return Vec::new();
-        }
         let per_segment = self.segment_stripes.max(1) as u64;
-        (start / stripe_bytes..end.div_ceil(stripe_bytes))
-            .map(|global| {
-                let offset = global * stripe_bytes;
-                StripeRef {
-                    segment: (global / per_segment) as u32,
-                    stripe: (global % per_segment) as u32,
-                    offset,
-                    bytes: stripe_bytes.min(size - offset),
-                }
-            })
-            .collect()
+        let globals = if start >= end {
+            0..0
+        } else {
+            start / stripe_bytes..end.div_ceil(stripe_bytes)
+        };
+        globals.map(move |global| {
+            let offset = global * stripe_bytes;
+            StripeRef {
+                segment: (global / per_segment) as u32,
+                stripe: (global % per_segment) as u32,
+                offset,
+                bytes: stripe_bytes.min(size - offset),
+            }
+        })
     }
 }
 
@@ -266,7 +277,7 @@ mod tests {
         // 4 x 10-byte blocks: 40-byte stripes, 3 stripes per segment.
         let m = manifest(250, 4, 10, 3);
         assert_eq!(m.stripes(), 7);
-        let all = m.stripes_for(0, u64::MAX);
+        let all: Vec<_> = m.stripes_for(0, u64::MAX).collect();
         assert_eq!(all.len(), 7);
         assert_eq!(
             all[6],
@@ -287,13 +298,10 @@ mod tests {
             }
         );
         let some = m.stripes_for(39, 41);
-        assert_eq!(
-            some.iter().map(|s| s.offset).collect::<Vec<_>>(),
-            vec![0, 40]
-        );
-        assert!(m.stripes_for(250, 300).is_empty());
-        assert!(m.stripes_for(10, 10).is_empty());
-        assert!(manifest(0, 4, 10, 3).stripes_for(0, 1).is_empty());
+        assert_eq!(some.map(|s| s.offset).collect::<Vec<_>>(), vec![0, 40]);
+        assert_eq!(m.stripes_for(250, 300).count(), 0);
+        assert_eq!(m.stripes_for(10, 10).count(), 0);
+        assert_eq!(manifest(0, 4, 10, 3).stripes_for(0, 1).count(), 0);
     }
 
     #[test]

@@ -206,6 +206,7 @@ impl DataPlane {
                 },
             })
             .await?;
+        crate::crash::point("put::after_begin_upload");
         // While this upload runs, it shows it is alive; dropped with it.
         let _alive = KeepAlive(tokio::spawn(keep_alive(self.cluster.clone(), object)));
         let mut body = Body::new(body, key);
@@ -258,6 +259,7 @@ impl DataPlane {
                 manifest.stored_size()
             )));
         }
+        crate::crash::point("put::before_commit");
         let committed = self
             .cluster
             .propose(Command::CreateObject {
@@ -265,7 +267,7 @@ impl DataPlane {
             })
             .await;
         match committed {
-            Ok(()) => {}
+            Ok(()) => crate::crash::point("put::after_commit"),
             // The state machine refused it: nothing was committed.
             Err(ClusterError::Meta(refusal)) => {
                 self.abandon_upload(object, &manifest.segments);
@@ -381,6 +383,7 @@ impl DataPlane {
                 }
                 *last = SegmentManifest { bytes, shards };
             }
+            crate::crash::point("put::after_segment");
             segment += 1;
         }
         Ok(())

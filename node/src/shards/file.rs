@@ -282,6 +282,7 @@ impl ShardWriter {
         } = self;
         let tmp = file.into_inner().map_err(|e| e.into_error())?;
         tmp.as_file().sync_all()?;
+        crate::crash::point("shard::before_rename");
         if replace {
             // Whatever is in the way is the damage being repaired.
             if std::fs::symlink_metadata(&final_path).is_ok_and(|m| m.is_dir()) {
