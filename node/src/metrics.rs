@@ -53,6 +53,8 @@ struct Instruments {
     raft_is_leader: IntGauge,
 
     shard_files: IntGauge,
+    shard_store_writable: IntGauge,
+    shard_store_free_bytes: IntGauge,
     shard_bytes: IntGauge,
 
     degraded: IntGaugeVec,
@@ -140,6 +142,16 @@ impl Metrics {
             "tresor_shard_files",
             "Shard files in this node's shard store.",
         );
+        let shard_store_writable = gauge(
+            r,
+            "tresor_shard_store_writable",
+            "1 when this node takes new shard files, 0 when its shard storage is full or gone.",
+        );
+        let shard_store_free_bytes = gauge(
+            r,
+            "tresor_shard_store_free_bytes",
+            "Bytes free on the file system of this node's shard store.",
+        );
         let shard_bytes = gauge(
             r,
             "tresor_shard_bytes",
@@ -213,6 +225,8 @@ impl Metrics {
                 raft_applied_index,
                 raft_is_leader,
                 shard_files,
+                shard_store_writable,
+                shard_store_free_bytes,
                 shard_bytes,
                 degraded,
                 degraded_total,
@@ -267,6 +281,15 @@ impl Metrics {
     pub fn set_shards(&self, files: u64, bytes: u64) {
         self.inner.shard_files.set(saturating_i64(files));
         self.inner.shard_bytes.set(saturating_i64(bytes));
+    }
+
+    /// Sets whether this node's shard store takes new files, and the bytes
+    /// free on its file system.
+    pub fn set_shard_store(&self, writable: bool, free_bytes: u64) {
+        self.inner.shard_store_writable.set(i64::from(writable));
+        self.inner
+            .shard_store_free_bytes
+            .set(saturating_i64(free_bytes));
     }
 
     /// Degraded segments cluster-wide by number of missing shard files: pass
@@ -707,6 +730,8 @@ mod tests {
             "tresor_raft_is_leader",
             "tresor_shard_files",
             "tresor_shard_bytes",
+            "tresor_shard_store_writable",
+            "tresor_shard_store_free_bytes",
             "tresor_degraded_segments",
             "tresor_degraded_segments_total",
             "tresor_repair_segments_done",

@@ -329,15 +329,23 @@ pub async fn run(
     spawn_gauges(
         cluster.clone(),
         workers.clone(),
+        store.clone(),
         metrics.clone(),
         stop_rx.clone(),
     );
     if let Some(listener) = http_listener {
+        let store_for_health = store.clone();
         let mut stop = stop_rx.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let app = axum::Router::new()
-                .route("/health", axum::routing::get(|| async { "ok\n" }))
+                .route(
+                    "/health",
+                    axum::routing::get(move || {
+                        let store = store_for_health.clone();
+                        async move { shard_store_health(&store) }
+                    }),
+                )
                 .route(
                     "/metrics",
                     axum::routing::get(move || {
@@ -467,14 +475,41 @@ fn spawn_workers(
 
 /// Refreshes the gauges that are read from state rather than counted as
 /// things happen, every two seconds.
+/// `/health`: 200 `ok`, or 503 with the reason when this node's shard
+/// storage takes no new files (full, or its directories gone).
+fn shard_store_health(store: &crate::shards::ShardStore) -> (axum::http::StatusCode, String) {
+    match store.health() {
+        Ok(_) => (axum::http::StatusCode::OK, "ok\n".into()),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {e}\n"),
+        ),
+    }
+}
+
 fn spawn_gauges(
     cluster: Arc<Cluster>,
     workers: Arc<crate::workers::Workers>,
+    store: Arc<crate::shards::ShardStore>,
     metrics: crate::metrics::Metrics,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
+        let mut store_was_healthy = true;
         loop {
+            let health = store.health();
+            let healthy = health.is_ok();
+            metrics.set_shard_store(healthy, store.free_bytes().unwrap_or(0));
+            match &health {
+                Err(e) if store_was_healthy => {
+                    tracing::error!(error = %e, "shard storage takes no new files: shards go to other nodes until this is fixed")
+                }
+                Ok(_) if !store_was_healthy => {
+                    tracing::info!("shard storage takes new files again")
+                }
+                _ => {}
+            }
+            store_was_healthy = healthy;
             let m = cluster.raft().metrics().borrow().clone();
             let own = cluster.config().node_id;
             metrics.set_raft(

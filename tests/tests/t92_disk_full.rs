@@ -27,6 +27,7 @@ async fn tmpfs_cluster(nodes: usize) -> anyhow::Result<Option<Harness>> {
         segment_bytes: 64 * 4 * SHARD as u64,
     };
     s.healing.down_after_secs = 3;
+    s.http = true;
     let Some(mut h) = cluster!(tmpfs = TMPFS_BYTES, spec = s)? else {
         return Ok(None);
     };
@@ -59,6 +60,31 @@ async fn put_many(
     Ok(out)
 }
 
+/// The status line and body of node `id`'s `/health`.
+async fn health(h: &Harness, id: u64) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = h
+        .http_addr(id)
+        .ok_or_else(|| anyhow::anyhow!("node {id} has no HTTP port"))?;
+    let ask = async {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await?;
+        conn.write_all(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await?;
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await?;
+        anyhow::Ok(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(10), ask).await??;
+    let status = answer.lines().next().unwrap_or_default().to_string();
+    let body = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    Ok(format!("{status} {body}"))
+}
+
 async fn read_all(h: &Harness, via: u64, objects: &[(String, String)]) -> anyhow::Result<()> {
     for (key, sum) in objects {
         let (_, bytes) = h
@@ -85,7 +111,13 @@ async fn nearly_full_node_is_placed_around_and_used_again_once_space_returns() -
 
     // Less free than the shard store keeps in reserve, more than the
     // metadata store needs: shards refused, Raft unaffected.
+    assert!(health(&h, full).await?.contains("200"), "healthy before");
     let filler = fill(&h.data_dir(full), 16 * 1024 * 1024)?;
+    let unhealthy = health(&h, full).await?;
+    assert!(
+        unhealthy.contains("503") && unhealthy.contains("reserve"),
+        "{unhealthy}"
+    );
     let files_before = h.shard_files(full).len();
     let while_full = put_many(&h, &h.ids(), "full", 14).await?;
     for (key, _) in &while_full {
@@ -103,6 +135,10 @@ async fn nearly_full_node_is_placed_around_and_used_again_once_space_returns() -
     read_all(&h, full, &while_full).await?;
 
     std::fs::remove_file(&filler)?;
+    assert!(
+        health(&h, full).await?.contains("200"),
+        "healthy once space returned"
+    );
     let after = put_many(&h, &others, "after", 14).await?;
     let taken = h.shard_files(full).len() - files_before;
     eprintln!(

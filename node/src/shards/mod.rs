@@ -171,7 +171,28 @@ impl ShardStore {
     }
 
     fn check_writable(&self, id: &ShardId) -> Result<(), ShardError> {
-        for dir in [&self.tmp, &self.fan_out_dir(id.object_id[0])] {
+        let fan_out = self.fan_out_dir(id.object_id[0]);
+        if !fan_out.is_dir() {
+            return Err(ShardError::Io(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("shard directory {} is missing", fan_out.display()),
+            )));
+        }
+        self.health().map(|_| ())
+    }
+
+    /// Bytes free for new files on this store's file system.
+    pub fn free_bytes(&self) -> io::Result<u64> {
+        nix::sys::statvfs::statvfs(&self.tmp)
+            .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
+            .map_err(io::Error::from)
+    }
+
+    /// Whether this store takes new files, with the bytes free on its file
+    /// system: an error says why not (directories gone, less than
+    /// [`MIN_FREE_BYTES`] free).
+    pub fn health(&self) -> Result<u64, ShardError> {
+        for dir in [&self.tmp, &self.shards] {
             if !dir.is_dir() {
                 return Err(ShardError::Io(io::Error::new(
                     io::ErrorKind::NotFound,
@@ -179,16 +200,14 @@ impl ShardStore {
                 )));
             }
         }
-        let free = nix::sys::statvfs::statvfs(&self.tmp)
-            .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
-            .map_err(io::Error::from)?;
+        let free = self.free_bytes()?;
         if free < MIN_FREE_BYTES {
             return Err(ShardError::Io(io::Error::new(
                 io::ErrorKind::StorageFull,
                 format!("{free} bytes free, less than the {MIN_FREE_BYTES} kept in reserve"),
             )));
         }
-        Ok(())
+        Ok(free)
     }
 
     /// Opens the committed file of `id` and checks its header (names `id`),
