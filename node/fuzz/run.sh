@@ -1,12 +1,3 @@
-    echo "== fuzz $target for ${seconds}s"
-    log="$corpus/$target.log"
-    if ! cargo fuzz run -s none -O "$target" "${inputs[@]}" -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
-        tail -n 60 "$log" >&2
-        echo "fuzz target $target failed; the input is under node/fuzz/artifacts/$target/" >&2
-        exit 1
-    fi
-    grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^#[0-9]+ +DONE' "$log" || true
 #!/usr/bin/env bash
 # Runs every fuzz target for a bounded time (default 30 s each), starting
 # from the committed seeds and regression inputs; fails on the first crash
@@ -24,21 +15,22 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -s none -O
-corpus="$(mktemp -d)"
-trap 'rm -rf "$corpus"' EXIT
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
 for target in $(cargo fuzz list); do
-    mkdir -p "$corpus/$target"
-    inputs=("$corpus/$target")
+    mkdir -p "$work/$target"
+    inputs=("$work/$target")
     for dir in "seeds/$target" "regressions/$target"; do
         if [ -d "$dir" ]; then inputs+=("$dir"); fi
     done
     echo "== fuzz $target for ${seconds}s"
-    cargo fuzz run -s none -O "$target" "${inputs[@]}" -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 2>&1 |
-        grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|panicked|ERROR|SUMMARY|artifact' || true
-    status="${PIPESTATUS[0]}"
-    if [ "$status" -ne 0 ]; then
-        echo "fuzz target $target failed (exit $status); the input is under node/fuzz/artifacts/$target/" >&2
-        exit "$status"
+    log="$work/$target.log"
+    if ! cargo fuzz run -s none -O "$target" "${inputs[@]}" -- \
+        -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+        >"$log" 2>&1; then
+        tail -n 60 "$log" >&2
+        echo "fuzz target $target failed; the input is under node/fuzz/artifacts/$target/" >&2
+        exit 1
     fi
+    grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^#[0-9]+ +DONE' "$log" || true
 done

@@ -20,14 +20,12 @@ use std::path::{Path, PathBuf};
 
 use rand::RngCore;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use serde::{Deserialize, Serialize};
 
 use crate::meta::ObjectId;
+use crate::meta::{ObjectEncryption, WrappedKey};
 
 /// Object bytes sealed together: the unit a range read decrypts.
 pub const CHUNK_BYTES: u32 = 64 * 1024;
-/// Bytes the authentication tag adds to each chunk.
-pub const TAG_BYTES: u64 = 16;
 
 /// Errors of key handling and decryption.
 #[derive(Debug, thiserror::Error)]
@@ -164,44 +162,6 @@ impl MasterKeys {
             .iter()
             .find(|k| k.id == id)
             .ok_or_else(|| CryptoError::UnknownKey(id.to_string()))
-    }
-}
-
-/// A data key wrapped by a master key, as kept in a manifest.
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WrappedKey {
-    /// Id of the master key that wrapped it.
-    pub key_id: String,
-    /// Hex nonce of the wrapping.
-    pub nonce: String,
-    /// Hex ciphertext and tag of the data key.
-    pub sealed: String,
-}
-
-/// How an object is encrypted, as kept in its manifest.
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectEncryption {
-    /// Object bytes per sealed chunk.
-    pub chunk_bytes: u32,
-    /// The object's data key, wrapped.
-    pub key: WrappedKey,
-}
-
-impl ObjectEncryption {
-    /// Stored bytes for `plain` object bytes.
-    pub fn stored_len(&self, plain: u64) -> u64 {
-        // A manifest never holds 0; should one, reads fail authentication
-        // instead of dividing by zero.
-        plain.saturating_add(
-            TAG_BYTES.saturating_mul(plain.div_ceil(self.chunk_bytes.max(1) as u64)),
-        )
-    }
-
-    /// Stored bytes of one sealed chunk.
-    pub fn sealed_chunk_len(&self) -> u64 {
-        self.chunk_bytes as u64 + TAG_BYTES
     }
 }
 
@@ -360,6 +320,7 @@ pub fn chunks_for(enc: &ObjectEncryption, size: u64, start: u64, end: u64) -> (u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::TAG_BYTES;
 
     const FILE: &str = "# cluster keys\nk1 0101010101010101010101010101010101010101010101010101010101010101\n\nk2 0202020202020202020202020202020202020202020202020202020202020202 # new\n";
 

@@ -380,7 +380,7 @@ async fn a_node_certificate_cannot_act_for_a_principal_on_object_calls() -> anyh
         });
         if header {
             request.metadata_mut().insert(
-                tresor_node::auth::PRINCIPAL_HEADER,
+                tresor_node::api::auth::PRINCIPAL_HEADER,
                 tonic::metadata::MetadataValue::from_static(ADMIN_PRINCIPAL),
             );
         }

@@ -8,15 +8,15 @@ use tonic::{Request, Response, Status};
 use tresor_proto::v1 as pb;
 use tresor_proto::v1::admin_server::Admin;
 
+use super::audit::AuditSink;
+use super::auth::{new_token, visible_buckets, Action, Authorizer, Caller, PRINCIPAL_HEADER};
 use super::{outcome_of, to_status};
-use crate::audit::AuditSink;
-use crate::auth::{new_token, visible_buckets, Action, Authorizer, Caller, PRINCIPAL_HEADER};
-use crate::cluster::{Cluster, ClusterError, ClusterView, NodeView};
 use crate::meta::audit::{verify_chain, AuditEntry};
 use crate::meta::{
     now_ms, validate_bucket_name, validate_principal_name, Bucket, Command, Grant, MetaError,
     NodeRecord, NodeState, Principal, Role, Token,
 };
+use crate::raft::{Cluster, ClusterError, ClusterView, NodeView};
 use crate::workers::{cluster_health, Workers};
 
 /// Marks a request forwarded by another node, so it is never forwarded twice.

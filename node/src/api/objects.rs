@@ -8,13 +8,13 @@ use tonic::{Request, Response, Status, Streaming};
 use tresor_proto::v1 as pb;
 use tresor_proto::v1::objects_server::Objects;
 
+use super::audit::AuditSink;
+use super::auth::{peer_name, Action, Authorizer, Caller};
 use super::{object_status, outcome_of};
-use crate::audit::AuditSink;
-use crate::auth::{peer_name, Action, Authorizer, Caller};
-use crate::cluster::CaughtUp;
 use crate::meta::ObjectManifest;
 use crate::metrics::Metrics;
 use crate::objects::{DataPlane, ObjectError, ObjectRange, PutSpec};
+use crate::raft::CaughtUp;
 use std::time::{Duration, Instant};
 
 /// How long a Put may go without a message from its client before it is

@@ -2,8 +2,8 @@
 
 use tonic::Status;
 
-use crate::cluster::ClusterError;
 use crate::meta::MetaError;
+use crate::raft::ClusterError;
 
 /// The gRPC status a client sees for `e`.
 pub fn to_status(e: ClusterError) -> Status {

@@ -7,10 +7,12 @@
 //! in use) happens at apply time, so two racing proposals cannot both win.
 
 pub mod audit;
+mod encryption;
 mod model;
 mod object;
 mod store;
 
+pub use encryption::{ObjectEncryption, WrappedKey, TAG_BYTES};
 pub use model::{
     now_ms, validate_bucket_name, validate_principal_name, validate_scheme, Bucket, Command,
     CommandResult, Grant, KeyRewrap, MetaError, NodeRecord, NodeState, Principal, Role, Token,

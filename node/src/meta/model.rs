@@ -338,7 +338,7 @@ pub struct KeyRewrap {
     /// The master key id the current wrapping must have.
     pub from_key_id: String,
     /// The new wrapping.
-    pub wrapped: crate::crypto::WrappedKey,
+    pub wrapped: super::WrappedKey,
 }
 
 /// Why a command or request was refused. Carried through Raft as the
@@ -486,8 +486,6 @@ mod tests {
         ];
         for name in ok {
             assert_eq!(validate_principal_name(name), Ok(()), "{name}");
-            // Client certificates are issued under the same rule.
-            assert!(crate::tls::validate_principal_name(name).is_ok(), "{name}");
         }
         let bad = [
             "",
@@ -510,10 +508,6 @@ mod tests {
                     Err(MetaError::InvalidArgument(_))
                 ),
                 "{name:?} should be refused"
-            );
-            assert!(
-                crate::tls::validate_principal_name(name).is_err(),
-                "{name:?}"
             );
         }
     }

@@ -152,7 +152,7 @@ pub struct ObjectManifest {
     /// How the stored bytes are encrypted; `None` for objects written by
     /// an insecure cluster without a master key file.
     #[serde(default)]
-    pub encryption: Option<crate::crypto::ObjectEncryption>,
+    pub encryption: Option<super::ObjectEncryption>,
 }
 
 /// Where one stripe lies.

@@ -3,9 +3,9 @@
 //! objects' bytes are not touched: only the 32-byte data keys change hands.
 
 use super::ObjectError;
-use crate::cluster::Cluster;
 use crate::crypto::{DataKey, Keyring};
 use crate::meta::{Command, KeyRewrap};
+use crate::raft::Cluster;
 
 /// Data keys re-wrapped per Raft proposal.
 const REWRAPS_PER_PROPOSAL: usize = 256;

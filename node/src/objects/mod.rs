@@ -19,13 +19,13 @@ pub use peers::Peers;
 pub use read::{ObjectRange, ObjectStream};
 pub use write::{PutBody, PutSpec};
 
-use crate::cluster::{CaughtUp, Cluster, ClusterError};
 use crate::config::DataTuning;
 use crate::crypto::Keyring;
 use crate::meta::{
     validate_bucket_name, validate_key, Command, MetaError, NodeState, ObjectId, ObjectManifest,
 };
 use crate::placement::Candidate;
+use crate::raft::{CaughtUp, Cluster, ClusterError};
 
 /// Why an object operation failed; mapped to a gRPC status in `api`.
 #[derive(Debug, thiserror::Error)]

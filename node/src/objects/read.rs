@@ -14,10 +14,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tresor_proto::internal::v1 as ipb;
 
 use super::{DataPlane, ObjectError};
-use crate::cluster::CaughtUp;
-use crate::crypto::{chunks_for, CryptoError, DataKey, ObjectEncryption};
+use crate::crypto::{chunks_for, CryptoError, DataKey};
 use crate::erasure::Codec;
+use crate::meta::ObjectEncryption;
 use crate::meta::{ObjectManifest, StripeRef};
+use crate::raft::CaughtUp;
 
 /// How long one block fetch may take before its shard is counted as lost
 /// for this stripe and replaced by parity.

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use super::DataPlane;
-use crate::cluster::ClusterError;
 use crate::meta::{now_ms, Command, MetaError, ObjectId, SegmentManifest};
+use crate::raft::ClusterError;
 
 /// How long a coordinator keeps trying to learn whether a commit whose
 /// answer was lost went through, before it reports the outcome unknown.
@@ -46,7 +46,7 @@ impl Drop for KeepAlive {
 
 /// Touches the upload's record every [`TOUCH_EVERY`], so the leader does
 /// not expire an upload that is slow but alive.
-pub(super) async fn keep_alive(cluster: std::sync::Arc<crate::cluster::Cluster>, object: ObjectId) {
+pub(super) async fn keep_alive(cluster: std::sync::Arc<crate::raft::Cluster>, object: ObjectId) {
     loop {
         tokio::time::sleep(TOUCH_EVERY).await;
         let touched = cluster

@@ -14,14 +14,15 @@ use tresor_proto::internal::v1::shard_write;
 use super::targets::commit_all;
 use super::upload::{delete_shards_of, keep_alive, KeepAlive, Settled};
 use super::{DataPlane, ObjectError};
-use crate::cluster::CaughtUp;
-use crate::cluster::ClusterError;
-use crate::crypto::{DataKey, ObjectEncryption, CHUNK_BYTES};
+use crate::crypto::{DataKey, CHUNK_BYTES};
 use crate::erasure::Codec;
+use crate::meta::ObjectEncryption;
 use crate::meta::{
     now_ms, validate_bucket_name, validate_key, Command, ObjectId, ObjectManifest, SegmentManifest,
     ShardLocation, UploadRecord,
 };
+use crate::raft::CaughtUp;
+use crate::raft::ClusterError;
 
 /// What the client asked to store.
 #[derive(Debug, Clone)]

@@ -5,13 +5,18 @@
 // require; boxing it in our helpers would only move the cost around.
 #![allow(clippy::result_large_err)]
 
+mod cluster;
 pub mod log_store;
+mod membership;
 pub mod network;
+mod reads;
 pub mod service;
 pub mod state_machine;
 pub mod voters;
 
 use std::io::Cursor;
+
+pub use cluster::{CaughtUp, Cluster, ClusterError, ClusterView, NodeView, Role};
 
 use crate::meta::{Command, CommandResult};
 

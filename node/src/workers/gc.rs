@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 
 use super::{StatusHandle, Worker};
-use crate::cluster::Cluster;
 use crate::meta::ObjectId;
+use crate::raft::Cluster;
 use crate::shards::ShardStore;
 
 /// The orphan collector.

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 
 use super::{StatusHandle, Worker};
-use crate::cluster::Cluster;
 use crate::meta::{now_ms, Command, NodeState};
+use crate::raft::Cluster;
 
 /// The liveness worker.
 pub struct Liveness {

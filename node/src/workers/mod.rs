@@ -36,7 +36,7 @@ pub struct ClusterHealth {
 
 /// Computes [`ClusterHealth`].
 pub fn cluster_health(
-    cluster: &crate::cluster::Cluster,
+    cluster: &crate::raft::Cluster,
 ) -> Result<ClusterHealth, crate::meta::StoreError> {
     let meta = cluster.meta();
     let nodes: std::collections::HashMap<u64, crate::meta::NodeRecord> =

@@ -12,8 +12,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::{StatusHandle, Worker};
-use crate::cluster::Cluster;
 use crate::meta::{now_ms, Command, MetaError, ObjectId};
+use crate::raft::Cluster;
 
 /// Upload records read per page.
 const PAGE: usize = 500;
@@ -88,7 +88,7 @@ impl UploadExpiry {
                         );
                     }
                     // Committed meanwhile: not ours to expire.
-                    Err(crate::cluster::ClusterError::Meta(MetaError::AlreadyExists(_))) => {}
+                    Err(crate::raft::ClusterError::Meta(MetaError::AlreadyExists(_))) => {}
                     Err(e) => return Err(e.to_string()),
                 }
             }

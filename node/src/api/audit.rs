@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cluster::Cluster;
 use crate::meta::audit::AuditRecord;
 use crate::meta::{now_ms, Command};
+use crate::raft::Cluster;
 
 /// Most records in one batch.
 const BATCH: usize = 512;

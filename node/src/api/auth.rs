@@ -34,10 +34,10 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
-use crate::api::{outcome_of, to_status};
-use crate::audit::AuditSink;
-use crate::cluster::{CaughtUp, Cluster};
+use super::audit::AuditSink;
+use super::{outcome_of, to_status};
 use crate::meta::{now_ms, Grant, NodeState, Role, Token, BOOTSTRAP_ADMIN};
+use crate::raft::{CaughtUp, Cluster};
 use crate::tls::{peer_identity, PeerIdentity};
 
 /// Set by a node that forwards a call to the leader: the principal it

@@ -8,11 +8,17 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use crate::cluster::Cluster;
 use crate::config::NodeConfig;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, PeerContact};
 use crate::raft::state_machine::StateMachine;
+use crate::raft::Cluster;
+
+mod grpc;
+mod storage;
+
+use storage::raft_failure;
+pub use storage::restart_when_writable;
 
 /// Why a node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -64,74 +70,6 @@ pub enum ServeError {
     /// node stopped serving. [`restart_when_writable`] brings it back.
     #[error("metadata storage failed: {0}")]
     StorageFailed(String),
-}
-
-/// Resolves with the reason once Raft has stopped on an error of its own —
-/// in practice a write to the metadata store that failed.
-async fn raft_failure(raft: crate::raft::Raft) -> String {
-    let mut metrics = raft.metrics();
-    loop {
-        if let Err(fatal) = &metrics.borrow_and_update().running_state {
-            return fatal.to_string();
-        }
-        if metrics.changed().await.is_err() {
-            return "Raft stopped".into();
-        }
-    }
-}
-
-/// How often a node whose metadata storage failed tries the disk again.
-const STORAGE_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// After [`ServeError::StorageFailed`]: waits until `data_dir`'s metadata
-/// directory takes a 1 MiB file with fsync again (or `shutdown` resolves),
-/// then starts this process afresh in place (same pid, arguments and
-/// standard streams), so the node rejoins with clean state — Raft catches
-/// it up from its log. Returns only if that fails.
-pub async fn restart_when_writable(
-    data_dir: &Path,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let probe = data_dir.join("meta").join(".write-probe");
-    let writable = async {
-        let mut waited = 0u64;
-        loop {
-            let path = probe.clone();
-            let ok = tokio::task::spawn_blocking(move || {
-                use std::io::Write;
-                let wrote = std::fs::File::create(&path).and_then(|mut f| {
-                    f.write_all(&vec![0u8; 1 << 20])?;
-                    f.sync_all()
-                });
-                let _ = std::fs::remove_file(&path);
-                wrote.is_ok()
-            })
-            .await
-            .unwrap_or(false);
-            if ok {
-                return;
-            }
-            if waited.is_multiple_of(30) {
-                tracing::error!(
-                    dir = %data_dir.display(),
-                    "metadata storage still not writable; this node serves nothing until it is"
-                );
-            }
-            waited += STORAGE_PROBE_INTERVAL.as_secs();
-            tokio::time::sleep(STORAGE_PROBE_INTERVAL).await;
-        }
-    };
-    tokio::select! {
-        _ = writable => {}
-        _ = shutdown => return Ok(()),
-    }
-    tracing::warn!("metadata storage writable again: restarting the node");
-    let exe = std::env::current_exe()?;
-    use std::os::unix::process::CommandExt;
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .exec();
-    Err(anyhow::anyhow!("cannot restart the node: {err}"))
 }
 
 /// Loads the node's TLS material and makes its certificate the identity of
@@ -376,7 +314,7 @@ pub async fn run(
     let grpc_shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    let grpc = tokio::spawn(crate::api::serve_grpc(
+    let grpc = tokio::spawn(grpc::serve_grpc(
         cluster,
         plane,
         store,

@@ -1,0 +1,286 @@
+//! Membership changes: adding a node (checked first), draining, removing,
+//! and keeping the voters spread over zones. Each waits for its own commit
+//! with a bound and reports what it knows.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use openraft::{BasicNode, ChangeMembers};
+
+use super::cluster::{
+    raft_write_error, Cluster, ClusterError, NodeView, CATCH_UP_TIMEOUT, MEMBERSHIP_TIMEOUT,
+};
+use super::voters::{choose_voters, Candidate};
+use super::NodeId;
+use crate::config::{validate_host_port, validate_zone};
+use crate::meta::{now_ms, Command, MetaError, NodeRecord, NodeState};
+
+impl Cluster {
+    /// Adds a node as a learner, then rebalances voters.
+    pub async fn add_node(&self, mut record: NodeRecord) -> Result<NodeView, ClusterError> {
+        if record.id == 0 {
+            return Err(MetaError::InvalidArgument("node id must be at least 1".into()).into());
+        }
+        validate_zone(&record.zone)
+            .map_err(|r| MetaError::InvalidArgument(format!("invalid zone: {r}")))?;
+        validate_host_port(&record.addr)
+            .map_err(|r| MetaError::InvalidArgument(format!("invalid address: {r}")))?;
+        if !self.is_leader() {
+            return Err(ClusterError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        if let Some(existing) = self.meta.node(record.id)? {
+            return Err(MetaError::AlreadyExists(format!(
+                "node id {} is already in use{} (ids are never reused)",
+                record.id,
+                if existing.state == NodeState::Removed {
+                    " by a removed node"
+                } else {
+                    ""
+                }
+            ))
+            .into());
+        }
+        self.check_newcomer(&mut record).await?;
+        record.state = NodeState::Active;
+        record.added_ms = now_ms();
+        record.state_since_ms = record.added_ms;
+        self.propose(Command::AddNode {
+            node: record.clone(),
+        })
+        .await?;
+        let add = self
+            .raft
+            .add_learner(record.id, BasicNode::new(record.addr.clone()), true);
+        match tokio::time::timeout(CATCH_UP_TIMEOUT, add).await {
+            Err(_) => {
+                return Err(ClusterError::Unavailable(format!(
+                    "node {} was added as a learner but did not catch up within {} s",
+                    record.id,
+                    CATCH_UP_TIMEOUT.as_secs()
+                )))
+            }
+            Ok(r) => {
+                r.map_err(raft_write_error)?;
+            }
+        }
+        self.rebalance_voters(None).await?;
+        tracing::info!(
+            node_id = record.id,
+            addr = record.addr,
+            zone = record.zone,
+            "node added"
+        );
+        let view = self.view().await?;
+        view.nodes
+            .into_iter()
+            .find(|n| n.record.id == record.id)
+            .ok_or_else(|| {
+                ClusterError::Unavailable(format!("node {} vanished while being added", record.id))
+            })
+    }
+
+    /// Asks the node at `record.addr` who it is, so an operator's typo cannot
+    /// add the wrong machine or a node of another cluster.
+    pub(super) async fn check_newcomer(&self, record: &mut NodeRecord) -> Result<(), ClusterError> {
+        let mut client = tresor_client::admin(&record.addr)
+            .await
+            .map_err(|e| ClusterError::Unavailable(format!("cannot reach the new node: {e}")))?;
+        let info = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.node_info(tresor_proto::v1::NodeInfoRequest {}),
+        )
+        .await
+        .map_err(|_| {
+            ClusterError::Unavailable(format!("node at {} did not answer in time", record.addr))
+        })?
+        .map_err(|s| {
+            ClusterError::Unavailable(format!(
+                "node at {} did not answer: {}",
+                record.addr,
+                s.message()
+            ))
+        })?
+        .into_inner();
+        if info.node_id != record.id {
+            return Err(MetaError::InvalidArgument(format!(
+                "the node at {} has id {} in its config, not {}",
+                record.addr, info.node_id, record.id
+            ))
+            .into());
+        }
+        if info.zone != record.zone {
+            return Err(MetaError::InvalidArgument(format!(
+                "the node at {} is in zone {:?} by its config, not {:?}",
+                record.addr, info.zone, record.zone
+            ))
+            .into());
+        }
+        let ours = self.meta.cluster_id()?.unwrap_or_default();
+        if info.initialized && info.cluster_id != ours {
+            return Err(MetaError::FailedPrecondition(format!(
+                "the node at {} already belongs to another cluster ({}); give it an empty data_dir",
+                record.addr,
+                if info.cluster_id.is_empty() {
+                    "unknown"
+                } else {
+                    &info.cluster_id
+                }
+            ))
+            .into());
+        }
+        if record.capacity == 0 {
+            record.capacity = info.capacity;
+        }
+        record.incarnation = info.incarnation;
+        Ok(())
+    }
+
+    /// Marks a node draining: repair moves its shards to other nodes.
+    pub async fn drain_node(&self, id: NodeId) -> Result<(), ClusterError> {
+        if !self.is_leader() {
+            return Err(ClusterError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        match self.meta.node(id)? {
+            None => return Err(MetaError::NotFound(format!("no node with id {id}")).into()),
+            Some(n) if n.state == NodeState::Removed => {
+                return Err(MetaError::NotFound(format!("node {id} is removed")).into())
+            }
+            Some(_) => {}
+        }
+        self.propose(Command::SetNodeState {
+            id,
+            state: NodeState::Draining,
+            since_ms: now_ms(),
+        })
+        .await?;
+        tracing::info!(node_id = id, "node draining");
+        Ok(())
+    }
+
+    /// Removes a node from the cluster, voter, learner or leader.
+    pub async fn remove_node(&self, id: NodeId, force: bool) -> Result<(), ClusterError> {
+        if !self.is_leader() {
+            return Err(ClusterError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let Some(record) = self.meta.node(id)? else {
+            return Err(MetaError::NotFound(format!("no node with id {id}")).into());
+        };
+        let holds = self.shards_per_node()?.get(&id).copied().unwrap_or(0);
+        if holds > 0 && !force && record.state != NodeState::Removed {
+            return Err(MetaError::FailedPrecondition(format!(
+                "node {id} still holds {holds} shard file(s); drain it first (`tresor-node nodes drain --id {id}`), \
+                 or remove it with --force to have them rebuilt from the other shards"
+            ))
+            .into());
+        }
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let in_membership = membership.membership().get_node(&id).is_some();
+        if record.state == NodeState::Removed && !in_membership {
+            return Err(MetaError::NotFound(format!("node {id} is already removed")).into());
+        }
+        let voters: BTreeSet<NodeId> = membership.membership().voter_ids().collect();
+        if voters.len() == 1 && voters.contains(&id) {
+            return Err(MetaError::FailedPrecondition(format!(
+                "node {id} is the cluster's only voter; add another node first"
+            ))
+            .into());
+        }
+        if record.state != NodeState::Removed {
+            self.propose(Command::RemoveNode { id }).await?;
+        }
+        let changed = async {
+            self.rebalance_voters(Some(id)).await?;
+            let still_member = self
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .is_some();
+            if still_member {
+                let mut gone = BTreeSet::new();
+                gone.insert(id);
+                self.change_membership(ChangeMembers::RemoveNodes(gone), false)
+                    .await?;
+            }
+            Ok::<(), ClusterError>(())
+        }
+        .await;
+        if let Err(e) = changed {
+            // A leader removing itself may lose leadership before it hears
+            // the change commit; what it knows of the membership decides.
+            let voter = self
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == id);
+            if voter || id != self.config.node_id {
+                return Err(e);
+            }
+            tracing::warn!(node_id = id, error = %e, "removed myself; the change's last step was not confirmed here");
+        }
+        tracing::info!(node_id = id, "node removed");
+        Ok(())
+    }
+
+    /// Recomputes the voter set over the members that are not removed
+    /// (and not `leaving`), and commits it if it changed. A voter that
+    /// loses its seat stays a learner unless it is `leaving`.
+    pub(super) async fn rebalance_voters(
+        &self,
+        leaving: Option<NodeId>,
+    ) -> Result<(), ClusterError> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let current: BTreeSet<NodeId> = membership.membership().voter_ids().collect();
+        let records = self.meta.nodes()?;
+        let candidates: Vec<Candidate<'_>> = records
+            .iter()
+            .filter(|r| r.state != NodeState::Removed && Some(r.id) != leaving)
+            .filter(|r| membership.membership().get_node(&r.id).is_some())
+            .map(|r| Candidate {
+                id: r.id,
+                zone: &r.zone,
+            })
+            .collect();
+        let wanted = choose_voters(&candidates, &current);
+        if wanted.is_empty() || wanted == current {
+            return Ok(());
+        }
+        tracing::info!(?current, ?wanted, "changing voters");
+        self.change_membership(ChangeMembers::ReplaceAllVoters(wanted), leaving.is_none())
+            .await
+    }
+
+    /// Commits a membership change, waiting at most [`MEMBERSHIP_TIMEOUT`].
+    /// A leader that removes itself may never hear its own change commit;
+    /// past the bound the caller is told the outcome is unknown, and
+    /// `status` shows the membership as it is.
+    pub(super) async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, BasicNode>,
+        retain: bool,
+    ) -> Result<(), ClusterError> {
+        match tokio::time::timeout(
+            MEMBERSHIP_TIMEOUT,
+            self.raft.change_membership(change, retain),
+        )
+        .await
+        {
+            Ok(done) => done.map(|_| ()).map_err(raft_write_error),
+            Err(_) => Err(ClusterError::Unavailable(format!(
+                "the membership change did not commit within {MEMBERSHIP_TIMEOUT:?}; \
+                 its outcome is unknown: check `tresor-node status`"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The node's one gRPC server: every service on one port, built in one
+//! place, so transport security is switched on for all of them at once —
+//! TLS (unless `insecure`), connection limits and timeouts, and
+//! [`MemberGuard`] in front of the internal services (Raft, Shards).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
+use tresor_client::channel::MAX_MESSAGE_BYTES;
+use tresor_proto::internal::v1::raft_server::RaftServer;
+use tresor_proto::internal::v1::shards_server::ShardsServer;
+use tresor_proto::v1::admin_server::AdminServer;
+use tresor_proto::v1::objects_server::ObjectsServer;
+
+use crate::api::{admin, audit, connections, objects, shards, MemberGuard};
+use crate::objects::DataPlane;
+use crate::raft::service::RaftService;
+use crate::raft::Cluster;
+use crate::shards::ShardStore;
+
+/// Serves every gRPC service of the node on `listener` until `shutdown`,
+/// over TLS with `tls` (plaintext without: `insecure`).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn serve_grpc(
+    cluster: Arc<Cluster>,
+    plane: Arc<DataPlane>,
+    store: Arc<ShardStore>,
+    workers: Arc<crate::workers::Workers>,
+    metrics: crate::metrics::Metrics,
+    listener: TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let guard = MemberGuard::new(
+        cluster.meta().clone(),
+        cluster.raft().clone(),
+        tls.is_none(),
+    );
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AdminServer<admin::AdminService>>()
+        .await;
+    health_reporter
+        .set_serving::<ObjectsServer<objects::ObjectsService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tresor_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| {
+            tracing::error!(error = %e, "reflection service disabled");
+        })
+        .ok();
+    let audit = audit::AuditSink::spawn(cluster.clone());
+    let admin = AdminServer::new(admin::AdminService::new(
+        cluster.clone(),
+        workers,
+        audit.clone(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let raft = RaftServer::new(RaftService::new(
+        cluster.raft().clone(),
+        cluster.config().node_id,
+        cluster.incarnation().to_string(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let raft = InterceptedService::new(raft, guard.clone());
+    let objects = ObjectsServer::new(objects::ObjectsService::new(plane, metrics, audit))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let shards = ShardsServer::new(shards::ShardsService::new(store))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let shards = InterceptedService::new(shards, guard);
+    let incoming = connections::incoming(listener, connections::ConnectionLimits::default());
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        // Applies to connections from `serve_with_incoming_shutdown` too:
+        // tonic wraps each accepted stream in the TLS handshake, and the
+        // verified client certificates reach requests as `peer_certs()`.
+        server = server.tls_config(tls)?;
+    }
+    let router = server
+        .initial_stream_window_size(8 * 1024 * 1024)
+        .initial_connection_window_size(16 * 1024 * 1024)
+        .tcp_nodelay(true)
+        // Pings find dead peers (a black-holed link keeps a TCP connection
+        // open for ever) and keep live ones inside the idle timeout.
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        .add_service(health_service)
+        .add_optional_service(reflection)
+        .add_service(admin)
+        .add_service(raft)
+        .add_service(objects)
+        .add_service(shards);
+    router
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
