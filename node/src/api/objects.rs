@@ -179,8 +179,12 @@ impl Objects for ObjectsService {
             .map(|r| r.get_ref().sha256.clone())
             .unwrap_or_default();
         self.record("put", started, &result, size, 0);
-        self.audit_after(&principal, "put", &named.0, &named.1, &sha, &result)
-            .await;
+        // A stored object committed with its audit record; a refusal or a
+        // failure is recorded here.
+        if result.is_err() {
+            self.audit_after(&principal, "put", &named.0, &named.1, &sha, &result)
+                .await;
+        }
         result
     }
 
@@ -273,8 +277,11 @@ impl Objects for ObjectsService {
         let principal = caller.name();
         let result = self.delete_inner(request, &caller).await;
         self.record("delete", started, &result, 0, 0);
-        self.audit_after(principal, "delete", &bucket, &key, "", &result)
-            .await;
+        // A delete that happened committed with its audit record.
+        if result.is_err() {
+            self.audit_after(principal, "delete", &bucket, &key, "", &result)
+                .await;
+        }
         result
     }
 
@@ -306,6 +313,7 @@ impl ObjectsService {
             content_type: header.content_type,
             metadata: header.metadata.into_iter().collect(),
             expected_sha256: Some(header.expected_sha256).filter(|s| !s.is_empty()),
+            principal: caller.name().to_string(),
         };
         // A client that stops sending mid-upload is cut off rather than
         // holding the upload's buffers and shard streams for ever.
@@ -439,7 +447,7 @@ impl ObjectsService {
         let caught_up = self.caught_up(caller).await?;
         let req = request.into_inner();
         self.plane
-            .delete(caught_up, &req.bucket, &req.key)
+            .delete(caught_up, &req.bucket, &req.key, caller.name())
             .await
             .map_err(object_status)?;
         Ok(Response::new(pb::DeleteResponse {}))

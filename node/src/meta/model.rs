@@ -225,6 +225,10 @@ pub enum Command {
     CreateObject {
         /// Its manifest, shards already durable.
         manifest: Box<super::ObjectManifest>,
+        /// The put's audit record, appended to the audit log in the same
+        /// commit: an object is never stored without its record.
+        #[serde(default)]
+        audit: Option<super::audit::AuditRecord>,
     },
     /// Changes a node's liveness or drain state (never to or from `Removed`).
     SetNodeState {
@@ -268,6 +272,9 @@ pub enum Command {
         bucket: String,
         /// Key.
         key: String,
+        /// The delete's audit record, appended in the same commit.
+        #[serde(default)]
+        audit: Option<super::audit::AuditRecord>,
     },
     /// Creates a principal, without roles. Refused if the name exists.
     CreatePrincipal {

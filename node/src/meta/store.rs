@@ -350,6 +350,29 @@ impl MetaStore {
         self.scan(OBJECT_PREFIX)
     }
 
+    /// Adds `records` to the hash-chained audit log, after its head.
+    fn append_audit<'a>(
+        &self,
+        records: impl Iterator<Item = &'a super::audit::AuditRecord>,
+        batch: &mut sled::Batch,
+    ) -> Result<(), StoreError> {
+        let (mut seq, mut prev) = self.audit_head()?;
+        let mut appended = false;
+        for record in records {
+            seq += 1;
+            let entry = super::audit::chain(seq, record.clone(), &prev);
+            let mut k = AUDIT_PREFIX.to_vec();
+            k.extend_from_slice(&seq.to_be_bytes());
+            prev = entry.hash.clone();
+            batch.insert(k, encode(&entry));
+            appended = true;
+        }
+        if appended {
+            batch.insert(AUDIT_HEAD, encode(&(seq, prev)));
+        }
+        Ok(())
+    }
+
     /// Checks `command` against the current state and, if it is allowed,
     /// adds its writes to `batch`. Deterministic: every replica reaches the
     /// same decision. A refused command adds nothing.
@@ -455,7 +478,7 @@ impl MetaStore {
                     ))));
                 }
             }
-            Command::CreateObject { manifest } => {
+            Command::CreateObject { manifest, audit } => {
                 // The same object again: a proposal retried after its first
                 // attempt committed. Say it succeeded, change nothing.
                 if let Some(name) = self.tree.get(object_id_key(&manifest.object_id))? {
@@ -497,6 +520,7 @@ impl MetaStore {
                 batch.remove(upload_key(&manifest.object_id));
                 batch.insert(object_id_key(&manifest.object_id), name);
                 batch.insert(key, encode(manifest));
+                self.append_audit(audit.iter(), batch)?;
             }
             Command::SetNodeState {
                 id,
@@ -555,18 +579,7 @@ impl MetaStore {
                 }
                 batch.insert(k, encode(&manifest));
             }
-            Command::AppendAudit { records } => {
-                let (mut seq, mut prev) = self.audit_head()?;
-                for record in records {
-                    seq += 1;
-                    let entry = super::audit::chain(seq, record.clone(), &prev);
-                    let mut k = AUDIT_PREFIX.to_vec();
-                    k.extend_from_slice(&seq.to_be_bytes());
-                    prev = entry.hash.clone();
-                    batch.insert(k, encode(&entry));
-                }
-                batch.insert(AUDIT_HEAD, encode(&(seq, prev)));
-            }
+            Command::AppendAudit { records } => self.append_audit(records.iter(), batch)?,
             Command::RewrapKeys { rewraps } => {
                 for r in rewraps {
                     let k = object_key(&r.bucket, &r.key);
@@ -583,7 +596,7 @@ impl MetaStore {
                     batch.insert(k, encode(&manifest));
                 }
             }
-            Command::DeleteObject { bucket, key } => {
+            Command::DeleteObject { bucket, key, audit } => {
                 let k = object_key(bucket, key);
                 // The manifest holds the only copy of the wrapped data key:
                 // removing it is what makes the shards unreadable.
@@ -594,6 +607,7 @@ impl MetaStore {
                 };
                 batch.remove(object_id_key(&manifest.object_id));
                 batch.remove(k);
+                self.append_audit(audit.iter(), batch)?;
             }
             Command::CreatePrincipal { principal } => {
                 if let Err(e) = validate_principal_name(&principal.name) {
@@ -722,6 +736,94 @@ mod tests {
             state_since_ms: 0,
             incarnation: String::new(),
         }
+    }
+
+    fn audit(action: &str, key: &str) -> super::super::audit::AuditRecord {
+        super::super::audit::AuditRecord {
+            time_ms: 1,
+            node: 1,
+            principal: "cam-7".into(),
+            action: action.into(),
+            bucket: "footage".into(),
+            key: key.into(),
+            object_sha256: "ab".into(),
+            outcome: "ok".into(),
+        }
+    }
+
+    #[test]
+    fn an_object_and_its_audit_record_commit_together() {
+        let (_d, s) = store();
+        let bucket = Bucket {
+            name: "footage".into(),
+            data: 4,
+            parity: 2,
+            created_ms: 0,
+        };
+        run(&s, Command::CreateBucket { bucket }).expect("bucket");
+        let id = super::super::ObjectId([7; 16]);
+        let upload = UploadRecord {
+            object_id: id,
+            bucket: "footage".into(),
+            key: "k".into(),
+            coordinator: 1,
+            started_ms: 0,
+            touched_ms: 0,
+        };
+        run(&s, Command::BeginUpload { upload }).expect("upload");
+        let manifest = ObjectManifest {
+            bucket: "footage".into(),
+            key: "k".into(),
+            object_id: id,
+            size: 0,
+            sha256: "ab".into(),
+            content_type: String::new(),
+            metadata: Default::default(),
+            data: 4,
+            parity: 2,
+            block_size: 4096,
+            segment_stripes: 1,
+            created_ms: 0,
+            segments: Vec::new(),
+            encryption: None,
+        };
+        let create = Command::CreateObject {
+            manifest: Box::new(manifest.clone()),
+            audit: Some(audit("put", "k")),
+        };
+        run(&s, create.clone()).expect("create");
+        assert_eq!(
+            s.audit_head().expect("head").0,
+            1,
+            "one record with the object"
+        );
+        // A retried proposal changes nothing, its record included.
+        run(&s, create).expect("retry");
+        assert_eq!(s.audit_head().expect("head").0, 1, "a retry recorded twice");
+        // A refused commit records nothing (the caller records the refusal).
+        let other = Command::CreateObject {
+            manifest: Box::new(ObjectManifest {
+                object_id: super::super::ObjectId([8; 16]),
+                ..manifest
+            }),
+            audit: Some(audit("put", "k")),
+        };
+        assert!(run(&s, other).is_err());
+        assert_eq!(
+            s.audit_head().expect("head").0,
+            1,
+            "a refused put was recorded as done"
+        );
+        let delete = Command::DeleteObject {
+            bucket: "footage".into(),
+            key: "k".into(),
+            audit: Some(audit("delete", "k")),
+        };
+        run(&s, delete).expect("delete");
+        let entries = s.audit_entries(0, 10).expect("entries");
+        let actions: Vec<_> = entries.iter().map(|e| e.record.action.as_str()).collect();
+        assert_eq!(actions, ["put", "delete"]);
+        assert!(s.object("footage", "k").expect("read").is_none());
     }
 
     #[test]

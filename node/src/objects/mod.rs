@@ -22,7 +22,8 @@ pub use write::{PutBody, PutSpec};
 use crate::config::DataTuning;
 use crate::crypto::Keyring;
 use crate::meta::{
-    validate_bucket_name, validate_key, Command, MetaError, NodeState, ObjectId, ObjectManifest,
+    audit::AuditRecord, now_ms, validate_bucket_name, validate_key, Command, MetaError, NodeState,
+    ObjectId, ObjectManifest,
 };
 use crate::placement::Candidate;
 use crate::raft::{CaughtUp, Cluster, ClusterError};
@@ -192,13 +193,37 @@ impl DataPlane {
         Ok((objects, next))
     }
 
+    /// The audit record of a change this node makes on `principal`'s
+    /// behalf, committed in the same Raft command as the change.
+    fn audit_record(
+        &self,
+        principal: &str,
+        action: &str,
+        bucket: &str,
+        key: &str,
+        sha256: &str,
+    ) -> AuditRecord {
+        AuditRecord {
+            time_ms: now_ms(),
+            node: self.cluster.config().node_id,
+            principal: principal.to_string(),
+            action: action.to_string(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            object_sha256: sha256.to_string(),
+            outcome: "ok".to_string(),
+        }
+    }
+
     /// Removes `bucket/key`: the manifest first (the object is gone from
     /// that commit on), then, best effort, its shard files.
+    /// The audit record of the delete commits with it.
     pub async fn delete(
         &self,
         caught_up: CaughtUp,
         bucket: &str,
         key: &str,
+        principal: &str,
     ) -> Result<(), ObjectError> {
         let manifest = self.manifest(caught_up, bucket, key)?;
         let deleted = self
@@ -206,6 +231,7 @@ impl DataPlane {
             .propose(Command::DeleteObject {
                 bucket: bucket.to_string(),
                 key: key.to_string(),
+                audit: Some(self.audit_record(principal, "delete", bucket, key, &manifest.sha256)),
             })
             .await;
         match deleted {

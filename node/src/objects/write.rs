@@ -37,6 +37,8 @@ pub struct PutSpec {
     pub metadata: BTreeMap<String, String>,
     /// Lowercase hex SHA-256 the bytes must have, if given.
     pub expected_sha256: Option<String>,
+    /// Who is storing it: the object commits with its audit record.
+    pub principal: String,
 }
 
 /// The object's bytes, as the client sends them.
@@ -235,6 +237,7 @@ impl DataPlane {
                 )));
             }
         }
+        let spec_principal = spec.principal;
         let manifest = ObjectManifest {
             bucket: spec.bucket,
             key: spec.key,
@@ -264,6 +267,13 @@ impl DataPlane {
         let committed = self
             .cluster
             .propose(Command::CreateObject {
+                audit: Some(self.audit_record(
+                    &spec_principal,
+                    "put",
+                    &manifest.bucket,
+                    &manifest.key,
+                    &manifest.sha256,
+                )),
                 manifest: Box::new(manifest.clone()),
             })
             .await;
