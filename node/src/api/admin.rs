@@ -10,7 +10,7 @@ use tresor_proto::v1::admin_server::Admin;
 
 use super::audit::AuditSink;
 use super::auth::{new_token, visible_buckets, Action, Authorizer, Caller, PRINCIPAL_HEADER};
-use super::{outcome_of, to_status};
+use super::{meta_status, outcome_of, store_status, to_status};
 use crate::meta::audit::{verify_chain, AuditEntry};
 use crate::meta::{
     now_ms, validate_bucket_name, validate_principal_name, Bucket, Command, Grant, MetaError,
@@ -185,7 +185,7 @@ impl Admin for AdminService {
             .cluster
             .meta()
             .cluster_id()
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(store_status)?
             .unwrap_or_default();
         Ok(Response::new(pb::NodeInfoResponse {
             node_id: config.node_id,
@@ -279,7 +279,7 @@ impl Admin for AdminService {
         }
         let view = self.cluster.view().await.map_err(to_status)?;
         let mut response = status_response(view);
-        let health = cluster_health(&self.cluster).map_err(|e| Status::internal(e.to_string()))?;
+        let health = cluster_health(&self.cluster).map_err(store_status)?;
         response.degraded_segments = health.degraded.values().sum();
         response.degraded_by_missing = health
             .degraded
@@ -334,11 +334,7 @@ impl Admin for AdminService {
             .check(&request, Action::ListBuckets, None, "")
             .await?;
         let visible = self.auth.grants(&caller)?.and_then(|g| visible_buckets(&g));
-        let buckets = self
-            .cluster
-            .meta()
-            .buckets()
-            .map_err(|e| Status::internal(format!("node storage error: {e}")))?;
+        let buckets = self.cluster.meta().buckets().map_err(store_status)?;
         Ok(Response::new(pb::ListBucketsResponse {
             buckets: buckets
                 .iter()
@@ -429,9 +425,7 @@ impl Admin for AdminService {
         let mut out = Vec::new();
         let mut next = req.after_seq.saturating_add(1);
         'pages: loop {
-            let page = meta
-                .audit_entries(next, 10_000)
-                .map_err(|e| Status::internal(e.to_string()))?;
+            let page = meta.audit_entries(next, 10_000).map_err(store_status)?;
             if page.is_empty() {
                 break;
             }
@@ -464,17 +458,13 @@ impl Admin for AdminService {
         let mut entries = Vec::new();
         let mut next = 1;
         loop {
-            let page = meta
-                .audit_entries(next, 10_000)
-                .map_err(|e| Status::internal(e.to_string()))?;
+            let page = meta.audit_entries(next, 10_000).map_err(store_status)?;
             let Some(last) = page.last() else { break };
             next = last.seq + 1;
             entries.extend(page);
         }
         let node_id = self.cluster.config().node_id;
-        let (head_seq, head_hash) = meta
-            .audit_head()
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let (head_seq, head_hash) = meta.audit_head().map_err(store_status)?;
         let response = match verify_chain(entries) {
             Ok((count, hash)) if count == head_seq && hash == head_hash => {
                 pb::AuditVerifyResponse {
@@ -592,12 +582,11 @@ impl Admin for AdminService {
             .await?;
         self.catch_up(&caller).await?;
         let meta = self.cluster.meta();
-        let storage = |e: crate::meta::StoreError| Status::internal(e.to_string());
-        let grants = meta.grants().map_err(storage)?;
-        let tokens = meta.tokens().map_err(storage)?;
+        let grants = meta.grants().map_err(store_status)?;
+        let tokens = meta.tokens().map_err(store_status)?;
         let principals = meta
             .principals()
-            .map_err(storage)?
+            .map_err(store_status)?
             .iter()
             .map(|p| {
                 let g: Vec<Grant> = grants
@@ -803,10 +792,6 @@ impl AdminService {
         self.audit_change(caller.name(), action, bucket, &detail, result)
             .await;
     }
-}
-
-fn meta_status(e: MetaError) -> Status {
-    to_status(ClusterError::Meta(e))
 }
 
 /// Checks the fields of a grant or revoke request.

@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
 use super::audit::AuditSink;
-use super::{outcome_of, to_status};
+use super::{outcome_of, store_status, to_status};
 use crate::meta::{now_ms, Grant, NodeState, Role, Token, BOOTSTRAP_ADMIN};
 use crate::raft::{CaughtUp, Cluster};
 use crate::tls::{peer_identity, PeerIdentity};
@@ -341,10 +341,6 @@ pub struct Authorizer {
     audit: AuditSink,
 }
 
-fn storage(e: impl std::fmt::Display) -> Status {
-    Status::internal(format!("node storage error: {e}"))
-}
-
 impl Authorizer {
     /// Checks calls to `cluster`'s node, recording refusals in `audit`.
     pub fn new(cluster: Arc<Cluster>, audit: AuditSink) -> Self {
@@ -357,7 +353,12 @@ impl Authorizer {
 
     /// Whether this node holds a cluster's state (grants, tokens).
     fn in_cluster(&self) -> Result<bool, Status> {
-        Ok(self.cluster.meta().cluster_id().map_err(storage)?.is_some())
+        Ok(self
+            .cluster
+            .meta()
+            .cluster_id()
+            .map_err(store_status)?
+            .is_some())
     }
 
     /// Catches up with the leader, so the grants read next are current.
@@ -434,7 +435,7 @@ impl Authorizer {
             }),
             Some(PeerIdentity::Node(id)) => {
                 if in_cluster {
-                    let member = self.cluster.meta().node(id).map_err(storage)?;
+                    let member = self.cluster.meta().node(id).map_err(store_status)?;
                     if !member.is_some_and(|n| n.state != NodeState::Removed) {
                         return Err(Status::unauthenticated(format!(
                             "node {id} is not a member of this cluster"
@@ -491,7 +492,7 @@ impl Authorizer {
                 "this node is not part of a cluster yet, so it knows no tokens",
             ));
         }
-        match self.cluster.meta().token(id).map_err(storage)? {
+        match self.cluster.meta().token(id).map_err(store_status)? {
             Some(stored) if token_matches(&stored, &secret) => Ok(Caller {
                 name: stored.principal,
                 kind: Kind::Principal,
@@ -513,7 +514,7 @@ impl Authorizer {
                 self.cluster
                     .meta()
                     .grants_of(&caller.name)
-                    .map_err(storage)?,
+                    .map_err(store_status)?,
             )),
         }
     }

@@ -14,4 +14,7 @@ pub mod shards;
 mod status;
 
 pub use guard::{MemberGuard, REMOVAL_GRACE};
-pub use status::{object_status, outcome_of, to_status};
+pub use status::{
+    meta_status, object_status, outcome_of, shard_read_status, shard_status, store_status,
+    task_status, to_status,
+};

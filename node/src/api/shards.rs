@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tresor_proto::internal::v1::shards_server::Shards;
 use tresor_proto::internal::v1::{self as ipb, shard_write, shard_write_reply};
 
+use super::{shard_read_status, shard_status, task_status};
 use crate::shards::{ShardError, ShardId, ShardStore, ShardWriter};
 
 /// Largest block accepted (the config allows shards of up to 4 MiB).
@@ -27,29 +28,6 @@ impl ShardsService {
     /// Serves `store`.
     pub fn new(store: Arc<ShardStore>) -> Self {
         Self { store }
-    }
-}
-
-fn shard_status(e: ShardError) -> Status {
-    match e {
-        ShardError::NotFound(_) => Status::not_found(e.to_string()),
-        ShardError::Corrupt { .. } => Status::data_loss(e.to_string()),
-        ShardError::InvalidWrite(_) => Status::invalid_argument(e.to_string()),
-        ShardError::OutOfRange { .. } => Status::out_of_range(e.to_string()),
-        ShardError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
-            Status::resource_exhausted(e.to_string())
-        }
-        other => Status::unavailable(other.to_string()),
-    }
-}
-
-/// A failure to read a committed shard file is damage to that shard — a
-/// file turned into a directory, an unreadable sector — whatever the
-/// operating system's reason: the reader reports it for repair.
-fn read_status(e: ShardError) -> Status {
-    match e {
-        ShardError::Io(io) => Status::data_loss(format!("shard file unreadable: {io}")),
-        other => shard_status(other),
     }
 }
 
@@ -89,7 +67,7 @@ async fn blocking_as<T: Send + 'static>(
 ) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Status::internal(format!("shard task failed: {e}")))?
+        .map_err(task_status)?
         .map_err(status)
 }
 
@@ -189,7 +167,7 @@ impl Shards for ShardsService {
         let block = req.block;
         let data = blocking_as(
             move || store.open_reader(&id, &digest)?.read_block(block),
-            read_status,
+            shard_read_status,
         )
         .await;
         if let Err(status) = &data {
@@ -215,7 +193,7 @@ impl Shards for ShardsService {
         let store = self.store.clone();
         let deleted = tokio::task::spawn_blocking(move || store.delete(&id))
             .await
-            .map_err(|e| Status::internal(format!("shard task failed: {e}")))?
+            .map_err(task_status)?
             .map_err(|e| Status::internal(format!("deleting a shard: {e}")))?;
         Ok(Response::new(ipb::DeleteObjectShardsReply {
             deleted: deleted as u32,
@@ -231,7 +209,7 @@ impl Shards for ShardsService {
         let store = self.store.clone();
         let deleted = tokio::task::spawn_blocking(move || store.delete_object(&object_id))
             .await
-            .map_err(|e| Status::internal(format!("shard task failed: {e}")))?
+            .map_err(task_status)?
             .map_err(|e| Status::internal(format!("deleting shards: {e}")))?;
         Ok(Response::new(ipb::DeleteObjectShardsReply {
             deleted: deleted as u32,

@@ -2,8 +2,9 @@
 
 use tonic::Status;
 
-use crate::meta::MetaError;
+use crate::meta::{MetaError, StoreError};
 use crate::raft::ClusterError;
+use crate::shards::ShardError;
 
 /// The gRPC status a client sees for `e`.
 pub fn to_status(e: ClusterError) -> Status {
@@ -18,6 +19,46 @@ pub fn to_status(e: ClusterError) -> Status {
         }),
         ClusterError::Unavailable(m) => Status::unavailable(m),
         ClusterError::Storage(m) => Status::internal(format!("node storage error: {m}")),
+    }
+}
+
+/// A refusal of the replicated model (validation, state).
+pub fn meta_status(e: MetaError) -> Status {
+    to_status(ClusterError::Meta(e))
+}
+
+/// This node's metadata store failed to read: the same call through
+/// another node may succeed.
+pub fn store_status(e: StoreError) -> Status {
+    Status::internal(format!("node storage error: {e}"))
+}
+
+/// A blocking task of the handler failed (panicked or was cancelled).
+pub fn task_status(e: tokio::task::JoinError) -> Status {
+    Status::internal(format!("a task of this call failed: {e}"))
+}
+
+/// A shard store error of a write, delete or listing.
+pub fn shard_status(e: ShardError) -> Status {
+    match e {
+        ShardError::NotFound(_) => Status::not_found(e.to_string()),
+        ShardError::Corrupt { .. } => Status::data_loss(e.to_string()),
+        ShardError::InvalidWrite(_) => Status::invalid_argument(e.to_string()),
+        ShardError::OutOfRange { .. } => Status::out_of_range(e.to_string()),
+        ShardError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
+            Status::resource_exhausted(e.to_string())
+        }
+        other => Status::unavailable(other.to_string()),
+    }
+}
+
+/// A failure to read a committed shard file is damage to that shard — a
+/// file turned into a directory, an unreadable sector — whatever the
+/// operating system's reason: the reader reports it for repair.
+pub fn shard_read_status(e: ShardError) -> Status {
+    match e {
+        ShardError::Io(io) => Status::data_loss(format!("shard file unreadable: {io}")),
+        other => shard_status(other),
     }
 }
 
