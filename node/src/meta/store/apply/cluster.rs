@@ -1,0 +1,102 @@
+//! Cluster membership and buckets.
+
+use super::super::keys::*;
+use super::super::{encode, MetaStore, StoreError};
+use super::misrouted;
+use crate::meta::{Command, Grant, MetaError, NodeState, Principal, Role, BOOTSTRAP_ADMIN};
+
+impl MetaStore {
+    pub(super) fn apply_cluster(
+        &self,
+        command: &Command,
+        batch: &mut sled::Batch,
+    ) -> Result<Result<(), MetaError>, StoreError> {
+        match command {
+            Command::InitCluster { cluster_id, node } => {
+                if let Some(existing) = self.cluster_id()? {
+                    return Ok(Err(MetaError::FailedPrecondition(format!(
+                        "cluster {existing} is already initialised"
+                    ))));
+                }
+                batch.insert(CLUSTER_ID, encode(cluster_id));
+                batch.insert(node_key(node.id), encode(node));
+                // Every cluster starts with an administrator, in the same
+                // entry, so there is never a cluster nobody may operate.
+                let admin = Grant {
+                    principal: BOOTSTRAP_ADMIN.to_string(),
+                    role: Role::Admin,
+                    bucket: None,
+                };
+                batch.insert(
+                    principal_key(BOOTSTRAP_ADMIN),
+                    encode(&Principal {
+                        name: BOOTSTRAP_ADMIN.to_string(),
+                        created_ms: node.added_ms,
+                    }),
+                );
+                batch.insert(grant_key(&admin), encode(&admin));
+            }
+            Command::AddNode { node } => {
+                if let Some(existing) = self.node(node.id)? {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "node id {} is already in use{} (ids are never reused)",
+                        node.id,
+                        if existing.state == NodeState::Removed {
+                            " by a removed node"
+                        } else {
+                            ""
+                        }
+                    ))));
+                }
+                if let Some(other) = self
+                    .nodes()?
+                    .into_iter()
+                    .find(|n| n.state != NodeState::Removed && n.addr == node.addr)
+                {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "address {} already belongs to node {}",
+                        node.addr, other.id
+                    ))));
+                }
+                batch.insert(node_key(node.id), encode(node));
+            }
+            Command::RemoveNode { id } => {
+                let Some(mut node) = self.node(*id)? else {
+                    return Ok(Err(MetaError::NotFound(format!("no node with id {id}"))));
+                };
+                node.state = NodeState::Removed;
+                batch.insert(node_key(*id), encode(&node));
+            }
+            Command::CreateBucket { bucket } => {
+                if self.bucket(&bucket.name)?.is_some() {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "bucket {} already exists",
+                        bucket.name
+                    ))));
+                }
+                batch.insert(bucket_key(&bucket.name), encode(bucket));
+            }
+            Command::SetNodeState {
+                id,
+                state,
+                since_ms,
+            } => {
+                let Some(mut node) = self.node(*id)? else {
+                    return Ok(Err(MetaError::NotFound(format!("no node with id {id}"))));
+                };
+                if node.state == NodeState::Removed || *state == NodeState::Removed {
+                    return Ok(Err(MetaError::FailedPrecondition(format!(
+                        "node {id}: a removed node's state cannot change"
+                    ))));
+                }
+                if node.state != *state {
+                    node.state = *state;
+                    node.state_since_ms = *since_ms;
+                    batch.insert(node_key(*id), encode(&node));
+                }
+            }
+            _ => return Ok(Err(misrouted("cluster"))),
+        }
+        Ok(Ok(()))
+    }
+}

@@ -1,0 +1,163 @@
+//! Objects and the uploads that make them.
+
+use super::super::keys::*;
+use super::super::{encode, MetaStore, StoreError};
+use super::misrouted;
+use crate::meta::ObjectManifest;
+use crate::meta::{Command, MetaError};
+
+impl MetaStore {
+    pub(super) fn apply_objects(
+        &self,
+        command: &Command,
+        batch: &mut sled::Batch,
+    ) -> Result<Result<(), MetaError>, StoreError> {
+        match command {
+            Command::BeginUpload { upload } => {
+                if self.tree.contains_key(upload_key(&upload.object_id))?
+                    || self.tree.contains_key(object_id_key(&upload.object_id))?
+                {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "object id {} is already in use",
+                        upload.object_id
+                    ))));
+                }
+                batch.insert(upload_key(&upload.object_id), encode(upload));
+            }
+            Command::TouchUpload {
+                object_id,
+                touched_ms,
+            } => {
+                let Some(mut upload) = self.upload(object_id)? else {
+                    return Ok(Err(MetaError::FailedPrecondition(format!(
+                        "upload {object_id} was aborted or expired"
+                    ))));
+                };
+                upload.touched_ms = upload.touched_ms.max(*touched_ms);
+                batch.insert(upload_key(object_id), encode(&upload));
+            }
+            Command::AbortUpload { object_id } => {
+                if self.tree.contains_key(upload_key(object_id))? {
+                    batch.remove(upload_key(object_id));
+                } else if self.tree.contains_key(object_id_key(object_id))? {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "upload {object_id} was committed"
+                    ))));
+                }
+            }
+            Command::CreateObject { manifest, audit } => {
+                // The same object again: a proposal retried after its first
+                // attempt committed. Say it succeeded, change nothing.
+                if let Some(name) = self.tree.get(object_id_key(&manifest.object_id))? {
+                    let mut ours = manifest.bucket.as_bytes().to_vec();
+                    ours.push(0);
+                    ours.extend_from_slice(manifest.key.as_bytes());
+                    if *name == *ours {
+                        return Ok(Ok(()));
+                    }
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "object id {} is already in use",
+                        manifest.object_id
+                    ))));
+                }
+                if self.bucket(&manifest.bucket)?.is_none() {
+                    return Ok(Err(MetaError::NotFound(format!(
+                        "no bucket named {}",
+                        manifest.bucket
+                    ))));
+                }
+                let key = object_key(&manifest.bucket, &manifest.key);
+                if self.tree.contains_key(&key)? {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "{}/{} already exists (objects are immutable)",
+                        manifest.bucket, manifest.key
+                    ))));
+                }
+                // Only a live upload may commit: once aborted (by its
+                // coordinator or by expiry) its shards may be deleted.
+                if !self.tree.contains_key(upload_key(&manifest.object_id))? {
+                    return Ok(Err(MetaError::FailedPrecondition(format!(
+                        "upload {} of {}/{} was aborted or expired; nothing was stored",
+                        manifest.object_id, manifest.bucket, manifest.key
+                    ))));
+                }
+                let mut name = manifest.bucket.as_bytes().to_vec();
+                name.push(0);
+                name.extend_from_slice(manifest.key.as_bytes());
+                batch.remove(upload_key(&manifest.object_id));
+                batch.insert(object_id_key(&manifest.object_id), name);
+                batch.insert(key, encode(manifest));
+                self.append_audit(audit.iter(), batch)?;
+            }
+            Command::UpdateShards {
+                bucket,
+                key,
+                object_id,
+                segment,
+                changes,
+            } => {
+                let k = object_key(bucket, key);
+                let Some(mut manifest) = self.get::<ObjectManifest>(&k)? else {
+                    return Ok(Err(MetaError::NotFound(format!(
+                        "no object {bucket}/{key}"
+                    ))));
+                };
+                if manifest.object_id != *object_id {
+                    return Ok(Err(MetaError::FailedPrecondition(format!(
+                        "{bucket}/{key} is another object now"
+                    ))));
+                }
+                let Some(seg) = manifest.segments.get_mut(*segment as usize) else {
+                    return Ok(Err(MetaError::InvalidArgument(format!(
+                        "no segment {segment}"
+                    ))));
+                };
+                for (index, expected, _) in changes {
+                    match seg.shards.get(*index as usize) {
+                        Some(current) if current == expected => {}
+                        _ => {
+                            return Ok(Err(MetaError::FailedPrecondition(format!(
+                            "shard {index} of segment {segment} of {bucket}/{key} changed meanwhile"
+                        ))))
+                        }
+                    }
+                }
+                for (index, _, new) in changes {
+                    seg.shards[*index as usize] = new.clone();
+                }
+                batch.insert(k, encode(&manifest));
+            }
+            Command::RewrapKeys { rewraps } => {
+                for r in rewraps {
+                    let k = object_key(&r.bucket, &r.key);
+                    let Some(mut manifest) = self.get::<ObjectManifest>(&k)? else {
+                        continue;
+                    };
+                    let Some(enc) = manifest.encryption.as_mut() else {
+                        continue;
+                    };
+                    if manifest.object_id != r.object_id || enc.key.key_id != r.from_key_id {
+                        continue;
+                    }
+                    enc.key = r.wrapped.clone();
+                    batch.insert(k, encode(&manifest));
+                }
+            }
+            Command::DeleteObject { bucket, key, audit } => {
+                let k = object_key(bucket, key);
+                // The manifest holds the only copy of the wrapped data key:
+                // removing it is what makes the shards unreadable.
+                let Some(manifest) = self.get::<ObjectManifest>(&k)? else {
+                    return Ok(Err(MetaError::NotFound(format!(
+                        "no object {bucket}/{key}"
+                    ))));
+                };
+                batch.remove(object_id_key(&manifest.object_id));
+                batch.remove(k);
+                self.append_audit(audit.iter(), batch)?;
+            }
+            _ => return Ok(Err(misrouted("objects"))),
+        }
+        Ok(Ok(()))
+    }
+}

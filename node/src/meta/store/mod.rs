@@ -1,0 +1,81 @@
+//! The metadata's sled tree: reads for the API, deterministic writes for the
+//! state machine.
+//!
+//! Keys: `cluster_id`; `node/<id as 8 big-endian bytes>`; `bucket/<name>`;
+//! `principal/<name>`; `grant/<principal>\0<role>\0<bucket or empty>`;
+//! `token/<id>`. Values are JSON. The Raft state machine keeps its own bookkeeping keys
+//! (applied log id, membership) in the same tree so that they change in the
+//! same atomic batch as the data they cover.
+
+mod apply;
+mod keys;
+mod reads;
+#[cfg(test)]
+mod tests;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Errors reading the tree: the disk or its contents are bad.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("metadata store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A value could not be decoded.
+    #[error("metadata store: corrupt value under {key}: {source}")]
+    Corrupt {
+        /// The key, lossily decoded.
+        key: String,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Read and apply access to the metadata tree.
+#[derive(Clone)]
+pub struct MetaStore {
+    tree: sled::Tree,
+}
+
+pub(super) fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(value).map_err(|source| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    })
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising plain structs and enums with string keys cannot fail.
+    serde_json::to_vec(value).expect("metadata values serialise to JSON")
+}
+
+impl MetaStore {
+    /// Wraps the state machine's tree.
+    pub fn new(tree: sled::Tree) -> Self {
+        Self { tree }
+    }
+
+    /// The underlying tree (for the state machine's bookkeeping keys).
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    pub(super) fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.tree.get(key)? {
+            Some(v) => Ok(Some(decode(key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+}
