@@ -11,7 +11,7 @@ use serde_json::json;
 use tresor_proto::v1 as pb;
 
 use crate::config::NodeConfig;
-use crate::dev::{LocalCluster, LocalClusterSpec, NodeLauncher};
+use crate::devcluster::{LocalCluster, LocalClusterSpec, NodeLauncher};
 
 pub mod access;
 pub mod ca;

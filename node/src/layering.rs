@@ -24,7 +24,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("workers", 5),
     ("api", 6),
     ("server", 7),
-    ("dev", 8),
+    ("devcluster", 8),
     ("cli", 9),
     ("fuzzing", 10),
 ];

@@ -3,7 +3,7 @@
 //! Layers, each using only those below it (kept true by a test that reads
 //! the source tree, `layering.rs`):
 //!
-//! - `cli` — the operator command line; `dev` — local clusters of node
+//! - `cli` — the operator command line; `devcluster` — local clusters of node
 //!   processes (for `tresor-node dev`, the demo and the tests);
 //! - `server` — wires a node together: data dir, Raft, the gRPC server;
 //! - `api` — gRPC services, with authentication, authorisation and the
@@ -24,7 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod crash;
 pub mod crypto;
-pub mod dev;
+pub mod devcluster;
 pub mod erasure;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

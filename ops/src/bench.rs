@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context as _};
 use serde_json::json;
 use tokio::io::{AsyncRead, ReadBuf};
 use tresor_client::{Client, Credentials, PutOptions};
-use tresor_node::dev::{LocalCluster, LocalClusterSpec, NodeLauncher};
+use tresor_node::devcluster::{LocalCluster, LocalClusterSpec, NodeLauncher};
 use tresor_proto::v1 as pb;
 
 const MIB: usize = 1024 * 1024;
@@ -99,7 +99,7 @@ fn baseline(dir: &std::path::Path, bytes: usize) -> anyhow::Result<f64> {
     use sha2::Digest;
     use tresor_node::erasure::Codec;
     use tresor_node::shards::{ShardId, ShardStore};
-    let data = tresor_node::dev::pattern(bytes, 99);
+    let data = tresor_node::devcluster::pattern(bytes, 99);
     let store = ShardStore::open(dir)?;
     let codec = Codec::new(4, 2)?;
     let stripe = 4 * MIB;
@@ -167,7 +167,7 @@ async fn run_workload(
     per_client: usize,
     run: &str,
 ) -> anyhow::Result<Row> {
-    let data = Arc::new(tresor_node::dev::pattern(size, size as u64));
+    let data = Arc::new(tresor_node::devcluster::pattern(size, size as u64));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -486,7 +486,7 @@ async fn security_cost(
     };
     let spec = LocalClusterSpec {
         http: false,
-        security: tresor_node::dev::DevSecurity::Insecure,
+        security: tresor_node::devcluster::DevSecurity::Insecure,
         ..LocalClusterSpec::default()
     };
     let mut cluster = LocalCluster::create(&dir.join("insecure"), spec, launcher)?;

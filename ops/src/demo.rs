@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use tresor_client::{Client, Credentials, PutOptions};
-use tresor_node::dev::{wait_for_members, LocalCluster, LocalClusterSpec, NodeLauncher};
+use tresor_node::devcluster::{wait_for_members, LocalCluster, LocalClusterSpec, NodeLauncher};
 use tresor_proto::v1 as pb;
 
 fn step(n: u32, text: &str) {
@@ -101,7 +101,7 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
 /// Generated "footage": deterministic pseudo-random bytes (incompressible,
 /// like video).
 fn footage(len: usize) -> Vec<u8> {
-    tresor_node::dev::pattern(len, 0x7472_6573_6f72_2d31)
+    tresor_node::devcluster::pattern(len, 0x7472_6573_6f72_2d31)
 }
 
 fn sha256_hex(data: &[u8]) -> String {

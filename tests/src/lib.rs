@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use tresor_client::Credentials;
 use tresor_node::config::RaftTuning;
-use tresor_node::dev::{LocalCluster, LocalClusterSpec, NodeLauncher};
+use tresor_node::devcluster::{LocalCluster, LocalClusterSpec, NodeLauncher};
 use tresor_proto::v1 as pb;
 
-pub use tresor_node::dev::{pattern, zone_of, DevSecurity, ADMIN_PRINCIPAL};
+pub use tresor_node::devcluster::{pattern, zone_of, DevSecurity, ADMIN_PRINCIPAL};
 
 pub mod calls;
 mod cli;

@@ -36,7 +36,7 @@ fn make_process_pki() -> anyhow::Result<ProcessPki> {
         .prefix("tresor-test-ca-")
         .tempdir()?
         .keep();
-    let ca_cert = tresor_node::dev::ensure_ca(&dir)?;
+    let ca_cert = tresor_node::devcluster::ensure_ca(&dir)?;
     let admin = tresor_node::tls::issue(
         &dir,
         &dir.join("admin"),

@@ -108,7 +108,7 @@ async fn refused_admin_requests_change_nothing() -> anyhow::Result<()> {
             .expect_err("bad address");
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{addr}: {err}");
     }
-    let closed = tresor_node::dev::free_port()?;
+    let closed = tresor_node::devcluster::free_port()?;
     let err = admin
         .add_node(pb::AddNodeRequest {
             id: four,

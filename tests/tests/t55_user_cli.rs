@@ -24,7 +24,7 @@ async fn put_get_ls_stat_verify_rm() -> anyhow::Result<()> {
     let leader = h.leader().await?;
     h.create_bucket(leader, "footage", 4, 2).await?;
     // Failover: the first endpoint is dead.
-    let dead = format!("http://127.0.0.1:{}", tresor_node::dev::free_port()?);
+    let dead = format!("http://127.0.0.1:{}", tresor_node::devcluster::free_port()?);
     let endpoints = format!("{dead},{},{}", h.endpoint(2), h.endpoint(3));
     let dir = tempfile::tempdir()?;
     let data = pattern(300_000, 4);

@@ -9,181 +9,29 @@
 //! absent), a certificate per node and one for the bootstrap administrator
 //! `admin` under `<dir>/certs`, and a master key file `<dir>/master.keys`.
 
-use std::ffi::OsString;
-use std::fs::OpenOptions;
+mod data;
+mod node;
+mod pki;
+mod wait;
+
+pub use data::pattern;
+pub use node::{free_port, LocalNode, NodeLauncher};
+pub use pki::{ensure_ca, ADMIN_PRINCIPAL};
+pub use wait::{
+    wait_for_members, wait_for_members_with, wait_until_answers, wait_until_answers_with,
+};
+
+use pki::{ensure_master_keys, shell_quote, DevPki};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use tresor_client::Credentials;
 use tresor_proto::v1 as pb;
 
 use crate::config::{DataTuning, HealingTuning, NodeConfig, RaftTuning, SecurityConfig};
-use crate::raft::voters::MAX_VOTERS;
 use crate::tls::{CertFiles, Subject, Validity};
-
-/// Principal of the bootstrap administrator's client certificate.
-pub const ADMIN_PRINCIPAL: &str = "admin";
-
-/// How to start a node process: a program and the arguments that make it
-/// serve (`--config FILE` is appended).
-#[derive(Debug, Clone)]
-pub struct NodeLauncher {
-    /// The executable.
-    pub program: PathBuf,
-    /// Arguments before `--config FILE`.
-    pub args: Vec<OsString>,
-}
-
-impl NodeLauncher {
-    /// This very executable, run as `<exe> serve`.
-    pub fn current_exe_serve() -> anyhow::Result<Self> {
-        Ok(Self {
-            program: std::env::current_exe().context("cannot find own executable")?,
-            args: vec!["serve".into()],
-        })
-    }
-}
-
-/// Deterministic, incompressible bytes (xorshift64) standing in for video in
-/// demos, benchmarks and tests; the same `seed` gives the same bytes.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// A free TCP port on 127.0.0.1 (bound, read, released), never one this
-/// process was given before: the OS may hand a just-released port out
-/// again, and two nodes defined one after the other must not share one.
-pub fn free_port() -> std::io::Result<u16> {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    for _ in 0..100 {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
-            return Ok(port);
-        }
-    }
-    Err(std::io::Error::other("no fresh free port after 100 tries"))
-}
-
-/// One node process of a local cluster.
-pub struct LocalNode {
-    /// Its config, as written to `config_path`.
-    pub config: NodeConfig,
-    /// Where the config file is.
-    pub config_path: PathBuf,
-    /// Where its stdout and stderr go.
-    pub log_path: PathBuf,
-    /// Extra environment of the next start (e.g. crash points to arm).
-    pub env: Vec<(OsString, OsString)>,
-    child: Option<Child>,
-}
-
-impl LocalNode {
-    /// The node's gRPC endpoint URL (`https` unless the node is insecure).
-    pub fn endpoint(&self) -> String {
-        let scheme = if self.config.security.insecure {
-            "http"
-        } else {
-            "https"
-        };
-        format!("{scheme}://{}", self.config.listen)
-    }
-
-    /// Changes the config (for the next start) and rewrites its file.
-    pub fn update_config(&mut self, change: impl FnOnce(&mut NodeConfig)) -> anyhow::Result<()> {
-        change(&mut self.config);
-        self.config.validate()?;
-        std::fs::write(&self.config_path, toml::to_string(&self.config)?)
-            .with_context(|| format!("cannot write {}", self.config_path.display()))
-    }
-
-    /// The process id, while running.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-
-    /// Whether the process is alive.
-    pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    /// Starts the process (again, on the same data dir, if it ran before).
-    pub fn spawn(&mut self, launcher: &NodeLauncher) -> anyhow::Result<()> {
-        if self.is_running() {
-            bail!("node {} is already running", self.config.node_id);
-        }
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .with_context(|| format!("cannot open {}", self.log_path.display()))?;
-        let child = Command::new(&launcher.program)
-            .args(&launcher.args)
-            .arg("--config")
-            .arg(&self.config_path)
-            .arg("--watch-stdin")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", launcher.program.display()))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    /// SIGKILL: no chance to flush or say goodbye.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM, then SIGKILL if it has not exited within `grace`.
-    pub async fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tracing::warn!(
-            node_id = self.config.node_id,
-            "node did not stop in time; killing it"
-        );
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for LocalNode {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Shape of a local cluster.
 #[derive(Debug, Clone)]
@@ -216,70 +64,6 @@ pub enum DevSecurity {
     /// TLS with the CA in this directory, made if absent (several clusters
     /// may share one CA, and so one set of client credentials).
     Ca(PathBuf),
-}
-
-/// The certificates and keys of a secure local cluster.
-#[derive(Debug, Clone)]
-struct DevPki {
-    ca_dir: PathBuf,
-    certs_dir: PathBuf,
-    master_keys: PathBuf,
-    admin: CertFiles,
-}
-
-/// Makes a CA in `dir` unless one is there. Safe if another thread or
-/// process makes it at the same moment.
-pub fn ensure_ca(dir: &Path) -> anyhow::Result<PathBuf> {
-    let files = crate::tls::ca_files(dir);
-    if files.cert.exists() && files.key.exists() {
-        return Ok(files.cert);
-    }
-    match crate::tls::init_ca(dir) {
-        Ok(files) => Ok(files.cert),
-        // Lost a race with another creator: theirs is as good.
-        Err(_) if files.cert.exists() && files.key.exists() => Ok(files.cert),
-        Err(e) => Err(e).context("cannot create the cluster CA"),
-    }
-}
-
-/// Writes a master key file with one fresh key `k1` (mode 0600) unless the
-/// file exists: a cluster started again on the same dir needs its old key.
-fn ensure_master_keys(path: &Path) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let line = crate::crypto::MasterKeys::new_line("k1").map_err(|e| anyhow!(e))?;
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path);
-    match file {
-        Ok(mut f) => {
-            f.write_all(line.as_bytes())
-                .and_then(|()| f.sync_all())
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            // The new file's name is durable only once its directory is.
-            if let Some(dir) = path.parent() {
-                std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .with_context(|| format!("cannot sync {}", dir.display()))?;
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
-    }
-}
-
-/// Quotes `s` for a POSIX shell.
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-:+=@,".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 impl Default for LocalClusterSpec {
@@ -659,100 +443,5 @@ impl LocalCluster {
     pub async fn stop_all(&mut self, grace: Duration) {
         let stops = self.nodes.iter_mut().map(|n| n.stop(grace));
         futures::future::join_all(stops).await;
-    }
-}
-
-/// Polls a node's `NodeInfo` until it answers or `timeout` passes (with the
-/// process-wide default credentials).
-pub async fn wait_until_answers(endpoint: &str, timeout: Duration) -> anyhow::Result<()> {
-    wait_until_answers_with(endpoint, &tresor_client::default_credentials(), timeout).await
-}
-
-/// Like [`wait_until_answers`], with `credentials`.
-pub async fn wait_until_answers_with(
-    endpoint: &str,
-    credentials: &Credentials,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last_error = match tresor_client::admin_with(endpoint, credentials).await {
-            Ok(mut admin) => match admin.node_info(pb::NodeInfoRequest {}).await {
-                Ok(_) => return Ok(()),
-                // A refusal is an answer: the node is up.
-                Err(s)
-                    if matches!(
-                        s.code(),
-                        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
-                    ) =>
-                {
-                    return Ok(())
-                }
-                Err(s) => s.message().to_string(),
-            },
-            Err(e) => e.to_string(),
-        };
-        if Instant::now() >= deadline {
-            bail!("{endpoint} did not answer within {timeout:?}: {last_error}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Polls `status` on `endpoint` until there is a leader, every id in `ids`
-/// is a member, and `min(5, n)` of them vote (with the process-wide default
-/// credentials).
-pub async fn wait_for_members(
-    endpoint: &str,
-    ids: &[u64],
-    timeout: Duration,
-) -> anyhow::Result<pb::StatusResponse> {
-    wait_for_members_with(
-        endpoint,
-        ids,
-        &tresor_client::default_credentials(),
-        timeout,
-    )
-    .await
-}
-
-/// Like [`wait_for_members`], with `credentials`.
-pub async fn wait_for_members_with(
-    endpoint: &str,
-    ids: &[u64],
-    credentials: &Credentials,
-    timeout: Duration,
-) -> anyhow::Result<pb::StatusResponse> {
-    let deadline = Instant::now() + timeout;
-    let want_voters = ids.len().min(MAX_VOTERS);
-    loop {
-        let mut last = String::from("no answer");
-        if let Ok(mut admin) = tresor_client::admin_with(endpoint, credentials).await {
-            match admin.status(pb::StatusRequest { local: false }).await {
-                Ok(r) => {
-                    let status = r.into_inner();
-                    let members = ids.iter().all(|id| {
-                        status
-                            .nodes
-                            .iter()
-                            .any(|n| n.id == *id && (n.role == "voter" || n.role == "learner"))
-                    });
-                    let voters = status.nodes.iter().filter(|n| n.role == "voter").count();
-                    if status.leader_id.is_some() && members && voters == want_voters {
-                        return Ok(status);
-                    }
-                    last = format!(
-                        "leader {:?}, {} nodes, {voters} voters",
-                        status.leader_id,
-                        status.nodes.len()
-                    );
-                }
-                Err(s) => last = s.message().to_string(),
-            }
-        }
-        if Instant::now() >= deadline {
-            bail!("cluster did not settle within {timeout:?}: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
