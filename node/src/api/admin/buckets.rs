@@ -1,0 +1,63 @@
+//! Buckets.
+
+use tonic::{Request, Response, Status};
+use tresor_proto::v1 as pb;
+
+use super::convert::*;
+use super::AdminService;
+use crate::api::auth::{visible_buckets, Action};
+use crate::api::{store_status, to_status};
+use crate::meta::validate_bucket_name;
+
+impl AdminService {
+    pub(super) async fn create_bucket(
+        &self,
+        request: Request<pb::CreateBucketRequest>,
+    ) -> Result<Response<pb::CreateBucketResponse>, Status> {
+        let caller = self
+            .auth
+            .check(&request, Action::CreateBucket, None, "")
+            .await?;
+        // Validate here too, so bad input is refused without a round trip.
+        let req = request.get_ref();
+        validate_bucket_name(&req.name)
+            .and_then(|_| crate::meta::validate_scheme(req.data, req.parity))
+            .map_err(|e| to_status(e.into()))?;
+        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
+            return leader
+                .create_bucket(self.forwarded(request.into_inner(), &caller))
+                .await;
+        }
+        let req = request.into_inner();
+        let result = self
+            .cluster
+            .create_bucket(&req.name, req.data, req.parity)
+            .await
+            .map_err(to_status);
+        self.audit_change(caller.name(), "bucket create", &req.name, "", &result)
+            .await;
+        let bucket = result?;
+        Ok(Response::new(pb::CreateBucketResponse {
+            bucket: Some(bucket_pb(&bucket)),
+        }))
+    }
+
+    pub(super) async fn list_buckets(
+        &self,
+        request: Request<pb::ListBucketsRequest>,
+    ) -> Result<Response<pb::ListBucketsResponse>, Status> {
+        let caller = self
+            .auth
+            .check(&request, Action::ListBuckets, None, "")
+            .await?;
+        let visible = self.auth.grants(&caller)?.and_then(|g| visible_buckets(&g));
+        let buckets = self.cluster.meta().buckets().map_err(store_status)?;
+        Ok(Response::new(pb::ListBucketsResponse {
+            buckets: buckets
+                .iter()
+                .filter(|b| visible.as_ref().is_none_or(|v| v.contains(&b.name)))
+                .map(bucket_pb)
+                .collect(),
+        }))
+    }
+}

@@ -1,0 +1,290 @@
+//! The `tresor.v1.Admin` service. Calls that need the leader are forwarded to
+//! it by whichever node receives them.
+
+mod access;
+mod audit;
+mod buckets;
+mod cluster;
+mod convert;
+mod keys;
+mod workers;
+
+use std::sync::Arc;
+
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+use tresor_proto::v1 as pb;
+use tresor_proto::v1::admin_server::Admin;
+
+use super::audit::AuditSink;
+use super::auth::{Authorizer, Caller, PRINCIPAL_HEADER};
+use super::{outcome_of, to_status};
+use crate::meta::Grant;
+use crate::raft::Cluster;
+use crate::workers::Workers;
+
+/// Marks a request forwarded by another node, so it is never forwarded twice.
+const FORWARDED_BY: &str = "tresor-forwarded-by";
+
+/// Admin API of one node.
+pub struct AdminService {
+    cluster: Arc<Cluster>,
+    workers: Arc<Workers>,
+    audit: AuditSink,
+    auth: Authorizer,
+}
+
+impl AdminService {
+    /// Serves `cluster`, whose node runs `workers`, auditing changes to `audit`.
+    pub fn new(cluster: Arc<Cluster>, workers: Arc<Workers>, audit: AuditSink) -> Self {
+        let auth = Authorizer::new(cluster.clone(), audit.clone());
+        Self {
+            cluster,
+            workers,
+            audit,
+            auth,
+        }
+    }
+
+    /// Records an admin change executed on this node: `subject` goes in the
+    /// entry's bucket field, `detail` in its key field.
+    async fn audit_change<T>(
+        &self,
+        principal: &str,
+        action: &str,
+        subject: &str,
+        detail: &str,
+        result: &Result<T, Status>,
+    ) {
+        let outcome = outcome_of(result);
+        if let Err(e) = self
+            .audit
+            .record(principal, action, subject, detail, "", &outcome)
+            .await
+        {
+            tracing::error!(action, subject, detail, outcome, error = %e, "AUDIT RECORD LOST");
+        }
+    }
+
+    fn repair_progress(&self) -> Option<pb::RepairProgress> {
+        let repair = self
+            .workers
+            .list()
+            .into_iter()
+            .find(|w| w.name == "repair")?;
+        let c = |k: &str| repair.counters.get(k).copied().unwrap_or(0);
+        Some(pb::RepairProgress {
+            segments_total: c("segments_total"),
+            segments_to_repair: c("segments_to_repair"),
+            segments_repaired: c("segments_repaired"),
+            bytes_rebuilt: c("bytes_rebuilt"),
+            state: repair.state,
+            progress: repair.progress,
+        })
+    }
+
+    /// `None` when this node leads; otherwise a client to the leader.
+    async fn leader_client(
+        &self,
+        metadata: &MetadataMap,
+    ) -> Result<Option<tresor_client::AdminClient>, Status> {
+        if self.cluster.is_leader() {
+            return Ok(None);
+        }
+        if metadata.contains_key(FORWARDED_BY) {
+            return Err(Status::unavailable("leadership is changing; retry shortly"));
+        }
+        let Some((id, addr)) = self.cluster.leader() else {
+            return Err(Status::unavailable(
+                "no leader elected at the moment (is the cluster initialised?); retry shortly",
+            ));
+        };
+        let client = tresor_client::admin(&addr).await.map_err(|e| {
+            Status::unavailable(format!("cannot reach leader node {id} at {addr}: {e}"))
+        })?;
+        Ok(Some(client))
+    }
+
+    /// A call to pass on to the leader on behalf of `caller`, who was
+    /// authenticated here.
+    fn forwarded<T>(&self, message: T, caller: &Caller) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Ok(v) = self.cluster.config().node_id.to_string().parse() {
+            request.metadata_mut().insert(FORWARDED_BY, v);
+        }
+        if let Some(Ok(v)) = caller.forwarded_name().map(str::parse) {
+            request.metadata_mut().insert(PRINCIPAL_HEADER, v);
+        }
+        request
+    }
+}
+
+impl AdminService {
+    /// Makes sure this node caught up during the request: the authorizer
+    /// did unless it answered from local state.
+    async fn catch_up(&self, caller: &Caller) -> Result<(), Status> {
+        if caller.caught_up().is_none() {
+            self.cluster.linearizable_read().await.map_err(to_status)?;
+        }
+        Ok(())
+    }
+
+    /// Records a grant or revocation: the bucket it concerns (if one) in
+    /// the entry's bucket field, `<principal> <role>` in its key field.
+    async fn audit_grant<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        grant: &Grant,
+        result: &Result<T, Status>,
+    ) {
+        let detail = format!("{} {}", grant.principal, grant.role);
+        let bucket = grant.bucket.as_deref().unwrap_or("");
+        self.audit_change(caller.name(), action, bucket, &detail, result)
+            .await;
+    }
+}
+
+/// Every admin call, each handled in the file of its area.
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn init(
+        &self,
+        request: Request<pb::InitRequest>,
+    ) -> Result<Response<pb::InitResponse>, Status> {
+        AdminService::init(self, request).await
+    }
+
+    async fn node_info(
+        &self,
+        request: Request<pb::NodeInfoRequest>,
+    ) -> Result<Response<pb::NodeInfoResponse>, Status> {
+        AdminService::node_info(self, request).await
+    }
+
+    async fn add_node(
+        &self,
+        request: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::AddNodeResponse>, Status> {
+        AdminService::add_node(self, request).await
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        AdminService::remove_node(self, request).await
+    }
+
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        AdminService::status(self, request).await
+    }
+
+    async fn create_bucket(
+        &self,
+        request: Request<pb::CreateBucketRequest>,
+    ) -> Result<Response<pb::CreateBucketResponse>, Status> {
+        AdminService::create_bucket(self, request).await
+    }
+
+    async fn list_buckets(
+        &self,
+        request: Request<pb::ListBucketsRequest>,
+    ) -> Result<Response<pb::ListBucketsResponse>, Status> {
+        AdminService::list_buckets(self, request).await
+    }
+
+    async fn workers(
+        &self,
+        request: Request<pb::WorkersRequest>,
+    ) -> Result<Response<pb::WorkersResponse>, Status> {
+        AdminService::workers(self, request).await
+    }
+
+    async fn run_worker(
+        &self,
+        request: Request<pb::RunWorkerRequest>,
+    ) -> Result<Response<pb::RunWorkerResponse>, Status> {
+        AdminService::run_worker(self, request).await
+    }
+
+    async fn drain_node(
+        &self,
+        request: Request<pb::DrainNodeRequest>,
+    ) -> Result<Response<pb::DrainNodeResponse>, Status> {
+        AdminService::drain_node(self, request).await
+    }
+
+    async fn audit_log(
+        &self,
+        request: Request<pb::AuditLogRequest>,
+    ) -> Result<Response<pb::AuditLogResponse>, Status> {
+        AdminService::audit_log(self, request).await
+    }
+
+    async fn audit_verify(
+        &self,
+        request: Request<pb::AuditVerifyRequest>,
+    ) -> Result<Response<pb::AuditVerifyResponse>, Status> {
+        AdminService::audit_verify(self, request).await
+    }
+
+    async fn create_principal(
+        &self,
+        request: Request<pb::CreatePrincipalRequest>,
+    ) -> Result<Response<pb::CreatePrincipalResponse>, Status> {
+        AdminService::create_principal(self, request).await
+    }
+
+    async fn delete_principal(
+        &self,
+        request: Request<pb::DeletePrincipalRequest>,
+    ) -> Result<Response<pb::DeletePrincipalResponse>, Status> {
+        AdminService::delete_principal(self, request).await
+    }
+
+    async fn list_principals(
+        &self,
+        request: Request<pb::ListPrincipalsRequest>,
+    ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
+        AdminService::list_principals(self, request).await
+    }
+
+    async fn grant(
+        &self,
+        request: Request<pb::GrantRequest>,
+    ) -> Result<Response<pb::GrantResponse>, Status> {
+        AdminService::grant(self, request).await
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<pb::RevokeRequest>,
+    ) -> Result<Response<pb::RevokeResponse>, Status> {
+        AdminService::revoke(self, request).await
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        AdminService::create_token(self, request).await
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        AdminService::revoke_token(self, request).await
+    }
+
+    async fn rotate_keys(
+        &self,
+        request: Request<pb::RotateKeysRequest>,
+    ) -> Result<Response<pb::RotateKeysResponse>, Status> {
+        AdminService::rotate_keys(self, request).await
+    }
+}
