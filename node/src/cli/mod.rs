@@ -12,10 +12,17 @@ use tresor_proto::v1 as pb;
 
 use crate::config::NodeConfig;
 use crate::devcluster::{LocalCluster, LocalClusterSpec, NodeLauncher};
+use audit::AuditCmd;
+use buckets::BucketCmd;
+use nodes::NodesCmd;
 
 pub mod access;
+pub mod audit;
+pub mod buckets;
 pub mod ca;
 pub mod keys;
+pub mod nodes;
+mod workers;
 
 /// Default admin endpoint when neither `--endpoint` nor `TRESOR_ENDPOINT` is
 /// set; https when a CA is given, else http.
@@ -133,90 +140,6 @@ pub enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-}
-
-/// `nodes` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum NodesCmd {
-    /// Add a node: it joins as a learner and becomes a voter while the
-    /// cluster has fewer than five.
-    Add {
-        /// The node's id (from its config; never reused).
-        #[arg(long)]
-        id: u64,
-        /// host:port of the node's gRPC listener.
-        #[arg(long)]
-        addr: String,
-        /// The node's zone (must match its config).
-        #[arg(long)]
-        zone: String,
-        /// Bytes offered for shards (default: the node's own figure).
-        #[arg(long)]
-        capacity: Option<u64>,
-    },
-    /// Remove a node (voter, learner or the leader). Its id is never reused.
-    /// Refused while the node holds shards, unless --force.
-    Remove {
-        /// The node's id.
-        #[arg(long)]
-        id: u64,
-        /// Remove it even though it holds shards: they are rebuilt from the
-        /// other shards of their stripes.
-        #[arg(long)]
-        force: bool,
-    },
-    /// Move every shard off a node, so it can be removed.
-    Drain {
-        /// The node's id.
-        #[arg(long)]
-        id: u64,
-    },
-}
-
-/// `audit` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum AuditCmd {
-    /// Show entries, oldest first.
-    Log {
-        /// Only entries about this bucket.
-        #[arg(long)]
-        bucket: Option<String>,
-        /// Only entries about this key.
-        #[arg(long)]
-        key: Option<String>,
-        /// Only entries by this principal.
-        #[arg(long)]
-        principal: Option<String>,
-        /// Only entries at or after this time: RFC 3339
-        /// (`2026-11-26T08:00:00Z`) or Unix milliseconds.
-        #[arg(long, value_parser = parse_since)]
-        since: Option<u64>,
-        /// At most this many entries.
-        #[arg(long, default_value_t = 1000)]
-        limit: u32,
-    },
-    /// Walk the contacted node's copy of the chain: names the first broken
-    /// entry, or says it is intact with the head hash. Exit status 1 when
-    /// broken.
-    Verify,
-}
-
-/// `bucket` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum BucketCmd {
-    /// Create a bucket with an erasure scheme of K data + M parity shards.
-    Create {
-        /// 3–63 characters of a-z 0-9 - .
-        name: String,
-        /// Data shards per stripe (1–16).
-        #[arg(long)]
-        data: u32,
-        /// Parity shards per stripe (1–8).
-        #[arg(long)]
-        parity: u32,
-    },
-    /// List buckets.
-    Ls,
 }
 
 /// Entry point of the `tresor-node` binary.
@@ -482,221 +405,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Output::Table => print_status_table(&s),
             }
         }
-        Cmd::Nodes {
-            command:
-                NodesCmd::Add {
-                    id,
-                    addr,
-                    zone,
-                    capacity,
-                },
-        } => {
-            let r = admin(&cli.endpoint)
-                .await?
-                .add_node(pb::AddNodeRequest {
-                    id,
-                    addr,
-                    zone,
-                    capacity: capacity.unwrap_or(0),
-                })
-                .await
-                .map_err(|s| rpc_error("nodes add", s))?
-                .into_inner();
-            let node = r.node.ok_or_else(|| anyhow!("nodes add: empty answer"))?;
-            match output {
-                Output::Json => print_json(node_json(&node)),
-                Output::Table => println!(
-                    "added node {} ({}, zone {}) as {}",
-                    node.id, node.addr, node.zone, node.role
-                ),
-            }
-        }
-        Cmd::Nodes {
-            command: NodesCmd::Remove { id, force },
-        } => {
-            admin(&cli.endpoint)
-                .await?
-                .remove_node(pb::RemoveNodeRequest { id, force })
-                .await
-                .map_err(|s| rpc_error("nodes remove", s))?;
-            match output {
-                Output::Json => print_json(json!({"removed": id})),
-                Output::Table => println!("removed node {id}"),
-            }
-        }
-        Cmd::Bucket {
-            command: BucketCmd::Create { name, data, parity },
-        } => {
-            let r = admin(&cli.endpoint)
-                .await?
-                .create_bucket(pb::CreateBucketRequest { name, data, parity })
-                .await
-                .map_err(|s| rpc_error("bucket create", s))?
-                .into_inner();
-            let b = r
-                .bucket
-                .ok_or_else(|| anyhow!("bucket create: empty answer"))?;
-            match output {
-                Output::Json => print_json(bucket_json(&b)),
-                Output::Table => println!("created bucket {} ({}+{})", b.name, b.data, b.parity),
-            }
-        }
-        Cmd::Bucket {
-            command: BucketCmd::Ls,
-        } => {
-            let r = admin(&cli.endpoint)
-                .await?
-                .list_buckets(pb::ListBucketsRequest {})
-                .await
-                .map_err(|s| rpc_error("bucket ls", s))?
-                .into_inner();
-            match output {
-                Output::Json => print_json(serde_json::Value::Array(
-                    r.buckets.iter().map(bucket_json).collect(),
-                )),
-                Output::Table => {
-                    println!("{:<32} {:>5} {:>7}", "NAME", "DATA", "PARITY");
-                    for b in &r.buckets {
-                        println!("{:<32} {:>5} {:>7}", b.name, b.data, b.parity);
-                    }
-                }
-            }
-        }
-        Cmd::Nodes {
-            command: NodesCmd::Drain { id },
-        } => {
-            admin(&cli.endpoint)
-                .await?
-                .drain_node(pb::DrainNodeRequest { id })
-                .await
-                .map_err(|s| rpc_error("nodes drain", s))?;
-            match output {
-                Output::Json => print_json(json!({"draining": id})),
-                Output::Table => println!(
-                    "node {id} is draining; `tresor-node status` shows its shards going to zero"
-                ),
-            }
-        }
-        Cmd::Workers => {
-            let all = every_node_workers(&cli.endpoint).await?;
-            match output {
-                Output::Json => print_json(serde_json::Value::Array(
-                    all.iter()
-                        .flat_map(|r| {
-                            r.workers.iter().map(move |w| {
-                                json!({
-                                    "node": r.node_id,
-                                    "name": w.name,
-                                    "state": w.state,
-                                    "progress": w.progress,
-                                    "counters": w.counters,
-                                    "last_pass_ms": w.last_pass_ms,
-                                    "last_error": if w.last_error.is_empty() { None } else { Some(&w.last_error) },
-                                })
-                            })
-                        })
-                        .collect(),
-                )),
-                Output::Table => {
-                    println!("{:>4}  {:<9} {:<8} PROGRESS", "NODE", "WORKER", "STATE");
-                    for r in &all {
-                        for w in &r.workers {
-                            println!("{:>4}  {:<9} {:<8} {}", r.node_id, w.name, w.state, w.progress);
-                            if !w.last_error.is_empty() {
-                                println!("{:>4}  {:<9} error:   {}", "", "", w.last_error);
-                            }
-                        }
-                    }
-                }
-            }
-        }
         Cmd::Scrub { now } | Cmd::Repair { now } if !now => {
             anyhow::bail!("these run on their schedule; pass --now to start a pass at once");
         }
-        Cmd::Scrub { .. } => run_everywhere(&cli.endpoint, "scrub", output).await?,
-        Cmd::Repair { .. } => run_everywhere(&cli.endpoint, "repair", output).await?,
-        Cmd::Audit {
-            command:
-                AuditCmd::Log {
-                    bucket,
-                    key,
-                    principal,
-                    since,
-                    limit,
-                },
-        } => {
-            let r = admin(&cli.endpoint)
-                .await?
-                .audit_log(pb::AuditLogRequest {
-                    bucket: bucket.unwrap_or_default(),
-                    key: key.unwrap_or_default(),
-                    principal: principal.unwrap_or_default(),
-                    since_ms: since.unwrap_or(0),
-                    limit,
-                    after_seq: 0,
-                })
-                .await
-                .map_err(|s| rpc_error("audit log", s))?
-                .into_inner();
-            match output {
-                Output::Json => print_json(serde_json::Value::Array(
-                    r.entries
-                        .iter()
-                        .map(|e| {
-                            json!({
-                                "seq": e.seq, "time": e.time_ms, "node": e.node, "principal": e.principal,
-                                "action": e.action, "bucket": e.bucket, "key": e.key,
-                                "object_sha256": e.object_sha256, "outcome": e.outcome,
-                                "prev_hash": e.prev_hash, "hash": e.hash,
-                            })
-                        })
-                        .collect(),
-                )),
-                Output::Table => {
-                    println!("{:>6} {:>14} {:>4} {:<24} {:<14} {:<20} {:<12}", "SEQ", "TIME_MS", "NODE", "PRINCIPAL", "ACTION", "BUCKET/KEY", "OUTCOME");
-                    for e in &r.entries {
-                        let what = if e.key.is_empty() { e.bucket.clone() } else { format!("{}/{}", e.bucket, e.key) };
-                        println!(
-                            "{:>6} {:>14} {:>4} {:<24} {:<14} {:<20} {:<12}",
-                            e.seq, e.time_ms, e.node, e.principal, e.action, what, e.outcome
-                        );
-                    }
-                }
-            }
-        }
-        Cmd::Audit {
-            command: AuditCmd::Verify,
-        } => {
-            let r = admin(&cli.endpoint)
-                .await?
-                .audit_verify(pb::AuditVerifyRequest {})
-                .await
-                .map_err(|s| rpc_error("audit verify", s))?
-                .into_inner();
-            match output {
-                Output::Json => print_json(json!({
-                    "node": r.node_id,
-                    "intact": r.intact,
-                    "entries": r.entries,
-                    "head_hash": r.head_hash,
-                    "broken_seq": r.broken_seq,
-                    "reason": r.reason,
-                })),
-                Output::Table if r.intact => println!(
-                    "audit log intact on node {}: {} entries, head {}",
-                    r.node_id, r.entries, r.head_hash
-                ),
-                Output::Table => println!(
-                    "audit log BROKEN on node {} at entry {}: {}",
-                    r.node_id,
-                    r.broken_seq.unwrap_or(0),
-                    r.reason
-                ),
-            }
-            if !r.intact {
-                anyhow::bail!("audit chain broken at entry {}", r.broken_seq.unwrap_or(0));
-            }
-        }
+        Cmd::Scrub { .. } => workers::run_everywhere(&cli.endpoint, "scrub", output).await?,
+        Cmd::Repair { .. } => workers::run_everywhere(&cli.endpoint, "repair", output).await?,
+        Cmd::Nodes { command } => nodes::run(command, &cli.endpoint, output).await?,
+        Cmd::Bucket { command } => buckets::run(command, &cli.endpoint, output).await?,
+        Cmd::Workers => workers::list(&cli.endpoint, output).await?,
+        Cmd::Audit { command } => audit::run(command, &cli.endpoint, output).await?,
         Cmd::Access(command) => access::run(command, admin(&cli.endpoint).await?, output).await?,
         Cmd::Ca { command } => ca::run(command, output)?,
         Cmd::Keys { command } => keys::run(command, &cli.endpoint, output).await?,
@@ -716,62 +433,6 @@ async fn cluster_status(endpoint: &str) -> anyhow::Result<pb::StatusResponse> {
         .await
         .map_err(|s| rpc_error("status", s))?
         .into_inner())
-}
-
-/// The workers of every node the cluster lists (asking each node).
-async fn every_node_workers(endpoint: &str) -> anyhow::Result<Vec<pb::WorkersResponse>> {
-    let status = cluster_status(endpoint).await?;
-    let mut all = Vec::new();
-    for node in &status.nodes {
-        match tresor_client::admin(&node.addr).await {
-            Ok(mut c) => match c.workers(pb::WorkersRequest {}).await {
-                Ok(r) => all.push(r.into_inner()),
-                Err(s) => eprintln!("node {}: {}", node.id, s.message()),
-            },
-            Err(e) => eprintln!("node {}: {e}", node.id),
-        }
-    }
-    Ok(all)
-}
-
-/// Starts a pass of worker `name` on every node the cluster lists.
-async fn run_everywhere(endpoint: &str, name: &str, output: Output) -> anyhow::Result<()> {
-    let status = cluster_status(endpoint).await?;
-    let mut started = Vec::new();
-    let mut failed = Vec::new();
-    for node in &status.nodes {
-        let result = match tresor_client::admin(&node.addr).await {
-            Ok(mut c) => c
-                .run_worker(pb::RunWorkerRequest { name: name.into() })
-                .await
-                .map(|_| ())
-                .map_err(|s| s.message().to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match result {
-            Ok(()) => started.push(node.id),
-            Err(e) => failed.push((node.id, e)),
-        }
-    }
-    match output {
-        Output::Json => print_json(json!({
-            "worker": name,
-            "started_on": started,
-            "failed": failed.iter().map(|(id, e)| json!({"node": id, "error": e})).collect::<Vec<_>>(),
-        })),
-        Output::Table => {
-            println!(
-                "{name} pass started on nodes {started:?}; follow it with `tresor-node workers`"
-            );
-            for (id, e) in &failed {
-                println!("node {id}: {e}");
-            }
-        }
-    }
-    if started.is_empty() {
-        anyhow::bail!("{name} could not be started on any node");
-    }
-    Ok(())
 }
 
 async fn dev(nodes: usize, zones: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
