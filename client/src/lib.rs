@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod channel;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod objects;
 
