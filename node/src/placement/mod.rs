@@ -65,33 +65,18 @@ pub fn place(
     for nodes in zones.values_mut() {
         nodes.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     }
-    let weight_of = |zone: &str| -> u64 {
-        unique
-            .values()
-            .filter(|c| c.zone == zone)
-            .map(|c| c.weight.max(1))
-            .fold(0u64, u64::saturating_add)
-    };
-    // Deal seats one at a time to the zone with the fewest seats that has
-    // nodes left; ties go to the zone with more capacity, then by name.
-    let mut seats: BTreeMap<&str, usize> = zones.keys().map(|z| (*z, 0)).collect();
-    for _ in 0..n {
-        let next = zones
-            .iter()
-            .filter(|(z, nodes)| seats[**z] < nodes.len())
-            .min_by(|(a, _), (b, _)| {
-                seats[**a]
-                    .cmp(&seats[**b])
-                    .then(weight_of(b).cmp(&weight_of(a)))
-                    .then(a.cmp(b))
-            })
-            .map(|(z, _)| *z);
-        if let Some(z) = next {
-            if let Some(s) = seats.get_mut(z) {
-                *s += 1;
-            }
-        }
-    }
+    let room: BTreeMap<&str, (usize, u64)> = zones
+        .iter()
+        .map(|(zone, nodes)| {
+            let weight = unique
+                .values()
+                .filter(|c| c.zone == *zone)
+                .map(|c| c.weight.max(1))
+                .fold(0u64, u64::saturating_add);
+            (*zone, (nodes.len(), weight))
+        })
+        .collect();
+    let seats = deal_seats(&room, n);
     // Zones take turns in shard order.
     let mut chosen = Vec::with_capacity(n);
     let mut round = 0;
@@ -104,6 +89,32 @@ pub fn place(
         round += 1;
     }
     Ok(chosen)
+}
+
+/// Deals `seats` seats over zones given as `zone → (nodes, weight)`: one at
+/// a time to the zone with the fewest seats that still has a node without
+/// one; ties go to the heavier zone, then to the first by name. The spread
+/// is as even as the nodes allow. Placement deals shards of a segment with
+/// this, and the voters of the cluster (all of weight 0) too.
+pub fn deal_seats<'a>(
+    zones: &BTreeMap<&'a str, (usize, u64)>,
+    seats: usize,
+) -> BTreeMap<&'a str, usize> {
+    let mut dealt: BTreeMap<&str, usize> = zones.keys().map(|z| (*z, 0)).collect();
+    for _ in 0..seats {
+        let next = zones
+            .iter()
+            .filter(|(z, (nodes, _))| dealt[**z] < *nodes)
+            .min_by(|(a, (_, wa)), (b, (_, wb))| {
+                dealt[**a].cmp(&dealt[**b]).then(wb.cmp(wa)).then(a.cmp(b))
+            })
+            .map(|(z, _)| *z);
+        match next {
+            Some(z) => *dealt.entry(z).or_default() += 1,
+            None => break,
+        }
+    }
+    dealt
 }
 
 /// Nodes for `count` shards of a segment whose other shards stay on `keep`

@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::placement::deal_seats;
+
 /// Most voters a cluster has; more only slows every commit.
 pub const MAX_VOTERS: usize = 5;
 
@@ -22,23 +24,14 @@ pub struct Candidate<'a> {
 /// time to the zone with the fewest seats that still has seatless nodes
 /// (ties to the zone name first), so the spread is as even as possible.
 fn zone_quotas(candidates: &[Candidate<'_>]) -> BTreeMap<String, usize> {
-    let mut sizes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut zones: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
     for c in candidates {
-        *sizes.entry(c.zone).or_default() += 1;
+        zones.entry(c.zone).or_default().0 += 1;
     }
-    let mut quotas: BTreeMap<String, usize> = sizes.keys().map(|z| (z.to_string(), 0)).collect();
-    let seats = candidates.len().min(MAX_VOTERS);
-    for _ in 0..seats {
-        let next = sizes
-            .iter()
-            .filter(|(z, size)| quotas[**z] < **size)
-            .min_by_key(|(z, _)| (quotas[**z], **z))
-            .map(|(z, _)| z.to_string());
-        if let Some(zone) = next {
-            *quotas.entry(zone).or_default() += 1;
-        }
-    }
-    quotas
+    deal_seats(&zones, candidates.len().min(MAX_VOTERS))
+        .into_iter()
+        .map(|(zone, seats)| (zone.to_string(), seats))
+        .collect()
 }
 
 /// The voter set for `candidates`, keeping as many of `current` as the zone
