@@ -237,7 +237,15 @@ pub async fn data_cluster(binary: &str, shard_bytes: u32) -> anyhow::Result<Harn
         shard_bytes,
         segment_bytes: 1 << 30,
     };
-    let mut h = Harness::new(binary, s).await?;
+    data_cluster_with(binary, s).await
+}
+
+/// A formed cluster of `spec` with bucket `footage` (4+2).
+pub async fn data_cluster_with(
+    binary: &str,
+    spec: tresor_node::devcluster::LocalClusterSpec,
+) -> anyhow::Result<Harness> {
+    let mut h = Harness::new(binary, spec).await?;
     h.form().await?;
     let leader = h.leader().await?;
     h.create_bucket(leader, "footage", 4, 2).await?;

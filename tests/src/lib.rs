@@ -37,7 +37,10 @@ pub mod history;
 pub mod net;
 mod pki;
 
-pub use data::{counter, data_cluster, files_under, flip_byte, header, sha256_hex, HEAL_TIMEOUT};
+pub use data::{
+    counter, data_cluster, data_cluster_with, files_under, flip_byte, header, sha256_hex,
+    HEAL_TIMEOUT,
+};
 pub use pki::{process_ca_dir, process_pki, ProcessPki};
 
 /// How long a node process may take to start answering.
@@ -66,6 +69,12 @@ macro_rules! cluster {
     };
     (tmpfs = $bytes:expr, spec = $spec:expr) => {
         $crate::Harness::with_tmpfs(env!("CARGO_BIN_EXE_tresor-test-node"), $spec, $bytes).await
+    };
+    (data, shard = $bytes:expr) => {
+        $crate::data_cluster(env!("CARGO_BIN_EXE_tresor-test-node"), $bytes).await
+    };
+    (data, spec = $spec:expr) => {
+        $crate::data_cluster_with(env!("CARGO_BIN_EXE_tresor-test-node"), $spec).await
     };
     (network, spec = $spec:expr) => {
         $crate::Harness::with_network(env!("CARGO_BIN_EXE_tresor-test-node"), $spec).await

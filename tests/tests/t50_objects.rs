@@ -19,11 +19,7 @@ fn small_data() -> DataTuning {
 async fn data_cluster(nodes: usize, zones: usize) -> anyhow::Result<Harness> {
     let mut s = spec(nodes, zones);
     s.data = small_data();
-    let mut h = cluster!(spec = s)?;
-    h.form().await?;
-    let leader = h.leader().await?;
-    h.create_bucket(leader, "footage", 4, 2).await?;
-    Ok(h)
+    cluster!(data, spec = s)
 }
 
 #[tokio::test]

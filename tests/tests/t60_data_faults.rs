@@ -7,14 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tresor_proto::v1 as pb;
-use tresor_tests::{header, pattern, sha256_hex, Harness};
+use tresor_tests::{cluster, files_under, header, pattern, sha256_hex, wait_for, Harness};
 
 const SHARD: usize = 4096;
 const STRIPE: usize = 4 * SHARD;
-
-async fn data_cluster() -> anyhow::Result<Harness> {
-    tresor_tests::data_cluster(env!("CARGO_BIN_EXE_tresor-test-node"), SHARD as u32).await
-}
 
 /// The shard files of one object, found by the object's id prefix in names.
 fn files_of(h: &Harness, object_files_before: &[(u64, PathBuf)]) -> Vec<(u64, PathBuf)> {
@@ -51,7 +47,7 @@ async fn assert_reads_back(h: &Harness, via: u64, key: &str, data: &[u8]) -> any
 
 #[tokio::test]
 async fn any_two_nodes_or_a_whole_zone_can_be_lost() -> anyhow::Result<()> {
-    let mut h = data_cluster().await?;
+    let mut h = cluster!(data, shard = SHARD as u32)?;
     let objects: Vec<(String, Vec<u8>)> = (0..4)
         .map(|i| (format!("cam/{i}"), pattern(5 * STRIPE + 333 * i, i as u64)))
         .collect();
@@ -77,7 +73,7 @@ async fn any_two_nodes_or_a_whole_zone_can_be_lost() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn more_losses_than_parity_is_unavailable_never_wrong_bytes() -> anyhow::Result<()> {
-    let h = data_cluster().await?;
+    let h = cluster!(data, shard = SHARD as u32)?;
     let data = pattern(3 * STRIPE + 17, 5);
     let files = put_tracked(&h, "fragile", &data).await?;
     // m = 2 files gone: still correct.
@@ -96,7 +92,7 @@ async fn more_losses_than_parity_is_unavailable_never_wrong_bytes() -> anyhow::R
 
 #[tokio::test]
 async fn flipped_and_swapped_shard_files_are_detected_and_rebuilt() -> anyhow::Result<()> {
-    let h = data_cluster().await?;
+    let h = cluster!(data, shard = SHARD as u32)?;
     let data = pattern(4 * STRIPE + 99, 11);
     let files = put_tracked(&h, "evidence", &data).await?;
     // Flip a byte inside the first block of two files (header is 64 bytes).
@@ -137,7 +133,7 @@ async fn flipped_and_swapped_shard_files_are_detected_and_rebuilt() -> anyhow::R
 
 #[tokio::test]
 async fn a_put_with_one_node_down_succeeds_degraded() -> anyhow::Result<()> {
-    let mut h = data_cluster().await?;
+    let mut h = cluster!(data, shard = SHARD as u32)?;
     h.kill(6);
     let data = pattern(6 * STRIPE + 1, 3);
     let put = h.put(1, "footage", "while-down", &data).await?;
@@ -156,7 +152,7 @@ async fn a_put_with_one_node_down_succeeds_degraded() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn killing_the_coordinator_mid_upload_leaves_nothing_visible() -> anyhow::Result<()> {
-    let mut h = data_cluster().await?;
+    let mut h = cluster!(data, shard = SHARD as u32)?;
     let data = pattern(20 * STRIPE, 8);
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::PutRequest>(4);
     let mut client = h.objects(4).await?;
@@ -179,7 +175,20 @@ async fn killing_the_coordinator_mid_upload_leaves_nothing_visible() -> anyhow::
         })
         .await?;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Killed once shard files are being written, not before the upload
+    // reached the nodes.
+    wait_for(
+        "shard files of the upload in flight",
+        Duration::from_secs(30),
+        || {
+            let writing = h.ids().iter().any(|id| {
+                !files_under(&h.data_dir(*id).join("shards-tmp")).is_empty()
+                    || !h.shard_files(*id).is_empty()
+            });
+            async move { Ok(writing.then_some(())) }
+        },
+    )
+    .await?;
     h.kill(4);
     let outcome = tokio::time::timeout(Duration::from_secs(30), upload).await??;
     assert!(

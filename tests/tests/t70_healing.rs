@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use tresor_node::config::{DataTuning, HealingTuning};
 use tresor_proto::v1 as pb;
-use tresor_tests::{cluster, header, pattern, sha256_hex, spec, wait_for, Harness};
+use tresor_tests::{cluster, header, pattern, sha256_hex, spec, wait_for, Harness, HEAL_TIMEOUT};
 
 const SHARD: usize = 4096;
 const STRIPE: usize = 4 * SHARD;
-const HEAL_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn healing() -> HealingTuning {
     HealingTuning {

@@ -8,14 +8,10 @@ use sha2::{Digest, Sha256};
 use tresor_node::config::NodeConfig;
 use tresor_node::crypto::MasterKeys;
 use tresor_proto::v1 as pb;
-use tresor_tests::{sha256_hex, Harness};
+use tresor_tests::{cluster, sha256_hex, Harness};
 
 const SHARD: usize = 4096;
 const STRIPE: usize = 4 * SHARD;
-
-async fn data_cluster() -> anyhow::Result<Harness> {
-    tresor_tests::data_cluster(env!("CARGO_BIN_EXE_tresor-test-node"), SHARD as u32).await
-}
 
 /// Recognisable footage: a marker line repeated with a counter, so any
 /// 24-byte window of it found on disk means plaintext leaked.
@@ -120,7 +116,7 @@ async fn rotate(h: &Harness, via: u64) -> anyhow::Result<pb::RotateKeysResponse>
 
 #[tokio::test]
 async fn no_plaintext_on_any_disk() -> anyhow::Result<()> {
-    let h = data_cluster().await?;
+    let h = cluster!(data, shard = SHARD as u32)?;
     let data = canary_footage(3 * STRIPE + 1234);
     h.put(1, "footage", "cam-17/2026-11-26.mp4", &data).await?;
     let (_, back) = h
@@ -147,7 +143,7 @@ async fn no_plaintext_on_any_disk() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn altered_segment_with_matching_checksum_never_reads_back_altered() -> anyhow::Result<()> {
-    let h = data_cluster().await?;
+    let h = cluster!(data, shard = SHARD as u32)?;
     let data = canary_footage(4 * STRIPE + 99);
     let before = all_shard_files(&h);
     h.put(1, "footage", "evidence", &data).await?;
@@ -188,7 +184,7 @@ async fn altered_segment_with_matching_checksum_never_reads_back_altered() -> an
 
 #[tokio::test]
 async fn delete_destroys_the_data_key() -> anyhow::Result<()> {
-    let mut h = data_cluster().await?;
+    let mut h = cluster!(data, shard = SHARD as u32)?;
     let data = canary_footage(2 * STRIPE + 5);
     let before = all_shard_files(&h);
     h.put(1, "footage", "to-be-deleted", &data).await?;
@@ -258,7 +254,7 @@ async fn delete_destroys_the_data_key() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn rotation_rewraps_every_key_and_retires_the_old_one() -> anyhow::Result<()> {
-    let h = data_cluster().await?;
+    let h = cluster!(data, shard = SHARD as u32)?;
     let keys = master_key_file(&h)?;
     let original = std::fs::read_to_string(&keys)?;
     let old_id = MasterKeys::parse(&original)

@@ -22,8 +22,8 @@ pub use write::{PutBody, PutSpec};
 use crate::config::DataTuning;
 use crate::crypto::Keyring;
 use crate::meta::{
-    audit::AuditRecord, now_ms, validate_bucket_name, validate_key, Command, MetaError, NodeState,
-    ObjectId, ObjectManifest,
+    audit::AuditRecord, now_ms, validate_bucket_name, validate_key, Command, MetaError, NodeRecord,
+    NodeState, ObjectId, ObjectManifest,
 };
 use crate::placement::Candidate;
 use crate::raft::{CaughtUp, Cluster, ClusterError};
@@ -138,11 +138,7 @@ impl DataPlane {
             .nodes()?
             .into_iter()
             .filter(|n| n.state == NodeState::Active)
-            .map(|n| Candidate {
-                id: n.id,
-                zone: n.zone,
-                weight: n.capacity,
-            })
+            .map(|n| candidate(&n))
             .collect())
     }
 
@@ -279,5 +275,14 @@ impl DataPlane {
                 }
             });
         }
+    }
+}
+
+/// A node as placement sees it: its zone, weighted by its capacity.
+fn candidate(node: &NodeRecord) -> Candidate {
+    Candidate {
+        id: node.id,
+        zone: node.zone.clone(),
+        weight: node.capacity,
     }
 }

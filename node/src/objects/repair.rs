@@ -115,11 +115,7 @@ impl DataPlane {
             .values()
             .filter(|n| n.state == NodeState::Active)
             .filter(|n| !moving.iter().any(|i| seg.shards[*i].node == Some(n.id)))
-            .map(|n| Candidate {
-                id: n.id,
-                zone: n.zone.clone(),
-                weight: n.capacity,
-            })
+            .map(super::candidate)
             .collect();
         let mut seed = m.object_id.0.to_vec();
         seed.extend_from_slice(&segment.to_be_bytes());
