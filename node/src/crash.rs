@@ -28,3 +28,21 @@ pub fn point(name: &str) {
 #[cfg(not(feature = "crash-points"))]
 #[inline(always)]
 pub fn point(_name: &str) {}
+
+/// Whether fault `name` is armed: the caller then injects it (a lost
+/// answer, say) instead of killing the process.
+#[cfg(feature = "crash-points")]
+pub fn armed(name: &str) -> bool {
+    let armed = fail::eval(name, |_| ()).is_some();
+    if armed {
+        tracing::warn!(point = name, "fault point reached: injecting its fault");
+    }
+    armed
+}
+
+/// Never: fault points are compiled out.
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn armed(_name: &str) -> bool {
+    false
+}

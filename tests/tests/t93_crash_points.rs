@@ -172,3 +172,28 @@ async fn shard_target_killed_between_fsync_and_rename_is_repaired() -> anyhow::R
     assert_eq!(sha256_hex(&back), stored.sha256);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_is_settled_not_cleaned_up() -> anyhow::Result<()> {
+    let mut h = crash_cluster().await?;
+    let leader = h.leader().await?;
+    let via = *h.ids().iter().find(|id| **id != leader).unwrap_or(&leader);
+    // The manifest commits, the coordinator is told it failed: it must
+    // learn that it committed (its abort is refused) and keep the shards.
+    h.restart_armed(via, Some("put::commit_answer_lost"))
+        .await?;
+    let data = pattern(5 * STRIPE + 3, 505);
+    let stored = h
+        .put(via, "footage", "lost-answer", &data)
+        .await
+        .map_err(|s| anyhow::anyhow!("a committed put was reported failed: {s}"))?;
+    assert_eq!(stored.sha256, sha256_hex(&data));
+    h.restart_armed(via, None).await?;
+    let (info, back) = h
+        .get(leader, "footage", "lost-answer", None, None)
+        .await
+        .map_err(|s| anyhow::anyhow!("visible but unreadable: {s}"))?;
+    assert_eq!(sha256_hex(&back), stored.sha256);
+    assert_eq!(info.missing_shards, 0);
+    Ok(())
+}

@@ -277,6 +277,14 @@ impl DataPlane {
                 manifest: Box::new(manifest.clone()),
             })
             .await;
+        // Fault point: the commit happened but its answer is lost, as when
+        // the leader dies between committing and replying.
+        let committed = match committed {
+            Ok(()) if crate::crash::armed("put::commit_answer_lost") => Err(
+                ClusterError::Unavailable("the commit's answer was lost (fault point)".into()),
+            ),
+            other => other,
+        };
         match committed {
             Ok(()) => crate::crash::point("put::after_commit"),
             // The state machine refused it: nothing was committed.
