@@ -15,6 +15,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
+    // Shard blocks travel as `bytes::Bytes`: handed from the codec to the
+    // transport and from the transport to the decoder without copies.
+    config.bytes([
+        ".tresor.internal.v1.ShardWrite",
+        ".tresor.internal.v1.ReadBlockReply",
+    ]);
     tonic_prost_build::configure()
         .codec_path("crate::codec::TresorCodec")
         .file_descriptor_set_path(out.join("tresor_descriptor.bin"))

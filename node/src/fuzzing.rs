@@ -20,7 +20,7 @@ use crate::meta::{
 };
 use crate::raft::state_machine::{decode_pairs, encode_pairs};
 use crate::raft::TypeConfig;
-use crate::shards::{ShardId, ShardStore};
+use crate::shards::{Digest, ShardId, ShardStore};
 
 const HEADER_LEN: usize = 64;
 const FOOTER_LEN: usize = 16;
@@ -50,9 +50,9 @@ fn store() -> &'static ShardStore {
 /// block hashes and footer — taken where the footer says they are (zeros
 /// when the file is too short for that), so inputs can get past the digest
 /// check to the block reads.
-fn digest_of(bytes: &[u8]) -> [u8; 32] {
+fn digest_of(bytes: &[u8]) -> Digest {
     if bytes.len() < HEADER_LEN + FOOTER_LEN {
-        return [0; 32];
+        return Digest([0; 32]);
     }
     let footer = &bytes[bytes.len() - FOOTER_LEN..];
     let count = u32::from_le_bytes([footer[0], footer[1], footer[2], footer[3]]) as usize;
@@ -62,25 +62,25 @@ fn digest_of(bytes: &[u8]) -> [u8; 32] {
         .and_then(|t| trailer_end.checked_sub(t))
         .filter(|start| *start >= HEADER_LEN)
     else {
-        return [0; 32];
+        return Digest([0; 32]);
     };
     let mut digest = Sha256::new();
     digest.update(&bytes[..HEADER_LEN]);
     digest.update(&bytes[trailer_start..trailer_end]);
     digest.update(footer);
-    digest.finalize().into()
+    Digest(digest.finalize().into())
 }
 
 /// `bytes` as a shard file on disk: opened as reads and scrub open it, its
 /// blocks read and verified.
 pub fn shard_file(bytes: &[u8]) {
     let mut id = ShardId {
-        object_id: [0; 16],
+        object_id: ObjectId([0; 16]),
         segment: 0,
         index: 0,
     };
     if bytes.len() >= 36 {
-        id.object_id.copy_from_slice(&bytes[12..28]);
+        id.object_id.0.copy_from_slice(&bytes[12..28]);
         id.segment = u32::from_le_bytes([bytes[28], bytes[29], bytes[30], bytes[31]]);
         id.index = u32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]);
     }
@@ -264,7 +264,7 @@ pub fn request(bytes: &[u8]) {
         }
         5 => {
             if let Ok(r) = ipb::ReadBlockRequest::decode(body) {
-                let _ = <[u8; 32]>::try_from(r.digest.as_slice());
+                let _ = Digest::from_slice(&r.digest);
                 if let Some(shard) = r.shard {
                     let _ = ObjectId::from_slice(&shard.object_id);
                 }

@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("config", 0),
     ("crash", 0),
     ("erasure", 0),
+    ("ids", 0),
     ("metrics", 0),
     ("placement", 0),
     ("rate", 0),

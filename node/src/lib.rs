@@ -15,7 +15,8 @@
 //! - `crypto` (keys, sealing) and `tls` (certificates, identities);
 //! - `meta` (the replicated model and its store) and `shards` (the local
 //!   shard files);
-//! - `config`, `erasure`, `placement`, `metrics`, `rate`, `crash` — leaves.
+//! - `ids` (object, shard and digest names), `config`, `erasure`,
+//!   `placement`, `metrics`, `rate`, `crash` — leaves.
 
 #![deny(missing_docs)]
 
@@ -28,6 +29,7 @@ pub mod devcluster;
 pub mod erasure;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod ids;
 pub mod meta;
 pub mod metrics;
 pub mod objects;

@@ -10,7 +10,7 @@ use tresor_proto::internal::v1::shards_server::Shards;
 use tresor_proto::internal::v1::{self as ipb, shard_write, shard_write_reply};
 
 use super::{shard_read_status, shard_status, task_status};
-use crate::shards::{ShardError, ShardId, ShardStore, ShardWriter};
+use crate::shards::{Digest, ObjectId, ShardError, ShardId, ShardStore, ShardWriter};
 
 /// Largest block accepted (the config allows shards of up to 4 MiB).
 const MAX_BLOCK: u32 = 4 * 1024 * 1024;
@@ -45,8 +45,8 @@ async fn next_message(
 
 fn shard_id(r: Option<&ipb::ShardRef>) -> Result<ShardId, Status> {
     let r = r.ok_or_else(|| Status::invalid_argument("shard reference missing"))?;
-    let object_id = <[u8; 16]>::try_from(r.object_id.as_slice())
-        .map_err(|_| Status::invalid_argument("object id must be 16 bytes"))?;
+    let object_id = ObjectId::from_slice(&r.object_id)
+        .ok_or_else(|| Status::invalid_argument("object id must be 16 bytes"))?;
     Ok(ShardId {
         object_id,
         segment: r.segment,
@@ -116,7 +116,7 @@ async fn receive(
             Some(shard_write::Msg::Commit(true)) => {
                 let digest = blocking(move || writer.commit()).await?;
                 let reply = ipb::ShardWriteReply {
-                    msg: Some(shard_write_reply::Msg::Committed(digest.to_vec())),
+                    msg: Some(shard_write_reply::Msg::Committed(digest.0.to_vec())),
                 };
                 let _ = tx.send(Ok(reply)).await;
                 return Ok(());
@@ -161,8 +161,8 @@ impl Shards for ShardsService {
     ) -> Result<Response<ipb::ReadBlockReply>, Status> {
         let req = request.into_inner();
         let id = shard_id(req.shard.as_ref())?;
-        let digest = <[u8; 32]>::try_from(req.digest.as_slice())
-            .map_err(|_| Status::invalid_argument("digest must be 32 bytes"))?;
+        let digest = Digest::from_slice(&req.digest)
+            .ok_or_else(|| Status::invalid_argument("digest must be 32 bytes"))?;
         let store = self.store.clone();
         let block = req.block;
         let data = blocking_as(
@@ -173,7 +173,7 @@ impl Shards for ShardsService {
         if let Err(status) = &data {
             if status.code() == tonic::Code::DataLoss {
                 tracing::error!(
-                    object = hex::encode(id.object_id),
+                    object = %id.object_id,
                     segment = id.segment,
                     shard = id.index,
                     block,
@@ -182,7 +182,7 @@ impl Shards for ShardsService {
                 );
             }
         }
-        Ok(Response::new(ipb::ReadBlockReply { data: data? }))
+        Ok(Response::new(ipb::ReadBlockReply { data: data?.into() }))
     }
 
     async fn delete_shard(
@@ -200,12 +200,28 @@ impl Shards for ShardsService {
         }))
     }
 
+    async fn stat_shard(
+        &self,
+        request: Request<ipb::ShardRef>,
+    ) -> Result<Response<ipb::StatShardReply>, Status> {
+        let id = shard_id(Some(request.get_ref()))?;
+        let store = self.store.clone();
+        let bytes = tokio::task::spawn_blocking(move || store.stat(&id))
+            .await
+            .map_err(task_status)?
+            .map_err(|e| Status::internal(format!("looking at a shard file: {e}")))?;
+        Ok(Response::new(ipb::StatShardReply {
+            exists: bytes.is_some(),
+            bytes: bytes.unwrap_or(0),
+        }))
+    }
+
     async fn delete_object_shards(
         &self,
         request: Request<ipb::DeleteObjectShardsRequest>,
     ) -> Result<Response<ipb::DeleteObjectShardsReply>, Status> {
-        let object_id = <[u8; 16]>::try_from(request.get_ref().object_id.as_slice())
-            .map_err(|_| Status::invalid_argument("object id must be 16 bytes"))?;
+        let object_id = ObjectId::from_slice(&request.get_ref().object_id)
+            .ok_or_else(|| Status::invalid_argument("object id must be 16 bytes"))?;
         let store = self.store.clone();
         let deleted = tokio::task::spawn_blocking(move || store.delete_object(&object_id))
             .await

@@ -19,6 +19,6 @@ pub use model::{
     UploadRecord, BOOTSTRAP_ADMIN,
 };
 pub use object::{
-    validate_key, ObjectId, ObjectManifest, SegmentManifest, ShardLocation, StripeRef,
+    validate_key, Digest, ObjectId, ObjectManifest, SegmentManifest, ShardLocation, StripeRef,
 };
 pub use store::{MetaStore, StoreError};

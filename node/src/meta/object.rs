@@ -6,58 +6,10 @@
 //! files, recorded with the digest of each file.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-/// Random 16-byte object id; shard files are named after it, never after keys.
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectId(pub [u8; 16]);
-
-impl ObjectId {
-    /// A fresh random id.
-    pub fn random() -> Self {
-        Self(rand::random())
-    }
-
-    /// Lowercase hex.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// From 16 bytes.
-    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        <[u8; 16]>::try_from(bytes).ok().map(Self)
-    }
-}
-
-impl fmt::Debug for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl Serialize for ObjectId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
-    }
-}
-
-impl<'de> Deserialize<'de> for ObjectId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let bytes = hex::decode(&text).map_err(serde::de::Error::custom)?;
-        ObjectId::from_slice(&bytes)
-            .ok_or_else(|| serde::de::Error::custom("object id must be 16 bytes"))
-    }
-}
+pub use crate::ids::{Digest, ObjectId};
 
 /// Where one shard file of a segment is, and its digest.
 #[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
@@ -66,8 +18,8 @@ pub struct ShardLocation {
     /// The node holding it; `None` when the shard was never written or is
     /// lost (the segment is degraded).
     pub node: Option<u64>,
-    /// Lowercase hex SHA-256 digest of the file (see `shards`).
-    pub digest: Option<String>,
+    /// The file's digest (see `shards`).
+    pub digest: Option<Digest>,
     /// A block of this file failed its check (or the file could not be
     /// read) on a read or a scrub. The file stays in place — its other
     /// blocks still serve reads, tried after healthy shards — and repair
@@ -86,8 +38,8 @@ impl ShardLocation {
         }
     }
 
-    /// A healthy shard file on `node` with `digest` (lowercase hex).
-    pub fn at(node: u64, digest: String) -> Self {
+    /// A healthy shard file on `node` with `digest`.
+    pub fn at(node: u64, digest: Digest) -> Self {
         Self {
             node: Some(node),
             digest: Some(digest),

@@ -8,14 +8,15 @@ mod peers;
 mod read;
 mod repair;
 mod targets;
+#[cfg(test)]
+mod tests;
 mod upload;
 mod write;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use keys::{rotate_keys, RotationReport};
-pub use peers::Peers;
+pub use peers::{timeouts, GrpcPeers, PeerError, Peers, ShardPeers, ShardSink, Target};
 pub use read::{ObjectRange, ObjectStream};
 pub use write::{PutBody, PutSpec};
 
@@ -102,8 +103,6 @@ impl From<MetaError> for ObjectError {
 pub const MAX_PAGE: usize = 10_000;
 /// Keys per `List` page when the caller does not say.
 pub const DEFAULT_PAGE: usize = 1_000;
-/// Time given to each node to delete an object's shards.
-const DELETE_SHARDS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the write and read paths need on this node.
 pub struct DataPlane {
@@ -117,9 +116,10 @@ impl DataPlane {
     /// The data plane of the node whose control plane is `cluster`.
     pub fn new(cluster: Arc<Cluster>, tuning: DataTuning) -> Self {
         let keyring = Keyring::new(cluster.config().security.master_key_file.clone());
+        let transport = Arc::new(GrpcPeers::new(cluster.meta().clone()));
         Self {
             cluster,
-            peers: Peers::default(),
+            peers: Peers::new(transport),
             tuning,
             keyring,
         }
@@ -251,27 +251,10 @@ impl DataPlane {
         nodes.sort_unstable();
         nodes.dedup();
         for node in nodes {
-            let Ok(Some(record)) = self.cluster.meta().node(node) else {
-                continue;
-            };
-            let Ok(mut client) = self.peers.client(&record) else {
-                continue;
-            };
+            let peers = self.peers.clone();
             tokio::spawn(async move {
-                let request = tresor_proto::internal::v1::DeleteObjectShardsRequest {
-                    object_id: object.0.to_vec(),
-                };
-                match tokio::time::timeout(
-                    DELETE_SHARDS_TIMEOUT,
-                    client.delete_object_shards(request),
-                )
-                .await
-                {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(s)) => {
-                        tracing::warn!(node, %object, error = %s.message(), "could not delete shards")
-                    }
-                    Err(_) => tracing::warn!(node, %object, "deleting shards timed out"),
+                if let Err(e) = peers.delete_object(node, object).await {
+                    tracing::warn!(node, %object, error = %e, "could not delete shards");
                 }
             });
         }

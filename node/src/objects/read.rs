@@ -6,23 +6,21 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tresor_proto::internal::v1 as ipb;
 
+use super::peers::{PeerError, Peers};
 use super::{DataPlane, ObjectError};
 use crate::crypto::{chunks_for, CryptoError, DataKey};
 use crate::erasure::Codec;
 use crate::meta::ObjectEncryption;
 use crate::meta::{ObjectManifest, StripeRef};
 use crate::raft::CaughtUp;
+use crate::shards::ShardId;
 
-/// How long one block fetch may take before its shard is counted as lost
-/// for this stripe and replaced by parity.
-const BLOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stripes fetched ahead of the one being sent.
 const STRIPES_AHEAD: usize = 2;
 /// Largest data message sent to the client.
@@ -153,7 +151,10 @@ impl DataPlane {
                 let plane = plane.clone();
                 let m = m.clone();
                 let codec = codec.clone();
-                async move { (s, plane.fetch_stripe(&m, &codec, s).await) }
+                async move {
+                    let damaged = |i: usize| plane.report_bad_shard(&m, s.segment, i);
+                    (s, fetch_stripe(&plane.peers, &m, &codec, s, &damaged).await)
+                }
             });
             let mut fetches = fetches.buffered(STRIPES_AHEAD);
             while let Some((s, fetched)) = fetches.next().await {
@@ -190,148 +191,142 @@ impl DataPlane {
         });
         Ok((manifest, (start, end), Box::pin(ReceiverStream::new(rx))))
     }
+}
 
-    /// One block of one shard file, or why not. `Err((reason, bad))`:
-    /// `bad` when the holder confirmed the file missing or corrupt (as
-    /// opposed to being unreachable), so it can be reported for repair.
-    async fn fetch_block(
-        &self,
-        m: &ObjectManifest,
-        s: StripeRef,
-        index: usize,
-        len: usize,
-    ) -> Result<Vec<u8>, (String, bool)> {
-        let location = m
-            .segments
-            .get(s.segment as usize)
-            .and_then(|seg| seg.shards.get(index))
-            .ok_or(("not in the manifest".to_string(), false))?;
-        let (Some(node), Some(digest)) = (location.node, location.digest.as_ref()) else {
-            return Err(("shard missing".into(), false));
-        };
-        let digest =
-            hex::decode(digest).map_err(|_| ("manifest digest malformed".to_string(), false))?;
-        let record = self
-            .cluster
-            .meta()
-            .node(node)
-            .map_err(|e| (e.to_string(), false))?
-            .ok_or_else(|| (format!("node {node} unknown"), false))?;
-        let mut client = self
-            .peers
-            .client(&record)
-            .map_err(|e| (e.to_string(), false))?;
-        let request = ipb::ReadBlockRequest {
-            shard: Some(ipb::ShardRef {
-                object_id: m.object_id.0.to_vec(),
-                segment: s.segment,
-                index: index as u32,
-            }),
-            block: s.stripe,
-            digest,
-        };
-        let data = tokio::time::timeout(BLOCK_TIMEOUT, client.read_block(request))
-            .await
-            .map_err(|_| (format!("node {node} timed out"), false))?
-            .map_err(|st| {
-                let bad = matches!(st.code(), tonic::Code::NotFound | tonic::Code::DataLoss);
-                (format!("node {node}: {}", st.message()), bad)
-            })?
-            .into_inner()
-            .data;
-        if data.len() != len {
-            return Err((
-                format!("node {node} sent {} bytes, expected {len}", data.len()),
-                true,
-            ));
+/// One block of one shard file, `len` bytes long, from its holder.
+async fn fetch_block(
+    peers: &Peers,
+    m: &ObjectManifest,
+    s: StripeRef,
+    index: usize,
+    len: usize,
+) -> Result<Bytes, BlockError> {
+    let location = m
+        .segments
+        .get(s.segment as usize)
+        .and_then(|seg| seg.shards.get(index))
+        .ok_or(BlockError::NotInManifest)?;
+    let (Some(node), Some(digest)) = (location.node, location.digest) else {
+        return Err(BlockError::Missing);
+    };
+    let shard = ShardId {
+        object_id: m.object_id,
+        segment: s.segment,
+        index: index as u32,
+    };
+    Ok(peers.read_block(node, shard, s.stripe, digest, len).await?)
+}
+
+/// Why one block could not be had.
+#[derive(Debug, thiserror::Error)]
+enum BlockError {
+    /// The manifest has no such shard slot.
+    #[error("not in the manifest")]
+    NotInManifest,
+    /// The manifest records no file for the shard (never written, or lost).
+    #[error("shard missing")]
+    Missing,
+    /// Its holder failed to give it.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+}
+
+/// Fetches shards of one stripe, in waves along `order`, until `k` are in
+/// hand. Shards whose holders confirm them missing or corrupt are passed
+/// to `damaged`, to be reported for repair.
+pub(super) async fn gather(
+    peers: &Peers,
+    m: &ObjectManifest,
+    codec: &Codec,
+    s: StripeRef,
+    order: &[usize],
+    damaged: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<Option<Bytes>>, ObjectError> {
+    let k = codec.data_shards();
+    let width = codec.total_shards();
+    let len = codec.shard_len(s.bytes as usize);
+    let mut shards: Vec<Option<Bytes>> = vec![None; width];
+    let mut next = 0;
+    let mut problems = Vec::new();
+    loop {
+        let have = shards.iter().filter(|b| b.is_some()).count();
+        if have >= k {
+            return Ok(shards);
         }
-        Ok(data)
-    }
-
-    /// Fetches shards of one stripe, in waves along `order`, until `k` are
-    /// in hand. Shards their holders report missing or corrupt are reported
-    /// for repair.
-    pub(super) async fn gather(
-        &self,
-        m: &ObjectManifest,
-        codec: &Codec,
-        s: StripeRef,
-        order: &[usize],
-    ) -> Result<Vec<Option<Vec<u8>>>, ObjectError> {
-        let k = codec.data_shards();
-        let width = codec.total_shards();
-        let len = codec.shard_len(s.bytes as usize);
-        let mut shards: Vec<Option<Vec<u8>>> = vec![None; width];
-        let mut next = 0;
-        let mut problems = Vec::new();
-        loop {
-            let have = shards.iter().filter(|b| b.is_some()).count();
-            if have >= k {
-                return Ok(shards);
-            }
-            let wave: Vec<usize> = order[next.min(order.len())..]
-                .iter()
-                .copied()
-                .take(k - have)
-                .collect();
-            next += wave.len();
-            if wave.is_empty() {
-                return Err(ObjectError::Unavailable(format!(
-                    "{}/{}: stripe {} of segment {} has only {have} of the {k} readable shards it needs ({})",
-                    m.bucket,
-                    m.key,
-                    s.stripe,
-                    s.segment,
-                    problems.join("; ")
-                )));
-            }
-            let fetched =
-                futures::future::join_all(wave.iter().map(|i| self.fetch_block(m, s, *i, len)))
-                    .await;
-            for (i, result) in wave.iter().zip(fetched) {
-                match result {
-                    Ok(block) => shards[*i] = Some(block),
-                    Err((reason, bad)) => {
-                        tracing::warn!(
-                            object = %m.object_id,
-                            segment = s.segment,
-                            stripe = s.stripe,
-                            shard = i,
-                            reason,
-                            "shard unreadable; using parity"
-                        );
-                        if bad {
-                            self.report_bad_shard(m, s.segment, *i);
-                        }
-                        problems.push(format!("shard {i}: {reason}"));
+        let wave: Vec<usize> = order[next.min(order.len())..]
+            .iter()
+            .copied()
+            .take(k - have)
+            .collect();
+        next += wave.len();
+        if wave.is_empty() {
+            return Err(ObjectError::Unavailable(format!(
+                "{}/{}: stripe {} of segment {} has only {have} of the {k} readable shards it needs ({})",
+                m.bucket,
+                m.key,
+                s.stripe,
+                s.segment,
+                problems.join("; ")
+            )));
+        }
+        let fetched =
+            futures::future::join_all(wave.iter().map(|i| fetch_block(peers, m, s, *i, len))).await;
+        for (i, result) in wave.iter().zip(fetched) {
+            match result {
+                Ok(block) => shards[*i] = Some(block),
+                Err(e) => {
+                    tracing::warn!(
+                        object = %m.object_id,
+                        segment = s.segment,
+                        stripe = s.stripe,
+                        shard = i,
+                        error = %e,
+                        "shard unreadable; using parity"
+                    );
+                    if matches!(&e, BlockError::Peer(p) if p.is_damage()) {
+                        damaged(*i);
                     }
+                    problems.push(format!("shard {i}: {e}"));
                 }
             }
         }
     }
+}
 
-    /// The bytes of one stripe, rebuilt from parity if need be.
-    async fn fetch_stripe(
-        &self,
-        m: &ObjectManifest,
-        codec: &Codec,
-        s: StripeRef,
-    ) -> Result<Vec<u8>, ObjectError> {
-        // Data shards first: when they are all good, no decoding is needed.
-        // Shards known to be damaged last: most of their blocks are good,
-        // but a sound shard is the better bet.
-        let mut order: Vec<usize> = (0..codec.total_shards()).collect();
-        if let Some(seg) = m.segments.get(s.segment as usize) {
-            order.sort_by_key(|i| seg.shards.get(*i).is_some_and(|l| l.damaged));
-        }
-        let shards = self.gather(m, codec, s, &order).await?;
-        codec.decode(shards, s.bytes as usize).map_err(|e| {
-            ObjectError::Internal(format!(
-                "decoding stripe {} of segment {}: {e}",
-                s.stripe, s.segment
-            ))
-        })
+/// The bytes of one stripe, rebuilt from parity if need be.
+pub(super) async fn fetch_stripe(
+    peers: &Peers,
+    m: &ObjectManifest,
+    codec: &Codec,
+    s: StripeRef,
+    damaged: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<u8>, ObjectError> {
+    // Data shards first: when they are all good, no decoding is needed.
+    // Shards known to be damaged last: most of their blocks are good,
+    // but a sound shard is the better bet.
+    let mut order: Vec<usize> = (0..codec.total_shards()).collect();
+    if let Some(seg) = m.segments.get(s.segment as usize) {
+        order.sort_by_key(|i| seg.shards.get(*i).is_some_and(|l| l.damaged));
     }
+    let shards = gather(peers, m, codec, s, &order, damaged).await?;
+    let k = codec.data_shards();
+    let bytes = s.bytes as usize;
+    if shards[..k].iter().all(Option::is_some) {
+        // Every data shard is here: the stripe is their concatenation.
+        let mut out = Vec::with_capacity(bytes);
+        for shard in shards[..k].iter().flatten() {
+            let take = (bytes - out.len()).min(shard.len());
+            out.extend_from_slice(&shard[..take]);
+        }
+        return Ok(out);
+    }
+    let shards = shards.into_iter().map(|b| b.map(Vec::from)).collect();
+    codec.decode(shards, bytes).map_err(|e| {
+        ObjectError::Internal(format!(
+            "decoding stripe {} of segment {}: {e}",
+            s.stripe, s.segment
+        ))
+    })
 }
 
 #[cfg(test)]

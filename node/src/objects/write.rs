@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use tresor_proto::internal::v1::shard_write;
 
-use super::targets::commit_all;
+use super::peers::Peers;
+use super::targets::{commit_all, open_segment};
 use super::upload::{delete_shards_of, keep_alive, KeepAlive, Settled};
 use super::{DataPlane, ObjectError};
 use crate::crypto::{DataKey, CHUNK_BYTES};
@@ -21,6 +22,7 @@ use crate::meta::{
     now_ms, validate_bucket_name, validate_key, Command, ObjectId, ObjectManifest, SegmentManifest,
     ShardLocation, UploadRecord,
 };
+use crate::placement::Candidate;
 use crate::raft::CaughtUp;
 use crate::raft::ClusterError;
 
@@ -48,7 +50,7 @@ impl<T: Stream<Item = Result<Vec<u8>, ObjectError>> + Unpin + Send> PutBody for 
 /// Pulls the body into stripe-sized buffers of stored bytes, hashing the
 /// object's bytes as it goes and, with a data key, sealing them chunk by
 /// chunk first.
-struct Body<S> {
+pub(super) struct Body<S> {
     stream: S,
     pending: Vec<u8>,
     pos: usize,
@@ -64,7 +66,7 @@ struct Body<S> {
 }
 
 impl<S: PutBody> Body<S> {
-    fn new(stream: S, key: Option<DataKey>) -> Self {
+    pub(super) fn new(stream: S, key: Option<DataKey>) -> Self {
         Self {
             stream,
             pending: Vec::new(),
@@ -214,16 +216,20 @@ impl DataPlane {
         let _alive = KeepAlive(tokio::spawn(keep_alive(self.cluster.clone(), object)));
         let mut body = Body::new(body, key);
         let mut segments = Vec::new();
-        let written = self
-            .write_segments(
-                object,
-                &codec,
-                block_size,
-                segment_stripes,
-                &mut body,
-                &mut segments,
-            )
-            .await;
+        let layout = Layout {
+            object,
+            codec: &codec,
+            block_size,
+            segment_stripes,
+        };
+        let written = write_segments(
+            &self.peers,
+            || self.candidates(),
+            layout,
+            &mut body,
+            &mut segments,
+        )
+        .await;
         if let Err(e) = written {
             self.abandon_upload(object, &segments);
             return Err(e);
@@ -324,87 +330,106 @@ impl DataPlane {
         );
         Ok(manifest)
     }
+}
 
-    async fn write_segments<S: PutBody>(
-        &self,
-        object: ObjectId,
-        codec: &Codec,
-        block_size: u32,
-        segment_stripes: u32,
-        body: &mut Body<S>,
-        segments: &mut Vec<SegmentManifest>,
-    ) -> Result<(), ObjectError> {
-        let stripe_bytes = codec.data_shards() * block_size as usize;
-        let mut stripe = Vec::with_capacity(stripe_bytes);
-        body.fill(&mut stripe, stripe_bytes).await?;
-        let mut segment = 0u32;
-        while !stripe.is_empty() {
-            let mut targets = self
-                .open_segment(object, segment, codec, block_size)
-                .await?;
-            // Record the nodes now so a failure below still cleans them up.
-            segments.push(SegmentManifest {
-                bytes: 0,
-                shards: targets
-                    .iter()
-                    .map(|t| ShardLocation {
-                        node: t.as_ref().map(|t| t.node),
-                        digest: None,
-                        damaged: false,
-                    })
-                    .collect(),
+/// How an object's bytes are cut: its id, erasure code, block size and
+/// stripes per segment.
+#[derive(Clone, Copy)]
+pub(super) struct Layout<'a> {
+    pub(super) object: ObjectId,
+    pub(super) codec: &'a Codec,
+    pub(super) block_size: u32,
+    pub(super) segment_stripes: u32,
+}
+
+/// Streams `body` into segments of shard files on nodes chosen among
+/// `candidates()` (asked again for each segment), pushing each segment's
+/// manifest onto `segments` — its placement as soon as it is chosen, so a
+/// failure part-way still knows which nodes to clean up. Fails when a
+/// segment cannot get `data + 1` durable shard files.
+pub(super) async fn write_segments<S: PutBody>(
+    peers: &Peers,
+    candidates: impl Fn() -> Result<Vec<Candidate>, ObjectError>,
+    layout: Layout<'_>,
+    body: &mut Body<S>,
+    segments: &mut Vec<SegmentManifest>,
+) -> Result<(), ObjectError> {
+    let Layout {
+        object,
+        codec,
+        block_size,
+        segment_stripes,
+    } = layout;
+    let stripe_bytes = codec.data_shards() * block_size as usize;
+    let mut stripe = Vec::with_capacity(stripe_bytes);
+    body.fill(&mut stripe, stripe_bytes).await?;
+    let mut segment = 0u32;
+    while !stripe.is_empty() {
+        let mut targets =
+            open_segment(peers, candidates()?, object, segment, codec, block_size).await?;
+        // Record the nodes now so a failure below still cleans them up.
+        segments.push(SegmentManifest {
+            bytes: 0,
+            shards: targets
+                .iter()
+                .map(|t| ShardLocation {
+                    node: t.as_ref().map(|t| t.node),
+                    digest: None,
+                    damaged: false,
+                })
+                .collect(),
+        });
+        let mut bytes = 0u64;
+        let mut stripes = 0u32;
+        loop {
+            let shards = codec
+                .encode(&stripe)
+                .map_err(|e| ObjectError::Internal(format!("encoding: {e}")))?;
+            let sends = targets
+                .iter_mut()
+                .zip(shards)
+                .filter_map(|(t, shard)| t.as_mut().map(|t| t.send(Bytes::from(shard))));
+            futures::future::join_all(sends).await;
+            bytes += stripe.len() as u64;
+            stripes += 1;
+
+            let full = stripe.len() == stripe_bytes;
+            body.fill(&mut stripe, stripe_bytes).await?;
+            if !full || stripe.is_empty() || stripes == segment_stripes {
+                break;
+            }
+        }
+        let needed = (codec.data_shards() + 1).min(codec.total_shards());
+        let results = commit_all(&mut targets, needed).await;
+        let mut shards = Vec::with_capacity(results.len());
+        for (index, result) in results.into_iter().enumerate() {
+            shards.push(match result {
+                Some(Ok((node, digest))) => ShardLocation::at(node, digest),
+                Some(Err(e)) => {
+                    tracing::warn!(%object, segment, index, error = %e, "shard write failed");
+                    ShardLocation::missing()
+                }
+                None => ShardLocation::missing(),
             });
-            let mut bytes = 0u64;
-            let mut stripes = 0u32;
-            loop {
-                let shards = codec
-                    .encode(&stripe)
-                    .map_err(|e| ObjectError::Internal(format!("encoding: {e}")))?;
-                let sends = targets.iter_mut().zip(shards).filter_map(|(t, shard)| {
-                    t.as_mut().map(|t| t.send(shard_write::Msg::Block(shard)))
-                });
-                futures::future::join_all(sends).await;
-                bytes += stripe.len() as u64;
-                stripes += 1;
-
-                let full = stripe.len() == stripe_bytes;
-                body.fill(&mut stripe, stripe_bytes).await?;
-                if !full || stripe.is_empty() || stripes == segment_stripes {
-                    break;
+        }
+        let durable = shards.iter().filter(|s| s.node.is_some()).count();
+        if let Some(last) = segments.last_mut() {
+            // Keep the recorded nodes of failed writes for clean-up.
+            for (slot, written) in last.shards.iter_mut().zip(&shards) {
+                if written.node.is_some() {
+                    *slot = written.clone();
                 }
             }
-            let needed = (codec.data_shards() + 1).min(codec.total_shards());
-            let results = commit_all(&mut targets, needed).await;
-            let mut shards = Vec::with_capacity(results.len());
-            for (index, result) in results.into_iter().enumerate() {
-                shards.push(match result {
-                    Some(Ok((node, digest))) => ShardLocation::at(node, hex::encode(digest)),
-                    Some(Err(reason)) => {
-                        tracing::warn!(%object, segment, index, reason, "shard write failed");
-                        ShardLocation::missing()
-                    }
-                    None => ShardLocation::missing(),
-                });
-            }
-            let durable = shards.iter().filter(|s| s.node.is_some()).count();
-            if let Some(last) = segments.last_mut() {
-                // Keep the recorded nodes of failed writes for clean-up.
-                for (slot, written) in last.shards.iter_mut().zip(&shards) {
-                    if written.node.is_some() {
-                        *slot = written.clone();
-                    }
-                }
-                if durable < needed {
-                    return Err(ObjectError::Unavailable(format!(
+            if durable < needed {
+                return Err(ObjectError::Unavailable(format!(
                         "only {durable} of {} shard files of segment {segment} could be made durable; {needed} are needed",
                         codec.total_shards()
                     )));
-                }
-                *last = SegmentManifest { bytes, shards };
             }
-            crate::crash::point("put::after_segment");
-            segment += 1;
+            *last = SegmentManifest { bytes, shards };
         }
-        Ok(())
+        crate::crash::point("put::after_segment");
+        segment += 1;
     }
+    Ok(())
 }

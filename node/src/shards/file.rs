@@ -25,7 +25,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
-use super::{sync_dir, Digest, ShardError, ShardId};
+use super::{sync_dir, Digest, ObjectId, ShardError, ShardId};
+
+/// The SHA-256 hash of one block.
+type BlockHash = [u8; 32];
 
 const MAGIC: &[u8; 8] = b"TRSHARD1";
 const END_MAGIC: &[u8; 8] = b"TRSHEND1";
@@ -50,7 +53,7 @@ impl Header {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(MAGIC);
         b[8..12].copy_from_slice(&VERSION.to_le_bytes());
-        b[12..28].copy_from_slice(&self.id.object_id);
+        b[12..28].copy_from_slice(&self.id.object_id.0);
         b[28..32].copy_from_slice(&self.id.segment.to_le_bytes());
         b[32..36].copy_from_slice(&self.id.index.to_le_bytes());
         b[36..40].copy_from_slice(&self.block_size.to_le_bytes());
@@ -73,7 +76,7 @@ impl Header {
         object_id.copy_from_slice(&b[12..28]);
         let header = Header {
             id: ShardId {
-                object_id,
+                object_id: ObjectId(object_id),
                 segment: le_u32(&b[28..32]),
                 index: le_u32(&b[32..36]),
             },
@@ -151,7 +154,7 @@ pub struct ShardWriter {
     block_size: u32,
     file: BufWriter<NamedTempFile>,
     final_path: PathBuf,
-    block_hashes: Vec<Digest>,
+    block_hashes: Vec<BlockHash>,
     last_block_len: u32,
     data_len: u64,
     /// A write failed part-way: the file's contents are unknown, so the
@@ -236,7 +239,7 @@ impl ShardWriter {
         if self.block_hashes.len() == u32::MAX as usize {
             return Err(ShardError::InvalidWrite("too many blocks".into()));
         }
-        let hash: Digest = Sha256::digest(data).into();
+        let hash: BlockHash = Sha256::digest(data).into();
         self.write(data)?;
         self.block_hashes.push(hash);
         // Checked against block_size above, which is a u32.
@@ -270,7 +273,7 @@ impl ShardWriter {
         }
         digest.update(footer);
         self.write(&footer)?;
-        let digest: Digest = digest.finalize().into();
+        let digest = Digest(digest.finalize().into());
 
         let ShardWriter {
             id,
@@ -304,7 +307,7 @@ impl ShardWriter {
         if let Some(dir) = final_path.parent() {
             sync_dir(dir)?;
         }
-        tracing::debug!(shard = %id, bytes = data_len, digest = %hex::encode(digest), "shard committed");
+        tracing::debug!(shard = %id, bytes = data_len, %digest, "shard committed");
         Ok(digest)
     }
 
@@ -333,7 +336,7 @@ pub struct ShardReader {
     block_size: u32,
     block_count: u32,
     last_block_len: u32,
-    block_hashes: Vec<Digest>,
+    block_hashes: Vec<BlockHash>,
 }
 
 impl fmt::Debug for ShardReader {
@@ -402,12 +405,11 @@ impl ShardReader {
         digest.update(header);
         digest.update(&trailer);
         digest.update(footer_bytes);
-        let digest: Digest = digest.finalize().into();
+        let digest = Digest(digest.finalize().into());
         if digest != *expected {
             return Err(corrupt(format!(
                 "file digest {} differs from the manifest's {}",
-                hex::encode(digest),
-                hex::encode(expected)
+                digest, expected
             )));
         }
 
@@ -476,7 +478,7 @@ impl ShardReader {
         buf.resize(len as usize, 0);
         let offset = HEADER_LEN as u64 + u64::from(i) * u64::from(self.block_size);
         read_exact_at(&self.file, self.id, buf, offset, "block")?;
-        let hash: Digest = Sha256::digest(&buf[..]).into();
+        let hash: BlockHash = Sha256::digest(&buf[..]).into();
         if hash != self.block_hashes[i as usize] {
             return Err(ShardError::corrupt(
                 self.id,

@@ -13,12 +13,12 @@
 
 mod file;
 
-use std::fmt;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+pub use crate::ids::{Digest, ObjectId, ShardId};
 pub use file::{ShardReader, ShardWriter};
 
 /// Committed shard files, under two-level fan-out: `shards/ab/<object>.<segment>.<index>`.
@@ -32,54 +32,24 @@ const TMP_DIR: &str = "shards-tmp";
 /// disk and the metadata store beside it keeps room to work.
 pub const MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Names one shard file: this node's shard `index` of segment `segment` of
-/// an object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ShardId {
-    /// The object's id (a UUID's bytes).
-    pub object_id: [u8; 16],
-    /// The segment of the object, from 0.
-    pub segment: u32,
-    /// The shard's index in the stripes' `k + m` shards: data shards first.
-    pub index: u32,
-}
-
-/// Shown as the file name: `<object id in hex>.<segment>.<index>`.
-impl fmt::Display for ShardId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{}.{}",
-            hex::encode(self.object_id),
-            self.segment,
-            self.index
-        )
+/// Parses a committed file's name; `None` for anything that is not
+/// exactly what `Display` writes (so that every listed file is found
+/// again by `ShardStore::path`).
+fn shard_from_file_name(name: &str) -> Option<ShardId> {
+    let mut parts = name.split('.');
+    let (object, segment, index) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
     }
+    let mut object_id = [0u8; 16];
+    hex::decode_to_slice(object, &mut object_id).ok()?;
+    let id = ShardId {
+        object_id: ObjectId(object_id),
+        segment: segment.parse().ok()?,
+        index: index.parse().ok()?,
+    };
+    (id.to_string() == name).then_some(id)
 }
-
-impl ShardId {
-    /// Parses a committed file's name; `None` for anything that is not
-    /// exactly what `Display` writes (so that every listed file is found
-    /// again by `ShardStore::path`).
-    fn from_file_name(name: &str) -> Option<ShardId> {
-        let mut parts = name.split('.');
-        let (object, segment, index) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
-            return None;
-        }
-        let mut object_id = [0u8; 16];
-        hex::decode_to_slice(object, &mut object_id).ok()?;
-        let id = ShardId {
-            object_id,
-            segment: segment.parse().ok()?,
-            index: index.parse().ok()?,
-        };
-        (id.to_string() == name).then_some(id)
-    }
-}
-
-/// A SHA-256 digest: of a block, or of a whole shard file (see `file`).
-pub type Digest = [u8; 32];
 
 /// Errors of the shard store.
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +126,7 @@ impl ShardStore {
     /// Where the committed file of `id` lives (whether or not it exists):
     /// `shards/<first byte of the object id in hex>/<id>`.
     pub fn path(&self, id: &ShardId) -> PathBuf {
-        self.fan_out_dir(id.object_id[0]).join(id.to_string())
+        self.fan_out_dir(id.object_id.0[0]).join(id.to_string())
     }
 
     /// Starts a shard file under a temporary name in `shards-tmp`, with
@@ -171,7 +141,7 @@ impl ShardStore {
     }
 
     fn check_writable(&self, id: &ShardId) -> Result<(), ShardError> {
-        let fan_out = self.fan_out_dir(id.object_id[0]);
+        let fan_out = self.fan_out_dir(id.object_id.0[0]);
         if !fan_out.is_dir() {
             return Err(ShardError::Io(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -220,12 +190,12 @@ impl ShardStore {
 
     /// Deletes every committed shard file of an object and fsyncs the
     /// directory; returns how many were removed.
-    pub fn delete_object(&self, object_id: &[u8; 16]) -> io::Result<usize> {
-        let dir = self.fan_out_dir(object_id[0]);
+    pub fn delete_object(&self, object_id: &ObjectId) -> io::Result<usize> {
+        let dir = self.fan_out_dir(object_id.0[0]);
         let mut removed = 0;
         for entry in read_dir_or_empty(&dir)? {
             let entry = entry?;
-            let Some(id) = entry.file_name().to_str().and_then(ShardId::from_file_name) else {
+            let Some(id) = entry.file_name().to_str().and_then(shard_from_file_name) else {
                 continue;
             };
             if id.object_id != *object_id {
@@ -241,8 +211,19 @@ impl ShardStore {
         if removed > 0 {
             sync_dir(&dir)?;
         }
-        tracing::debug!(object = %hex::encode(object_id), removed, "shard files deleted");
+        tracing::debug!(object = %object_id, removed, "shard files deleted");
         Ok(removed)
+    }
+
+    /// The length of the committed file of `id`, if there is one.
+    pub fn stat(&self, id: &ShardId) -> io::Result<Option<u64>> {
+        match fs::metadata(self.path(id)) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            // A directory in the file's place is no shard file.
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Deletes one committed shard file (directory fsynced); false if it
@@ -269,10 +250,10 @@ impl ShardStore {
         for byte in 0..=u8::MAX {
             for entry in read_dir_or_empty(&self.fan_out_dir(byte))? {
                 let entry = entry?;
-                let Some(id) = entry.file_name().to_str().and_then(ShardId::from_file_name) else {
+                let Some(id) = entry.file_name().to_str().and_then(shard_from_file_name) else {
                     continue;
                 };
-                if id.object_id[0] != byte {
+                if id.object_id.0[0] != byte {
                     continue;
                 }
                 let meta = match entry.metadata() {

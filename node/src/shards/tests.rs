@@ -2,6 +2,7 @@
 
 use super::*;
 use sha2::{Digest as _, Sha256};
+use std::fmt;
 use std::os::unix::fs::FileExt;
 use tempfile::TempDir;
 
@@ -11,7 +12,7 @@ fn shard(first: u8, fill: u8, segment: u32, index: u32) -> ShardId {
     let mut object_id = [fill; 16];
     object_id[0] = first;
     ShardId {
-        object_id,
+        object_id: ObjectId(object_id),
         segment,
         index,
     }
@@ -125,7 +126,7 @@ fn file_layout_is_the_documented_format() {
 
     assert_eq!(&bytes[0..8], b"TRSHARD1");
     assert_eq!(&bytes[8..12], &1u32.to_le_bytes());
-    assert_eq!(&bytes[12..28], &id.object_id);
+    assert_eq!(&bytes[12..28], &id.object_id.0);
     assert_eq!(&bytes[28..32], &[4, 3, 2, 1]);
     assert_eq!(&bytes[32..36], &9u32.to_le_bytes());
     assert_eq!(&bytes[36..40], &BS.to_le_bytes());
@@ -141,7 +142,7 @@ fn file_layout_is_the_documented_format() {
     let mut h = Sha256::new();
     h.update(&bytes[..64]);
     h.update(&bytes[1264..]);
-    assert_eq!(digest, <Digest>::from(h.finalize()));
+    assert_eq!(digest, Digest(h.finalize().into()));
 }
 
 #[test]
@@ -200,7 +201,7 @@ fn wrong_expected_digest() {
     let (_dir, store) = store();
     let id = shard(1, 2, 0, 0);
     let mut digest = write(&store, id, &blocks(&[1000, 3], 0));
-    digest[31] ^= 0x80;
+    digest.0[31] ^= 0x80;
     assert_corrupt(
         store.open_reader(&id, &digest),
         "differs from the manifest's",
@@ -275,7 +276,7 @@ fn garbage_and_forged_files() {
     let (_dir, store) = store();
     let id = shard(1, 2, 0, 0);
     let path = store.path(&id);
-    let any_digest = [0u8; 32];
+    let any_digest = Digest([0u8; 32]);
 
     for len in [0usize, 10, 80, 5000] {
         let garbage: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
@@ -319,7 +320,7 @@ fn missing_file_is_not_found() {
     let (_dir, store) = store();
     let id = shard(1, 2, 0, 0);
     assert!(matches!(
-        store.open_reader(&id, &[0; 32]),
+        store.open_reader(&id, &Digest([0; 32])),
         Err(ShardError::NotFound(got)) if got == id
     ));
 }
@@ -404,7 +405,7 @@ fn delete_object_removes_only_its_files() {
     left.sort_by_key(|id| id.object_id);
     assert_eq!(left, vec![c, b]);
     assert_eq!(store.delete_object(&a[0].object_id).unwrap(), 0);
-    assert_eq!(store.delete_object(&[0x55; 16]).unwrap(), 0);
+    assert_eq!(store.delete_object(&ObjectId([0x55; 16])).unwrap(), 0);
 }
 
 #[test]
@@ -423,7 +424,7 @@ fn list_reports_committed_files_and_skips_strangers() {
     // A writer in flight is not listed.
     let _pending = store.create(shard(0xab, 3, 0, 0), BS).unwrap();
 
-    let hexa = hex::encode(ids[0].object_id);
+    let hexa = ids[0].object_id.to_hex();
     let shards = dir.path().join("shards");
     for stranger in [
         "ab/README".to_string(),
@@ -460,11 +461,11 @@ fn paths_and_names_come_from_ids() {
         store.path(&id),
         dir.path().join("shards").join("ab").join(&name)
     );
-    assert_eq!(ShardId::from_file_name(&name), Some(id));
+    assert_eq!(shard_from_file_name(&name), Some(id));
     assert_eq!(
-        ShardId::from_file_name(&format!("{}.4294967295.0", "00".repeat(16))),
+        shard_from_file_name(&format!("{}.4294967295.0", "00".repeat(16))),
         Some(ShardId {
-            object_id: [0; 16],
+            object_id: ObjectId([0; 16]),
             segment: u32::MAX,
             index: 0
         })
@@ -475,7 +476,7 @@ fn paths_and_names_come_from_ids() {
         "ab.1.2",
         &format!("{}.4294967296.0", "00".repeat(16)),
     ] {
-        assert_eq!(ShardId::from_file_name(bad), None, "{bad:?}");
+        assert_eq!(shard_from_file_name(bad), None, "{bad:?}");
     }
 }
 
@@ -538,7 +539,7 @@ fn file_header(id: ShardId, block_size: u32) -> [u8; 64] {
     let mut h = [0u8; 64];
     h[0..8].copy_from_slice(b"TRSHARD1");
     h[8..12].copy_from_slice(&1u32.to_le_bytes());
-    h[12..28].copy_from_slice(&id.object_id);
+    h[12..28].copy_from_slice(&id.object_id.0);
     h[28..32].copy_from_slice(&id.segment.to_le_bytes());
     h[32..36].copy_from_slice(&id.index.to_le_bytes());
     h[36..40].copy_from_slice(&block_size.to_le_bytes());

@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 
 use super::{StatusHandle, Worker};
-use crate::meta::ObjectId;
 use crate::raft::Cluster;
 use crate::shards::ShardStore;
 
@@ -59,7 +58,7 @@ impl OrphanCollector {
             let referenced = self
                 .cluster
                 .meta()
-                .object_by_id(&ObjectId(id.object_id))
+                .object_by_id(&id.object_id)
                 .map_err(|e| e.to_string())?
                 .and_then(|m| m.segments.get(id.segment as usize).cloned())
                 .and_then(|s| s.shards.get(id.index as usize).cloned())
@@ -68,7 +67,7 @@ impl OrphanCollector {
                 Ok(self
                     .cluster
                     .meta()
-                    .upload(&ObjectId(id.object_id))
+                    .upload(&id.object_id)
                     .map_err(|e| e.to_string())?
                     .is_some())
             };

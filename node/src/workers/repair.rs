@@ -186,7 +186,7 @@ impl Worker for Repairer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::ShardLocation;
+    use crate::meta::{Digest, ShardLocation};
 
     fn node(id: u64, state: NodeState, since: u64) -> (u64, NodeRecord) {
         (
@@ -216,7 +216,7 @@ mod tests {
                 .iter()
                 .map(|(n, damaged)| ShardLocation {
                     node: *n,
-                    digest: n.map(|_| "00".into()),
+                    digest: n.map(|_| Digest([0; 32])),
                     damaged: *damaged,
                 })
                 .collect(),

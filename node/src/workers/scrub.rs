@@ -50,7 +50,7 @@ impl Scrubber {
             for (segment, seg) in m.segments.iter().enumerate() {
                 for (index, location) in seg.shards.iter().enumerate() {
                     if location.node == Some(me) {
-                        files.push((m, segment as u32, index, location.digest.clone()));
+                        files.push((m, segment as u32, index, location.digest));
                     }
                 }
             }
@@ -62,16 +62,13 @@ impl Scrubber {
         let mut bad = 0u64;
         for (n, (m, segment, index, digest)) in files.into_iter().enumerate() {
             let id = ShardId {
-                object_id: m.object_id.0,
+                object_id: m.object_id,
                 segment,
                 index: index as u32,
             };
-            let expected = digest
-                .and_then(|d| hex::decode(d).ok())
-                .and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok());
             let store = self.store.clone();
-            let verdict = match expected {
-                None => Err("manifest digest missing or malformed".to_string()),
+            let verdict = match digest {
+                None => Err("manifest digest missing".to_string()),
                 Some(expected) => tokio::task::spawn_blocking(move || {
                     store.open_reader(&id, &expected)?.verify_all()
                 })

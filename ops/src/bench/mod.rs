@@ -104,12 +104,12 @@ fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
 fn baseline(dir: &std::path::Path, bytes: usize) -> anyhow::Result<f64> {
     use sha2::Digest;
     use tresor_node::erasure::Codec;
-    use tresor_node::shards::{ShardId, ShardStore};
+    use tresor_node::shards::{ObjectId, ShardId, ShardStore};
     let data = tresor_node::devcluster::pattern(bytes, 99);
     let store = ShardStore::open(dir)?;
     let codec = Codec::new(4, 2)?;
     let stripe = 4 * MIB;
-    let object_id: [u8; 16] = rand_id();
+    let object_id = ObjectId::random();
     let started = Instant::now();
     let mut hasher = sha2::Sha256::new();
     let mut writers = (0..6)
@@ -138,14 +138,6 @@ fn baseline(dir: &std::path::Path, bytes: usize) -> anyhow::Result<f64> {
     let elapsed = started.elapsed();
     store.delete_object(&object_id)?;
     Ok(bytes as f64 / 1e6 / elapsed.as_secs_f64())
-}
-
-fn rand_id() -> [u8; 16] {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    nanos.to_le_bytes()
 }
 
 /// Peak resident memory of a process (VmHWM), in bytes.
@@ -305,11 +297,7 @@ async fn measure(
     }
     let run_id = format!(
         "run-{}",
-        rand_id()
-            .iter()
-            .take(4)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        &tresor_node::ids::ObjectId::random().to_hex()[..8]
     );
     eprintln!("measuring the in-process baseline (SHA-256 + 4+2 encode + 6 shard files, fsync)");
     let baseline_dir = dir.join("baseline");
