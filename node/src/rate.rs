@@ -1,12 +1,17 @@
 //! Pacing background work to a byte rate.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Told `true` when a limiter starts making its user wait, `false` after.
+pub type WaitObserver = Arc<dyn Fn(bool) + Send + Sync>;
 
 /// Paces background work to a number of bytes per second.
 pub struct RateLimiter {
     bytes_per_sec: u64,
     started: tokio::time::Instant,
     consumed: u64,
+    observer: Option<WaitObserver>,
 }
 
 impl RateLimiter {
@@ -16,7 +21,14 @@ impl RateLimiter {
             bytes_per_sec: bytes_per_sec.max(1),
             started: tokio::time::Instant::now(),
             consumed: 0,
+            observer: None,
         }
+    }
+
+    /// The same limiter, telling `observer` when it makes its user wait.
+    pub fn observed(mut self, observer: WaitObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Accounts for `bytes` and sleeps as long as needed to stay at the rate.
@@ -25,7 +37,13 @@ impl RateLimiter {
         let due = Duration::from_secs_f64(self.consumed as f64 / self.bytes_per_sec as f64);
         let elapsed = self.started.elapsed();
         if due > elapsed {
+            if let Some(tell) = &self.observer {
+                tell(true);
+            }
             tokio::time::sleep(due - elapsed).await;
+            if let Some(tell) = &self.observer {
+                tell(false);
+            }
         }
     }
 }

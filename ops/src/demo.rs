@@ -344,7 +344,8 @@ async fn tour(cluster: &mut LocalCluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn worker(endpoint: &str, name: &str) -> anyhow::Result<pb::WorkerInfo> {
+/// Worker `name` of the node at `endpoint`.
+pub(crate) async fn worker(endpoint: &str, name: &str) -> anyhow::Result<pb::WorkerInfo> {
     tresor_client::admin(endpoint)
         .await?
         .workers(pb::WorkersRequest {})
@@ -357,8 +358,14 @@ async fn worker(endpoint: &str, name: &str) -> anyhow::Result<pb::WorkerInfo> {
         .ok_or_else(|| anyhow!("no {name} worker"))
 }
 
-fn counter(w: &pb::WorkerInfo, name: &str) -> u64 {
+/// A worker's counter (0 when it has none yet).
+pub(crate) fn counter(w: &pb::WorkerInfo, name: &str) -> u64 {
     w.counters.get(name).copied().unwrap_or(0)
+}
+
+/// Whether a worker is in a pass (busy, or held back by its byte rate).
+pub(crate) fn in_pass(w: &pb::WorkerInfo) -> bool {
+    matches!(w.state.as_str(), "busy" | "throttled")
 }
 
 /// The shard files under a node's data dir (`shards/<xx>/<file>`).
@@ -402,7 +409,7 @@ async fn heal_a_flipped_byte(cluster: &LocalCluster, leader_endpoint: &str) -> a
     let deadline = Instant::now() + Duration::from_secs(60);
     let after = loop {
         let w = worker(&endpoint, "scrub").await?;
-        if counter(&w, "passes") > counter(&before, "passes") && w.state != "running" {
+        if counter(&w, "passes") > counter(&before, "passes") && !in_pass(&w) {
             break w;
         }
         if Instant::now() >= deadline {

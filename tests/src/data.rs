@@ -189,7 +189,7 @@ impl Harness {
         for (id, (passes, errors_before)) in ids.iter().zip(before) {
             let w = wait_for("scrub pass", HEAL_TIMEOUT, || async {
                 let w = self.worker(*id, "scrub").await?;
-                Ok((counter(&w, "passes") > passes && w.state != "running").then_some(w))
+                Ok((counter(&w, "passes") > passes && !in_pass(&w)).then_some(w))
             })
             .await?;
             checked += counter(&w, "files_checked");
@@ -201,6 +201,11 @@ impl Harness {
 
 /// How long healing waits (repair, scrub passes) may take in tests.
 pub const HEAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether a worker is in a pass (busy or held back by its byte rate).
+pub fn in_pass(w: &pb::WorkerInfo) -> bool {
+    matches!(w.state.as_str(), "busy" | "throttled")
+}
 
 /// A worker's counter (0 when it has none yet).
 pub fn counter(w: &pb::WorkerInfo, name: &str) -> u64 {

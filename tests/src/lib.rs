@@ -38,7 +38,7 @@ pub mod net;
 mod pki;
 
 pub use data::{
-    counter, data_cluster, data_cluster_with, files_under, flip_byte, header, sha256_hex,
+    counter, data_cluster, data_cluster_with, files_under, flip_byte, header, in_pass, sha256_hex,
     HEAL_TIMEOUT,
 };
 pub use pki::{process_ca_dir, process_pki, ProcessPki};

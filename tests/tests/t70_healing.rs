@@ -358,7 +358,10 @@ async fn leader_killed_mid_repair_loses_nothing_and_repair_completes() -> anyhow
         .await?;
     wait_for("repair under way", HEAL_TIMEOUT, || async {
         let w = h.worker(leader, "repair").await?;
-        Ok((w.state == "running" && tresor_tests::counter(&w, "bytes_rebuilt") > 0).then_some(()))
+        Ok(
+            (tresor_tests::in_pass(&w) && tresor_tests::counter(&w, "bytes_rebuilt") > 0)
+                .then_some(()),
+        )
     })
     .await?;
     h.kill(leader);

@@ -58,6 +58,49 @@ impl ObjectsService {
         }
     }
 
+    /// The shape of every call naming one bucket: admit the caller, carry
+    /// the call out (`inner`, which also says what it served), put it on
+    /// record as `when` says, and count it.
+    async fn serve<Req, T>(
+        &self,
+        request: Request<Req>,
+        action: Action,
+        (bucket, key): (String, String),
+        when: Audit,
+        inner: impl AsyncFnOnce(Request<Req>, &Caller) -> Result<(T, Served), Status>,
+    ) -> Result<T, Status> {
+        let started = Instant::now();
+        let caller = self.admit(&request, action, &bucket, &key, started).await?;
+        let principal = caller.name();
+        let result = inner(request, &caller).await;
+        let served = result.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
+        let result = result.map(|(r, _)| r);
+        let result = match when {
+            Audit::BeforeAnswer => {
+                self.audit_before(
+                    principal,
+                    action.name(),
+                    &bucket,
+                    &key,
+                    &served.sha256,
+                    result,
+                )
+                .await
+            }
+            Audit::FailuresOnly => {
+                if let Err(status) = &result {
+                    // Only the failure is held across the record's await.
+                    let failed: Result<(), Status> = Err(status.clone());
+                    self.audit_after(principal, action.name(), &bucket, &key, "", &failed)
+                        .await;
+                }
+                result
+            }
+        };
+        self.record(action.name(), started, &result, 0, served.bytes_out);
+        result
+    }
+
     async fn admit<T>(
         &self,
         request: &Request<T>,
@@ -137,6 +180,34 @@ impl ObjectsService {
     }
 }
 
+/// When a call is put on record in the audit log.
+#[derive(Clone, Copy)]
+enum Audit {
+    /// Before its answer is sent (reads): no record, no answer.
+    BeforeAnswer,
+    /// Only when it fails: a change that happened committed its record
+    /// with it.
+    FailuresOnly,
+}
+
+/// What a call served, for its audit entry and its metrics.
+#[derive(Clone, Default)]
+struct Served {
+    /// The object's SHA-256, when one object was served.
+    sha256: String,
+    /// Object bytes it is to send.
+    bytes_out: u64,
+}
+
+impl Served {
+    fn object(sha256: &str) -> Self {
+        Self {
+            sha256: sha256.to_string(),
+            bytes_out: 0,
+        }
+    }
+}
+
 /// The public view of a manifest.
 pub fn object_info(m: &ObjectManifest) -> pb::ObjectInfo {
     pb::ObjectInfo {
@@ -192,97 +263,54 @@ impl Objects for ObjectsService {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<Self::GetStream>, Status> {
-        let started = Instant::now();
-        let (bucket, key) = (
+        let named = (
             request.get_ref().bucket.clone(),
             request.get_ref().key.clone(),
         );
-        let caller = self
-            .admit(&request, Action::Get, &bucket, &key, started)
-            .await?;
-        let principal = caller.name();
-        let result = self.get_inner(request, &caller).await;
-        let planned = result.as_ref().map(|(_, n, _)| *n).unwrap_or(0);
-        let sha = result
-            .as_ref()
-            .map(|(_, _, s)| s.clone())
-            .unwrap_or_default();
-        let result = result.map(|(r, _, _)| r);
         // The read is on record before a byte of it leaves the node.
-        let result = self
-            .audit_before(principal, "get", &bucket, &key, &sha, result)
-            .await;
-        self.record("get", started, &result, 0, planned);
-        result
+        let inner = async |r, c: &Caller| self.get_inner(r, c).await;
+        self.serve(request, Action::Get, named, Audit::BeforeAnswer, inner)
+            .await
     }
 
     async fn stat(
         &self,
         request: Request<pb::StatRequest>,
     ) -> Result<Response<pb::ObjectInfo>, Status> {
-        let started = Instant::now();
-        let (bucket, key) = (
+        let named = (
             request.get_ref().bucket.clone(),
             request.get_ref().key.clone(),
         );
-        let caller = self
-            .admit(&request, Action::Stat, &bucket, &key, started)
-            .await?;
-        let principal = caller.name();
-        let result = self.stat_inner(request, &caller).await;
-        let sha = result
-            .as_ref()
-            .map(|r| r.get_ref().sha256.clone())
-            .unwrap_or_default();
-        let result = self
-            .audit_before(principal, "stat", &bucket, &key, &sha, result)
-            .await;
-        self.record("stat", started, &result, 0, 0);
-        result
+        let inner = async |r, c: &Caller| self.stat_inner(r, c).await;
+        self.serve(request, Action::Stat, named, Audit::BeforeAnswer, inner)
+            .await
     }
 
     async fn list(
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        let started = Instant::now();
-        let (bucket, prefix) = (
+        let named = (
             request.get_ref().bucket.clone(),
             request.get_ref().prefix.clone(),
         );
-        let caller = self
-            .admit(&request, Action::List, &bucket, &prefix, started)
-            .await?;
-        let principal = caller.name();
-        let result = self.list_inner(request, &caller).await;
-        let result = self
-            .audit_before(principal, "list", &bucket, &prefix, "", result)
-            .await;
-        self.record("list", started, &result, 0, 0);
-        result
+        let inner = async |r, c: &Caller| self.list_inner(r, c).await;
+        self.serve(request, Action::List, named, Audit::BeforeAnswer, inner)
+            .await
     }
 
     async fn delete(
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let started = Instant::now();
-        let (bucket, key) = (
+        let named = (
             request.get_ref().bucket.clone(),
             request.get_ref().key.clone(),
         );
-        let caller = self
-            .admit(&request, Action::Delete, &bucket, &key, started)
-            .await?;
-        let principal = caller.name();
-        let result = self.delete_inner(request, &caller).await;
-        self.record("delete", started, &result, 0, 0);
         // A delete that happened committed with its audit record.
-        if result.is_err() {
-            self.audit_after(principal, "delete", &bucket, &key, "", &result)
-                .await;
-        }
-        result
+        let inner = async |r, c: &Caller| self.delete_inner(r, c).await;
+        self.serve(request, Action::Delete, named, Audit::FailuresOnly, inner)
+            .await
     }
 
     type GetStream = GetStream;
@@ -374,7 +402,7 @@ impl ObjectsService {
         &self,
         request: Request<pb::GetRequest>,
         caller: &Caller,
-    ) -> Result<(Response<GetStream>, u64, String), Status> {
+    ) -> Result<(Response<GetStream>, Served), Status> {
         let caught_up = self.caught_up(caller).await?;
         let req = request.into_inner();
         let range = ObjectRange {
@@ -398,28 +426,35 @@ impl ObjectsService {
                 .map_err(object_status)
         });
         let stream = futures::stream::once(async { Ok(info) }).chain(data);
-        Ok((Response::new(Box::pin(stream)), end - start, sha))
+        let served = Served {
+            sha256: sha,
+            bytes_out: end - start,
+        };
+        Ok((Response::new(Box::pin(stream)), served))
     }
 
     async fn stat_inner(
         &self,
         request: Request<pb::StatRequest>,
         caller: &Caller,
-    ) -> Result<Response<pb::ObjectInfo>, Status> {
+    ) -> Result<(Response<pb::ObjectInfo>, Served), Status> {
         let caught_up = self.caught_up(caller).await?;
         let req = request.into_inner();
         let manifest = self
             .plane
             .manifest(caught_up, &req.bucket, &req.key)
             .map_err(object_status)?;
-        Ok(Response::new(object_info(&manifest)))
+        Ok((
+            Response::new(object_info(&manifest)),
+            Served::object(&manifest.sha256),
+        ))
     }
 
     async fn list_inner(
         &self,
         request: Request<pb::ListRequest>,
         caller: &Caller,
-    ) -> Result<Response<pb::ListResponse>, Status> {
+    ) -> Result<(Response<pb::ListResponse>, Served), Status> {
         let caught_up = self.caught_up(caller).await?;
         let req = request.into_inner();
         let after = Some(req.page_token.as_str()).filter(|t| !t.is_empty());
@@ -433,23 +468,24 @@ impl ObjectsService {
                 req.page_size as usize,
             )
             .map_err(object_status)?;
-        Ok(Response::new(pb::ListResponse {
+        let page = pb::ListResponse {
             objects: objects.iter().map(object_info).collect(),
             next_page_token: next.unwrap_or_default(),
-        }))
+        };
+        Ok((Response::new(page), Served::default()))
     }
 
     async fn delete_inner(
         &self,
         request: Request<pb::DeleteRequest>,
         caller: &Caller,
-    ) -> Result<Response<pb::DeleteResponse>, Status> {
+    ) -> Result<(Response<pb::DeleteResponse>, Served), Status> {
         let caught_up = self.caught_up(caller).await?;
         let req = request.into_inner();
         self.plane
             .delete(caught_up, &req.bucket, &req.key, caller.name())
             .await
             .map_err(object_status)?;
-        Ok(Response::new(pb::DeleteResponse {}))
+        Ok((Response::new(pb::DeleteResponse {}), Served::default()))
     }
 }

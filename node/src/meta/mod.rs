@@ -8,11 +8,13 @@
 
 pub mod audit;
 mod encryption;
+mod health;
 mod model;
 mod object;
 mod store;
 
 pub use encryption::{ObjectEncryption, WrappedKey, TAG_BYTES};
+pub use health::{segment_health, SegmentHealth, Survey};
 pub use model::{
     now_ms, validate_bucket_name, validate_principal_name, validate_scheme, Bucket, Command,
     CommandResult, Grant, KeyRewrap, MetaError, NodeRecord, NodeState, Principal, Role, Token,

@@ -152,15 +152,12 @@ impl Cluster {
 
     /// Shard files the manifests place on each node.
     pub fn shards_per_node(&self) -> Result<std::collections::HashMap<NodeId, u64>, ClusterError> {
-        let mut counts = std::collections::HashMap::new();
+        let mut survey = crate::meta::Survey::default();
+        let nodes = std::collections::HashMap::new();
         for m in self.meta.all_objects()? {
-            for seg in &m.segments {
-                for node in seg.shards.iter().filter_map(|l| l.node) {
-                    *counts.entry(node).or_default() += 1;
-                }
-            }
+            survey.add(&m, &nodes, 0, 0, |_, _| {});
         }
-        Ok(counts)
+        Ok(survey.shards_per_node)
     }
 
     /// The cluster as seen from here. On the leader, it includes how long ago

@@ -13,6 +13,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, PeerContact};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::Cluster;
+use crate::workers::Counters;
 
 mod grpc;
 mod storage;
@@ -461,21 +462,20 @@ fn spawn_gauges(
                 metrics.set_degraded(&health.degraded);
             }
             for w in workers.list() {
-                let c = |k: &str| w.counters.get(k).copied().unwrap_or(0);
-                match w.name.as_str() {
-                    "repair" => metrics.repair_progress(
-                        c("segments_repaired_this_pass"),
-                        c("segments_to_repair"),
-                        c("bytes_rebuilt"),
+                match w.counters {
+                    Counters::Repair(c) => metrics.repair_progress(
+                        c.segments_repaired_this_pass,
+                        c.segments_to_repair,
+                        c.bytes_rebuilt,
                     ),
-                    "scrub" => metrics.scrub_progress(
-                        c("files_checked"),
-                        c("files_total"),
-                        c("bytes_checked"),
-                        c("errors_found"),
+                    Counters::Scrub(c) => metrics.scrub_progress(
+                        c.files_checked,
+                        c.files_total,
+                        c.bytes_checked,
+                        c.errors_found,
                     ),
-                    "gc" => metrics.set_shards(c("shard_files"), c("shard_bytes")),
-                    _ => {}
+                    Counters::Gc(c) => metrics.set_shards(c.shard_files, c.shard_bytes),
+                    Counters::Liveness(_) | Counters::Uploads(_) => {}
                 }
             }
             tokio::select! {

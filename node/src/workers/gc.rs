@@ -7,9 +7,21 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 
-use super::{StatusHandle, Worker};
+use super::{StatusHandle, Worker, WorkerError};
 use crate::raft::Cluster;
 use crate::shards::ShardStore;
+
+counters! {
+    /// What orphan collection has found.
+    GcCounters => Gc {
+        /// Orphan shard files deleted since the node started.
+        orphans_deleted,
+        /// Shard files kept in the last pass.
+        shard_files,
+        /// Bytes of the shard files kept in the last pass.
+        shard_bytes,
+    }
+}
 
 /// The orphan collector.
 pub struct OrphanCollector {
@@ -35,19 +47,13 @@ impl OrphanCollector {
         }
     }
 
-    async fn collect(&mut self, status: &StatusHandle) -> Result<(), String> {
+    async fn collect(&mut self, status: &StatusHandle<GcCounters>) -> Result<(), WorkerError> {
         // List first, then read the metadata linearizably: a file listed
         // here whose manifest committed before the read is seen as
         // referenced.
         let store = self.store.clone();
-        let files = tokio::task::spawn_blocking(move || store.list())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        self.cluster
-            .linearizable_read()
-            .await
-            .map_err(|e| e.to_string())?;
+        let files = tokio::task::spawn_blocking(move || store.list()).await??;
+        self.cluster.linearizable_read().await?;
         let me = self.cluster.config().node_id;
         let now = SystemTime::now();
         let (mut kept, mut deleted, mut bytes) = (0u64, 0u64, 0u64);
@@ -58,18 +64,12 @@ impl OrphanCollector {
             let referenced = self
                 .cluster
                 .meta()
-                .object_by_id(&id.object_id)
-                .map_err(|e| e.to_string())?
+                .object_by_id(&id.object_id)?
                 .and_then(|m| m.segments.get(id.segment as usize).cloned())
                 .and_then(|s| s.shards.get(id.index as usize).cloned())
                 .is_some_and(|l| l.node == Some(me));
-            let uploading = || -> Result<bool, String> {
-                Ok(self
-                    .cluster
-                    .meta()
-                    .upload(&id.object_id)
-                    .map_err(|e| e.to_string())?
-                    .is_some())
+            let uploading = || -> Result<bool, WorkerError> {
+                Ok(self.cluster.meta().upload(&id.object_id)?.is_some())
             };
             if referenced || !old || uploading()? {
                 kept += 1;
@@ -83,12 +83,14 @@ impl OrphanCollector {
                     tracing::info!(shard = %id, "orphan shard file deleted");
                 }
                 Ok(Err(e)) => tracing::warn!(shard = %id, error = %e, "cannot delete orphan"),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
-        status.add("orphans_deleted", deleted);
-        status.set("shard_files", kept);
-        status.set("shard_bytes", bytes);
+        status.count(|c| {
+            c.orphans_deleted += deleted;
+            c.shard_files = kept;
+            c.shard_bytes = bytes;
+        });
         status.progress(format!(
             "{kept} shard files kept, {deleted} orphans deleted this pass"
         ));
@@ -97,6 +99,8 @@ impl OrphanCollector {
 }
 
 impl Worker for OrphanCollector {
+    type Counters = GcCounters;
+
     fn name(&self) -> &'static str {
         "gc"
     }
@@ -105,7 +109,10 @@ impl Worker for OrphanCollector {
         self.interval
     }
 
-    fn pass<'a>(&'a mut self, status: &'a StatusHandle) -> BoxFuture<'a, Result<(), String>> {
+    fn pass<'a>(
+        &'a mut self,
+        status: &'a StatusHandle<GcCounters>,
+    ) -> BoxFuture<'a, Result<(), WorkerError>> {
         Box::pin(self.collect(status))
     }
 }

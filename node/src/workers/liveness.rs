@@ -7,9 +7,19 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use super::{StatusHandle, Worker};
+use super::{StatusHandle, Worker, WorkerError};
 use crate::meta::{now_ms, Command, NodeState};
 use crate::raft::Cluster;
+
+counters! {
+    /// What liveness has seen.
+    LivenessCounters => Liveness {
+        /// Node state changes made since the node started.
+        state_changes,
+        /// Nodes down at the last pass.
+        nodes_down,
+    }
+}
 
 /// The liveness worker.
 pub struct Liveness {
@@ -33,7 +43,7 @@ impl Liveness {
         }
     }
 
-    async fn check(&mut self, status: &StatusHandle) -> Result<(), String> {
+    async fn check(&mut self, status: &StatusHandle<LivenessCounters>) -> Result<(), WorkerError> {
         if self.cluster.is_removed() {
             if !self.removal_told {
                 self.removal_told = true;
@@ -54,7 +64,7 @@ impl Liveness {
         }
         let since = *self.leading_since.get_or_insert_with(Instant::now);
         let own = self.cluster.config().node_id;
-        let nodes = self.cluster.meta().nodes().map_err(|e| e.to_string())?;
+        let nodes = self.cluster.meta().nodes()?;
         let mut down = 0;
         for node in nodes
             .iter()
@@ -86,18 +96,19 @@ impl Liveness {
                         state,
                         since_ms: now_ms(),
                     })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                status.add("state_changes", 1);
+                    .await?;
+                status.count(|c| c.state_changes += 1);
             }
         }
-        status.set("nodes_down", down);
+        status.count(|c| c.nodes_down = down);
         status.progress(format!("{down} node(s) down"));
         Ok(())
     }
 }
 
 impl Worker for Liveness {
+    type Counters = LivenessCounters;
+
     fn name(&self) -> &'static str {
         "liveness"
     }
@@ -106,7 +117,10 @@ impl Worker for Liveness {
         (self.down_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(5))
     }
 
-    fn pass<'a>(&'a mut self, status: &'a StatusHandle) -> BoxFuture<'a, Result<(), String>> {
+    fn pass<'a>(
+        &'a mut self,
+        status: &'a StatusHandle<LivenessCounters>,
+    ) -> BoxFuture<'a, Result<(), WorkerError>> {
         Box::pin(self.check(status))
     }
 }

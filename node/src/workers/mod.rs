@@ -3,86 +3,225 @@
 //! keeps their status for `tresor-node workers`, and stops them with the
 //! node. Heavy workers pace themselves with a [`RateLimiter`].
 
+/// Declares a worker's counters: a struct of named `u64` fields, listed by
+/// name for the wire.
+macro_rules! counters {
+    ($(#[$doc:meta])* $name:ident => $variant:ident { $($(#[$fdoc:meta])* $field:ident),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct $name {
+            $($(#[$fdoc])* pub $field: u64,)*
+        }
+
+        impl $name {
+            /// Every counter with its name.
+            pub fn pairs(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($field), self.$field)),*]
+            }
+        }
+
+        impl $crate::workers::CounterSet for $name {
+            fn wrap(self) -> $crate::workers::Counters {
+                $crate::workers::Counters::$variant(self)
+            }
+        }
+    };
+}
+
 mod gc;
 mod liveness;
 mod repair;
 mod scrub;
 mod uploads;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use serde::Serialize;
 use tokio::sync::{watch, Notify};
 
-pub use gc::OrphanCollector;
-pub use liveness::Liveness;
-pub use repair::{segment_health, Repairer, SegmentHealth};
-pub use scrub::Scrubber;
-pub use uploads::UploadExpiry;
+pub use gc::{GcCounters, OrphanCollector};
+pub use liveness::{Liveness, LivenessCounters};
+pub use repair::{RepairCounters, Repairer};
+pub use scrub::{ScrubCounters, Scrubber};
+pub use uploads::{UploadCounters, UploadExpiry};
+
+use crate::meta::{MetaError, NodeRecord, StoreError, Survey};
+use crate::objects::ObjectError;
+use crate::raft::{Cluster, ClusterError};
 
 /// The cluster's data health from this node's copy of the metadata, in
 /// one pass over the manifests.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ClusterHealth {
-    /// Segments short of `data + parity` healthy shard files, by how many
-    /// they are short.
-    pub degraded: BTreeMap<usize, u64>,
-    /// Shard files the manifests place on each node.
-    pub shards_per_node: std::collections::HashMap<u64, u64>,
-}
-
-/// Computes [`ClusterHealth`].
-pub fn cluster_health(
-    cluster: &crate::raft::Cluster,
-) -> Result<ClusterHealth, crate::meta::StoreError> {
+pub fn cluster_health(cluster: &Cluster) -> Result<Survey, StoreError> {
     let meta = cluster.meta();
-    let nodes: std::collections::HashMap<u64, crate::meta::NodeRecord> =
-        meta.nodes()?.into_iter().map(|n| (n.id, n)).collect();
+    let nodes: HashMap<u64, NodeRecord> = meta.nodes()?.into_iter().map(|n| (n.id, n)).collect();
     let rebuild_after = cluster.config().healing.rebuild_after_secs * 1000;
     let now = crate::meta::now_ms();
-    let mut health = ClusterHealth::default();
+    let mut survey = Survey::default();
     for m in meta.all_objects()? {
-        let width = (m.data + m.parity) as usize;
-        for seg in &m.segments {
-            let h = segment_health(seg, &nodes, now, rebuild_after);
-            if h.healthy < width {
-                *health.degraded.entry(width - h.healthy).or_default() += 1;
-            }
-            for node in seg.shards.iter().filter_map(|l| l.node) {
-                *health.shards_per_node.entry(node).or_default() += 1;
-            }
+        survey.add(&m, &nodes, now, rebuild_after, |_, _| {});
+    }
+    Ok(survey)
+}
+
+/// Why a pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The control plane could not serve (no quorum, a lost leader).
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// This node's metadata store failed to read.
+    #[error("metadata storage: {0}")]
+    Store(#[from] StoreError),
+    /// The data plane failed.
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    /// The local shard store failed.
+    #[error("shard storage: {0}")]
+    Shards(#[from] std::io::Error),
+    /// A blocking task of the pass failed.
+    #[error("a task of the pass failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// Some items of the pass failed and are retried on the next.
+    #[error("{failed} {what} could not be done yet")]
+    Incomplete {
+        /// How many failed.
+        failed: u64,
+        /// What they are.
+        what: &'static str,
+    },
+}
+
+impl From<MetaError> for WorkerError {
+    fn from(e: MetaError) -> Self {
+        ClusterError::Meta(e).into()
+    }
+}
+
+/// What a worker is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum WorkerState {
+    /// No pass yet since the node started.
+    #[default]
+    Idle,
+    /// In a pass.
+    Busy,
+    /// In a pass, waiting for its byte rate to allow more.
+    Throttled,
+    /// The last pass ended well; the next comes on schedule.
+    Done,
+    /// The last pass failed; the next comes after a back-off that doubles
+    /// with each failure in a row, up to the worker's interval.
+    Error {
+        /// Why.
+        error: String,
+        /// Unix milliseconds of the next pass.
+        retry_at_ms: u64,
+    },
+}
+
+impl WorkerState {
+    /// The name shown to operators and sent on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            WorkerState::Idle => "idle",
+            WorkerState::Busy => "busy",
+            WorkerState::Throttled => "throttled",
+            WorkerState::Done => "done",
+            WorkerState::Error { .. } => "error",
         }
     }
-    Ok(health)
+}
+
+/// The counters of one worker, by kind of worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Counters {
+    /// Liveness.
+    Liveness(LivenessCounters),
+    /// Scrub.
+    Scrub(ScrubCounters),
+    /// Repair.
+    Repair(RepairCounters),
+    /// Orphan collection.
+    Gc(GcCounters),
+    /// Upload expiry.
+    Uploads(UploadCounters),
+}
+
+impl Counters {
+    /// Every counter with its name, for the wire and the command line.
+    pub fn pairs(&self) -> Vec<(&'static str, u64)> {
+        match self {
+            Counters::Liveness(c) => c.pairs(),
+            Counters::Scrub(c) => c.pairs(),
+            Counters::Repair(c) => c.pairs(),
+            Counters::Gc(c) => c.pairs(),
+            Counters::Uploads(c) => c.pairs(),
+        }
+    }
+}
+
+/// A worker's own counters.
+pub trait CounterSet: Default + Clone + Send + 'static {
+    /// As one of [`Counters`].
+    fn wrap(self) -> Counters;
 }
 
 /// What one worker is doing, as shown to operators.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkerStatus {
     /// Worker name.
-    pub name: String,
-    /// `idle`, `running` or `error`.
-    pub state: String,
+    pub name: &'static str,
+    /// Its state.
+    pub state: WorkerState,
     /// Progress of the current or last pass, for people.
     pub progress: String,
-    /// Counters (cumulative unless the name says otherwise).
-    pub counters: BTreeMap<String, u64>,
+    /// Its counters (cumulative unless the name says otherwise).
+    pub counters: Counters,
     /// Unix milliseconds when the last pass ended.
     pub last_pass_ms: Option<u64>,
-    /// The last pass's error, if it failed.
-    pub last_error: Option<String>,
+    /// How long the last pass took, in milliseconds.
+    pub last_pass_took_ms: u64,
 }
 
-/// Shared, updatable status of one worker.
-#[derive(Clone, Default)]
-pub struct StatusHandle(Arc<Mutex<WorkerStatus>>);
+/// The status of one worker while it runs.
+struct Status<C> {
+    state: WorkerState,
+    progress: String,
+    counters: C,
+    last_pass_ms: Option<u64>,
+    last_pass_took_ms: u64,
+}
 
-impl StatusHandle {
-    fn update(&self, f: impl FnOnce(&mut WorkerStatus)) {
-        if let Ok(mut s) = self.0.lock() {
+/// Shared, updatable status of one worker with counters `C`.
+pub struct StatusHandle<C> {
+    inner: Arc<Mutex<Status<C>>>,
+}
+
+impl<C> Clone for StatusHandle<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C: CounterSet> StatusHandle<C> {
+    fn new() -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Status {
+                state: WorkerState::Idle,
+                progress: String::new(),
+                counters: C::default(),
+                last_pass_ms: None,
+                last_pass_took_ms: 0,
+            })),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Status<C>)) {
+        if let Ok(mut s) = self.inner.lock() {
             f(&mut s);
         }
     }
@@ -93,46 +232,91 @@ impl StatusHandle {
         self.update(|s| s.progress = text);
     }
 
-    /// Adds to a counter.
-    pub fn add(&self, counter: &str, n: u64) {
-        self.update(|s| *s.counters.entry(counter.to_string()).or_default() += n);
+    /// Changes the counters.
+    pub fn count(&self, f: impl FnOnce(&mut C)) {
+        self.update(|s| f(&mut s.counters));
     }
 
-    /// Sets a counter.
-    pub fn set(&self, counter: &str, n: u64) {
-        self.update(|s| {
-            s.counters.insert(counter.to_string(), n);
-        });
-    }
-
-    /// A counter's value.
-    pub fn get(&self, counter: &str) -> u64 {
-        self.0
+    /// A copy of the counters.
+    pub fn counters(&self) -> C {
+        self.inner
             .lock()
-            .ok()
-            .and_then(|s| s.counters.get(counter).copied())
-            .unwrap_or(0)
+            .map(|s| s.counters.clone())
+            .unwrap_or_default()
     }
 
-    /// A copy of the status.
-    pub fn snapshot(&self) -> WorkerStatus {
-        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    /// A limiter to `bytes_per_sec` that shows the worker as throttled
+    /// while the rate makes it wait.
+    pub fn limiter(&self, bytes_per_sec: u64) -> RateLimiter {
+        let status = self.clone();
+        RateLimiter::new(bytes_per_sec).observed(Arc::new(move |waiting| {
+            status.update(|s| {
+                s.state = if waiting {
+                    WorkerState::Throttled
+                } else {
+                    WorkerState::Busy
+                }
+            })
+        }))
+    }
+
+    fn snapshot(&self, name: &'static str) -> WorkerStatus {
+        let Ok(s) = self.inner.lock() else {
+            return WorkerStatus {
+                name,
+                state: WorkerState::Error {
+                    error: "status unavailable".into(),
+                    retry_at_ms: 0,
+                },
+                progress: String::new(),
+                counters: C::default().wrap(),
+                last_pass_ms: None,
+                last_pass_took_ms: 0,
+            };
+        };
+        WorkerStatus {
+            name,
+            state: s.state.clone(),
+            progress: s.progress.clone(),
+            counters: s.counters.clone().wrap(),
+            last_pass_ms: s.last_pass_ms,
+            last_pass_took_ms: s.last_pass_took_ms,
+        }
     }
 }
 
 /// A background job.
 pub trait Worker: Send + 'static {
+    /// Its counters.
+    type Counters: CounterSet;
     /// Name shown to operators (`scrub`, `repair`, ...).
     fn name(&self) -> &'static str;
     /// Time between scheduled passes.
     fn interval(&self) -> Duration;
     /// One pass over the job. Errors are shown in the status; the next pass
-    /// comes on schedule.
-    fn pass<'a>(&'a mut self, status: &'a StatusHandle) -> BoxFuture<'a, Result<(), String>>;
+    /// comes after a back-off.
+    fn pass<'a>(
+        &'a mut self,
+        status: &'a StatusHandle<Self::Counters>,
+    ) -> BoxFuture<'a, Result<(), WorkerError>>;
+}
+
+/// The first back-off after a failed pass; doubled for each failure in a
+/// row, up to the worker's interval.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The wait before the next pass after `failures` failed passes in a row.
+fn backoff(interval: Duration, failures: u32) -> Duration {
+    if failures == 0 {
+        return interval;
+    }
+    FIRST_BACKOFF
+        .saturating_mul(1 << (failures - 1).min(16))
+        .min(interval)
 }
 
 struct Entry {
-    status: StatusHandle,
+    snapshot: Box<dyn Fn() -> WorkerStatus + Send + Sync>,
     wake: Arc<Notify>,
 }
 
@@ -143,54 +327,52 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Runs `worker` until `stop` turns true: a pass every `interval()`, or
-    /// at once when triggered.
-    pub fn spawn(&self, mut worker: impl Worker, mut stop: watch::Receiver<bool>) {
-        let status = StatusHandle::default();
+    /// Runs `worker` until `stop` turns true: a pass every `interval()`
+    /// (sooner after a failure), or at once when triggered.
+    pub fn spawn<W: Worker>(&self, mut worker: W, mut stop: watch::Receiver<bool>) {
+        let status = StatusHandle::<W::Counters>::new();
         let name = worker.name();
-        status.update(|s| {
-            s.name = name.to_string();
-            s.state = "idle".into();
-        });
         let wake = Arc::new(Notify::new());
         if let Ok(mut entries) = self.entries.lock() {
+            let view = status.clone();
             entries.insert(
                 name,
                 Entry {
-                    status: status.clone(),
+                    snapshot: Box::new(move || view.snapshot(name)),
                     wake: wake.clone(),
                 },
             );
         }
         tokio::spawn(async move {
+            let mut failures = 0u32;
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(worker.interval()) => {}
+                    _ = tokio::time::sleep(backoff(worker.interval(), failures)) => {}
                     _ = wake.notified() => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                status.update(|s| s.state = "running".into());
+                status.update(|s| s.state = WorkerState::Busy);
                 let started = Instant::now();
                 let result = tokio::select! {
                     r = worker.pass(&status) => r,
                     _ = stop.wait_for(|s| *s) => return,
                 };
+                failures = match result {
+                    Ok(()) => 0,
+                    Err(_) => failures.saturating_add(1),
+                };
+                let next = backoff(worker.interval(), failures);
                 status.update(|s| {
-                    s.last_pass_ms = Some(crate::meta::now_ms());
-                    s.counters.insert(
-                        "last_pass_ms_taken".into(),
-                        started.elapsed().as_millis() as u64,
-                    );
-                    match result {
-                        Ok(()) => {
-                            s.state = "idle".into();
-                            s.last_error = None;
-                        }
-                        Err(e) => {
-                            s.state = "error".into();
-                            s.last_error = Some(e);
-                        }
-                    }
+                    let now = crate::meta::now_ms();
+                    s.last_pass_ms = Some(now);
+                    s.last_pass_took_ms = started.elapsed().as_millis() as u64;
+                    s.state = match result {
+                        Ok(()) => WorkerState::Done,
+                        Err(e) => WorkerState::Error {
+                            error: e.to_string(),
+                            retry_at_ms: now + next.as_millis() as u64,
+                        },
+                    };
                 });
             }
         });
@@ -214,9 +396,93 @@ impl Workers {
     pub fn list(&self) -> Vec<WorkerStatus> {
         self.entries
             .lock()
-            .map(|e| e.values().map(|e| e.status.snapshot()).collect())
+            .map(|e| e.values().map(|e| (e.snapshot)()).collect())
             .unwrap_or_default()
     }
 }
 
 pub use crate::rate::RateLimiter;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scrubs nothing: waits on its byte rate, then fails or not.
+    struct Pacer {
+        fail: bool,
+    }
+
+    impl Worker for Pacer {
+        type Counters = ScrubCounters;
+
+        fn name(&self) -> &'static str {
+            "pacer"
+        }
+
+        fn interval(&self) -> Duration {
+            Duration::from_secs(3600)
+        }
+
+        fn pass<'a>(
+            &'a mut self,
+            status: &'a StatusHandle<ScrubCounters>,
+        ) -> BoxFuture<'a, Result<(), WorkerError>> {
+            Box::pin(async move {
+                let mut limiter = status.limiter(1000);
+                limiter.consume(5000).await;
+                status.count(|c| c.passes += 1);
+                match self.fail {
+                    true => Err(WorkerError::Incomplete {
+                        failed: 1,
+                        what: "things",
+                    }),
+                    false => Ok(()),
+                }
+            })
+        }
+    }
+
+    async fn state_after(workers: &Workers, wait: Duration) -> WorkerStatus {
+        tokio::time::sleep(wait).await;
+        workers.list().remove(0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_shows_idle_throttled_done_and_error_with_its_retry() {
+        for fail in [false, true] {
+            let workers = Workers::default();
+            let (_stop, stopped) = watch::channel(false);
+            workers.spawn(Pacer { fail }, stopped);
+            assert_eq!(workers.list()[0].state, WorkerState::Idle);
+            assert!(workers.trigger("pacer"));
+            let w = state_after(&workers, Duration::from_millis(100)).await;
+            assert_eq!(w.state, WorkerState::Throttled, "waiting on its byte rate");
+            let w = state_after(&workers, Duration::from_millis(5400)).await;
+            assert_eq!(
+                w.counters,
+                Counters::Scrub(ScrubCounters {
+                    passes: 1,
+                    ..Default::default()
+                })
+            );
+            assert_eq!(w.counters.pairs()[0], ("passes", 1));
+            match (fail, w.state) {
+                (false, WorkerState::Done) => {}
+                (true, WorkerState::Error { error, retry_at_ms }) => {
+                    assert_eq!(error, "1 things could not be done yet");
+                    let ended = w.last_pass_ms.expect("a pass ended");
+                    assert_eq!(retry_at_ms, ended + 1000, "first back-off: one second");
+                }
+                (fail, state) => panic!("fail = {fail}: {state:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn back_off_doubles_from_a_second_up_to_the_interval() {
+        let interval = Duration::from_secs(30);
+        let waits: Vec<u64> = (0..8).map(|f| backoff(interval, f).as_secs()).collect();
+        assert_eq!(waits, vec![30, 1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(backoff(interval, u32::MAX), interval);
+    }
+}

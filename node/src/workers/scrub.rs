@@ -8,10 +8,25 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::{StatusHandle, Worker};
+use super::{StatusHandle, Worker, WorkerError};
 use crate::objects::DataPlane;
-use crate::rate::RateLimiter;
 use crate::shards::{ShardError, ShardId, ShardStore};
+
+counters! {
+    /// What scrub has checked.
+    ScrubCounters => Scrub {
+        /// Passes completed.
+        passes,
+        /// Shard files to check in the current or last pass.
+        files_total,
+        /// Shard files checked in the current or last pass.
+        files_checked,
+        /// Bytes verified since the node started.
+        bytes_checked,
+        /// Bad shard files found since the node started.
+        errors_found,
+    }
+}
 
 /// The scrub worker.
 pub struct Scrubber {
@@ -37,14 +52,11 @@ impl Scrubber {
         }
     }
 
-    async fn scrub(&mut self, status: &StatusHandle) -> Result<(), String> {
+    async fn scrub(&mut self, status: &StatusHandle<ScrubCounters>) -> Result<(), WorkerError> {
         let cluster = self.plane.cluster().clone();
-        cluster
-            .linearizable_read()
-            .await
-            .map_err(|e| e.to_string())?;
+        cluster.linearizable_read().await?;
         let me = cluster.config().node_id;
-        let objects = cluster.meta().all_objects().map_err(|e| e.to_string())?;
+        let objects = cluster.meta().all_objects()?;
         let mut files = Vec::new();
         for m in &objects {
             for (segment, seg) in m.segments.iter().enumerate() {
@@ -56,9 +68,11 @@ impl Scrubber {
             }
         }
         let total = files.len() as u64;
-        status.set("files_total", total);
-        status.set("files_checked", 0);
-        let mut limiter = RateLimiter::new(self.bytes_per_sec);
+        status.count(|c| {
+            c.files_total = total;
+            c.files_checked = 0;
+        });
+        let mut limiter = status.limiter(self.bytes_per_sec);
         let mut bad = 0u64;
         for (n, (m, segment, index, digest)) in files.into_iter().enumerate() {
             let id = ShardId {
@@ -69,40 +83,44 @@ impl Scrubber {
             let store = self.store.clone();
             let verdict = match digest {
                 None => Err("manifest digest missing".to_string()),
-                Some(expected) => tokio::task::spawn_blocking(move || {
-                    store.open_reader(&id, &expected)?.verify_all()
-                })
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| match r {
-                    Ok(bytes) => Ok(bytes),
-                    // A file that cannot be read (an I/O error, a directory
-                    // in its place) serves no read either: it is damage.
-                    Err(e @ ShardError::Io(_)) => Err(format!("unreadable: {e}")),
-                    Err(e) => Err(e.to_string()),
-                }),
+                Some(expected) => {
+                    let checked = tokio::task::spawn_blocking(move || {
+                        store.open_reader(&id, &expected)?.verify_all()
+                    })
+                    .await?;
+                    match checked {
+                        Ok(bytes) => Ok(bytes),
+                        // A file that cannot be read (an I/O error, a
+                        // directory in its place) serves no read either:
+                        // it is damage.
+                        Err(e @ ShardError::Io(_)) => Err(format!("unreadable: {e}")),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
             };
             match verdict {
                 Ok(bytes) => {
-                    status.add("bytes_checked", bytes);
+                    status.count(|c| c.bytes_checked += bytes);
                     limiter.consume(bytes).await;
                 }
                 Err(reason) => {
                     bad += 1;
-                    status.add("errors_found", 1);
+                    status.count(|c| c.errors_found += 1);
                     tracing::error!(shard = %id, bucket = m.bucket, key = m.key, reason, "scrub found a bad shard");
                     self.plane.report_bad_shard(m, segment, index);
                 }
             }
-            status.set("files_checked", n as u64 + 1);
+            status.count(|c| c.files_checked = n as u64 + 1);
             status.progress(format!("{}/{total} shard files checked, {bad} bad", n + 1));
         }
-        status.add("passes", 1);
+        status.count(|c| c.passes += 1);
         Ok(())
     }
 }
 
 impl Worker for Scrubber {
+    type Counters = ScrubCounters;
+
     fn name(&self) -> &'static str {
         "scrub"
     }
@@ -111,7 +129,10 @@ impl Worker for Scrubber {
         self.interval
     }
 
-    fn pass<'a>(&'a mut self, status: &'a StatusHandle) -> BoxFuture<'a, Result<(), String>> {
+    fn pass<'a>(
+        &'a mut self,
+        status: &'a StatusHandle<ScrubCounters>,
+    ) -> BoxFuture<'a, Result<(), WorkerError>> {
         Box::pin(self.scrub(status))
     }
 }

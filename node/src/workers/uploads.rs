@@ -11,9 +11,19 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::{StatusHandle, Worker};
+use super::{StatusHandle, Worker, WorkerError};
 use crate::meta::{now_ms, Command, MetaError, ObjectId};
 use crate::raft::Cluster;
+
+counters! {
+    /// What upload expiry has seen.
+    UploadCounters => Uploads {
+        /// Uploads aborted for silence since the node started.
+        uploads_expired,
+        /// Uploads in progress at the last pass.
+        uploads_in_progress,
+    }
+}
 
 /// Upload records read per page.
 const PAGE: usize = 500;
@@ -39,22 +49,15 @@ impl UploadExpiry {
         }
     }
 
-    async fn expire(&mut self, status: &StatusHandle) -> Result<(), String> {
+    async fn expire(&mut self, status: &StatusHandle<UploadCounters>) -> Result<(), WorkerError> {
         let leader = self.cluster.is_leader();
         let me = self.cluster.config().node_id;
-        self.cluster
-            .linearizable_read()
-            .await
-            .map_err(|e| e.to_string())?;
+        self.cluster.linearizable_read().await?;
         let expiry_ms = self.expiry.as_millis() as u64;
         let mut after: Option<ObjectId> = None;
         let (mut live, mut expired) = (0u64, 0u64);
         loop {
-            let page = self
-                .cluster
-                .meta()
-                .uploads(after.as_ref(), PAGE)
-                .map_err(|e| e.to_string())?;
+            let page = self.cluster.meta().uploads(after.as_ref(), PAGE)?;
             let Some(last) = page.last() else { break };
             after = Some(last.object_id);
             for upload in &page {
@@ -78,7 +81,7 @@ impl UploadExpiry {
                 {
                     Ok(()) => {
                         expired += 1;
-                        status.add("uploads_expired", 1);
+                        status.count(|c| c.uploads_expired += 1);
                         tracing::warn!(
                             object = %upload.object_id,
                             bucket = upload.bucket,
@@ -89,14 +92,14 @@ impl UploadExpiry {
                     }
                     // Committed meanwhile: not ours to expire.
                     Err(crate::raft::ClusterError::Meta(MetaError::AlreadyExists(_))) => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
                 }
             }
             if page.len() < PAGE {
                 break;
             }
         }
-        status.set("uploads_in_progress", live);
+        status.count(|c| c.uploads_in_progress = live);
         status.progress(format!(
             "{live} upload(s) in progress, {expired} expired this pass"
         ));
@@ -105,6 +108,8 @@ impl UploadExpiry {
 }
 
 impl Worker for UploadExpiry {
+    type Counters = UploadCounters;
+
     fn name(&self) -> &'static str {
         "uploads"
     }
@@ -113,7 +118,10 @@ impl Worker for UploadExpiry {
         self.interval
     }
 
-    fn pass<'a>(&'a mut self, status: &'a StatusHandle) -> BoxFuture<'a, Result<(), String>> {
+    fn pass<'a>(
+        &'a mut self,
+        status: &'a StatusHandle<UploadCounters>,
+    ) -> BoxFuture<'a, Result<(), WorkerError>> {
         Box::pin(self.expire(status))
     }
 }

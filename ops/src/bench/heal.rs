@@ -8,6 +8,7 @@ use tresor_node::devcluster::LocalCluster;
 use tresor_proto::v1 as pb;
 
 use super::*;
+use crate::demo::{counter, in_pass, worker};
 
 pub(super) async fn status(endpoint: &str) -> anyhow::Result<pb::StatusResponse> {
     Ok(tresor_client::admin(endpoint)
@@ -16,23 +17,6 @@ pub(super) async fn status(endpoint: &str) -> anyhow::Result<pb::StatusResponse>
         .await
         .map_err(|s| anyhow!("status: {}", s.message()))?
         .into_inner())
-}
-
-pub(super) async fn worker_counters(endpoint: &str, name: &str) -> anyhow::Result<pb::WorkerInfo> {
-    tresor_client::admin(endpoint)
-        .await?
-        .workers(pb::WorkersRequest {})
-        .await
-        .map_err(|s| anyhow!("workers: {}", s.message()))?
-        .into_inner()
-        .workers
-        .into_iter()
-        .find(|w| w.name == name)
-        .ok_or_else(|| anyhow!("no {name} worker"))
-}
-
-pub(super) fn counter(w: &pb::WorkerInfo, name: &str) -> u64 {
-    w.counters.get(name).copied().unwrap_or(0)
 }
 
 /// Healing figures on the local cluster: wipe a node, add a fresh one in
@@ -87,10 +71,7 @@ pub(super) async fn heal(cluster: &mut LocalCluster, json_out: bool) -> anyhow::
         .await
         .map_err(|s| anyhow!("remove node: {}", s.message()))?;
     let degraded = status(&leader_ep).await?.degraded_segments;
-    let before = counter(
-        &worker_counters(&leader_ep, "repair").await?,
-        "bytes_rebuilt",
-    );
+    let before = counter(&worker(&leader_ep, "repair").await?, "bytes_rebuilt");
     let started = Instant::now();
     admin
         .run_worker(pb::RunWorkerRequest {
@@ -110,10 +91,7 @@ pub(super) async fn heal(cluster: &mut LocalCluster, json_out: bool) -> anyhow::
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let repair_time = started.elapsed();
-    let rebuilt = counter(
-        &worker_counters(&leader_ep, "repair").await?,
-        "bytes_rebuilt",
-    ) - before;
+    let rebuilt = counter(&worker(&leader_ep, "repair").await?, "bytes_rebuilt") - before;
 
     eprintln!("scrubbing every node once");
     let mut scrubs = Vec::new();
@@ -123,7 +101,7 @@ pub(super) async fn heal(cluster: &mut LocalCluster, json_out: bool) -> anyhow::
         .filter_map(|n| n.is_running().then(|| (n.config.node_id, n.endpoint())))
         .collect();
     for (_, ep) in &live {
-        let w = worker_counters(ep, "scrub").await?;
+        let w = worker(ep, "scrub").await?;
         scrubs.push((counter(&w, "passes"), counter(&w, "bytes_checked")));
         tresor_client::admin(ep)
             .await?
@@ -137,8 +115,8 @@ pub(super) async fn heal(cluster: &mut LocalCluster, json_out: bool) -> anyhow::
     for ((id, ep), (passes, bytes_before)) in live.iter().zip(scrubs) {
         let deadline = Instant::now() + Duration::from_secs(1800);
         let w = loop {
-            let w = worker_counters(ep, "scrub").await?;
-            if counter(&w, "passes") > passes && w.state != "running" {
+            let w = worker(ep, "scrub").await?;
+            if counter(&w, "passes") > passes && !in_pass(&w) {
                 break w;
             }
             anyhow::ensure!(

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 use tresor_proto::v1 as pb;
 
 use super::convert::*;
-use super::AdminService;
+use super::{AdminService, Audited};
 use crate::api::auth::{new_token, Action};
 use crate::api::{meta_status, store_status, to_status};
 use crate::meta::{
@@ -18,74 +18,69 @@ impl AdminService {
         &self,
         request: Request<pb::CreatePrincipalRequest>,
     ) -> Result<Response<pb::CreatePrincipalResponse>, Status> {
-        let caller = self
-            .auth
-            .check(&request, Action::CreatePrincipal, None, "")
-            .await?;
-        validate_principal_name(&request.get_ref().name).map_err(meta_status)?;
-        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
-            return leader
-                .create_principal(self.forwarded(request.into_inner(), &caller))
-                .await;
-        }
-        let principal = Principal {
-            name: request.into_inner().name,
-            created_ms: now_ms(),
+        let check = |req: &pb::CreatePrincipalRequest| {
+            validate_principal_name(&req.name).map_err(meta_status)
         };
-        let result = match self
-            .cluster
-            .propose(Command::CreatePrincipal {
-                principal: principal.clone(),
-            })
-            .await
-        {
-            // A retried proposal whose first attempt committed finds its own.
-            Err(e @ ClusterError::Meta(MetaError::AlreadyExists(_))) => {
-                match self.cluster.meta().principal(&principal.name) {
-                    Ok(Some(p)) if p == principal => Ok(()),
-                    _ => Err(e),
+        let run = async |req: pb::CreatePrincipalRequest| {
+            let principal = Principal {
+                name: req.name,
+                created_ms: now_ms(),
+            };
+            let result = match self
+                .cluster
+                .propose(Command::CreatePrincipal {
+                    principal: principal.clone(),
+                })
+                .await
+            {
+                // A retried proposal whose first attempt committed finds its own.
+                Err(e @ ClusterError::Meta(MetaError::AlreadyExists(_))) => {
+                    match self.cluster.meta().principal(&principal.name) {
+                        Ok(Some(p)) if p == principal => Ok(()),
+                        _ => Err(e),
+                    }
                 }
+                other => other,
             }
-            other => other,
-        }
-        .map_err(to_status);
-        self.audit_change(
-            caller.name(),
-            "principal create",
-            "",
-            &principal.name,
-            &result,
+            .map_err(to_status)
+            .map(|()| pb::CreatePrincipalResponse {
+                principal: Some(principal_pb(&principal, &[], &[])),
+            });
+            (Audited::new("principal create", "", principal.name), result)
+        };
+        self.change(
+            request,
+            Action::CreatePrincipal,
+            check,
+            async |mut leader, r| leader.create_principal(r).await,
+            run,
         )
-        .await;
-        result?;
-        Ok(Response::new(pb::CreatePrincipalResponse {
-            principal: Some(principal_pb(&principal, &[], &[])),
-        }))
+        .await
     }
 
     pub(super) async fn delete_principal(
         &self,
         request: Request<pb::DeletePrincipalRequest>,
     ) -> Result<Response<pb::DeletePrincipalResponse>, Status> {
-        let caller = self
-            .auth
-            .check(&request, Action::DeletePrincipal, None, "")
-            .await?;
-        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
-            return leader
-                .delete_principal(self.forwarded(request.into_inner(), &caller))
-                .await;
-        }
-        let name = request.into_inner().name;
-        let result = self
-            .cluster
-            .propose(Command::DeletePrincipal { name: name.clone() })
-            .await
-            .map_err(to_status);
-        self.audit_change(caller.name(), "principal delete", "", &name, &result)
-            .await;
-        result?;
-        Ok(Response::new(pb::DeletePrincipalResponse {}))
+        let run = async |req: pb::DeletePrincipalRequest| {
+            let result = self
+                .cluster
+                .propose(Command::DeletePrincipal {
+                    name: req.name.clone(),
+                })
+                .await
+                .map_err(to_status)
+                .map(|()| pb::DeletePrincipalResponse {});
+            (Audited::new("principal delete", "", req.name), result)
+        };
+        self.change(
+            request,
+            Action::DeletePrincipal,
+            |_| Ok(()),
+            async |mut leader, r| leader.delete_principal(r).await,
+            run,
+        )
+        .await
     }
 
     pub(super) async fn list_principals(
@@ -125,134 +120,140 @@ impl AdminService {
         &self,
         request: Request<pb::GrantRequest>,
     ) -> Result<Response<pb::GrantResponse>, Status> {
-        let caller = self.auth.check(&request, Action::Grant, None, "").await?;
-        let grant = grant_of(
-            &request.get_ref().principal,
-            &request.get_ref().role,
-            &request.get_ref().bucket,
-        )?;
-        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
-            return leader
-                .grant(self.forwarded(request.into_inner(), &caller))
-                .await;
-        }
-        let result = self
-            .cluster
-            .propose(Command::Grant {
-                grant: grant.clone(),
-            })
-            .await
-            .map_err(to_status);
-        self.audit_grant(&caller, "grant", &grant, &result).await;
-        result?;
-        Ok(Response::new(pb::GrantResponse {}))
+        let check = |r: &pb::GrantRequest| grant_of(&r.principal, &r.role, &r.bucket).map(drop);
+        let run = async |r: pb::GrantRequest| {
+            let grant = match grant_of(&r.principal, &r.role, &r.bucket) {
+                Ok(g) => g,
+                Err(e) => return (Audited::new("grant", "", r.principal), Err(e)),
+            };
+            let result = self
+                .cluster
+                .propose(Command::Grant {
+                    grant: grant.clone(),
+                })
+                .await
+                .map_err(to_status)
+                .map(|()| pb::GrantResponse {});
+            (Audited::grant("grant", &grant), result)
+        };
+        self.change(
+            request,
+            Action::Grant,
+            check,
+            async |mut leader, r| leader.grant(r).await,
+            run,
+        )
+        .await
     }
 
     pub(super) async fn revoke(
         &self,
         request: Request<pb::RevokeRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
-        let caller = self.auth.check(&request, Action::Revoke, None, "").await?;
-        let grant = grant_of(
-            &request.get_ref().principal,
-            &request.get_ref().role,
-            &request.get_ref().bucket,
-        )?;
-        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
-            return leader
-                .revoke(self.forwarded(request.into_inner(), &caller))
-                .await;
-        }
-        let result = self
-            .cluster
-            .propose(Command::Revoke {
-                grant: grant.clone(),
-            })
-            .await
-            .map_err(to_status);
-        self.audit_grant(&caller, "revoke", &grant, &result).await;
-        result?;
-        Ok(Response::new(pb::RevokeResponse {}))
+        let check = |r: &pb::RevokeRequest| grant_of(&r.principal, &r.role, &r.bucket).map(drop);
+        let run = async |r: pb::RevokeRequest| {
+            let grant = match grant_of(&r.principal, &r.role, &r.bucket) {
+                Ok(g) => g,
+                Err(e) => return (Audited::new("revoke", "", r.principal), Err(e)),
+            };
+            let result = self
+                .cluster
+                .propose(Command::Revoke {
+                    grant: grant.clone(),
+                })
+                .await
+                .map_err(to_status)
+                .map(|()| pb::RevokeResponse {});
+            (Audited::grant("revoke", &grant), result)
+        };
+        self.change(
+            request,
+            Action::Revoke,
+            check,
+            async |mut leader, r| leader.revoke(r).await,
+            run,
+        )
+        .await
     }
 
     pub(super) async fn create_token(
         &self,
         request: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        let caller = self
-            .auth
-            .check(&request, Action::CreateToken, None, "")
-            .await?;
-        validate_principal_name(&request.get_ref().principal).map_err(meta_status)?;
-        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
-            return leader
-                .create_token(self.forwarded(request.into_inner(), &caller))
-                .await;
-        }
-        let principal = request.into_inner().principal;
-        let (token, text) = new_token(&principal);
-        let result = match self
-            .cluster
-            .propose(Command::CreateToken {
-                token: token.clone(),
-            })
-            .await
-        {
-            // A retried proposal whose first attempt committed finds its own.
-            Err(e @ ClusterError::Meta(MetaError::AlreadyExists(_))) => {
-                match self.cluster.meta().token(&token.id) {
-                    Ok(Some(t)) if t == token => Ok(()),
-                    _ => Err(e),
+        let check = |req: &pb::CreateTokenRequest| {
+            validate_principal_name(&req.principal).map_err(meta_status)
+        };
+        let run = async |req: pb::CreateTokenRequest| {
+            let principal = req.principal;
+            let (token, text) = new_token(&principal);
+            let result = match self
+                .cluster
+                .propose(Command::CreateToken {
+                    token: token.clone(),
+                })
+                .await
+            {
+                // A retried proposal whose first attempt committed finds its own.
+                Err(e @ ClusterError::Meta(MetaError::AlreadyExists(_))) => {
+                    match self.cluster.meta().token(&token.id) {
+                        Ok(Some(t)) if t == token => Ok(()),
+                        _ => Err(e),
+                    }
                 }
+                other => other,
             }
-            other => other,
-        }
-        .map_err(to_status);
-        let detail = format!("{principal} token {}", token.id);
-        self.audit_change(caller.name(), "token create", "", &detail, &result)
-            .await;
-        result?;
-        Ok(Response::new(pb::CreateTokenResponse {
-            id: token.id,
-            token: text,
-            principal,
-        }))
+            .map_err(to_status);
+            let detail = format!("{principal} token {}", token.id);
+            let result = result.map(|()| pb::CreateTokenResponse {
+                id: token.id,
+                token: text,
+                principal,
+            });
+            (Audited::new("token create", "", detail), result)
+        };
+        self.change(
+            request,
+            Action::CreateToken,
+            check,
+            async |mut leader, r| leader.create_token(r).await,
+            run,
+        )
+        .await
     }
 
     pub(super) async fn revoke_token(
         &self,
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        let caller = self
-            .auth
-            .check(&request, Action::RevokeToken, None, "")
-            .await?;
-        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
-            return leader
-                .revoke_token(self.forwarded(request.into_inner(), &caller))
-                .await;
-        }
-        let id = request.into_inner().id;
-        let owner = self
-            .cluster
-            .meta()
-            .token(&id)
-            .ok()
-            .flatten()
-            .map(|t| t.principal);
-        let result = self
-            .cluster
-            .propose(Command::RevokeToken { id: id.clone() })
-            .await
-            .map_err(to_status);
-        let detail = match owner {
-            Some(p) => format!("{p} token {id}"),
-            None => format!("token {id}"),
+        let run = async |req: pb::RevokeTokenRequest| {
+            let id = req.id;
+            let owner = self
+                .cluster
+                .meta()
+                .token(&id)
+                .ok()
+                .flatten()
+                .map(|t| t.principal);
+            let result = self
+                .cluster
+                .propose(Command::RevokeToken { id: id.clone() })
+                .await
+                .map_err(to_status);
+            let detail = match owner {
+                Some(p) => format!("{p} token {id}"),
+                None => format!("token {id}"),
+            };
+            let result = result.map(|()| pb::RevokeTokenResponse {});
+            (Audited::new("token revoke", "", detail), result)
         };
-        self.audit_change(caller.name(), "token revoke", "", &detail, &result)
-            .await;
-        result?;
-        Ok(Response::new(pb::RevokeTokenResponse {}))
+        self.change(
+            request,
+            Action::RevokeToken,
+            |_| Ok(()),
+            async |mut leader, r| leader.revoke_token(r).await,
+            run,
+        )
+        .await
     }
 }
 

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 use tresor_proto::v1 as pb;
 
 use super::convert::*;
-use super::AdminService;
+use super::{AdminService, Audited};
 use crate::api::auth::{visible_buckets, Action};
 use crate::api::{store_status, to_status};
 use crate::meta::validate_bucket_name;
@@ -14,32 +14,31 @@ impl AdminService {
         &self,
         request: Request<pb::CreateBucketRequest>,
     ) -> Result<Response<pb::CreateBucketResponse>, Status> {
-        let caller = self
-            .auth
-            .check(&request, Action::CreateBucket, None, "")
-            .await?;
-        // Validate here too, so bad input is refused without a round trip.
-        let req = request.get_ref();
-        validate_bucket_name(&req.name)
-            .and_then(|_| crate::meta::validate_scheme(req.data, req.parity))
-            .map_err(|e| to_status(e.into()))?;
-        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
-            return leader
-                .create_bucket(self.forwarded(request.into_inner(), &caller))
-                .await;
-        }
-        let req = request.into_inner();
-        let result = self
-            .cluster
-            .create_bucket(&req.name, req.data, req.parity)
-            .await
-            .map_err(to_status);
-        self.audit_change(caller.name(), "bucket create", &req.name, "", &result)
-            .await;
-        let bucket = result?;
-        Ok(Response::new(pb::CreateBucketResponse {
-            bucket: Some(bucket_pb(&bucket)),
-        }))
+        // Validated here too, so bad input is refused without a round trip.
+        let check = |req: &pb::CreateBucketRequest| {
+            validate_bucket_name(&req.name)
+                .and_then(|_| crate::meta::validate_scheme(req.data, req.parity))
+                .map_err(|e| to_status(e.into()))
+        };
+        let run = async |req: pb::CreateBucketRequest| {
+            let result = self
+                .cluster
+                .create_bucket(&req.name, req.data, req.parity)
+                .await
+                .map_err(to_status)
+                .map(|bucket| pb::CreateBucketResponse {
+                    bucket: Some(bucket_pb(&bucket)),
+                });
+            (Audited::new("bucket create", req.name, ""), result)
+        };
+        self.change(
+            request,
+            Action::CreateBucket,
+            check,
+            async |mut leader, r| leader.create_bucket(r).await,
+            run,
+        )
+        .await
     }
 
     pub(super) async fn list_buckets(

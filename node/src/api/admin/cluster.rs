@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 use tresor_proto::v1 as pb;
 
 use super::convert::*;
-use super::AdminService;
+use super::{AdminService, Audited};
 use crate::api::auth::Action;
 use crate::api::{store_status, to_status};
 use crate::meta::{NodeRecord, NodeState};
@@ -57,62 +57,61 @@ impl AdminService {
         &self,
         request: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::AddNodeResponse>, Status> {
-        let caller = self.auth.check(&request, Action::AddNode, None, "").await?;
-        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
-            return leader
-                .add_node(self.forwarded(request.into_inner(), &caller))
-                .await;
-        }
-        let req = request.into_inner();
-        let record = NodeRecord {
-            id: req.id,
-            addr: req.addr,
-            zone: req.zone,
-            capacity: req.capacity,
-            state: NodeState::Active,
-            added_ms: 0,
-            state_since_ms: 0,
-            incarnation: String::new(),
+        let run = async |req: pb::AddNodeRequest| {
+            let record = NodeRecord {
+                id: req.id,
+                addr: req.addr,
+                zone: req.zone,
+                capacity: req.capacity,
+                state: NodeState::Active,
+                added_ms: 0,
+                state_since_ms: 0,
+                incarnation: String::new(),
+            };
+            let subject = format!("node {}", record.id);
+            let result = self.cluster.add_node(record).await.map_err(to_status);
+            let result = result.map(|view| pb::AddNodeResponse {
+                node: Some(node_status(&view)),
+            });
+            (Audited::new("nodes add", subject, ""), result)
         };
-        let subject = format!("node {}", record.id);
-        let result = self.cluster.add_node(record).await.map_err(to_status);
-        self.audit_change(caller.name(), "nodes add", &subject, "", &result)
-            .await;
-        let view = result?;
-        Ok(Response::new(pb::AddNodeResponse {
-            node: Some(node_status(&view)),
-        }))
+        self.change(
+            request,
+            Action::AddNode,
+            |_| Ok(()),
+            async |mut leader, r| leader.add_node(r).await,
+            run,
+        )
+        .await
     }
 
     pub(super) async fn remove_node(
         &self,
         request: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
-        let caller = self
-            .auth
-            .check(&request, Action::RemoveNode, None, "")
-            .await?;
-        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
-            return leader
-                .remove_node(self.forwarded(request.into_inner(), &caller))
-                .await;
-        }
-        let req = request.into_inner();
-        let result = self
-            .cluster
-            .remove_node(req.id, req.force)
-            .await
-            .map_err(to_status);
-        let action = if req.force {
-            "nodes remove --force"
-        } else {
-            "nodes remove"
+        let run = async |req: pb::RemoveNodeRequest| {
+            let result = self
+                .cluster
+                .remove_node(req.id, req.force)
+                .await
+                .map_err(to_status);
+            let action = if req.force {
+                "nodes remove --force"
+            } else {
+                "nodes remove"
+            };
+            let subject = format!("node {}", req.id);
+            let result = result.map(|()| pb::RemoveNodeResponse {});
+            (Audited::new(action, subject, ""), result)
         };
-        let subject = format!("node {}", req.id);
-        self.audit_change(caller.name(), action, &subject, "", &result)
-            .await;
-        result?;
-        Ok(Response::new(pb::RemoveNodeResponse {}))
+        self.change(
+            request,
+            Action::RemoveNode,
+            |_| Ok(()),
+            async |mut leader, r| leader.remove_node(r).await,
+            run,
+        )
+        .await
     }
 
     pub(super) async fn status(
@@ -152,21 +151,25 @@ impl AdminService {
         &self,
         request: Request<pb::DrainNodeRequest>,
     ) -> Result<Response<pb::DrainNodeResponse>, Status> {
-        let caller = self
-            .auth
-            .check(&request, Action::DrainNode, None, "")
-            .await?;
-        if let Some(mut leader) = self.leader_client(request.metadata()).await? {
-            return leader
-                .drain_node(self.forwarded(request.into_inner(), &caller))
-                .await;
-        }
-        let id = request.into_inner().id;
-        let result = self.cluster.drain_node(id).await.map_err(to_status);
-        let subject = format!("node {id}");
-        self.audit_change(caller.name(), "nodes drain", &subject, "", &result)
-            .await;
-        result?;
-        Ok(Response::new(pb::DrainNodeResponse {}))
+        let run = async |req: pb::DrainNodeRequest| {
+            let result = self
+                .cluster
+                .drain_node(req.id)
+                .await
+                .map_err(to_status)
+                .map(|()| pb::DrainNodeResponse {});
+            (
+                Audited::new("nodes drain", format!("node {}", req.id), ""),
+                result,
+            )
+        };
+        self.change(
+            request,
+            Action::DrainNode,
+            |_| Ok(()),
+            async |mut leader, r| leader.drain_node(r).await,
+            run,
+        )
+        .await
     }
 }

@@ -17,11 +17,11 @@ use tresor_proto::v1 as pb;
 use tresor_proto::v1::admin_server::Admin;
 
 use super::audit::AuditSink;
-use super::auth::{Authorizer, Caller, PRINCIPAL_HEADER};
+use super::auth::{Action, Authorizer, Caller, PRINCIPAL_HEADER};
 use super::{outcome_of, to_status};
 use crate::meta::Grant;
 use crate::raft::Cluster;
-use crate::workers::Workers;
+use crate::workers::{Counters, Workers};
 
 /// Marks a request forwarded by another node, so it is never forwarded twice.
 const FORWARDED_BY: &str = "tresor-forwarded-by";
@@ -71,15 +71,18 @@ impl AdminService {
             .workers
             .list()
             .into_iter()
-            .find(|w| w.name == "repair")?;
-        let c = |k: &str| repair.counters.get(k).copied().unwrap_or(0);
+            .find_map(|w| match w.counters {
+                Counters::Repair(c) => Some((w.state, w.progress, c)),
+                _ => None,
+            });
+        let (state, progress, c) = repair?;
         Some(pb::RepairProgress {
-            segments_total: c("segments_total"),
-            segments_to_repair: c("segments_to_repair"),
-            segments_repaired: c("segments_repaired"),
-            bytes_rebuilt: c("bytes_rebuilt"),
-            state: repair.state,
-            progress: repair.progress,
+            segments_total: c.segments_total,
+            segments_to_repair: c.segments_to_repair,
+            segments_repaired: c.segments_repaired,
+            bytes_rebuilt: c.bytes_rebuilt,
+            state: state.as_str().to_string(),
+            progress,
         })
     }
 
@@ -119,7 +122,73 @@ impl AdminService {
     }
 }
 
+/// How a change is recorded in the audit log: `subject` goes in the
+/// entry's bucket field, `detail` in its key field.
+pub(super) struct Audited {
+    action: &'static str,
+    subject: String,
+    detail: String,
+}
+
+impl Audited {
+    /// `action` on `subject`, with `detail`.
+    pub(super) fn new(
+        action: &'static str,
+        subject: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            action,
+            subject: subject.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// A grant or revocation: the bucket it concerns (if one) as subject,
+    /// `<principal> <role>` as detail.
+    fn grant(action: &'static str, grant: &Grant) -> Self {
+        Self::new(
+            action,
+            grant.bucket.as_deref().unwrap_or(""),
+            format!("{} {}", grant.principal, grant.role),
+        )
+    }
+}
+
 impl AdminService {
+    /// The shape every change to the cluster shares: authorise `action`
+    /// here and `check` the request; unless this node leads, pass the call
+    /// on to the leader (`forward`); otherwise carry it out (`run`, which
+    /// also says how it is recorded) and record it in the audit log,
+    /// whether it succeeded or not.
+    async fn change<Req, Resp>(
+        &self,
+        request: Request<Req>,
+        action: Action,
+        check: impl FnOnce(&Req) -> Result<(), Status>,
+        forward: impl AsyncFnOnce(
+            tresor_client::AdminClient,
+            Request<Req>,
+        ) -> Result<Response<Resp>, Status>,
+        run: impl AsyncFnOnce(Req) -> (Audited, Result<Resp, Status>),
+    ) -> Result<Response<Resp>, Status> {
+        let caller = self.auth.check(&request, action, None, "").await?;
+        check(request.get_ref())?;
+        if let Some(leader) = self.leader_client(request.metadata()).await? {
+            return forward(leader, self.forwarded(request.into_inner(), &caller)).await;
+        }
+        let (entry, result) = run(request.into_inner()).await;
+        self.audit_change(
+            caller.name(),
+            entry.action,
+            &entry.subject,
+            &entry.detail,
+            &result,
+        )
+        .await;
+        result.map(Response::new)
+    }
+
     /// Makes sure this node caught up during the request: the authorizer
     /// did unless it answered from local state.
     async fn catch_up(&self, caller: &Caller) -> Result<(), Status> {
@@ -127,21 +196,6 @@ impl AdminService {
             self.cluster.linearizable_read().await.map_err(to_status)?;
         }
         Ok(())
-    }
-
-    /// Records a grant or revocation: the bucket it concerns (if one) in
-    /// the entry's bucket field, `<principal> <role>` in its key field.
-    async fn audit_grant<T>(
-        &self,
-        caller: &Caller,
-        action: &str,
-        grant: &Grant,
-        result: &Result<T, Status>,
-    ) {
-        let detail = format!("{} {}", grant.principal, grant.role);
-        let bucket = grant.bucket.as_deref().unwrap_or("");
-        self.audit_change(caller.name(), action, bucket, &detail, result)
-            .await;
     }
 }
 

@@ -5,6 +5,7 @@ use tresor_proto::v1 as pb;
 
 use super::AdminService;
 use crate::api::auth::Action;
+use crate::workers::WorkerState;
 
 impl AdminService {
     pub(super) async fn workers(
@@ -16,13 +17,26 @@ impl AdminService {
             .workers
             .list()
             .into_iter()
-            .map(|w| pb::WorkerInfo {
-                name: w.name,
-                state: w.state,
-                progress: w.progress,
-                counters: w.counters.into_iter().collect(),
-                last_pass_ms: w.last_pass_ms,
-                last_error: w.last_error.unwrap_or_default(),
+            .map(|w| {
+                let mut counters: std::collections::HashMap<String, u64> = w
+                    .counters
+                    .pairs()
+                    .into_iter()
+                    .map(|(name, n)| (name.to_string(), n))
+                    .collect();
+                counters.insert("last_pass_ms_taken".into(), w.last_pass_took_ms);
+                let last_error = match &w.state {
+                    WorkerState::Error { error, .. } => error.clone(),
+                    _ => String::new(),
+                };
+                pb::WorkerInfo {
+                    name: w.name.to_string(),
+                    state: w.state.as_str().to_string(),
+                    progress: w.progress,
+                    counters,
+                    last_pass_ms: w.last_pass_ms,
+                    last_error,
+                }
             })
             .collect();
         Ok(Response::new(pb::WorkersResponse {
