@@ -6,19 +6,22 @@
 //! Validation that depends on the current state (a bucket that exists, an id
 //! in use) happens at apply time, so two racing proposals cannot both win.
 
+mod access;
 pub mod audit;
+mod command;
 mod encryption;
 mod health;
 mod model;
 mod object;
 mod store;
 
+pub use access::{Grant, Principal, Role, Token, BOOTSTRAP_ADMIN};
+pub use command::{Command, KeyRewrap, UploadRecord};
 pub use encryption::{ObjectEncryption, WrappedKey, TAG_BYTES};
 pub use health::{segment_health, SegmentHealth, Survey};
 pub use model::{
-    now_ms, validate_bucket_name, validate_principal_name, validate_scheme, Bucket, Command,
-    CommandResult, Grant, KeyRewrap, MetaError, NodeRecord, NodeState, Principal, Role, Token,
-    UploadRecord, BOOTSTRAP_ADMIN,
+    now_ms, validate_bucket_name, validate_principal_name, validate_scheme, Bucket, CommandResult,
+    MetaError, NodeRecord, NodeState,
 };
 pub use object::{
     validate_key, Digest, ObjectId, ObjectManifest, SegmentManifest, ShardLocation, StripeRef,

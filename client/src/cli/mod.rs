@@ -5,22 +5,23 @@
 //! and exits with status 1; a command line that does not parse exits with
 //! status 2.
 
+mod objects;
 mod parse;
 mod progress;
 mod render;
+mod transfer;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Parser, Subcommand, ValueEnum};
-use serde_json::json;
 
 use crate::channel::Credentials;
-use crate::objects::{Client, ObjectInfo, PutOptions};
+use crate::objects::{Client, PutOptions};
+use objects::{ls, rm, stat, verify};
 use parse::{ByteRange, ListTarget, ObjectPath};
-use progress::TransferBar;
-use render::{format_rfc3339_ms, print_fields, print_json, print_table};
+use transfer::{get, put};
 
 /// Runs the `tresor` command line and returns its exit status.
 pub fn main() -> ExitCode {
@@ -228,272 +229,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rm { object } => rm(&client, output, &object).await,
         Command::Verify { object } => verify(&client, output, &object).await,
     }
-}
-
-fn is_stdio(path: &Path) -> bool {
-    path.as_os_str() == "-"
-}
-
-async fn put(
-    client: &Client,
-    output: Output,
-    object: &ObjectPath,
-    file: &Path,
-    mut opts: PutOptions,
-) -> anyhow::Result<()> {
-    let context = || format!("uploading {object}");
-    let show_bar = progress::wanted(false);
-    let stored = if is_stdio(file) {
-        let bar = TransferBar::new(show_bar, None);
-        opts.progress = bar.callback();
-        let stdin = tokio::io::stdin();
-        let result = client.put(&object.bucket, &object.key, stdin, opts).await;
-        bar.finish(&result);
-        result.with_context(context)?
-    } else {
-        let total = if show_bar {
-            tokio::fs::metadata(file).await.ok().map(|m| m.len())
-        } else {
-            None
-        };
-        let bar = TransferBar::new(show_bar, total);
-        opts.progress = bar.callback();
-        let result = client
-            .put_file(&object.bucket, &object.key, file, opts)
-            .await;
-        bar.finish(&result);
-        result.with_context(context)?
-    };
-    match output {
-        Output::Json => print_json(&serde_json::to_value(&stored)?),
-        Output::Table => {
-            print_fields(&[
-                ("bucket", stored.bucket.clone()),
-                ("key", stored.key.clone()),
-                ("size", stored.size.to_string()),
-                ("sha256", stored.sha256.clone()),
-            ]);
-            Ok(())
-        }
-    }
-}
-
-async fn get(
-    client: &Client,
-    output: Output,
-    object: &ObjectPath,
-    out: Option<&Path>,
-    range: Option<ByteRange>,
-) -> anyhow::Result<()> {
-    let context = || format!("downloading {object}");
-    let out = out.filter(|path| !is_stdio(path));
-    let show_bar = progress::wanted(out.is_none());
-    // The stream states the size only once it has begun; a bar needs it first.
-    let total = if show_bar {
-        let info = client
-            .stat(&object.bucket, &object.key)
-            .await
-            .with_context(context)?;
-        Some(range.map_or(info.size, |range| range.len_within(info.size)))
-    } else {
-        None
-    };
-    let bar = TransferBar::new(show_bar, total);
-    let range_tuple = range.map(ByteRange::as_tuple);
-    let Some(path) = out else {
-        let stdout = tokio::io::stdout();
-        let result = client
-            .get(
-                &object.bucket,
-                &object.key,
-                range_tuple,
-                stdout,
-                bar.callback(),
-            )
-            .await;
-        bar.finish(&result);
-        result.with_context(context)?;
-        return Ok(());
-    };
-    let result = client
-        .get_file(
-            &object.bucket,
-            &object.key,
-            range_tuple,
-            path,
-            bar.callback(),
-        )
-        .await;
-    bar.finish(&result);
-    let (info, written) = result.with_context(context)?;
-    // The library checks the SHA-256 whenever the bytes are the whole object.
-    let verified = written == info.size && range.is_none_or(|r| r.start == 0);
-    match output {
-        Output::Json => print_json(&json!({
-            "bucket": info.bucket,
-            "key": info.key,
-            "file": path.display().to_string(),
-            "bytes": written,
-            "size": info.size,
-            "sha256": info.sha256,
-            "verified": verified,
-        })),
-        Output::Table => {
-            print_fields(&[
-                ("object", object.to_string()),
-                ("file", path.display().to_string()),
-                ("bytes", written.to_string()),
-                (
-                    "sha256",
-                    if verified {
-                        format!("{} (verified)", info.sha256)
-                    } else {
-                        format!("{} (partial read, not checked)", info.sha256)
-                    },
-                ),
-            ]);
-            Ok(())
-        }
-    }
-}
-
-async fn ls(client: &Client, output: Output, target: &ListTarget) -> anyhow::Result<()> {
-    let objects = client
-        .list(&target.bucket, &target.prefix)
-        .await
-        .with_context(|| format!("listing {}", target.bucket))?;
-    match output {
-        Output::Json => {
-            let list: Vec<_> = objects
-                .iter()
-                .map(|o| json!({ "key": o.key, "size": o.size, "sha256": o.sha256 }))
-                .collect();
-            print_json(&serde_json::Value::Array(list))
-        }
-        Output::Table => {
-            let rows: Vec<Vec<String>> = objects
-                .iter()
-                .map(|o| vec![o.key.clone(), o.size.to_string(), o.sha256.clone()])
-                .collect();
-            print_table(&["KEY", "SIZE", "SHA256"], &rows);
-            Ok(())
-        }
-    }
-}
-
-async fn stat(client: &Client, output: Output, object: &ObjectPath) -> anyhow::Result<()> {
-    let info = client
-        .stat(&object.bucket, &object.key)
-        .await
-        .with_context(|| format!("stat {object}"))?;
-    match output {
-        Output::Json => print_json(&json!({
-            "bucket": info.bucket,
-            "key": info.key,
-            "size": info.size,
-            "sha256": info.sha256,
-            "content_type": info.content_type,
-            "metadata": info.metadata,
-            "data": info.data,
-            "parity": info.parity,
-            "stripes": info.stripes,
-            "missing_shards": info.missing_shards,
-            "created": format_rfc3339_ms(info.created_ms),
-            "created_ms": info.created_ms,
-        })),
-        Output::Table => {
-            print_fields(&info_fields(&info));
-            Ok(())
-        }
-    }
-}
-
-fn info_fields(info: &ObjectInfo) -> Vec<(&'static str, String)> {
-    let mut metadata: Vec<String> = info
-        .metadata
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    metadata.sort();
-    vec![
-        ("bucket", info.bucket.clone()),
-        ("key", info.key.clone()),
-        ("size", info.size.to_string()),
-        ("sha256", info.sha256.clone()),
-        ("content type", info.content_type.clone()),
-        ("metadata", metadata.join(", ")),
-        ("scheme", format!("{}+{}", info.data, info.parity)),
-        ("stripes", info.stripes.to_string()),
-        ("missing shards", info.missing_shards.to_string()),
-        ("created", format_rfc3339_ms(info.created_ms)),
-    ]
-}
-
-async fn rm(client: &Client, output: Output, object: &ObjectPath) -> anyhow::Result<()> {
-    client
-        .delete(&object.bucket, &object.key)
-        .await
-        .with_context(|| format!("deleting {object}"))?;
-    match output {
-        Output::Json => print_json(&json!({
-            "bucket": object.bucket,
-            "key": object.key,
-            "deleted": true,
-        })),
-        Output::Table => {
-            println!("deleted {object}");
-            Ok(())
-        }
-    }
-}
-
-async fn verify(client: &Client, output: Output, object: &ObjectPath) -> anyhow::Result<()> {
-    let context = || format!("verifying {object}");
-    let show_bar = progress::wanted(false);
-    let total = if show_bar {
-        let info = client
-            .stat(&object.bucket, &object.key)
-            .await
-            .with_context(context)?;
-        Some(info.size)
-    } else {
-        None
-    };
-    let bar = TransferBar::new(show_bar, total);
-    let result = client
-        .verify(&object.bucket, &object.key, bar.callback())
-        .await;
-    bar.finish(&result);
-    let (info, computed, matches) = result.with_context(context)?;
-    match output {
-        Output::Json => print_json(&json!({
-            "bucket": info.bucket,
-            "key": info.key,
-            "size": info.size,
-            "sha256": info.sha256,
-            "computed_sha256": computed,
-            "missing_shards": info.missing_shards,
-            "ok": matches,
-        }))?,
-        Output::Table => print_fields(&[
-            ("object", object.to_string()),
-            ("size", info.size.to_string()),
-            ("stored sha256", info.sha256.clone()),
-            ("read sha256", computed.clone()),
-            ("missing shards", info.missing_shards.to_string()),
-            (
-                "result",
-                if matches { "OK" } else { "MISMATCH" }.to_string(),
-            ),
-        ]),
-    }
-    if !matches {
-        bail!(
-            "{object} does not match its SHA-256: stored {}, read back {computed}",
-            info.sha256
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,183 @@
+//! The changes to the metadata proposed through Raft, and the records
+//! only they carry (uploads in progress, key rewraps).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Bucket, Grant, NodeRecord, NodeState, Principal, Token};
+
+/// A change to the metadata, proposed through Raft.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// First entry of a new cluster: its id and its first node.
+    InitCluster {
+        /// Random id naming this cluster.
+        cluster_id: String,
+        /// The node that initialised it.
+        node: NodeRecord,
+    },
+    /// Records a new node. Refused if its id was ever used.
+    AddNode {
+        /// The node.
+        node: NodeRecord,
+    },
+    /// Marks a node removed; its id stays reserved.
+    RemoveNode {
+        /// Node id.
+        id: u64,
+    },
+    /// Creates a bucket. Refused if the name exists.
+    CreateBucket {
+        /// The bucket.
+        bucket: Bucket,
+    },
+    /// Records an upload in progress: its shard files are not orphans
+    /// while the record lives. Refused if the object id is in use.
+    BeginUpload {
+        /// The upload.
+        upload: UploadRecord,
+    },
+    /// Shows an upload is still making progress, so it does not expire.
+    TouchUpload {
+        /// The upload's object id.
+        object_id: super::ObjectId,
+        /// When, Unix milliseconds (chosen by the proposer).
+        touched_ms: u64,
+    },
+    /// Ends an upload without an object: from this commit on its
+    /// `CreateObject` can never succeed, and its shard files are garbage.
+    /// Refused with `AlreadyExists` if the object was committed — so the
+    /// answer tells a coordinator that lost track which way it went.
+    AbortUpload {
+        /// The upload's object id.
+        object_id: super::ObjectId,
+    },
+    /// Makes an object visible and ends its upload. Refused if the bucket
+    /// is unknown, the key exists (keys are immutable) or the upload was
+    /// aborted or expired. Idempotent: the same object committed again (a
+    /// retried proposal) succeeds without change.
+    CreateObject {
+        /// Its manifest, shards already durable.
+        manifest: Box<super::ObjectManifest>,
+        /// The put's audit record, appended to the audit log in the same
+        /// commit: an object is never stored without its record.
+        #[serde(default)]
+        audit: Option<super::audit::AuditRecord>,
+    },
+    /// Changes a node's liveness or drain state (never to or from `Removed`).
+    SetNodeState {
+        /// Node id.
+        id: u64,
+        /// New state.
+        state: NodeState,
+        /// When, Unix milliseconds (chosen by the proposer).
+        since_ms: u64,
+    },
+    /// Moves or clears shard locations of one segment, if they are still
+    /// what the proposer saw (compare-and-set): repair commits rebuilt
+    /// shards this way, and scrub and reads report bad ones.
+    UpdateShards {
+        /// Bucket of the object.
+        bucket: String,
+        /// Key of the object.
+        key: String,
+        /// The object the proposer saw under that key.
+        object_id: super::ObjectId,
+        /// Segment index.
+        segment: u32,
+        /// `(shard index, location expected now, new location)`.
+        changes: Vec<(u32, super::ShardLocation, super::ShardLocation)>,
+    },
+    /// Appends audit records to the hash-chained audit log.
+    AppendAudit {
+        /// The records, in the order the node saw them.
+        records: Vec<super::audit::AuditRecord>,
+    },
+    /// Re-wraps data keys under another master key (`keys rotate`). Each
+    /// change applies only if the object is still the same one and its key
+    /// is still wrapped by `from_key_id`; others are skipped.
+    RewrapKeys {
+        /// The new wrappings.
+        rewraps: Vec<KeyRewrap>,
+    },
+    /// Removes an object's manifest; its shards become garbage.
+    DeleteObject {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// The delete's audit record, appended in the same commit.
+        #[serde(default)]
+        audit: Option<super::audit::AuditRecord>,
+    },
+    /// Creates a principal, without roles. Refused if the name exists.
+    CreatePrincipal {
+        /// The principal.
+        principal: Principal,
+    },
+    /// Deletes a principal with its grants and tokens. Refused if it would
+    /// leave no principal with `admin` on all buckets.
+    DeletePrincipal {
+        /// Its name.
+        name: String,
+    },
+    /// Gives a role. Refused for an unknown principal or bucket; granting a
+    /// role held already changes nothing.
+    Grant {
+        /// The grant.
+        grant: Grant,
+    },
+    /// Takes a role back. Refused if the principal does not hold it, or if
+    /// it would leave no principal with `admin` on all buckets.
+    Revoke {
+        /// The grant to remove.
+        grant: Grant,
+    },
+    /// Stores a new token (its secret's hash). Refused for an unknown
+    /// principal or an id in use.
+    CreateToken {
+        /// The token.
+        token: Token,
+    },
+    /// Deletes a token: it stops working at once.
+    RevokeToken {
+        /// The token's id.
+        id: String,
+    },
+}
+
+/// An upload in progress, from its first shard file to its commit or
+/// abort.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// The object id its shard files are named after.
+    pub object_id: super::ObjectId,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// The node coordinating it.
+    pub coordinator: u64,
+    /// Unix milliseconds (chosen by the proposer).
+    pub started_ms: u64,
+    /// Last sign of progress, Unix milliseconds: an upload silent for longer
+    /// than the expiry is aborted by the leader.
+    pub touched_ms: u64,
+}
+
+/// One object's data key, wrapped anew.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRewrap {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// The object the key belongs to.
+    pub object_id: super::ObjectId,
+    /// The master key id the current wrapping must have.
+    pub from_key_id: String,
+    /// The new wrapping.
+    pub wrapped: super::WrappedKey,
+}
