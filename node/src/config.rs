@@ -49,6 +49,9 @@ pub struct NodeConfig {
     /// Liveness, scrub, repair and garbage collection.
     #[serde(default)]
     pub healing: HealingTuning,
+    /// The metadata store.
+    #[serde(default)]
+    pub meta: MetaTuning,
     /// TLS, authentication and encryption at rest.
     #[serde(default)]
     pub security: SecurityConfig,
@@ -142,6 +145,24 @@ impl Default for DataTuning {
         Self {
             shard_bytes: 1024 * 1024,
             segment_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// The metadata store (sled): its page cache is the part of a node's
+/// memory that the amount of metadata would otherwise decide.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetaTuning {
+    /// Bytes of sled's page cache: the metadata kept in memory. At least
+    /// 1 MiB; 64 MiB by default.
+    pub cache_bytes: u64,
+}
+
+impl Default for MetaTuning {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -315,6 +336,9 @@ impl NodeConfig {
         }
         if r.snapshot_after_entries == 0 {
             return Err(invalid("raft.snapshot_after_entries", "must be at least 1"));
+        }
+        if self.meta.cache_bytes < 1024 * 1024 {
+            return Err(invalid("meta.cache_bytes", "must be at least 1048576"));
         }
         let d = &self.data;
         if !(4096..=4 * 1024 * 1024).contains(&d.shard_bytes) {

@@ -328,6 +328,7 @@ impl LocalCluster {
             raft: self.spec.raft.clone(),
             data: self.spec.data.clone(),
             healing: self.spec.healing.clone(),
+            meta: Default::default(),
             security: self.node_security(id, ca_dir)?,
         };
         config.validate()?;

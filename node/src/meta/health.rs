@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{NodeRecord, NodeState, ObjectManifest, SegmentManifest};
+use super::{NodeRecord, NodeState, ObjectManifest, SegmentManifest, ShardLocation};
 
 /// The health of one segment.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -41,6 +41,21 @@ pub fn segment_health(
         }
     }
     health
+}
+
+/// Whether a shard counts towards its segment's redundancy: present, not
+/// damaged, on a node that serves reads (active or draining).
+pub fn is_healthy(location: &ShardLocation, nodes: &HashMap<u64, NodeRecord>) -> bool {
+    !location.damaged
+        && location
+            .node
+            .and_then(|n| nodes.get(&n))
+            .is_some_and(|n| serves(n.state))
+}
+
+/// Whether a node in `state` serves its shards.
+pub fn serves(state: NodeState) -> bool {
+    matches!(state, NodeState::Active | NodeState::Draining)
 }
 
 /// Segment health summed over objects.

@@ -18,7 +18,7 @@ mod store;
 pub use access::{Grant, Principal, Role, Token, BOOTSTRAP_ADMIN};
 pub use command::{Command, KeyRewrap, UploadRecord};
 pub use encryption::{ObjectEncryption, WrappedKey, TAG_BYTES};
-pub use health::{segment_health, SegmentHealth, Survey};
+pub use health::{is_healthy, segment_health, serves, SegmentHealth, Survey};
 pub use model::{
     now_ms, validate_bucket_name, validate_principal_name, validate_scheme, Bucket, CommandResult,
     MetaError, NodeRecord, NodeState,
@@ -26,4 +26,4 @@ pub use model::{
 pub use object::{
     validate_key, Digest, ObjectId, ObjectManifest, SegmentManifest, ShardLocation, StripeRef,
 };
-pub use store::{MetaStore, StoreError};
+pub use store::{MetaStore, ObjectCursor, PlacedShard, StoreError};

@@ -9,6 +9,8 @@ use crate::raft::Cluster;
 
 /// Data keys re-wrapped per Raft proposal.
 const REWRAPS_PER_PROPOSAL: usize = 256;
+/// Manifests read at a time: memory is one page, however many objects.
+const PAGE: usize = 1000;
 
 /// What a rotation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,28 +35,36 @@ pub async fn rotate_keys(cluster: &Cluster) -> Result<RotationReport, ObjectErro
     let current = keys.current();
     let mut batch = Vec::new();
     let mut rewrapped = 0u64;
-    for m in cluster.meta().all_objects()? {
-        let Some(enc) = &m.encryption else {
-            continue;
-        };
-        if enc.key.key_id == current.id {
-            continue;
+    let mut cursor = None;
+    loop {
+        let (page, next) = cluster.meta().objects_page(cursor.as_ref(), PAGE)?;
+        for m in page {
+            let Some(enc) = &m.encryption else {
+                continue;
+            };
+            if enc.key.key_id == current.id {
+                continue;
+            }
+            let key = DataKey::unwrap(m.object_id, &enc.key, &keys)?;
+            batch.push(KeyRewrap {
+                bucket: m.bucket.clone(),
+                key: m.key.clone(),
+                object_id: m.object_id,
+                from_key_id: enc.key.key_id.clone(),
+                wrapped: key.wrap(current),
+            });
+            if batch.len() == REWRAPS_PER_PROPOSAL {
+                rewrapped += batch.len() as u64;
+                cluster
+                    .propose(Command::RewrapKeys {
+                        rewraps: std::mem::take(&mut batch),
+                    })
+                    .await?;
+            }
         }
-        let key = DataKey::unwrap(m.object_id, &enc.key, &keys)?;
-        batch.push(KeyRewrap {
-            bucket: m.bucket.clone(),
-            key: m.key.clone(),
-            object_id: m.object_id,
-            from_key_id: enc.key.key_id.clone(),
-            wrapped: key.wrap(current),
-        });
-        if batch.len() == REWRAPS_PER_PROPOSAL {
-            rewrapped += batch.len() as u64;
-            cluster
-                .propose(Command::RewrapKeys {
-                    rewraps: std::mem::take(&mut batch),
-                })
-                .await?;
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
         }
     }
     if !batch.is_empty() {
@@ -69,11 +79,19 @@ pub async fn rotate_keys(cluster: &Cluster) -> Result<RotationReport, ObjectErro
         rewrapped,
         ..RotationReport::default()
     };
-    for m in cluster.meta().all_objects()? {
-        match &m.encryption {
-            None => report.unencrypted += 1,
-            Some(enc) if enc.key.key_id != current.id => report.remaining += 1,
-            Some(_) => {}
+    let mut cursor = None;
+    loop {
+        let (page, next) = cluster.meta().objects_page(cursor.as_ref(), PAGE)?;
+        for m in page {
+            match &m.encryption {
+                None => report.unencrypted += 1,
+                Some(enc) if enc.key.key_id != current.id => report.remaining += 1,
+                Some(_) => {}
+            }
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
         }
     }
     tracing::info!(

@@ -152,12 +152,7 @@ impl Cluster {
 
     /// Shard files the manifests place on each node.
     pub fn shards_per_node(&self) -> Result<std::collections::HashMap<NodeId, u64>, ClusterError> {
-        let mut survey = crate::meta::Survey::default();
-        let nodes = std::collections::HashMap::new();
-        for m in self.meta.all_objects()? {
-            survey.add(&m, &nodes, 0, 0, |_, _| {});
-        }
-        Ok(survey.shards_per_node)
+        Ok(self.meta.health()?.shards_per_node)
     }
 
     /// The cluster as seen from here. On the leader, it includes how long ago

@@ -61,13 +61,9 @@ impl OrphanCollector {
             let old = now
                 .duration_since(modified)
                 .is_ok_and(|age| age >= self.grace);
-            let referenced = self
-                .cluster
-                .meta()
-                .object_by_id(&id.object_id)?
-                .and_then(|m| m.segments.get(id.segment as usize).cloned())
-                .and_then(|s| s.shards.get(id.index as usize).cloned())
-                .is_some_and(|l| l.node == Some(me));
+            // One key lookup in the index the state machine keeps, not a
+            // manifest per file.
+            let referenced = self.cluster.meta().is_placed(me, &id)?;
             let uploading = || -> Result<bool, WorkerError> {
                 Ok(self.cluster.meta().upload(&id.object_id)?.is_some())
             };

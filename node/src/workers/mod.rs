@@ -34,7 +34,7 @@ mod repair;
 mod scrub;
 mod uploads;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,22 +47,14 @@ pub use repair::{RepairCounters, Repairer};
 pub use scrub::{ScrubCounters, Scrubber};
 pub use uploads::{UploadCounters, UploadExpiry};
 
-use crate::meta::{MetaError, NodeRecord, StoreError, Survey};
+use crate::meta::{MetaError, StoreError, Survey};
 use crate::objects::ObjectError;
 use crate::raft::{Cluster, ClusterError};
 
-/// The cluster's data health from this node's copy of the metadata, in
-/// one pass over the manifests.
+/// The cluster's data health from this node's copy of the metadata: the
+/// counters the state machine keeps, never a scan of the manifests.
 pub fn cluster_health(cluster: &Cluster) -> Result<Survey, StoreError> {
-    let meta = cluster.meta();
-    let nodes: HashMap<u64, NodeRecord> = meta.nodes()?.into_iter().map(|n| (n.id, n)).collect();
-    let rebuild_after = cluster.config().healing.rebuild_after_secs * 1000;
-    let now = crate::meta::now_ms();
-    let mut survey = Survey::default();
-    for m in meta.all_objects()? {
-        survey.add(&m, &nodes, now, rebuild_after, |_, _| {});
-    }
-    Ok(survey)
+    cluster.meta().health()
 }
 
 /// Why a pass failed.

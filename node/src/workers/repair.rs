@@ -1,8 +1,10 @@
 //! Repair, run by the leader: find every segment with fewer than
-//! `data + parity` healthy shard files and rebuild the missing ones, the
-//! segments with the fewest healthy shards first. Also moves shards off
-//! draining nodes and rebuilds those of nodes down longer than
-//! `rebuild_after`.
+//! `data + parity` healthy shard files and rebuild the missing ones. Also
+//! moves shards off draining nodes and rebuilds those of nodes down longer
+//! than `rebuild_after`. The segments come from the index the state
+//! machine keeps (segments short of a healthy shard, shards per node), in
+//! batches of [`BATCH`], the fewest healthy shards first within a batch: a
+//! pass costs what is degraded, not what is stored.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,8 +13,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::{StatusHandle, Worker, WorkerError};
-use crate::meta::{now_ms, NodeRecord, Survey};
+use crate::meta::{
+    now_ms, segment_health, MetaStore, NodeRecord, NodeState, ObjectId, ObjectManifest,
+};
 use crate::objects::DataPlane;
+use crate::shards::ShardId;
 
 counters! {
     /// What repair has done.
@@ -34,6 +39,8 @@ counters! {
     }
 }
 
+/// Segments looked at per batch of a pass.
+const BATCH: usize = 512;
 /// Segments repaired at the same time.
 const REPAIR_LANES: usize = 4;
 
@@ -68,44 +75,81 @@ impl Repairer {
             return Ok(());
         }
         cluster.linearizable_read().await?;
-        let nodes: HashMap<u64, NodeRecord> = cluster
-            .meta()
-            .nodes()?
-            .into_iter()
-            .map(|n| (n.id, n))
-            .collect();
-        let objects = cluster.meta().all_objects()?;
-        let now = now_ms();
-        let rebuild_after = self.rebuild_after.as_millis() as u64;
-        let mut work = Vec::new();
-        let mut survey = Survey::default();
-        for m in &objects {
-            survey.add(m, &nodes, now, rebuild_after, |segment, health| {
-                if !health.replace.is_empty() {
-                    work.push((health.healthy, m, segment, health.replace));
-                }
-            });
-        }
+        let meta = cluster.meta();
+        let nodes: HashMap<u64, NodeRecord> =
+            meta.nodes()?.into_iter().map(|n| (n.id, n)).collect();
+        let survey = meta.health()?;
         let segments = survey.segments;
-        // Fewest healthy shards first: those are closest to loss.
-        work.sort_by_key(|(healthy, m, seg, _)| (*healthy, m.key.clone(), *seg));
-        let todo = work.len() as u64;
         status.count(|c| {
             c.segments_total = segments;
             c.segments_degraded = survey.degraded_segments();
-            c.segments_to_repair = todo;
+            c.segments_to_repair = 0;
             c.segments_repaired_this_pass = 0;
         });
-        // A few segments at a time: one segment's repair waits on fsyncs
-        // and a Raft commit, so running several keeps disks and network
-        // busy. Each lane gets its share of the byte rate; the order of
-        // starting keeps the most endangered segments first.
-        let lanes = REPAIR_LANES.min(work.len().max(1));
+        let draining = nodes
+            .values()
+            .filter(|n| n.state == NodeState::Draining)
+            .map(|n| n.id)
+            .collect();
+        let mut walk = Walk::new(draining);
+        let now = now_ms();
+        let rebuild_after = self.rebuild_after.as_millis() as u64;
+        let (mut todo, mut failed) = (0u64, 0u64);
+        loop {
+            let found = walk.next(meta, BATCH)?;
+            if found.is_empty() {
+                break;
+            }
+            let mut work = Vec::new();
+            for (object, segment) in found {
+                let Some(m) = meta.object_by_id(&object)? else {
+                    continue; // deleted meanwhile
+                };
+                let Some(seg) = m.segments.get(segment as usize) else {
+                    continue;
+                };
+                let health = segment_health(seg, &nodes, now, rebuild_after);
+                if !health.replace.is_empty() {
+                    work.push((health.healthy, Arc::new(m), segment, health.replace));
+                }
+            }
+            // Fewest healthy shards first: those are closest to loss.
+            work.sort_by_key(|(healthy, m, seg, _)| (*healthy, m.key.clone(), *seg));
+            todo += work.len() as u64;
+            status.count(|c| c.segments_to_repair = todo);
+            failed += self.run_lanes(work, &nodes, status).await;
+        }
+        status.count(|c| c.passes += 1);
+        status.progress(format!(
+            "{segments} segments, {todo} needed repair, {} repaired, {failed} failed",
+            todo - failed
+        ));
+        if failed > 0 {
+            return Err(WorkerError::Incomplete {
+                failed,
+                what: "segment repairs",
+            });
+        }
+        Ok(())
+    }
+
+    /// Repairs `work` a few segments at a time: one segment's repair waits
+    /// on fsyncs and a Raft commit, so running several keeps disks and
+    /// network busy. Each lane gets its share of the byte rate; the order
+    /// of starting keeps the most endangered segments first. Returns how
+    /// many failed.
+    async fn run_lanes(
+        &self,
+        work: Vec<Work>,
+        nodes: &HashMap<u64, NodeRecord>,
+        status: &StatusHandle<RepairCounters>,
+    ) -> u64 {
+        let total = work.len();
+        let lanes = REPAIR_LANES.min(total.max(1));
         let per_lane = (self.bytes_per_sec / lanes as u64).max(1);
         let queue = std::sync::Mutex::new(work.into_iter().enumerate());
         let failed = std::sync::atomic::AtomicU64::new(0);
         let plane = &self.plane;
-        let nodes = &nodes;
         let lane = |_| async {
             let mut limiter = status.limiter(per_lane);
             loop {
@@ -113,9 +157,9 @@ impl Repairer {
                 let Some((n, (_, m, segment, replace))) = next else {
                     break;
                 };
-                status.progress(format!("repairing segment {}/{todo}", n + 1));
+                status.progress(format!("repairing segment {}/{total} of this batch", n + 1));
                 match plane
-                    .repair_segment(m, segment, &replace, nodes, &mut limiter)
+                    .repair_segment(&m, segment, &replace, nodes, &mut limiter)
                     .await
                 {
                     Ok(bytes) => status.count(|c| {
@@ -131,19 +175,68 @@ impl Repairer {
             }
         };
         futures::future::join_all((0..lanes).map(lane)).await;
-        let failed = failed.load(std::sync::atomic::Ordering::Relaxed);
-        status.count(|c| c.passes += 1);
-        status.progress(format!(
-            "{segments} segments, {todo} needed repair, {} repaired, {failed} failed",
-            todo - failed
-        ));
-        if failed > 0 {
-            return Err(WorkerError::Incomplete {
-                failed,
-                what: "segment repairs",
-            });
+        failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// One segment to repair: its healthy shards, its object, its index, the
+/// shards to rebuild or move.
+type Work = (usize, Arc<ObjectManifest>, u32, Vec<usize>);
+
+/// Where a repair pass is in its walk: first the segments short of a
+/// healthy shard (the index `apply` keeps), then the shards of each
+/// draining node. Pages of at most `limit`; memory is one batch, however
+/// many objects there are.
+struct Walk {
+    short_after: Option<(ObjectId, u32)>,
+    short_done: bool,
+    draining: Vec<u64>,
+    placed_after: Option<ShardId>,
+}
+
+impl Walk {
+    fn new(draining: Vec<u64>) -> Self {
+        Self {
+            short_after: None,
+            short_done: false,
+            draining,
+            placed_after: None,
         }
-        Ok(())
+    }
+
+    /// The next segments to look at; empty at the end of the walk.
+    fn next(
+        &mut self,
+        meta: &MetaStore,
+        limit: usize,
+    ) -> Result<Vec<(ObjectId, u32)>, WorkerError> {
+        if !self.short_done {
+            let page = meta.short_segments(self.short_after, limit)?;
+            self.short_done = page.len() < limit;
+            self.short_after = page.last().copied();
+            if !page.is_empty() {
+                return Ok(page);
+            }
+        }
+        while let Some(&node) = self.draining.first() {
+            let page = meta.placed_on(node, self.placed_after.as_ref(), limit)?;
+            self.placed_after = page.last().map(|p| p.shard);
+            if page.len() < limit {
+                self.draining.remove(0);
+                self.placed_after = None;
+            }
+            let mut segments = Vec::new();
+            for p in page {
+                // A segment short of a healthy shard was handled above.
+                if !meta.is_short(&p.shard.object_id, p.shard.segment)? {
+                    segments.push((p.shard.object_id, p.shard.segment));
+                }
+            }
+            if !segments.is_empty() {
+                return Ok(segments);
+            }
+        }
+        Ok(Vec::new())
     }
 }
 

@@ -10,7 +10,10 @@ use futures::future::BoxFuture;
 
 use super::{StatusHandle, Worker, WorkerError};
 use crate::objects::DataPlane;
-use crate::shards::{ShardError, ShardId, ShardStore};
+use crate::shards::{ShardError, ShardStore};
+
+/// Shard files read from the index at a time.
+const PAGE: usize = 1000;
 
 counters! {
     /// What scrub has checked.
@@ -56,62 +59,68 @@ impl Scrubber {
         let cluster = self.plane.cluster().clone();
         cluster.linearizable_read().await?;
         let me = cluster.config().node_id;
-        let objects = cluster.meta().all_objects()?;
-        let mut files = Vec::new();
-        for m in &objects {
-            for (segment, seg) in m.segments.iter().enumerate() {
-                for (index, location) in seg.shards.iter().enumerate() {
-                    if location.node == Some(me) {
-                        files.push((m, segment as u32, index, location.digest));
-                    }
-                }
-            }
-        }
-        let total = files.len() as u64;
+        let meta = cluster.meta();
+        let total = meta
+            .health()?
+            .shards_per_node
+            .get(&me)
+            .copied()
+            .unwrap_or(0);
         status.count(|c| {
             c.files_total = total;
             c.files_checked = 0;
         });
         let mut limiter = status.limiter(self.bytes_per_sec);
-        let mut bad = 0u64;
-        for (n, (m, segment, index, digest)) in files.into_iter().enumerate() {
-            let id = ShardId {
-                object_id: m.object_id,
-                segment,
-                index: index as u32,
-            };
-            let store = self.store.clone();
-            let verdict = match digest {
-                None => Err("manifest digest missing".to_string()),
-                Some(expected) => {
-                    let checked = tokio::task::spawn_blocking(move || {
-                        store.open_reader(&id, &expected)?.verify_all()
-                    })
-                    .await?;
-                    match checked {
-                        Ok(bytes) => Ok(bytes),
-                        // A file that cannot be read (an I/O error, a
-                        // directory in its place) serves no read either:
-                        // it is damage.
-                        Err(e @ ShardError::Io(_)) => Err(format!("unreadable: {e}")),
-                        Err(e) => Err(e.to_string()),
+        let (mut checked, mut bad) = (0u64, 0u64);
+        let mut after = None;
+        loop {
+            // This node's files only, a page at a time, from the index the
+            // state machine keeps: never every manifest.
+            let page = meta.placed_on(me, after.as_ref(), PAGE)?;
+            after = page.last().map(|p| p.shard);
+            let last_page = page.len() < PAGE;
+            for placed in page {
+                let id = placed.shard;
+                let store = self.store.clone();
+                let verdict = match placed.digest {
+                    None => Err("manifest digest missing".to_string()),
+                    Some(expected) => {
+                        let checked = tokio::task::spawn_blocking(move || {
+                            store.open_reader(&id, &expected)?.verify_all()
+                        })
+                        .await?;
+                        match checked {
+                            Ok(bytes) => Ok(bytes),
+                            // A file that cannot be read (an I/O error, a
+                            // directory in its place) serves no read
+                            // either: it is damage.
+                            Err(e @ ShardError::Io(_)) => Err(format!("unreadable: {e}")),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                };
+                match verdict {
+                    Ok(bytes) => {
+                        status.count(|c| c.bytes_checked += bytes);
+                        limiter.consume(bytes).await;
+                    }
+                    Err(reason) => {
+                        bad += 1;
+                        status.count(|c| c.errors_found += 1);
+                        tracing::error!(shard = %id, reason, "scrub found a bad shard");
+                        if let Some(m) = meta.object_by_id(&id.object_id)? {
+                            self.plane
+                                .report_bad_shard(&m, id.segment, id.index as usize);
+                        }
                     }
                 }
-            };
-            match verdict {
-                Ok(bytes) => {
-                    status.count(|c| c.bytes_checked += bytes);
-                    limiter.consume(bytes).await;
-                }
-                Err(reason) => {
-                    bad += 1;
-                    status.count(|c| c.errors_found += 1);
-                    tracing::error!(shard = %id, bucket = m.bucket, key = m.key, reason, "scrub found a bad shard");
-                    self.plane.report_bad_shard(m, segment, index);
-                }
+                checked += 1;
+                status.count(|c| c.files_checked = checked);
+                status.progress(format!("{checked}/{total} shard files checked, {bad} bad"));
             }
-            status.count(|c| c.files_checked = n as u64 + 1);
-            status.progress(format!("{}/{total} shard files checked, {bad} bad", n + 1));
+            if last_page {
+                break;
+            }
         }
         status.count(|c| c.passes += 1);
         Ok(())

@@ -1,5 +1,6 @@
 //! How the tree's keys are spelled: one prefix per kind of record.
 
+use crate::ids::ShardId;
 use crate::meta::{Grant, ObjectId};
 
 pub(super) const CLUSTER_ID: &[u8] = b"cluster_id";
@@ -14,6 +15,20 @@ pub(super) const OBJECT_ID_PREFIX: &[u8] = b"objid/";
 /// `upload/<16-byte object id>` → an upload in progress.
 pub(super) const UPLOAD_PREFIX: &[u8] = b"upload/";
 pub(super) const PRINCIPAL_PREFIX: &[u8] = b"principal/";
+/// `placed/<node as 8 big-endian bytes><shard id>` → `<damaged byte>[digest]`:
+/// the shard files the manifests place on each node.
+pub(super) const PLACED_PREFIX: &[u8] = b"placed/";
+/// `short/<object id><segment as 4 big-endian bytes>` → how many of the
+/// segment's shards are not healthy (4 big-endian bytes); only for segments
+/// short of at least one.
+pub(super) const SHORT_PREFIX: &[u8] = b"short/";
+/// `count/node/<node>` → shard files placed on the node (8 big-endian bytes).
+pub(super) const NODE_SHARDS_PREFIX: &[u8] = b"count/node/";
+/// `count/short/<n as 4 big-endian bytes>` → segments short of exactly `n`
+/// healthy shards (8 big-endian bytes).
+pub(super) const SHORT_COUNT_PREFIX: &[u8] = b"count/short/";
+/// Segments of all objects (8 big-endian bytes).
+pub(super) const SEGMENTS_COUNT: &[u8] = b"count/segments";
 pub(super) const GRANT_PREFIX: &[u8] = b"grant/";
 pub(super) const TOKEN_PREFIX: &[u8] = b"token/";
 
@@ -53,6 +68,69 @@ pub(super) fn object_id_key(id: &ObjectId) -> Vec<u8> {
 pub(super) fn upload_key(id: &ObjectId) -> Vec<u8> {
     let mut k = UPLOAD_PREFIX.to_vec();
     k.extend_from_slice(&id.0);
+    k
+}
+
+/// The bytes of a shard id in keys: object id, segment, index.
+fn push_shard(key: &mut Vec<u8>, shard: &ShardId) {
+    key.extend_from_slice(&shard.object_id.0);
+    key.extend_from_slice(&shard.segment.to_be_bytes());
+    key.extend_from_slice(&shard.index.to_be_bytes());
+}
+
+pub(super) fn placed_prefix(node: u64) -> Vec<u8> {
+    let mut k = PLACED_PREFIX.to_vec();
+    k.extend_from_slice(&node.to_be_bytes());
+    k
+}
+
+pub(super) fn placed_key(node: u64, shard: &ShardId) -> Vec<u8> {
+    let mut k = placed_prefix(node);
+    push_shard(&mut k, shard);
+    k
+}
+
+/// The shard id at the end of a `placed/` key.
+pub(super) fn placed_shard(key: &[u8]) -> Option<ShardId> {
+    let rest = key.get(PLACED_PREFIX.len() + 8..)?;
+    if rest.len() != 24 {
+        return None;
+    }
+    Some(ShardId {
+        object_id: ObjectId::from_slice(&rest[..16])?,
+        segment: u32::from_be_bytes(rest[16..20].try_into().ok()?),
+        index: u32::from_be_bytes(rest[20..24].try_into().ok()?),
+    })
+}
+
+pub(super) fn short_key(object: &ObjectId, segment: u32) -> Vec<u8> {
+    let mut k = SHORT_PREFIX.to_vec();
+    k.extend_from_slice(&object.0);
+    k.extend_from_slice(&segment.to_be_bytes());
+    k
+}
+
+/// The segment named by a `short/` key.
+pub(super) fn short_segment(key: &[u8]) -> Option<(ObjectId, u32)> {
+    let rest = key.get(SHORT_PREFIX.len()..)?;
+    if rest.len() != 20 {
+        return None;
+    }
+    Some((
+        ObjectId::from_slice(&rest[..16])?,
+        u32::from_be_bytes(rest[16..20].try_into().ok()?),
+    ))
+}
+
+pub(super) fn node_shards_key(node: u64) -> Vec<u8> {
+    let mut k = NODE_SHARDS_PREFIX.to_vec();
+    k.extend_from_slice(&node.to_be_bytes());
+    k
+}
+
+pub(super) fn short_count_key(short: u32) -> Vec<u8> {
+    let mut k = SHORT_COUNT_PREFIX.to_vec();
+    k.extend_from_slice(&short.to_be_bytes());
     k
 }
 

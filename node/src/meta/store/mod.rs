@@ -10,6 +10,10 @@
 mod apply;
 mod keys;
 mod reads;
+
+pub use reads::{ObjectCursor, PlacedShard};
+#[cfg(test)]
+mod health_tests;
 #[cfg(test)]
 mod tests;
 

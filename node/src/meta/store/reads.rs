@@ -2,8 +2,29 @@
 
 use super::keys::*;
 use super::{decode, MetaStore, StoreError};
-use crate::meta::ObjectManifest;
+use crate::ids::ShardId;
 use crate::meta::{Bucket, Grant, NodeRecord, Principal, Role, Token, UploadRecord};
+use crate::meta::{Digest, ObjectId, ObjectManifest, Survey};
+
+/// Where a walk over every object's manifest stopped: hand it to the next
+/// page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectCursor(Vec<u8>);
+
+/// One shard file the manifests place on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedShard {
+    /// The file.
+    pub shard: ShardId,
+    /// Its digest, as the manifest records it.
+    pub digest: Option<Digest>,
+    /// Marked damaged (to be rebuilt).
+    pub damaged: bool,
+}
+
+fn be_u64(v: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(v).map(u64::from_be_bytes).unwrap_or(0)
+}
 
 impl MetaStore {
     /// The cluster's id, once initialised.
@@ -173,8 +194,162 @@ impl MetaStore {
             .any(|g| g.principal != name && g.role == Role::Admin && g.bucket.is_none()))
     }
 
-    /// Every object manifest of every bucket (for repair and GC scans).
-    pub fn all_objects(&self) -> Result<Vec<ObjectManifest>, StoreError> {
-        self.scan(OBJECT_PREFIX)
+    /// Up to `limit` manifests of every bucket, in key order, after where
+    /// the last page stopped; and where this one stopped, unless it was the
+    /// last. Memory is one page, however many objects there are.
+    pub fn objects_page(
+        &self,
+        after: Option<&ObjectCursor>,
+        limit: usize,
+    ) -> Result<(Vec<ObjectManifest>, Option<ObjectCursor>), StoreError> {
+        let start = match after {
+            Some(ObjectCursor(k)) => {
+                let mut k = k.clone();
+                k.push(0);
+                k
+            }
+            None => OBJECT_PREFIX.to_vec(),
+        };
+        let mut page = Vec::new();
+        let mut last = None;
+        for kv in self.tree.range(start..) {
+            let (k, v) = kv?;
+            if !k.starts_with(OBJECT_PREFIX) {
+                return Ok((page, None));
+            }
+            if page.len() == limit {
+                return Ok((page, last.map(ObjectCursor)));
+            }
+            page.push(decode(&k, &v)?);
+            last = Some(k.to_vec());
+        }
+        Ok((page, None))
+    }
+
+    /// The cluster's data health counted afresh from every manifest, page
+    /// by page: what [`MetaStore::health`] must always equal. For checks,
+    /// not for periodic paths.
+    pub fn recount(&self) -> Result<Survey, StoreError> {
+        let nodes = self
+            .nodes()?
+            .into_iter()
+            .map(|n| (n.id, n))
+            .collect::<std::collections::HashMap<_, _>>();
+        let mut survey = Survey::default();
+        let mut cursor = None;
+        loop {
+            let (page, next) = self.objects_page(cursor.as_ref(), 1000)?;
+            for m in &page {
+                survey.add(m, &nodes, 0, 0, |_, _| {});
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(survey),
+            }
+        }
+    }
+
+    /// The cluster's data health from the counters `apply` keeps: reads a
+    /// handful of keys (one per node and per shortfall), however many
+    /// objects there are.
+    pub fn health(&self) -> Result<Survey, StoreError> {
+        let mut survey = Survey {
+            segments: self
+                .tree
+                .get(SEGMENTS_COUNT)?
+                .map(|v| be_u64(&v))
+                .unwrap_or(0),
+            ..Survey::default()
+        };
+        for kv in self.tree.scan_prefix(SHORT_COUNT_PREFIX) {
+            let (k, v) = kv?;
+            if let Ok(n) = <[u8; 4]>::try_from(&k[SHORT_COUNT_PREFIX.len()..]) {
+                survey
+                    .degraded
+                    .insert(u32::from_be_bytes(n) as usize, be_u64(&v));
+            }
+        }
+        for kv in self.tree.scan_prefix(NODE_SHARDS_PREFIX) {
+            let (k, v) = kv?;
+            if let Ok(n) = <[u8; 8]>::try_from(&k[NODE_SHARDS_PREFIX.len()..]) {
+                survey
+                    .shards_per_node
+                    .insert(u64::from_be_bytes(n), be_u64(&v));
+            }
+        }
+        Ok(survey)
+    }
+
+    /// Up to `limit` of the shard files the manifests place on `node`, in
+    /// id order, after `after`.
+    pub fn placed_on(
+        &self,
+        node: u64,
+        after: Option<&ShardId>,
+        limit: usize,
+    ) -> Result<Vec<PlacedShard>, StoreError> {
+        let prefix = placed_prefix(node);
+        let start = match after {
+            Some(shard) => {
+                let mut k = placed_key(node, shard);
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        for kv in self.tree.range(start..) {
+            let (k, v) = kv?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let Some(shard) = placed_shard(&k) else {
+                continue;
+            };
+            out.push(PlacedShard {
+                shard,
+                damaged: v.first().is_some_and(|d| *d != 0),
+                digest: v.get(1..).and_then(Digest::from_slice),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether a segment is short of at least one healthy shard.
+    pub fn is_short(&self, object: &ObjectId, segment: u32) -> Result<bool, StoreError> {
+        Ok(self.tree.contains_key(short_key(object, segment))?)
+    }
+
+    /// Whether a manifest places shard file `shard` on `node`.
+    pub fn is_placed(&self, node: u64, shard: &ShardId) -> Result<bool, StoreError> {
+        Ok(self.tree.contains_key(placed_key(node, shard))?)
+    }
+
+    /// Up to `limit` segments short of at least one healthy shard, in id
+    /// order, after `after`.
+    pub fn short_segments(
+        &self,
+        after: Option<(ObjectId, u32)>,
+        limit: usize,
+    ) -> Result<Vec<(ObjectId, u32)>, StoreError> {
+        let start = match after {
+            Some((object, segment)) => {
+                let mut k = short_key(&object, segment);
+                k.push(0);
+                k
+            }
+            None => SHORT_PREFIX.to_vec(),
+        };
+        let mut out = Vec::new();
+        for kv in self.tree.range(start..) {
+            let (k, _) = kv?;
+            if !k.starts_with(SHORT_PREFIX) || out.len() >= limit {
+                break;
+            }
+            if let Some(segment) = short_segment(&k) {
+                out.push(segment);
+            }
+        }
+        Ok(out)
     }
 }

@@ -2,6 +2,7 @@
 
 use super::super::keys::*;
 use super::super::{encode, MetaStore, StoreError};
+use super::health::Tally;
 use super::misrouted;
 use crate::meta::{Command, Grant, MetaError, NodeState, Principal, Role, BOOTSTRAP_ADMIN};
 
@@ -64,6 +65,9 @@ impl MetaStore {
                 let Some(mut node) = self.node(*id)? else {
                     return Ok(Err(MetaError::NotFound(format!("no node with id {id}"))));
                 };
+                let mut tally = Tally::default();
+                self.node_state_changed(*id, node.state, NodeState::Removed, &mut tally)?;
+                self.write_tally(tally, batch)?;
                 node.state = NodeState::Removed;
                 batch.insert(node_key(*id), encode(&node));
             }
@@ -90,6 +94,9 @@ impl MetaStore {
                     ))));
                 }
                 if node.state != *state {
+                    let mut tally = Tally::default();
+                    self.node_state_changed(*id, node.state, *state, &mut tally)?;
+                    self.write_tally(tally, batch)?;
                     node.state = *state;
                     node.state_since_ms = *since_ms;
                     batch.insert(node_key(*id), encode(&node));

@@ -4,6 +4,7 @@
 
 mod access;
 mod cluster;
+mod health;
 mod objects;
 
 use super::keys::*;

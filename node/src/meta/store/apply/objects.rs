@@ -2,6 +2,7 @@
 
 use super::super::keys::*;
 use super::super::{encode, MetaStore, StoreError};
+use super::health::Tally;
 use super::misrouted;
 use crate::meta::ObjectManifest;
 use crate::meta::{Command, MetaError};
@@ -87,6 +88,13 @@ impl MetaStore {
                 batch.remove(upload_key(&manifest.object_id));
                 batch.insert(object_id_key(&manifest.object_id), name);
                 batch.insert(key, encode(manifest));
+                let nodes = self.nodes_by_id()?;
+                let mut tally = Tally::default();
+                for (i, seg) in manifest.segments.iter().enumerate() {
+                    let object = manifest.object_id;
+                    self.index_segment(object, i as u32, &seg.shards, &nodes, &mut tally, batch)?;
+                }
+                self.write_tally(tally, batch)?;
                 self.append_audit(audit.iter(), batch)?;
             }
             Command::UpdateShards {
@@ -122,9 +130,15 @@ impl MetaStore {
                         }
                     }
                 }
+                let old = seg.shards.clone();
                 for (index, _, new) in changes {
                     seg.shards[*index as usize] = new.clone();
                 }
+                let new = seg.shards.clone();
+                let nodes = self.nodes_by_id()?;
+                let mut tally = Tally::default();
+                self.reindex_segment(*object_id, *segment, &old, &new, &nodes, &mut tally, batch)?;
+                self.write_tally(tally, batch)?;
                 batch.insert(k, encode(&manifest));
             }
             Command::RewrapKeys { rewraps } => {
@@ -154,6 +168,12 @@ impl MetaStore {
                 };
                 batch.remove(object_id_key(&manifest.object_id));
                 batch.remove(k);
+                let mut tally = Tally::default();
+                for (i, seg) in manifest.segments.iter().enumerate() {
+                    let object = manifest.object_id;
+                    self.unindex_segment(object, i as u32, &seg.shards, &mut tally, batch)?;
+                }
+                self.write_tally(tally, batch)?;
                 self.append_audit(audit.iter(), batch)?;
             }
             _ => return Ok(Err(misrouted("objects"))),
