@@ -18,7 +18,7 @@ use crate::meta::{
     validate_bucket_name, validate_key, validate_principal_name, validate_scheme, Command,
     MetaStore, ObjectId, ObjectManifest,
 };
-use crate::raft::state_machine::{decode_pairs, encode_pairs};
+use crate::raft::snapshot::{decode_pairs, encode_pairs};
 use crate::raft::TypeConfig;
 use crate::shards::{Digest, ShardId, ShardStore};
 

@@ -11,10 +11,9 @@ mod membership;
 pub mod network;
 mod reads;
 pub mod service;
+pub mod snapshot;
 pub mod state_machine;
 pub mod voters;
-
-use std::io::Cursor;
 
 pub use cluster::{CaughtUp, Cluster, ClusterError, ClusterView, NodeView, Role};
 
@@ -28,7 +27,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
@@ -81,7 +80,7 @@ mod suite {
             let dir = tempfile::tempdir().expect("tempdir");
             let db = sled::open(dir.path()).expect("sled opens");
             let log = LogStore::open(&db).expect("log store");
-            let sm = StateMachine::open(&db).expect("state machine");
+            let sm = StateMachine::open(&db, &dir.path().join("snapshots")).expect("state machine");
             Ok((dir, log, sm))
         }
     }

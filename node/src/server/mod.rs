@@ -44,6 +44,9 @@ pub enum ServeError {
         #[source]
         source: sled::Error,
     },
+    /// The state machine's snapshot files cannot be used.
+    #[error("cannot open the metadata snapshots: {0}")]
+    Snapshots(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr} (field `{field}`): {source}")]
     Bind {
@@ -206,7 +209,8 @@ pub async fn run(
         source,
     };
     let log_store = LogStore::open(&db).map_err(store_err)?;
-    let state_machine = StateMachine::open(&db).map_err(store_err)?;
+    let state_machine = StateMachine::open(&db, &config.data_dir.join("snapshots"))
+        .map_err(|e| ServeError::Snapshots(e.to_string()))?;
     let meta = state_machine.meta();
     let committed = log_store.committed_index();
     let contact = PeerContact::default();

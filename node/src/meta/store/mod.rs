@@ -17,6 +17,8 @@ mod health_tests;
 #[cfg(test)]
 mod tests;
 
+use std::sync::{Arc, RwLock};
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -37,10 +39,11 @@ pub enum StoreError {
     },
 }
 
-/// Read and apply access to the metadata tree.
+/// Read and apply access to the metadata tree. Clones share the tree, and
+/// see it replaced as a whole when a snapshot is installed.
 #[derive(Clone)]
 pub struct MetaStore {
-    tree: sled::Tree,
+    tree: Arc<RwLock<sled::Tree>>,
 }
 
 pub(super) fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
@@ -58,23 +61,39 @@ pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 impl MetaStore {
     /// Wraps the state machine's tree.
     pub fn new(tree: sled::Tree) -> Self {
-        Self { tree }
+        Self {
+            tree: Arc::new(RwLock::new(tree)),
+        }
     }
 
-    /// The underlying tree (for the state machine's bookkeeping keys).
-    pub fn tree(&self) -> &sled::Tree {
-        &self.tree
+    /// The tree as it is now (for the state machine's bookkeeping keys). A
+    /// read that holds it sees one tree throughout, even across a swap.
+    pub fn tree(&self) -> sled::Tree {
+        self.tree
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the tree for every clone of this store (a snapshot was
+    /// installed into `tree`); returns the one it replaces.
+    pub fn swap(&self, tree: sled::Tree) -> sled::Tree {
+        let mut slot = self
+            .tree
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::replace(&mut slot, tree)
     }
 
     pub(super) fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.tree.get(key)? {
+        match self.tree().get(key)? {
             Some(v) => Ok(Some(decode(key, &v)?)),
             None => Ok(None),
         }
     }
 
     pub(super) fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
-        self.tree
+        self.tree()
             .scan_prefix(prefix)
             .map(|kv| {
                 let (k, v) = kv?;

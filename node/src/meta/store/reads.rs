@@ -76,7 +76,7 @@ impl MetaStore {
             _ => scan_prefix.clone(),
         };
         let mut out = Vec::new();
-        for kv in self.tree.range(start..) {
+        for kv in self.tree().range(start..) {
             let (k, v) = kv?;
             if !k.starts_with(&scan_prefix) || out.len() >= limit {
                 break;
@@ -91,7 +91,7 @@ impl MetaStore {
         &self,
         id: &crate::meta::ObjectId,
     ) -> Result<Option<ObjectManifest>, StoreError> {
-        let Some(name) = self.tree.get(object_id_key(id))? else {
+        let Some(name) = self.tree().get(object_id_key(id))? else {
             return Ok(None);
         };
         let mut full = OBJECT_PREFIX.to_vec();
@@ -120,7 +120,7 @@ impl MetaStore {
             None => UPLOAD_PREFIX.to_vec(),
         };
         let mut out = Vec::new();
-        for kv in self.tree.range(start..) {
+        for kv in self.tree().range(start..) {
             let (k, v) = kv?;
             if !k.starts_with(UPLOAD_PREFIX) || out.len() >= limit {
                 break;
@@ -146,7 +146,7 @@ impl MetaStore {
         let mut start = AUDIT_PREFIX.to_vec();
         start.extend_from_slice(&from_seq.to_be_bytes());
         let mut out = Vec::new();
-        for kv in self.tree.range(start..) {
+        for kv in self.tree().range(start..) {
             let (k, v) = kv?;
             if !k.starts_with(AUDIT_PREFIX) || out.len() >= limit {
                 break;
@@ -212,7 +212,7 @@ impl MetaStore {
         };
         let mut page = Vec::new();
         let mut last = None;
-        for kv in self.tree.range(start..) {
+        for kv in self.tree().range(start..) {
             let (k, v) = kv?;
             if !k.starts_with(OBJECT_PREFIX) {
                 return Ok((page, None));
@@ -255,13 +255,13 @@ impl MetaStore {
     pub fn health(&self) -> Result<Survey, StoreError> {
         let mut survey = Survey {
             segments: self
-                .tree
+                .tree()
                 .get(SEGMENTS_COUNT)?
                 .map(|v| be_u64(&v))
                 .unwrap_or(0),
             ..Survey::default()
         };
-        for kv in self.tree.scan_prefix(SHORT_COUNT_PREFIX) {
+        for kv in self.tree().scan_prefix(SHORT_COUNT_PREFIX) {
             let (k, v) = kv?;
             if let Ok(n) = <[u8; 4]>::try_from(&k[SHORT_COUNT_PREFIX.len()..]) {
                 survey
@@ -269,7 +269,7 @@ impl MetaStore {
                     .insert(u32::from_be_bytes(n) as usize, be_u64(&v));
             }
         }
-        for kv in self.tree.scan_prefix(NODE_SHARDS_PREFIX) {
+        for kv in self.tree().scan_prefix(NODE_SHARDS_PREFIX) {
             let (k, v) = kv?;
             if let Ok(n) = <[u8; 8]>::try_from(&k[NODE_SHARDS_PREFIX.len()..]) {
                 survey
@@ -298,7 +298,7 @@ impl MetaStore {
             None => prefix.clone(),
         };
         let mut out = Vec::new();
-        for kv in self.tree.range(start..) {
+        for kv in self.tree().range(start..) {
             let (k, v) = kv?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
@@ -317,12 +317,12 @@ impl MetaStore {
 
     /// Whether a segment is short of at least one healthy shard.
     pub fn is_short(&self, object: &ObjectId, segment: u32) -> Result<bool, StoreError> {
-        Ok(self.tree.contains_key(short_key(object, segment))?)
+        Ok(self.tree().contains_key(short_key(object, segment))?)
     }
 
     /// Whether a manifest places shard file `shard` on `node`.
     pub fn is_placed(&self, node: u64, shard: &ShardId) -> Result<bool, StoreError> {
-        Ok(self.tree.contains_key(placed_key(node, shard))?)
+        Ok(self.tree().contains_key(placed_key(node, shard))?)
     }
 
     /// Up to `limit` segments short of at least one healthy shard, in id
@@ -341,7 +341,7 @@ impl MetaStore {
             None => SHORT_PREFIX.to_vec(),
         };
         let mut out = Vec::new();
-        for kv in self.tree.range(start..) {
+        for kv in self.tree().range(start..) {
             let (k, _) = kv?;
             if !k.starts_with(SHORT_PREFIX) || out.len() >= limit {
                 break;

@@ -58,7 +58,7 @@ impl MetaStore {
                 batch.insert(grant_key(grant), encode(grant));
             }
             Command::Revoke { grant } => {
-                if !self.tree.contains_key(grant_key(grant))? {
+                if !self.tree().contains_key(grant_key(grant))? {
                     if self.principal(&grant.principal)?.is_none() {
                         return Ok(Err(no_principal(&grant.principal)));
                     }

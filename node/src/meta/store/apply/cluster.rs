@@ -59,6 +59,11 @@ impl MetaStore {
                         node.addr, other.id
                     ))));
                 }
+                // Shards recorded on this id before it existed (never in a
+                // real cluster: ids come before placements) now count.
+                let mut tally = Tally::default();
+                self.node_state_changed(node.id, NodeState::Removed, node.state, &mut tally)?;
+                self.write_tally(tally, batch)?;
                 batch.insert(node_key(node.id), encode(node));
             }
             Command::RemoveNode { id } => {

@@ -72,7 +72,7 @@ impl MetaStore {
         match tally.segment_short.entry((object, segment)) {
             std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
             std::collections::btree_map::Entry::Vacant(e) => {
-                let stored = read_u32(self.tree.get(short_key(&object, segment))?);
+                let stored = read_u32(self.tree().get(short_key(&object, segment))?);
                 Ok(e.insert((stored, i64::from(stored))))
             }
         }
@@ -181,7 +181,7 @@ impl MetaStore {
             (false, true) => -1,
             _ => return Ok(()),
         };
-        for kv in self.tree.scan_prefix(placed_prefix(node)) {
+        for kv in self.tree().scan_prefix(placed_prefix(node)) {
             let (k, v) = kv?;
             let damaged = v.first().is_some_and(|d| *d != 0);
             let Some(shard) = placed_shard(&k) else {
@@ -229,7 +229,7 @@ impl MetaStore {
             if delta == 0 {
                 continue;
             }
-            let value = read_u64(self.tree.get(&key)?).saturating_add_signed(delta);
+            let value = read_u64(self.tree().get(&key)?).saturating_add_signed(delta);
             if value == 0 {
                 batch.remove(key);
             } else {

@@ -15,8 +15,8 @@ impl MetaStore {
     ) -> Result<Result<(), MetaError>, StoreError> {
         match command {
             Command::BeginUpload { upload } => {
-                if self.tree.contains_key(upload_key(&upload.object_id))?
-                    || self.tree.contains_key(object_id_key(&upload.object_id))?
+                if self.tree().contains_key(upload_key(&upload.object_id))?
+                    || self.tree().contains_key(object_id_key(&upload.object_id))?
                 {
                     return Ok(Err(MetaError::AlreadyExists(format!(
                         "object id {} is already in use",
@@ -38,9 +38,9 @@ impl MetaStore {
                 batch.insert(upload_key(object_id), encode(&upload));
             }
             Command::AbortUpload { object_id } => {
-                if self.tree.contains_key(upload_key(object_id))? {
+                if self.tree().contains_key(upload_key(object_id))? {
                     batch.remove(upload_key(object_id));
-                } else if self.tree.contains_key(object_id_key(object_id))? {
+                } else if self.tree().contains_key(object_id_key(object_id))? {
                     return Ok(Err(MetaError::AlreadyExists(format!(
                         "upload {object_id} was committed"
                     ))));
@@ -49,7 +49,7 @@ impl MetaStore {
             Command::CreateObject { manifest, audit } => {
                 // The same object again: a proposal retried after its first
                 // attempt committed. Say it succeeded, change nothing.
-                if let Some(name) = self.tree.get(object_id_key(&manifest.object_id))? {
+                if let Some(name) = self.tree().get(object_id_key(&manifest.object_id))? {
                     let mut ours = manifest.bucket.as_bytes().to_vec();
                     ours.push(0);
                     ours.extend_from_slice(manifest.key.as_bytes());
@@ -68,7 +68,7 @@ impl MetaStore {
                     ))));
                 }
                 let key = object_key(&manifest.bucket, &manifest.key);
-                if self.tree.contains_key(&key)? {
+                if self.tree().contains_key(&key)? {
                     return Ok(Err(MetaError::AlreadyExists(format!(
                         "{}/{} already exists (objects are immutable)",
                         manifest.bucket, manifest.key
@@ -76,7 +76,7 @@ impl MetaStore {
                 }
                 // Only a live upload may commit: once aborted (by its
                 // coordinator or by expiry) its shards may be deleted.
-                if !self.tree.contains_key(upload_key(&manifest.object_id))? {
+                if !self.tree().contains_key(upload_key(&manifest.object_id))? {
                     return Ok(Err(MetaError::FailedPrecondition(format!(
                         "upload {} of {}/{} was aborted or expired; nothing was stored",
                         manifest.object_id, manifest.bucket, manifest.key
