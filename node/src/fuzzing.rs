@@ -110,7 +110,7 @@ pub fn shard_file(bytes: &[u8]) {
 /// `bytes` as a stored object manifest: decoded, and planned for a read
 /// as the read path does.
 pub fn manifest(bytes: &[u8]) {
-    let Ok(m) = serde_json::from_slice::<ObjectManifest>(bytes) else {
+    let Ok(m) = crate::meta::codec::decode::<ObjectManifest>(bytes) else {
         return;
     };
     let _ = (
@@ -129,9 +129,9 @@ pub fn manifest(bytes: &[u8]) {
         assert!(s.bytes > 0 && s.bytes <= stripe_bytes);
         last_end = s.offset + s.bytes;
     }
-    let again: ObjectManifest = match serde_json::to_vec(&m).map(|v| serde_json::from_slice(&v)) {
-        Ok(Ok(m)) => m,
-        other => panic!("a decoded manifest does not round-trip: {other:?}"),
+    let again: ObjectManifest = match crate::meta::codec::decode(&crate::meta::codec::encode(&m)) {
+        Ok(m) => m,
+        Err(e) => panic!("a decoded manifest does not round-trip: {e}"),
     };
     assert_eq!(again, m);
 }
@@ -156,9 +156,9 @@ pub fn commands(commands: &[Command]) {
         return;
     }
     for command in commands {
-        let json = serde_json::to_vec(command).unwrap_or_default();
+        let stored = crate::meta::codec::encode(command);
         assert_eq!(
-            serde_json::from_slice::<Command>(&json).ok().as_ref(),
+            crate::meta::codec::decode::<Command>(&stored).ok().as_ref(),
             Some(command),
             "a command does not round-trip through its log encoding"
         );
@@ -194,7 +194,7 @@ pub fn commands(commands: &[Command]) {
 /// `bytes` as Raft traffic and log records: a log entry as the log store
 /// reads it, and the messages of the Raft service.
 pub fn raft_message(bytes: &[u8]) {
-    if let Ok(entry) = serde_json::from_slice::<openraft::Entry<TypeConfig>>(bytes) {
+    if let Ok(entry) = crate::meta::codec::decode::<openraft::Entry<TypeConfig>>(bytes) {
         if let openraft::EntryPayload::Normal(command) = &entry.payload {
             commands(std::slice::from_ref(command));
         }

@@ -40,14 +40,22 @@ impl fmt::Display for ObjectId {
     }
 }
 
+/// Hex in human-readable formats (JSON), raw bytes in binary ones.
 impl Serialize for ObjectId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_hex())
+        } else {
+            self.0.serialize(s)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for ObjectId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            return <[u8; 16]>::deserialize(d).map(Self);
+        }
         let mut bytes = [0u8; 16];
         hex::decode_to_slice(String::deserialize(d)?, &mut bytes)
             .map_err(|_| serde::de::Error::custom("object id must be 32 hex digits"))?;
@@ -103,15 +111,22 @@ impl fmt::Display for Digest {
     }
 }
 
-/// Stored in manifests as lowercase hex, as it always was.
+/// Hex in human-readable formats (JSON), raw bytes in binary ones.
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_hex())
+        } else {
+            self.0.serialize(s)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            return <[u8; 32]>::deserialize(d).map(Self);
+        }
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(String::deserialize(d)?, &mut bytes)
             .map_err(|_| serde::de::Error::custom("digest must be 64 hex digits"))?;

@@ -39,7 +39,6 @@ pub struct AuditEntry {
     /// Position in the log, from 1, without gaps.
     pub seq: u64,
     /// The event.
-    #[serde(flatten)]
     pub record: AuditRecord,
     /// Hash of the previous entry (64 zeros for the first).
     pub prev_hash: String,

@@ -8,6 +8,7 @@
 
 mod access;
 pub mod audit;
+pub mod codec;
 mod command;
 mod encryption;
 mod health;

@@ -24,7 +24,7 @@ pub struct ShardLocation {
     /// read) on a read or a scrub. The file stays in place — its other
     /// blocks still serve reads, tried after healthy shards — and repair
     /// rebuilds it, so a bad block costs one block, not the whole file.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub damaged: bool,
 }
 

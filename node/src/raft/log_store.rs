@@ -42,12 +42,12 @@ fn io_write(e: impl std::error::Error + 'static) -> StorageError {
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
-    serde_json::to_vec(value).map_err(io_write)
+fn to_stored<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
+    Ok(crate::meta::codec::encode(value))
 }
 
-fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
-    serde_json::from_slice(bytes).map_err(io_read)
+fn from_stored<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
+    crate::meta::codec::decode(bytes).map_err(io_read)
 }
 
 impl LogStore {
@@ -59,7 +59,7 @@ impl LogStore {
             state: db.open_tree("raft_state")?,
             committed_index: Arc::new(AtomicU64::new(0)),
         };
-        if let Ok(Some(c)) = store.get::<LogId<NodeId>>(COMMITTED) {
+        if let Ok(Some(Some(c))) = store.get::<Option<LogId<NodeId>>>(COMMITTED) {
             store.committed_index.store(c.index, Ordering::Relaxed);
         }
         Ok(store)
@@ -72,7 +72,7 @@ impl LogStore {
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
         match self.state.get(key).map_err(io_read)? {
-            Some(v) => Ok(Some(from_json(&v)?)),
+            Some(v) => Ok(Some(from_stored(&v)?)),
             None => Ok(None),
         }
     }
@@ -106,7 +106,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .range::<[u8; 8], _>((start, end))
             .map(|kv| {
                 let (_, v) = kv.map_err(io_read)?;
-                from_json(&v)
+                from_stored(&v)
             })
             .collect()
     }
@@ -118,7 +118,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId<NodeId>> = self.get(PURGED)?;
         let last_log_id = match self.log.last().map_err(io_read)? {
-            Some((_, v)) => Some(from_json::<Entry<TypeConfig>>(&v)?.log_id),
+            Some((_, v)) => Some(from_stored::<Entry<TypeConfig>>(&v)?.log_id),
             None => last_purged_log_id,
         };
         Ok(LogState {
@@ -133,7 +133,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
         self.state
-            .insert(VOTE, to_json(vote)?)
+            .insert(VOTE, to_stored(vote)?)
             .map_err(|e| StorageError::IO {
                 source: StorageIOError::write_vote(&e),
             })?;
@@ -151,7 +151,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Not flushed: openraft does not require it, and losing it only means
         // re-applying entries that are still in the log.
         self.state
-            .insert(COMMITTED, to_json(&committed)?)
+            .insert(COMMITTED, to_stored(&committed)?)
             .map_err(io_write)?;
         if let Some(c) = committed {
             self.committed_index.store(c.index, Ordering::Relaxed);
@@ -174,7 +174,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            batch.insert(&index_key(entry.log_id.index), to_json(&entry)?);
+            batch.insert(&index_key(entry.log_id.index), to_stored(&entry)?);
         }
         self.log.apply_batch(batch).map_err(io_write)?;
         match self.db.flush_async().await {
@@ -203,7 +203,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Record the purge point first: a crash between the two steps leaves
         // entries that are merely ignored, never a gap that is not recorded.
         self.state
-            .insert(PURGED, to_json(&log_id)?)
+            .insert(PURGED, to_stored(&log_id)?)
             .map_err(io_write)?;
         self.flush().await?;
         let mut batch = sled::Batch::default();

@@ -35,7 +35,7 @@ pub enum StoreError {
         key: String,
         /// The decoder's error.
         #[source]
-        source: serde_json::Error,
+        source: crate::meta::codec::CodecError,
     },
 }
 
@@ -47,15 +47,14 @@ pub struct MetaStore {
 }
 
 pub(super) fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(value).map_err(|source| StoreError::Corrupt {
+    crate::meta::codec::decode(value).map_err(|source| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         source,
     })
 }
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serialising plain structs and enums with string keys cannot fail.
-    serde_json::to_vec(value).expect("metadata values serialise to JSON")
+    crate::meta::codec::encode(value)
 }
 
 impl MetaStore {

@@ -71,12 +71,12 @@ fn snap_err(e: impl std::error::Error + 'static) -> StorageError {
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
-    serde_json::to_vec(value).map_err(sm_write)
+fn to_stored<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
+    Ok(crate::meta::codec::encode(value))
 }
 
-fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
-    serde_json::from_slice(bytes).map_err(sm_read)
+fn from_stored<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
+    crate::meta::codec::decode(bytes).map_err(sm_read)
 }
 
 /// The current snapshot: its meta and the name of its file in the
@@ -141,7 +141,7 @@ impl StateMachine {
 
     fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
         match self.tree().get(key).map_err(sm_read)? {
-            Some(v) => Ok(Some(from_json(&v)?)),
+            Some(v) => Ok(Some(from_stored(&v)?)),
             None => Ok(None),
         }
     }
@@ -168,7 +168,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, Membership), StorageError> {
-        let applied = self.read(APPLIED)?;
+        // Stored as an `Option`: `None` when a snapshot of an empty state
+        // was installed.
+        let applied = self.read::<Option<LogId<NodeId>>>(APPLIED)?.flatten();
         let membership = self.read(MEMBERSHIP)?.unwrap_or_default();
         Ok((applied, membership))
     }
@@ -182,7 +184,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let tree = self.tree();
         for entry in entries {
             let mut batch = sled::Batch::default();
-            batch.insert(APPLIED, to_json(&Some(entry.log_id))?);
+            batch.insert(APPLIED, to_stored(&Some(entry.log_id))?);
             let result = match &entry.payload {
                 EntryPayload::Blank => CommandResult(Ok(())),
                 EntryPayload::Normal(command) => {
@@ -196,7 +198,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Membership(m) => {
                     let stored = StoredMembership::new(Some(entry.log_id), m.clone());
-                    batch.insert(MEMBERSHIP, to_json(&stored)?);
+                    batch.insert(MEMBERSHIP, to_stored(&stored)?);
                     CommandResult(Ok(()))
                 }
             };

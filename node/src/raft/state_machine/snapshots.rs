@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use openraft::{LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta};
 
 use super::{
-    from_json, sm_read, snap_err, to_json, Membership, StateMachine, StoredSnapshot, ACTIVE_TREE,
-    APPLIED, MEMBERSHIP, SNAPSHOT_META,
+    from_stored, sm_read, snap_err, to_stored, Membership, StateMachine, StoredSnapshot,
+    ACTIVE_TREE, APPLIED, MEMBERSHIP, SNAPSHOT_META,
 };
 use crate::raft::snapshot::{dump, load};
 use crate::raft::{NodeId, StorageError, TypeConfig};
@@ -122,7 +122,7 @@ impl StateMachine {
             file: name.to_string(),
         };
         self.snapshots
-            .insert(SNAPSHOT_META, to_json(&stored)?)
+            .insert(SNAPSHOT_META, to_stored(&stored)?)
             .map_err(snap_err)?;
         self.db.flush_async().await.map_err(snap_err)?;
         let dir = self.dir.clone();
@@ -165,7 +165,10 @@ impl StateMachine {
         let file = self.dir.join(&name);
         let tree_name = format!("sm-{seq}");
         let tree = self.db.open_tree(tree_name.as_bytes()).map_err(snap_err)?;
-        let (applied, membership) = (to_json(&meta.last_log_id)?, to_json(&meta.last_membership)?);
+        let (applied, membership) = (
+            to_stored(&meta.last_log_id)?,
+            to_stored(&meta.last_membership)?,
+        );
         {
             let (tree, file) = (tree.clone(), file.clone());
             blocking(move || {
@@ -201,7 +204,7 @@ impl StateMachine {
         let Some(v) = self.snapshots.get(SNAPSHOT_META).map_err(sm_read)? else {
             return Ok(None);
         };
-        let stored: StoredSnapshot = from_json(&v)?;
+        let stored: StoredSnapshot = from_stored(&v)?;
         match tokio::fs::File::open(self.dir.join(&stored.file)).await {
             Ok(file) => Ok(Some(Snapshot {
                 meta: stored.meta,
