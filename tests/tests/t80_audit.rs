@@ -120,9 +120,12 @@ async fn session_is_on_record_and_tampering_is_caught() -> anyhow::Result<()> {
         let mut key = b"audit/".to_vec();
         key.extend_from_slice(&put.seq.to_be_bytes());
         let value = tree.get(&key)?.expect("entry stored");
-        let mut entry: serde_json::Value = serde_json::from_slice(&value)?;
-        entry["outcome"] = serde_json::json!("permission_denied");
-        tree.insert(key, serde_json::to_vec(&entry)?)?;
+        // Decoded and re-encoded the way the node stores it: a valid value
+        // whose content was changed, not garbage.
+        let mut entry: tresor_node::meta::audit::AuditEntry =
+            tresor_node::meta::codec::decode(&value)?;
+        entry.record.outcome = "permission_denied".into();
+        tree.insert(key, tresor_node::meta::codec::encode(&entry))?;
         db.flush()?;
     }
     h.restart(victim).await?;
