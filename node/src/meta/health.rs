@@ -1,7 +1,8 @@
-//! The data health of the cluster as the manifests tell it: for each
-//! segment, which shards are healthy and which to rebuild; over many
-//! objects, the degraded segments and the shard files on each node. One
-//! function for status, metrics, repair and node removal alike.
+//! The data health of the cluster as the manifests tell it: which shards
+//! count as healthy ([`is_healthy`], the one definition, used by the index
+//! `apply` keeps as well), which of a segment's shards repair replaces, and
+//! the sums over objects ([`Survey`]: read from the store's counters, or
+//! recounted from the manifests to check them).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -29,15 +30,21 @@ pub fn segment_health(
     let mut health = SegmentHealth::default();
     for (index, location) in seg.shards.iter().enumerate() {
         let node = location.node.and_then(|n| nodes.get(&n));
-        match node.map(|n| (n.state, now_ms.saturating_sub(n.state_since_ms))) {
-            _ if location.damaged => health.replace.push(index),
-            Some((NodeState::Active, _)) => health.healthy += 1,
-            Some((NodeState::Draining, _)) => {
-                health.healthy += 1;
+        if is_healthy(location, nodes) {
+            health.healthy += 1;
+            // A draining node still serves, but its shards move.
+            if node.is_some_and(|n| n.state == NodeState::Draining) {
                 health.replace.push(index);
             }
-            Some((NodeState::Down, down_for)) if down_for < rebuild_after_ms => {}
-            _ => health.replace.push(index),
+            continue;
+        }
+        let waiting = !location.damaged
+            && node.is_some_and(|n| {
+                n.state == NodeState::Down
+                    && now_ms.saturating_sub(n.state_since_ms) < rebuild_after_ms
+            });
+        if !waiting {
+            health.replace.push(index);
         }
     }
     health
@@ -71,27 +78,18 @@ pub struct Survey {
 }
 
 impl Survey {
-    /// Adds the segments of `m`, judged against `nodes` at `now_ms`; calls
-    /// `each` with every segment's index and health.
-    pub fn add(
-        &mut self,
-        m: &ObjectManifest,
-        nodes: &HashMap<u64, NodeRecord>,
-        now_ms: u64,
-        rebuild_after_ms: u64,
-        mut each: impl FnMut(u32, SegmentHealth),
-    ) {
+    /// Adds the segments of `m`, judged against `nodes`.
+    pub fn add(&mut self, m: &ObjectManifest, nodes: &HashMap<u64, NodeRecord>) {
         let width = (m.data + m.parity) as usize;
-        for (i, seg) in m.segments.iter().enumerate() {
+        for seg in &m.segments {
             self.segments += 1;
-            let health = segment_health(seg, nodes, now_ms, rebuild_after_ms);
-            if health.healthy < width {
-                *self.degraded.entry(width - health.healthy).or_default() += 1;
+            let healthy = seg.shards.iter().filter(|l| is_healthy(l, nodes)).count();
+            if healthy < width {
+                *self.degraded.entry(width - healthy).or_default() += 1;
             }
             for node in seg.shards.iter().filter_map(|l| l.node) {
                 *self.shards_per_node.entry(node).or_default() += 1;
             }
-            each(i as u32, health);
         }
     }
 

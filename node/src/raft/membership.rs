@@ -171,7 +171,13 @@ impl Cluster {
         let Some(record) = self.meta.node(id)? else {
             return Err(MetaError::NotFound(format!("no node with id {id}")).into());
         };
-        let holds = self.shards_per_node()?.get(&id).copied().unwrap_or(0);
+        let holds = self
+            .meta
+            .health()?
+            .shards_per_node
+            .get(&id)
+            .copied()
+            .unwrap_or(0);
         if holds > 0 && !force && record.state != NodeState::Removed {
             return Err(MetaError::FailedPrecondition(format!(
                 "node {id} still holds {holds} shard file(s); drain it first (`tresor-node nodes drain --id {id}`), \

@@ -150,11 +150,6 @@ impl Cluster {
         Ok(())
     }
 
-    /// Shard files the manifests place on each node.
-    pub fn shards_per_node(&self) -> Result<std::collections::HashMap<NodeId, u64>, ClusterError> {
-        Ok(self.meta.health()?.shards_per_node)
-    }
-
     /// The cluster as seen from here. On the leader, it includes how long ago
     /// each node was last heard from.
     pub async fn view(&self) -> Result<ClusterView, ClusterError> {

@@ -463,7 +463,7 @@ fn spawn_gauges(
                 m.last_applied.map(|l| l.index).unwrap_or(0),
                 m.current_leader == Some(own),
             );
-            if let Ok(health) = crate::workers::cluster_health(&cluster) {
+            if let Ok(health) = cluster.meta().health() {
                 metrics.set_degraded(&health.degraded);
             }
             for w in workers.list() {

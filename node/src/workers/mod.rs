@@ -47,15 +47,9 @@ pub use repair::{RepairCounters, Repairer};
 pub use scrub::{ScrubCounters, Scrubber};
 pub use uploads::{UploadCounters, UploadExpiry};
 
-use crate::meta::{MetaError, StoreError, Survey};
+use crate::meta::{MetaError, StoreError};
 use crate::objects::ObjectError;
-use crate::raft::{Cluster, ClusterError};
-
-/// The cluster's data health from this node's copy of the metadata: the
-/// counters the state machine keeps, never a scan of the manifests.
-pub fn cluster_health(cluster: &Cluster) -> Result<Survey, StoreError> {
-    cluster.meta().health()
-}
+use crate::raft::ClusterError;
 
 /// Why a pass failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,6 @@ use super::{AdminService, Audited};
 use crate::api::auth::Action;
 use crate::api::{store_status, to_status};
 use crate::meta::{NodeRecord, NodeState};
-use crate::workers::cluster_health;
 
 impl AdminService {
     pub(super) async fn init(
@@ -133,7 +132,7 @@ impl AdminService {
         }
         let view = self.cluster.view().await.map_err(to_status)?;
         let mut response = status_response(view);
-        let health = cluster_health(&self.cluster).map_err(store_status)?;
+        let health = self.cluster.meta().health().map_err(store_status)?;
         response.degraded_segments = health.degraded.values().sum();
         response.degraded_by_missing = health
             .degraded

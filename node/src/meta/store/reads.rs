@@ -240,7 +240,7 @@ impl MetaStore {
         loop {
             let (page, next) = self.objects_page(cursor.as_ref(), 1000)?;
             for m in &page {
-                survey.add(m, &nodes, 0, 0, |_, _| {});
+                survey.add(m, &nodes);
             }
             match next {
                 Some(c) => cursor = Some(c),

@@ -63,6 +63,27 @@ fn open_at(dir: &std::path::Path, name: &str) -> StateMachine {
     StateMachine::open(&db, &dir.join(format!("{name}-snapshots"))).expect("open")
 }
 
+/// Builds a snapshot of `source` and installs it on a new state machine
+/// "b" under `dir`, through chunks as between nodes.
+async fn transfer(
+    source: &mut StateMachine,
+    dir: &std::path::Path,
+) -> (StateMachine, SnapshotMeta<NodeId, openraft::BasicNode>) {
+    let snapshot = source
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("snapshot");
+    let mut target = open_at(dir, "b");
+    let received = receive(&mut target, snapshot.snapshot).await;
+    target
+        .install_snapshot(&snapshot.meta, received)
+        .await
+        .expect("install");
+    (target, snapshot.meta)
+}
+
 /// Copies a built snapshot into a receiving one in chunks, as openraft
 /// does between nodes.
 async fn receive(
@@ -149,19 +170,7 @@ async fn snapshots_carry_principals_grants_and_tokens() {
         .await
         .expect("apply");
     assert!(results.iter().all(|r| r.0.is_ok()), "{results:?}");
-    let snapshot = source
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .expect("snapshot");
-
-    let mut target = open_at(dir.path(), "b");
-    let received = receive(&mut target, snapshot.snapshot).await;
-    target
-        .install_snapshot(&snapshot.meta, received)
-        .await
-        .expect("install");
+    let (target, _) = transfer(&mut source, dir.path()).await;
     let meta = target.meta();
     let names: Vec<String> = meta
         .principals()
@@ -327,18 +336,7 @@ async fn large_state_round_trip() {
 
     // The whole path: build, chunks, install; the target's state equals
     // the source's.
-    let snapshot = source
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .expect("snapshot");
-    let mut target = open_at(dir.path(), "b");
-    let received = receive(&mut target, snapshot.snapshot).await;
-    target
-        .install_snapshot(&snapshot.meta, received)
-        .await
-        .expect("install");
+    let (mut target, installed) = transfer(&mut source, dir.path()).await;
     // The data alike, pair for pair (the Raft bookkeeping keys are the
     // snapshot's meta on the target).
     let data = |t: sled::Tree| {
@@ -362,5 +360,5 @@ async fn large_state_round_trip() {
         "the audit chain arrived whole"
     );
     let current = target.get_current_snapshot().await.expect("current");
-    assert_eq!(current.map(|s| s.meta), Some(snapshot.meta));
+    assert_eq!(current.map(|s| s.meta), Some(installed));
 }
