@@ -52,6 +52,9 @@ pub struct NodeConfig {
     /// The metadata store.
     #[serde(default)]
     pub meta: MetaTuning,
+    /// When the audit log's oldest entries leave the replicated state.
+    #[serde(default)]
+    pub audit: AuditTuning,
     /// TLS, authentication and encryption at rest.
     #[serde(default)]
     pub security: SecurityConfig,
@@ -163,6 +166,29 @@ impl Default for MetaTuning {
     fn default() -> Self {
         Self {
             cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Sealing of the audit log: the leader moves the oldest entries of the
+/// log's tail into a segment object of the `tresor.audit` bucket once the
+/// tail holds `seal_entries` of them, or once its oldest entry is
+/// `seal_after_secs` old, whichever comes first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditTuning {
+    /// Entries per sealed segment: 10,000 by default (about 3 MB), 10 to
+    /// 100,000.
+    pub seal_entries: u64,
+    /// Seconds an entry may stay unsealed: an hour by default, at least 1.
+    pub seal_after_secs: u64,
+}
+
+impl Default for AuditTuning {
+    fn default() -> Self {
+        Self {
+            seal_entries: 10_000,
+            seal_after_secs: 3600,
         }
     }
 }
@@ -339,6 +365,12 @@ impl NodeConfig {
         }
         if self.meta.cache_bytes < 1024 * 1024 {
             return Err(invalid("meta.cache_bytes", "must be at least 1048576"));
+        }
+        if !(10..=100_000).contains(&self.audit.seal_entries) {
+            return Err(invalid("audit.seal_entries", "must be 10 to 100000"));
+        }
+        if self.audit.seal_after_secs == 0 {
+            return Err(invalid("audit.seal_after_secs", "must be at least 1"));
         }
         let d = &self.data;
         if !(4096..=4 * 1024 * 1024).contains(&d.shard_bytes) {

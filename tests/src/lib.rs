@@ -106,6 +106,7 @@ pub fn spec(nodes: usize, zones: usize) -> LocalClusterSpec {
         http: false,
         data: Default::default(),
         healing: Default::default(),
+        audit: Default::default(),
         security,
     }
 }

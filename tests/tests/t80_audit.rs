@@ -116,7 +116,7 @@ async fn session_is_on_record_and_tampering_is_caught() -> anyhow::Result<()> {
     h.stop(victim).await;
     {
         let db = sled::open(h.data_dir(victim).join("meta"))?;
-        let tree = db.open_tree("sm")?;
+        let tree = tresor_node::raft::state_machine::state_tree(&db)?;
         let mut key = b"audit/".to_vec();
         key.extend_from_slice(&put.seq.to_be_bytes());
         let value = tree.get(&key)?.expect("entry stored");

@@ -225,7 +225,7 @@ async fn delete_destroys_the_data_key() -> anyhow::Result<()> {
     let raw_id = hex::decode(&object)?;
     for id in h.ids() {
         let db = sled::open(h.data_dir(id).join("meta"))?;
-        let tree = db.open_tree("sm")?;
+        let tree = tresor_node::raft::state_machine::state_tree(&db)?;
         for item in tree.iter() {
             let (k, v) = item?;
             if k.starts_with(b"audit") {

@@ -11,6 +11,7 @@ use tresor_proto::v1::objects_server::Objects;
 use super::audit::AuditSink;
 use super::auth::{peer_name, Action, Authorizer, Caller};
 use super::{object_status, outcome_of};
+use crate::meta::audit::is_reserved_bucket;
 use crate::meta::ObjectManifest;
 use crate::metrics::Metrics;
 use crate::objects::{DataPlane, ObjectError, ObjectRange, PutSpec};
@@ -20,6 +21,14 @@ use std::time::{Duration, Instant};
 /// How long a Put may go without a message from its client before it is
 /// cut off and nothing is stored.
 const PUT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The refusal of a write into a bucket the cluster keeps for itself.
+fn kept_by_cluster(bucket: &str) -> Status {
+    Status::permission_denied(format!(
+        "bucket {bucket} is kept by the cluster: it can be read with the audit role, and nobody \
+         writes or deletes in it"
+    ))
+}
 
 /// Object API of one node; any node coordinates any request.
 pub struct ObjectsService {
@@ -109,11 +118,34 @@ impl ObjectsService {
         key: &str,
         started: Instant,
     ) -> Result<Caller, Status> {
-        let checked = self.auth.check(request, action, Some(bucket), key).await;
+        let checked = if is_reserved_bucket(bucket) {
+            self.admit_reserved(request, action, bucket, key).await
+        } else {
+            self.auth.check(request, action, Some(bucket), key).await
+        };
         if checked.is_err() {
             self.record(action.name(), started, &checked, 0, 0);
         }
         checked
+    }
+
+    /// The buckets the cluster keeps for itself (the sealed audit log):
+    /// read with the right to read the audit log, written by nobody.
+    async fn admit_reserved<T>(
+        &self,
+        request: &Request<T>,
+        action: Action,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Caller, Status> {
+        let caller = self.auth.check(request, Action::AuditLog, None, "").await?;
+        if matches!(action, Action::Get | Action::Stat | Action::List) {
+            return Ok(caller);
+        }
+        let refused: Result<Caller, Status> = Err(kept_by_cluster(bucket));
+        self.audit_after(caller.name(), action.name(), bucket, key, "", &refused)
+            .await;
+        refused
     }
 
     /// Audits a read before its answer is sent: if the record cannot be
@@ -335,6 +367,9 @@ impl ObjectsService {
         *named = (header.bucket.clone(), header.key.clone());
         self.auth
             .authorize(caller, Action::Put, Some(&header.bucket))?;
+        if is_reserved_bucket(&header.bucket) {
+            return Err(kept_by_cluster(&header.bucket));
+        }
         let spec = PutSpec {
             bucket: header.bucket,
             key: header.key,

@@ -98,10 +98,11 @@ pub async fn run(command: AuditCmd, endpoint: &str, output: Output) -> anyhow::R
                     "head_hash": r.head_hash,
                     "broken_seq": r.broken_seq,
                     "reason": r.reason,
+                    "sealed_segments": r.sealed_segments,
                 })),
                 Output::Table if r.intact => println!(
-                    "audit log intact on node {}: {} entries, head {}",
-                    r.node_id, r.entries, r.head_hash
+                    "audit log intact on node {}: {} entries ({} sealed segments read back), head {}",
+                    r.node_id, r.entries, r.sealed_segments, r.head_hash
                 ),
                 Output::Table => println!(
                     "audit log BROKEN on node {} at entry {}: {}",

@@ -30,7 +30,9 @@ use anyhow::{anyhow, bail, Context};
 use tresor_client::Credentials;
 use tresor_proto::v1 as pb;
 
-use crate::config::{DataTuning, HealingTuning, NodeConfig, RaftTuning, SecurityConfig};
+use crate::config::{
+    AuditTuning, DataTuning, HealingTuning, NodeConfig, RaftTuning, SecurityConfig,
+};
 use crate::tls::{CertFiles, Subject, Validity};
 
 /// Shape of a local cluster.
@@ -48,6 +50,8 @@ pub struct LocalClusterSpec {
     pub data: DataTuning,
     /// Liveness and healing timing.
     pub healing: HealingTuning,
+    /// Audit log sealing.
+    pub audit: AuditTuning,
     /// TLS, authentication and encryption at rest.
     pub security: DevSecurity,
 }
@@ -80,6 +84,7 @@ impl Default for LocalClusterSpec {
             http: true,
             data: DataTuning::default(),
             healing: HealingTuning::default(),
+            audit: AuditTuning::default(),
             security: DevSecurity::default(),
         }
     }
@@ -329,6 +334,7 @@ impl LocalCluster {
             data: self.spec.data.clone(),
             healing: self.spec.healing.clone(),
             meta: Default::default(),
+            audit: self.spec.audit.clone(),
             security: self.node_security(id, ca_dir)?,
         };
         config.validate()?;

@@ -93,6 +93,15 @@ pub enum Command {
         /// The records, in the order the node saw them.
         records: Vec<super::audit::AuditRecord>,
     },
+    /// Moves entries `first_seq..=last_seq` of the audit log out of the
+    /// replicated state: the segment object already holds them, and the
+    /// index records where and with which hashes. Refused unless the
+    /// segment starts where the unsealed tail does, ends at an entry with
+    /// the recorded hash, and its object exists with the recorded digest.
+    SealAudit {
+        /// The index record.
+        segment: super::audit::SealedSegment,
+    },
     /// Re-wraps data keys under another master key (`keys rotate`). Each
     /// change applies only if the object is still the same one and its key
     /// is still wrapped by `from_key_id`; others are skipped.

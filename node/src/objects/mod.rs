@@ -3,6 +3,7 @@
 //! internal Shards service of each node, this one included) and `meta`
 //! (through `cluster`, for linearizable manifest reads and commits).
 
+mod audit;
 mod keys;
 mod peers;
 mod read;
@@ -15,6 +16,7 @@ mod write;
 
 use std::sync::Arc;
 
+pub use audit::{SealedRead, SEALER};
 pub use keys::{rotate_keys, RotationReport};
 pub use peers::{timeouts, GrpcPeers, PeerError, Peers, ShardPeers, ShardSink, Target};
 pub use read::{ObjectRange, ObjectStream};

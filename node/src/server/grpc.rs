@@ -55,7 +55,7 @@ pub(super) async fn serve_grpc(
         .ok();
     let audit = audit::AuditSink::spawn(cluster.clone());
     let admin = AdminServer::new(admin::AdminService::new(
-        cluster.clone(),
+        plane.clone(),
         workers,
         audit.clone(),
     ))

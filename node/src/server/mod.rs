@@ -371,7 +371,9 @@ fn spawn_workers(
     store: &Arc<crate::shards::ShardStore>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> crate::workers::Workers {
-    use crate::workers::{Liveness, OrphanCollector, Repairer, Scrubber, UploadExpiry, Workers};
+    use crate::workers::{
+        AuditSealer, Liveness, OrphanCollector, Repairer, Scrubber, UploadExpiry, Workers,
+    };
     use std::time::Duration;
     let h = &config.healing;
     let workers = Workers::default();
@@ -410,6 +412,15 @@ fn spawn_workers(
         UploadExpiry::new(
             cluster.clone(),
             Duration::from_secs(h.upload_expiry_secs),
+            Duration::from_secs(5),
+        ),
+        stop.clone(),
+    );
+    workers.spawn(
+        AuditSealer::new(
+            plane.clone(),
+            config.audit.seal_entries,
+            Duration::from_secs(config.audit.seal_after_secs),
             Duration::from_secs(5),
         ),
         stop.clone(),
@@ -480,7 +491,7 @@ fn spawn_gauges(
                         c.errors_found,
                     ),
                     Counters::Gc(c) => metrics.set_shards(c.shard_files, c.shard_bytes),
-                    Counters::Liveness(_) | Counters::Uploads(_) => {}
+                    Counters::Liveness(_) | Counters::Uploads(_) | Counters::Seal(_) => {}
                 }
             }
             tokio::select! {

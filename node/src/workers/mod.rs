@@ -28,6 +28,7 @@ macro_rules! counters {
     };
 }
 
+mod audit_seal;
 mod gc;
 mod liveness;
 mod repair;
@@ -41,6 +42,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use tokio::sync::{watch, Notify};
 
+pub use audit_seal::{AuditSealer, SealCounters};
 pub use gc::{GcCounters, OrphanCollector};
 pub use liveness::{Liveness, LivenessCounters};
 pub use repair::{RepairCounters, Repairer};
@@ -133,6 +135,8 @@ pub enum Counters {
     Gc(GcCounters),
     /// Upload expiry.
     Uploads(UploadCounters),
+    /// Audit sealing.
+    Seal(SealCounters),
 }
 
 impl Counters {
@@ -144,6 +148,7 @@ impl Counters {
             Counters::Repair(c) => c.pairs(),
             Counters::Gc(c) => c.pairs(),
             Counters::Uploads(c) => c.pairs(),
+            Counters::Seal(c) => c.pairs(),
         }
     }
 }

@@ -16,6 +16,12 @@ impl AdminService {
     ) -> Result<Response<pb::CreateBucketResponse>, Status> {
         // Validated here too, so bad input is refused without a round trip.
         let check = |req: &pb::CreateBucketRequest| {
+            if crate::meta::audit::is_reserved_bucket(&req.name) {
+                return Err(Status::invalid_argument(format!(
+                    "bucket names starting with \"tresor.\" are kept for the cluster: {:?}",
+                    req.name
+                )));
+            }
             validate_bucket_name(&req.name)
                 .and_then(|_| crate::meta::validate_scheme(req.data, req.parity))
                 .map_err(|e| to_status(e.into()))

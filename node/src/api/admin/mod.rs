@@ -20,7 +20,8 @@ use super::audit::AuditSink;
 use super::auth::{Action, Authorizer, Caller, PRINCIPAL_HEADER};
 use super::{outcome_of, to_status};
 use crate::meta::Grant;
-use crate::raft::Cluster;
+use crate::objects::DataPlane;
+use crate::raft::{CaughtUp, Cluster};
 use crate::workers::{Counters, Workers};
 
 /// Marks a request forwarded by another node, so it is never forwarded twice.
@@ -29,17 +30,21 @@ const FORWARDED_BY: &str = "tresor-forwarded-by";
 /// Admin API of one node.
 pub struct AdminService {
     cluster: Arc<Cluster>,
+    plane: Arc<DataPlane>,
     workers: Arc<Workers>,
     audit: AuditSink,
     auth: Authorizer,
 }
 
 impl AdminService {
-    /// Serves `cluster`, whose node runs `workers`, auditing changes to `audit`.
-    pub fn new(cluster: Arc<Cluster>, workers: Arc<Workers>, audit: AuditSink) -> Self {
+    /// Serves the cluster of `plane`, whose node runs `workers`, auditing
+    /// changes to `audit`.
+    pub fn new(plane: Arc<DataPlane>, workers: Arc<Workers>, audit: AuditSink) -> Self {
+        let cluster = plane.cluster().clone();
         let auth = Authorizer::new(cluster.clone(), audit.clone());
         Self {
             cluster,
+            plane,
             workers,
             audit,
             auth,
@@ -191,11 +196,11 @@ impl AdminService {
 
     /// Makes sure this node caught up during the request: the authorizer
     /// did unless it answered from local state.
-    async fn catch_up(&self, caller: &Caller) -> Result<(), Status> {
-        if caller.caught_up().is_none() {
-            self.cluster.linearizable_read().await.map_err(to_status)?;
+    async fn catch_up(&self, caller: &Caller) -> Result<CaughtUp, Status> {
+        match caller.caught_up() {
+            Some(caught_up) => Ok(caught_up),
+            None => self.cluster.linearizable_read().await.map_err(to_status),
         }
-        Ok(())
     }
 }
 

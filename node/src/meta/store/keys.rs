@@ -10,6 +10,10 @@ pub(super) const OBJECT_PREFIX: &[u8] = b"object/";
 /// `audit/<seq as 8 big-endian bytes>` → entry; `audit_head` → (seq, hash).
 pub(super) const AUDIT_PREFIX: &[u8] = b"audit/";
 pub(super) const AUDIT_HEAD: &[u8] = b"audit_head";
+/// `audit_sealed/<last seq as 8 big-endian bytes>` → a sealed segment's
+/// index record: keyed by its last entry, so the segment holding any seq
+/// is the first at or after it.
+pub(super) const AUDIT_SEALED_PREFIX: &[u8] = b"audit_sealed/";
 /// `objid/<16 bytes>` → `<bucket>\0<key>`: finds an object from its shard files.
 pub(super) const OBJECT_ID_PREFIX: &[u8] = b"objid/";
 /// `upload/<16-byte object id>` → an upload in progress.
@@ -35,6 +39,18 @@ pub(super) const TOKEN_PREFIX: &[u8] = b"token/";
 pub(super) fn node_key(id: u64) -> Vec<u8> {
     let mut key = NODE_PREFIX.to_vec();
     key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+pub(super) fn audit_key(seq: u64) -> Vec<u8> {
+    let mut key = AUDIT_PREFIX.to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(super) fn sealed_key(last_seq: u64) -> Vec<u8> {
+    let mut key = AUDIT_SEALED_PREFIX.to_vec();
+    key.extend_from_slice(&last_seq.to_be_bytes());
     key
 }
 

@@ -13,6 +13,8 @@ mod reads;
 
 pub use reads::{ObjectCursor, PlacedShard};
 #[cfg(test)]
+mod audit_tests;
+#[cfg(test)]
 mod health_tests;
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 use super::keys::*;
 use super::{decode, MetaStore, StoreError};
 use crate::ids::ShardId;
+use crate::meta::audit::{AuditEntry, SealedSegment};
 use crate::meta::{Bucket, Grant, NodeRecord, Principal, Role, Token, UploadRecord};
 use crate::meta::{Digest, ObjectId, ObjectManifest, Survey};
 
@@ -137,18 +138,52 @@ impl MetaStore {
             .unwrap_or_else(|| (0, crate::meta::audit::GENESIS_HASH.to_string())))
     }
 
-    /// Audit entries from `from_seq` on, in order, at most `limit`.
+    /// Unsealed audit entries from `from_seq` on, in order, at most
+    /// `limit`. Entries before [`Self::audit_tail_start`] are sealed: read
+    /// them from their segments ([`Self::sealed_segments`]).
     pub fn audit_entries(
         &self,
         from_seq: u64,
         limit: usize,
-    ) -> Result<Vec<crate::meta::audit::AuditEntry>, StoreError> {
-        let mut start = AUDIT_PREFIX.to_vec();
-        start.extend_from_slice(&from_seq.to_be_bytes());
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.tree().range(start..) {
+        for kv in self.tree().range(audit_key(from_seq)..) {
             let (k, v) = kv?;
             if !k.starts_with(AUDIT_PREFIX) || out.len() >= limit {
+                break;
+            }
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// One unsealed audit entry.
+    pub(super) fn audit_entry(&self, seq: u64) -> Result<Option<AuditEntry>, StoreError> {
+        self.get(&audit_key(seq))
+    }
+
+    /// The first audit entry that is not sealed (1 when none is).
+    pub fn audit_tail_start(&self) -> Result<u64, StoreError> {
+        match self.tree().scan_prefix(AUDIT_SEALED_PREFIX).next_back() {
+            Some(kv) => {
+                let (k, v) = kv?;
+                Ok(decode::<SealedSegment>(&k, &v)?.last_seq + 1)
+            }
+            None => Ok(1),
+        }
+    }
+
+    /// Up to `limit` sealed segments, in log order, from the one holding
+    /// entry `after_seq + 1` on.
+    pub fn sealed_segments(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<SealedSegment>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree().range(sealed_key(after_seq.saturating_add(1))..) {
+            let (k, v) = kv?;
+            if !k.starts_with(AUDIT_SEALED_PREFIX) || out.len() >= limit {
                 break;
             }
             out.push(decode(&k, &v)?);

@@ -98,6 +98,22 @@ pub enum OpenError {
     Dir(#[from] std::io::Error),
 }
 
+/// The name of the tree holding the state, as the snapshot tree records it.
+fn active_tree_name(snapshots: &sled::Tree) -> Result<String, sled::Error> {
+    Ok(match snapshots.get(ACTIVE_TREE)? {
+        Some(name) => String::from_utf8_lossy(&name).into_owned(),
+        None => FIRST_TREE.to_string(),
+    })
+}
+
+/// The tree holding the replicated state in a stopped node's metadata
+/// database (for offline inspection: forensics, and tests that alter a
+/// stored value).
+pub fn state_tree(db: &sled::Db) -> Result<sled::Tree, sled::Error> {
+    let name = active_tree_name(&db.open_tree("sm_snapshot")?)?;
+    db.open_tree(name.as_bytes())
+}
+
 impl StateMachine {
     /// Opens the state machine's trees in `db`, with snapshot files under
     /// `dir`. Leftovers of a snapshot install or build that did not finish
@@ -105,10 +121,7 @@ impl StateMachine {
     pub fn open(db: &sled::Db, dir: &Path) -> Result<Self, OpenError> {
         std::fs::create_dir_all(dir)?;
         let snapshots = db.open_tree("sm_snapshot")?;
-        let active = match snapshots.get(ACTIVE_TREE)? {
-            Some(name) => String::from_utf8_lossy(&name).into_owned(),
-            None => FIRST_TREE.to_string(),
-        };
+        let active = active_tree_name(&snapshots)?;
         for name in db.tree_names() {
             let name = String::from_utf8_lossy(&name).into_owned();
             if (name == FIRST_TREE || name.starts_with("sm-")) && name != active {

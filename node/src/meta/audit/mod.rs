@@ -1,5 +1,7 @@
 //! The audit log: an append-only, hash-chained record of every access and
-//! change, kept in the replicated state.
+//! change. Its head, its unsealed tail and the index of its sealed
+//! segments live in the replicated state; sealed segments are objects of
+//! the reserved bucket [`AUDIT_BUCKET`] (see [`sealed`]).
 //!
 //! Entries are proposed in batches ([`AuditRecord`]s without sequence or
 //! hashes); the state machine numbers them and chains them, so every
@@ -7,6 +9,13 @@
 //! entry)`, where the canonical entry is the JSON of the entry's fields in
 //! a fixed order, without `hash`. Changing any stored entry breaks the
 //! chain at that entry; [`verify_chain`] finds the first break.
+
+mod sealed;
+
+pub use sealed::{
+    decode_segment, encode_segment, is_reserved_bucket, segment_key, Field, SealedSegment, Summary,
+    AUDIT_BUCKET, MAX_SEGMENT_BYTES,
+};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -90,22 +99,34 @@ pub struct ChainBreak {
     pub reason: String,
 }
 
-/// Walks entries in order: each must follow the previous one's hash, have
-/// the next sequence number, and hash to what it says. Returns the head
-/// hash, or the first break.
-pub fn verify_chain<I: IntoIterator<Item = AuditEntry>>(
-    entries: I,
-) -> Result<(u64, String), ChainBreak> {
-    let mut prev = GENESIS_HASH.to_string();
-    let mut expected_seq = 1;
-    for entry in entries {
-        if entry.seq != expected_seq {
+/// Checks entries one after the other: each must follow the previous one's
+/// hash, have the next sequence number, and hash to what it says. Holds
+/// only the last hash, so a log of any length is checked in bounded memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainWalker {
+    next_seq: u64,
+    prev: String,
+}
+
+impl Default for ChainWalker {
+    fn default() -> Self {
+        Self {
+            next_seq: 1,
+            prev: GENESIS_HASH.to_string(),
+        }
+    }
+}
+
+impl ChainWalker {
+    /// Takes the next entry, or says where the chain breaks.
+    pub fn push(&mut self, entry: &AuditEntry) -> Result<(), ChainBreak> {
+        if entry.seq != self.next_seq {
             return Err(ChainBreak {
-                seq: expected_seq,
-                reason: format!("entry {expected_seq} is missing (found {})", entry.seq),
+                seq: self.next_seq,
+                reason: format!("entry {} is missing (found {})", self.next_seq, entry.seq),
             });
         }
-        if entry.prev_hash != prev {
+        if entry.prev_hash != self.prev {
             return Err(ChainBreak {
                 seq: entry.seq,
                 reason: "prev_hash does not match the previous entry".into(),
@@ -118,10 +139,37 @@ pub fn verify_chain<I: IntoIterator<Item = AuditEntry>>(
                 reason: "contents do not match the entry's hash".into(),
             });
         }
-        prev = entry.hash;
-        expected_seq += 1;
+        self.prev = entry.hash.clone();
+        self.next_seq += 1;
+        Ok(())
     }
-    Ok((expected_seq - 1, prev))
+
+    /// Entries checked so far.
+    pub fn count(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// The sequence number the next entry must have.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The hash of the last entry checked (the genesis hash before any).
+    pub fn head_hash(&self) -> &str {
+        &self.prev
+    }
+}
+
+/// Walks entries in order from the first; returns the count and head hash,
+/// or the first break.
+pub fn verify_chain<I: IntoIterator<Item = AuditEntry>>(
+    entries: I,
+) -> Result<(u64, String), ChainBreak> {
+    let mut walker = ChainWalker::default();
+    for entry in entries {
+        walker.push(&entry)?;
+    }
+    Ok((walker.count(), walker.prev))
 }
 
 #[cfg(test)]

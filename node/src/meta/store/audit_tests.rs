@@ -1,0 +1,164 @@
+//! Sealing the audit log: only the tail's oldest entries, only as the log
+//! holds them, only into an object that exists with the recorded digest.
+
+use super::*;
+use crate::meta::audit::{
+    encode_segment, segment_key, verify_chain, AuditRecord, SealedSegment, Summary, AUDIT_BUCKET,
+};
+use crate::meta::{Bucket, Command, MetaError, ObjectId, ObjectManifest, UploadRecord};
+
+fn store() -> (tempfile::TempDir, MetaStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sled::open(dir.path()).expect("sled");
+    (dir, MetaStore::new(db.open_tree("sm").expect("tree")))
+}
+
+fn run(store: &MetaStore, command: Command) -> Result<(), MetaError> {
+    let mut batch = sled::Batch::default();
+    let result = store.apply(&command, &mut batch).expect("store");
+    store.tree().apply_batch(batch).expect("batch");
+    result
+}
+
+fn append(s: &MetaStore, n: u64) {
+    let records = (0..n)
+        .map(|i| AuditRecord {
+            time_ms: 1_000 + i,
+            node: 1,
+            principal: "officer-1".into(),
+            action: "get".into(),
+            bucket: "footage".into(),
+            key: format!("clip-{i}"),
+            object_sha256: String::new(),
+            outcome: "ok".into(),
+        })
+        .collect();
+    run(s, Command::AppendAudit { records }).expect("append");
+}
+
+/// Stores the segment object of entries `first..=last` (its manifest only:
+/// the apply looks at nothing else) and returns the index record.
+fn segment_object(s: &MetaStore, first: u64, last: u64) -> SealedSegment {
+    let entries = s
+        .audit_entries(first, (last - first + 1) as usize)
+        .expect("entries");
+    let bytes = encode_segment(&entries);
+    let segment = SealedSegment {
+        first_seq: first,
+        last_seq: last,
+        prev_hash: entries[0].prev_hash.clone(),
+        last_hash: entries[entries.len() - 1].hash.clone(),
+        key: segment_key(first, last),
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+        summary: Summary::of(&entries),
+    };
+    if s.bucket(AUDIT_BUCKET).expect("bucket").is_none() {
+        let bucket = Bucket {
+            name: AUDIT_BUCKET.into(),
+            data: 4,
+            parity: 2,
+            created_ms: 0,
+        };
+        run(s, Command::CreateBucket { bucket }).expect("bucket");
+    }
+    let id = ObjectId(rand::random());
+    let upload = UploadRecord {
+        object_id: id,
+        bucket: AUDIT_BUCKET.into(),
+        key: segment.key.clone(),
+        coordinator: 1,
+        started_ms: 0,
+        touched_ms: 0,
+    };
+    run(s, Command::BeginUpload { upload }).expect("upload");
+    let manifest = ObjectManifest {
+        bucket: AUDIT_BUCKET.into(),
+        key: segment.key.clone(),
+        object_id: id,
+        size: bytes.len() as u64,
+        sha256: segment.sha256.clone(),
+        content_type: String::new(),
+        metadata: Default::default(),
+        data: 4,
+        parity: 2,
+        block_size: 4096,
+        segment_stripes: 1,
+        created_ms: 0,
+        segments: Vec::new(),
+        encryption: None,
+    };
+    let create = Command::CreateObject {
+        manifest: Box::new(manifest),
+        audit: None,
+    };
+    run(s, create).expect("object");
+    segment
+}
+
+#[test]
+fn sealing_moves_the_oldest_entries_out_and_keeps_the_chain() {
+    let (_d, s) = store();
+    append(&s, 25);
+    let all = s.audit_entries(1, 100).expect("entries");
+    let head = s.audit_head().expect("head");
+    let first = segment_object(&s, 1, 10);
+    let seal = Command::SealAudit {
+        segment: first.clone(),
+    };
+    run(&s, seal.clone()).expect("sealed");
+    assert_eq!(s.audit_tail_start().expect("start"), 11);
+    assert_eq!(s.audit_entries(1, 100).expect("tail")[0].seq, 11);
+    assert_eq!(s.audit_head().expect("head"), head, "the head stays");
+    // A retried proposal is a no-op; sealing the same entries again with
+    // another record is refused.
+    run(&s, seal).expect("retry");
+    let mut other = first.clone();
+    other.key = "elsewhere".into();
+    let refused = run(&s, Command::SealAudit { segment: other });
+    assert!(matches!(refused, Err(MetaError::FailedPrecondition(_))));
+
+    // Not from the tail's start, past the head, wrong hashes, no object.
+    let second = segment_object(&s, 11, 20);
+    let mut gap = second.clone();
+    gap.first_seq = 12;
+    let mut past = second.clone();
+    past.last_seq = 40;
+    let mut rehashed = second.clone();
+    rehashed.last_hash = "00".repeat(32);
+    let mut absent = second.clone();
+    absent.key = segment_key(11, 21);
+    let mut altered = second.clone();
+    altered.sha256 = "11".repeat(32);
+    for bad in [gap, past, rehashed, absent, altered] {
+        let refused = run(&s, Command::SealAudit { segment: bad });
+        assert!(
+            matches!(refused, Err(MetaError::FailedPrecondition(_))),
+            "{refused:?}"
+        );
+        assert_eq!(s.audit_tail_start().expect("start"), 11);
+    }
+    run(&s, Command::SealAudit { segment: second }).expect("second");
+
+    // The index and the tail together are the whole log, in order.
+    let sealed = s.sealed_segments(0, 10).expect("index");
+    assert_eq!(
+        sealed
+            .iter()
+            .map(|g| (g.first_seq, g.last_seq))
+            .collect::<Vec<_>>(),
+        vec![(1, 10), (11, 20)]
+    );
+    assert_eq!(s.sealed_segments(10, 10).expect("index")[0].first_seq, 11);
+    assert_eq!(s.sealed_segments(15, 10).expect("index")[0].first_seq, 11);
+    assert!(s.sealed_segments(20, 10).expect("index").is_empty());
+    let tail = s.audit_entries(1, 100).expect("tail");
+    assert_eq!(tail.len(), 5);
+    let mut whole = all[..20].to_vec();
+    whole.extend(tail);
+    assert_eq!(whole, all);
+    assert_eq!(verify_chain(whole).expect("chain"), head);
+    // New entries chain on after the head as before.
+    append(&s, 1);
+    let last = s.audit_entries(26, 1).expect("new");
+    assert_eq!(last[0].prev_hash, head.1);
+}
