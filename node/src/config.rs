@@ -49,6 +49,9 @@ pub struct NodeConfig {
     /// Liveness, scrub, repair and garbage collection.
     #[serde(default)]
     pub healing: HealingTuning,
+    /// How this node stores the shards it holds.
+    #[serde(default)]
+    pub shards: ShardTuning,
     /// The metadata store.
     #[serde(default)]
     pub meta: MetaTuning,
@@ -166,6 +169,29 @@ impl Default for MetaTuning {
     fn default() -> Self {
         Self {
             cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Shard files of at most this many bytes are packed unless configured
+/// otherwise (with 4+2, objects up to about 255 KiB).
+pub const DEFAULT_PACKED_SHARD_BYTES: u64 = 64 * 1024;
+
+/// The local shard store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardTuning {
+    /// Shard files of at most this many bytes are appended to shared pack
+    /// files instead of each taking a file of its own: 64 KiB by default
+    /// (with 4+2, objects up to about 255 KiB); 0 stores every shard as
+    /// its own file; at most 1 MiB.
+    pub packed_shard_bytes: u64,
+}
+
+impl Default for ShardTuning {
+    fn default() -> Self {
+        Self {
+            packed_shard_bytes: DEFAULT_PACKED_SHARD_BYTES,
         }
     }
 }
@@ -365,6 +391,12 @@ impl NodeConfig {
         }
         if self.meta.cache_bytes < 1024 * 1024 {
             return Err(invalid("meta.cache_bytes", "must be at least 1048576"));
+        }
+        if self.shards.packed_shard_bytes > 1024 * 1024 {
+            return Err(invalid(
+                "shards.packed_shard_bytes",
+                "must be at most 1048576",
+            ));
         }
         if !(10..=100_000).contains(&self.audit.seal_entries) {
             return Err(invalid("audit.seal_entries", "must be 10 to 100000"));

@@ -107,6 +107,11 @@ pub fn spec(nodes: usize, zones: usize) -> LocalClusterSpec {
         data: Default::default(),
         healing: Default::default(),
         audit: Default::default(),
+        // Every shard its own file, so fault tests can damage exactly one
+        // shard on disk; `t82_small_objects` runs with packing.
+        shards: tresor_node::config::ShardTuning {
+            packed_shard_bytes: 0,
+        },
         security,
     }
 }

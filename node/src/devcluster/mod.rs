@@ -31,7 +31,7 @@ use tresor_client::Credentials;
 use tresor_proto::v1 as pb;
 
 use crate::config::{
-    AuditTuning, DataTuning, HealingTuning, NodeConfig, RaftTuning, SecurityConfig,
+    AuditTuning, DataTuning, HealingTuning, NodeConfig, RaftTuning, SecurityConfig, ShardTuning,
 };
 use crate::tls::{CertFiles, Subject, Validity};
 
@@ -52,6 +52,8 @@ pub struct LocalClusterSpec {
     pub healing: HealingTuning,
     /// Audit log sealing.
     pub audit: AuditTuning,
+    /// The nodes' shard stores.
+    pub shards: ShardTuning,
     /// TLS, authentication and encryption at rest.
     pub security: DevSecurity,
 }
@@ -85,6 +87,7 @@ impl Default for LocalClusterSpec {
             data: DataTuning::default(),
             healing: HealingTuning::default(),
             audit: AuditTuning::default(),
+            shards: ShardTuning::default(),
             security: DevSecurity::default(),
         }
     }
@@ -335,6 +338,7 @@ impl LocalCluster {
             healing: self.spec.healing.clone(),
             meta: Default::default(),
             audit: self.spec.audit.clone(),
+            shards: self.spec.shards.clone(),
             security: self.node_security(id, ca_dir)?,
         };
         config.validate()?;

@@ -142,13 +142,17 @@ fn holder(m: &ObjectManifest, index: usize) -> u64 {
 
 /// Flips one byte of block `block` of shard `index` of segment 0, on disk.
 fn corrupt(local: &LocalPeers, m: &ObjectManifest, index: usize, block: u64) {
-    let path = local.store(holder(m, index)).path(&shard(m, 0, index));
+    let (path, base) = local
+        .store(holder(m, index))
+        .image_at(&shard(m, 0, index))
+        .expect("store")
+        .expect("shard stored");
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .expect("shard file");
-    let at = HEADER + block * u64::from(BLOCK) + 10;
+    let at = base + HEADER + block * u64::from(BLOCK) + 10;
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, at).expect("read");
     file.write_all_at(&[byte[0] ^ 0x5a], at).expect("write");

@@ -228,7 +228,11 @@ pub async fn run(
     .map_err(|e| ServeError::Raft(e.to_string()))?;
 
     let store = Arc::new(
-        crate::shards::ShardStore::open(&config.data_dir).map_err(|e| ServeError::DataDir {
+        crate::shards::ShardStore::open_with(
+            &config.data_dir,
+            config.shards.packed_shard_bytes as usize,
+        )
+        .map_err(|e| ServeError::DataDir {
             path: config.data_dir.clone(),
             message: format!("cannot open the shard store: {e}"),
         })?,

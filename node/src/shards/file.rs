@@ -17,14 +17,16 @@
 //! the block hashes then catch damage to a block when it is read.
 
 use std::fmt;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
+use super::pack::Packs;
 use super::{sync_dir, Digest, ObjectId, ShardError, ShardId};
 
 /// The SHA-256 hash of one block.
@@ -152,8 +154,12 @@ pub struct ShardWriter {
     id: ShardId,
     header: [u8; HEADER_LEN],
     block_size: u32,
-    file: BufWriter<NamedTempFile>,
+    sink: Sink,
+    tmp_dir: PathBuf,
     final_path: PathBuf,
+    packs: Arc<Packs>,
+    /// Images up to this many bytes are packed; larger ones are files.
+    pack_max: usize,
     block_hashes: Vec<BlockHash>,
     last_block_len: u32,
     data_len: u64,
@@ -167,9 +173,13 @@ pub struct ShardWriter {
 
 impl fmt::Debug for ShardWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let temp_path = match &self.sink {
+            Sink::Memory(_) => None,
+            Sink::File(f) => Some(f.get_ref().path().to_path_buf()),
+        };
         f.debug_struct("ShardWriter")
             .field("id", &self.id)
-            .field("temp_path", &self.file.get_ref().path())
+            .field("temp_path", &temp_path)
             .field("blocks", &self.block_hashes.len())
             .field("bytes", &self.data_len)
             .finish()
@@ -182,21 +192,22 @@ impl ShardWriter {
         block_size: u32,
         tmp_dir: &Path,
         final_path: PathBuf,
+        packs: Arc<Packs>,
+        pack_max: usize,
     ) -> Result<ShardWriter, ShardError> {
         if block_size == 0 {
             return Err(ShardError::InvalidWrite("block size 0".into()));
         }
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("{id}."))
-            .suffix(".tmp")
-            .tempfile_in(tmp_dir)?;
         let header = Header { id, block_size }.encode();
         let mut writer = ShardWriter {
             id,
             header,
             block_size,
-            file: BufWriter::with_capacity(WRITE_BUFFER, tmp),
+            sink: Sink::Memory(Vec::new()),
+            tmp_dir: tmp_dir.to_path_buf(),
             final_path,
+            packs,
+            pack_max,
             block_hashes: Vec::new(),
             last_block_len: 0,
             data_len: 0,
@@ -277,12 +288,36 @@ impl ShardWriter {
 
         let ShardWriter {
             id,
-            file,
+            sink,
             final_path,
             data_len,
             replace,
+            packs,
             ..
         } = self;
+        let file = match sink {
+            Sink::Memory(image) => {
+                // Small: packed. A loose file of the shard counts as
+                // committed too; repair replaces it with the packed copy.
+                if !replace && final_path.exists() {
+                    return Err(ShardError::InvalidWrite(format!(
+                        "shard {id} is already committed; refusing to overwrite it"
+                    )));
+                }
+                packs.append(&id, &image, replace)?;
+                if replace && fs::symlink_metadata(&final_path).is_ok() {
+                    remove_any(&final_path)?;
+                }
+                tracing::debug!(shard = %id, bytes = data_len, %digest, "shard packed");
+                return Ok(digest);
+            }
+            Sink::File(file) => file,
+        };
+        if !replace && packs.locate(&id)?.is_some() {
+            return Err(ShardError::InvalidWrite(format!(
+                "shard {id} is already committed; refusing to overwrite it"
+            )));
+        }
         let tmp = file.into_inner().map_err(|e| e.into_error())?;
         tmp.as_file().sync_all()?;
         crate::crash::point("shard::before_rename");
@@ -307,6 +342,9 @@ impl ShardWriter {
         if let Some(dir) = final_path.parent() {
             sync_dir(dir)?;
         }
+        if replace {
+            packs.remove(&id)?;
+        }
         tracing::debug!(shard = %id, bytes = data_len, %digest, "shard committed");
         Ok(digest)
     }
@@ -322,17 +360,63 @@ impl ShardWriter {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), ShardError> {
-        self.file.write_all(bytes).map_err(|e| {
+        let result = self.write_inner(bytes);
+        if result.is_err() {
             self.failed = true;
-            ShardError::Io(e)
-        })
+        }
+        result.map_err(ShardError::Io)
     }
+
+    /// Gathers a small image in memory; past `pack_max` bytes, moves to a
+    /// temporary file and goes on there.
+    fn write_inner(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Sink::Memory(image) = &mut self.sink {
+            if image.len() + bytes.len() <= self.pack_max {
+                image.extend_from_slice(bytes);
+                return Ok(());
+            }
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!("{}.", self.id))
+                .suffix(".tmp")
+                .tempfile_in(&self.tmp_dir)?;
+            let mut file = BufWriter::with_capacity(WRITE_BUFFER, tmp);
+            file.write_all(image)?;
+            self.sink = Sink::File(file);
+        }
+        match &mut self.sink {
+            Sink::File(file) => file.write_all(bytes),
+            Sink::Memory(_) => Err(io::Error::other("shard writer lost its file")),
+        }
+    }
+}
+
+/// Where a writer's bytes go: memory while the image may still be packed,
+/// a temporary file once it is too large.
+enum Sink {
+    Memory(Vec<u8>),
+    File(BufWriter<NamedTempFile>),
+}
+
+/// Removes a file, or a directory in its place.
+fn remove_any(path: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(path)?.is_dir() {
+        fs::remove_dir_all(path)?;
+    } else {
+        fs::remove_file(path)?;
+    }
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// An open, checked shard file whose blocks are verified as they are read.
 pub struct ShardReader {
     id: ShardId,
     file: File,
+    /// Where the image starts in `file` (0 for a loose file; after the
+    /// record header in a pack).
+    base: u64,
     block_size: u32,
     block_count: u32,
     last_block_len: u32,
@@ -361,8 +445,19 @@ impl ShardReader {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ShardError::NotFound(id)),
             Err(e) => return Err(e.into()),
         };
-        let corrupt = |reason: String| ShardError::corrupt(id, reason);
         let len = file.metadata()?.len();
+        Self::open_image(id, file, 0, len, expected)
+    }
+
+    /// Opens the image of `len` bytes at `base` in `file` (a pack record).
+    pub(super) fn open_image(
+        id: ShardId,
+        file: File,
+        base: u64,
+        len: u64,
+        expected: &Digest,
+    ) -> Result<ShardReader, ShardError> {
+        let corrupt = |reason: String| ShardError::corrupt(id, reason);
         if len < (HEADER_LEN + FOOTER_LEN) as u64 {
             return Err(corrupt(format!(
                 "file is {len} bytes, shorter than header and footer"
@@ -370,13 +465,19 @@ impl ShardReader {
         }
 
         let mut header = [0u8; HEADER_LEN];
-        read_exact_at(&file, id, &mut header, 0, "header")?;
+        read_exact_at(&file, id, &mut header, base, "header")?;
         let parsed = Header::parse(&header).map_err(corrupt)?;
         if parsed.id != id {
             return Err(corrupt(format!("header names shard {}", parsed.id)));
         }
         let mut footer = [0u8; FOOTER_LEN];
-        read_exact_at(&file, id, &mut footer, len - FOOTER_LEN as u64, "footer")?;
+        read_exact_at(
+            &file,
+            id,
+            &mut footer,
+            base + len - FOOTER_LEN as u64,
+            "footer",
+        )?;
         let footer_bytes = footer;
         let footer = Footer::parse(&footer).map_err(corrupt)?;
 
@@ -397,7 +498,7 @@ impl ShardReader {
             &file,
             id,
             &mut trailer,
-            HEADER_LEN as u64 + data_len,
+            base + HEADER_LEN as u64 + data_len,
             "block hashes",
         )?;
 
@@ -424,6 +525,7 @@ impl ShardReader {
         Ok(ShardReader {
             id,
             file,
+            base,
             block_size: parsed.block_size,
             block_count: footer.block_count,
             last_block_len: footer.last_block_len,
@@ -476,7 +578,7 @@ impl ShardReader {
         };
         buf.clear();
         buf.resize(len as usize, 0);
-        let offset = HEADER_LEN as u64 + u64::from(i) * u64::from(self.block_size);
+        let offset = self.base + HEADER_LEN as u64 + u64::from(i) * u64::from(self.block_size);
         read_exact_at(&self.file, self.id, buf, offset, "block")?;
         let hash: BlockHash = Sha256::digest(&buf[..]).into();
         if hash != self.block_hashes[i as usize] {

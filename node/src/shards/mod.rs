@@ -7,11 +7,14 @@
 //! temporary name in `shards-tmp`, fsynced once, renamed into `shards`,
 //! directory fsynced; listed for scrub and garbage collection; deleted with
 //! their object. File names come from ids only, never from object keys.
+//! Small shards are the same images appended to shared pack files instead
+//! (`pack`), so they cost no inode or disk block each.
 //!
 //! Everything here is blocking `std::fs`; async code calls it through
 //! `spawn_blocking`.
 
 mod file;
+mod pack;
 
 use std::fs::{self, File};
 use std::io;
@@ -20,12 +23,22 @@ use std::time::{Duration, SystemTime};
 
 pub use crate::ids::{Digest, ObjectId, ShardId};
 pub use file::{ShardReader, ShardWriter};
+pub use pack::Compaction;
+
+use pack::Packs;
+use std::sync::Arc;
 
 /// Committed shard files, under two-level fan-out: `shards/ab/<object>.<segment>.<index>`.
 const SHARDS_DIR: &str = "shards";
 
 /// Shard files being written.
 const TMP_DIR: &str = "shards-tmp";
+
+/// Pack files of small shards and their index.
+const PACKS_DIR: &str = "packs";
+
+/// Shard files up to this many bytes are packed by default.
+pub const DEFAULT_PACKED_SHARD_BYTES: usize = crate::config::DEFAULT_PACKED_SHARD_BYTES as usize;
 
 /// Free bytes a node keeps on its shard file system: below this it takes
 /// no new shard files, so a file being written is not cut short by a full
@@ -98,6 +111,9 @@ impl ShardError {
 pub struct ShardStore {
     shards: PathBuf,
     tmp: PathBuf,
+    packs: Arc<Packs>,
+    /// Shard images up to this many bytes go into pack files.
+    pack_max: usize,
 }
 
 impl ShardStore {
@@ -106,9 +122,25 @@ impl ShardStore {
     /// directories (`shards/00` … `shards/ff`) so that a commit only ever
     /// fsyncs the one directory it renames into.
     pub fn open(data_dir: &Path) -> io::Result<ShardStore> {
+        Self::open_with(data_dir, DEFAULT_PACKED_SHARD_BYTES)
+    }
+
+    /// Like [`Self::open`], packing shard files of up to `pack_max` bytes
+    /// (none with 0) into `<data_dir>/packs`.
+    pub fn open_with(data_dir: &Path, pack_max: usize) -> io::Result<ShardStore> {
+        Self::open_inner(data_dir, pack_max, pack::PACK_FILE_BYTES)
+    }
+
+    fn open_inner(
+        data_dir: &Path,
+        pack_max: usize,
+        pack_file_bytes: u64,
+    ) -> io::Result<ShardStore> {
         let store = ShardStore {
             shards: data_dir.join(SHARDS_DIR),
             tmp: data_dir.join(TMP_DIR),
+            packs: Arc::new(Packs::open(&data_dir.join(PACKS_DIR), pack_file_bytes)?),
+            pack_max,
         };
         fs::create_dir_all(&store.tmp)?;
         fs::create_dir_all(&store.shards)?;
@@ -137,7 +169,14 @@ impl ShardStore {
     /// coordinator then places the shard elsewhere.
     pub fn create(&self, id: ShardId, block_size: u32) -> Result<ShardWriter, ShardError> {
         self.check_writable(&id)?;
-        ShardWriter::start(id, block_size, &self.tmp, self.path(&id))
+        ShardWriter::start(
+            id,
+            block_size,
+            &self.tmp,
+            self.path(&id),
+            self.packs.clone(),
+            self.pack_max,
+        )
     }
 
     fn check_writable(&self, id: &ShardId) -> Result<(), ShardError> {
@@ -185,7 +224,36 @@ impl ShardStore {
     /// footer equals `expected` (the manifest's). Blocks are verified as
     /// they are read.
     pub fn open_reader(&self, id: &ShardId, expected: &Digest) -> Result<ShardReader, ShardError> {
-        ShardReader::open(*id, &self.path(id), expected)
+        // A packed shard's pack may be compacted away between the lookup
+        // and the open: then its new place is looked up once more.
+        for _ in 0..2 {
+            let Some(at) = self.packs.locate(id)? else {
+                return ShardReader::open(*id, &self.path(id), expected);
+            };
+            match File::open(self.packs.path(at.pack)) {
+                Ok(file) => return ShardReader::open_image(*id, file, at.offset, at.len, expected),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ShardError::NotFound(*id))
+    }
+
+    /// Where the image of committed shard `id` is on disk: its file and
+    /// the offset of the image in it (0 for a file of its own). For
+    /// inspecting, and for tests that damage stored bytes.
+    pub fn image_at(&self, id: &ShardId) -> io::Result<Option<(PathBuf, u64)>> {
+        if let Some(at) = self.packs.locate(id)? {
+            return Ok(Some((self.packs.path(at.pack), at.offset)));
+        }
+        let path = self.path(id);
+        Ok(path.is_file().then_some((path, 0)))
+    }
+
+    /// Copies the live shards out of mostly dead pack files and removes
+    /// those files (for garbage collection, after deletes).
+    pub fn compact(&self) -> io::Result<Compaction> {
+        self.packs.compact()
     }
 
     /// Deletes every committed shard file of an object and fsyncs the
@@ -211,12 +279,16 @@ impl ShardStore {
         if removed > 0 {
             sync_dir(&dir)?;
         }
+        removed += self.packs.remove_object(object_id)?;
         tracing::debug!(object = %object_id, removed, "shard files deleted");
         Ok(removed)
     }
 
     /// The length of the committed file of `id`, if there is one.
     pub fn stat(&self, id: &ShardId) -> io::Result<Option<u64>> {
+        if let Some(at) = self.packs.locate(id)? {
+            return Ok(Some(at.len));
+        }
         match fs::metadata(self.path(id)) {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
             // A directory in the file's place is no shard file.
@@ -229,6 +301,9 @@ impl ShardStore {
     /// Deletes one committed shard file (directory fsynced); false if it
     /// was not there.
     pub fn delete(&self, id: &ShardId) -> io::Result<bool> {
+        if self.packs.remove(id)? {
+            return Ok(true);
+        }
         let path = self.path(id);
         match fs::remove_file(&path) {
             Ok(()) => {
@@ -246,7 +321,7 @@ impl ShardStore {
     /// time, for scrub and garbage collection. Files whose names do not
     /// parse, or that sit in the wrong fan-out directory, are skipped.
     pub fn list(&self) -> io::Result<Vec<(ShardId, u64, SystemTime)>> {
-        let mut out = Vec::new();
+        let mut out = self.packs.list()?;
         for byte in 0..=u8::MAX {
             for entry in read_dir_or_empty(&self.fan_out_dir(byte))? {
                 let entry = entry?;
@@ -322,5 +397,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+#[cfg(test)]
+mod pack_tests;
 #[cfg(test)]
 mod tests;

@@ -33,7 +33,7 @@ fn blocks(sizes: &[usize], seed: u8) -> Vec<Vec<u8>> {
 
 fn store() -> (TempDir, ShardStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = ShardStore::open(dir.path()).unwrap();
+    let store = ShardStore::open_with(dir.path(), 0).unwrap();
     (dir, store)
 }
 
@@ -508,11 +508,11 @@ fn reopening_a_store_keeps_its_files() {
     let dir = tempfile::tempdir().unwrap();
     let id = shard(1, 2, 0, 0);
     let digest = write(
-        &ShardStore::open(dir.path()).unwrap(),
+        &ShardStore::open_with(dir.path(), 0).unwrap(),
         id,
         &blocks(&[10], 0),
     );
-    let store = ShardStore::open(dir.path()).unwrap();
+    let store = ShardStore::open_with(dir.path(), 0).unwrap();
     assert_eq!(
         store
             .open_reader(&id, &digest)

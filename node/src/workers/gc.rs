@@ -1,6 +1,7 @@
 //! Orphan collection, on every node: delete shard files that no manifest
 //! references on this node, that belong to no upload in progress, and that
-//! are older than the grace period.
+//! are older than the grace period; then give back the space of deleted
+//! small shards by compacting mostly dead pack files.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -20,6 +21,10 @@ counters! {
         shard_files,
         /// Bytes of the shard files kept in the last pass.
         shard_bytes,
+        /// Pack files compacted away since the node started.
+        packs_compacted,
+        /// Bytes those pack files gave back.
+        pack_bytes_freed,
     }
 }
 
@@ -82,13 +87,18 @@ impl OrphanCollector {
                 Err(e) => return Err(e.into()),
             }
         }
+        let store = self.store.clone();
+        let compacted = tokio::task::spawn_blocking(move || store.compact()).await??;
         status.count(|c| {
             c.orphans_deleted += deleted;
             c.shard_files = kept;
             c.shard_bytes = bytes;
+            c.packs_compacted += compacted.packs_removed;
+            c.pack_bytes_freed += compacted.bytes_freed;
         });
         status.progress(format!(
-            "{kept} shard files kept, {deleted} orphans deleted this pass"
+            "{kept} shard files kept, {deleted} orphans deleted, {} pack files compacted this pass",
+            compacted.packs_removed
         ));
         Ok(())
     }
