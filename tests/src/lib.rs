@@ -33,6 +33,7 @@ pub mod calls;
 mod cli;
 mod data;
 pub mod disk;
+pub mod fill;
 pub mod history;
 pub mod net;
 mod pki;

@@ -143,6 +143,10 @@ impl AdminService {
             n.shards = health.shards_per_node.get(&n.id).copied().unwrap_or(0);
         }
         response.repair = self.repair_progress();
+        let meta = self.cluster.meta();
+        response.audit_entries = meta.audit_head().map_err(store_status)?.0;
+        response.audit_unsealed = (response.audit_entries + 1)
+            .saturating_sub(meta.audit_tail_start().map_err(store_status)?);
         Ok(Response::new(response))
     }
 

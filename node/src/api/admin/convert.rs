@@ -33,6 +33,8 @@ pub(super) fn status_response(view: ClusterView) -> pb::StatusResponse {
         degraded_segments: 0,
         degraded_by_missing: Default::default(),
         repair: None,
+        audit_entries: 0,
+        audit_unsealed: 0,
     }
 }
 
