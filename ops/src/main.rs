@@ -29,6 +29,9 @@ enum Cmd {
     /// Measure PUT/GET throughput and latency, node memory, and an
     /// in-process baseline from the same run.
     Bench {
+        /// A benchmark other than throughput (`scale`).
+        #[command(subcommand)]
+        what: Option<BenchCmd>,
         /// Benchmark this cluster (comma-separated endpoints) instead of a
         /// local one started for the run.
         #[arg(long, env = "TRESOR_ENDPOINT")]
@@ -52,6 +55,39 @@ enum Cmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// How the cluster behaves as its metadata grows: real 4 KiB puts to
+    /// `--objects`, a row at each decade (put rate and p99, status and
+    /// list latency, node memory, metadata and disk bytes per object,
+    /// snapshot size), then a new node's catch-up time.
+    Scale {
+        /// Benchmark this cluster (comma-separated endpoints) instead of a
+        /// local one (memory and disk are measured on a local one only).
+        #[arg(long, env = "TRESOR_ENDPOINT")]
+        endpoint: Option<String>,
+        /// Objects to reach.
+        #[arg(long, default_value_t = 10_000)]
+        objects: usize,
+        /// Audit entries to reach afterwards with stat calls (0: none).
+        #[arg(long, default_value_t = 0)]
+        audit: u64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Output format.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+        /// Keep the local cluster here.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// The local nodes' `[shards] packed_shard_bytes` (0: a file per
+        /// shard, to compare).
+        #[arg(long)]
+        packed_shard_bytes: Option<u64>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -61,6 +97,28 @@ fn main() -> ExitCode {
             tresor_node::cli::main_with_args(all)
         }
         Cmd::Bench {
+            what:
+                Some(BenchCmd::Scale {
+                    endpoint,
+                    objects,
+                    audit,
+                    clients,
+                    output,
+                    dir,
+                    packed_shard_bytes,
+                }),
+            ..
+        } => run_async(bench::scale::run(bench::scale::ScaleOptions {
+            endpoint,
+            objects,
+            audit,
+            clients,
+            json: output == "json",
+            dir,
+            packed_shard_bytes,
+        })),
+        Cmd::Bench {
+            what: None,
             endpoint,
             output,
             big_object_mib,

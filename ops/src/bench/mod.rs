@@ -17,6 +17,7 @@ use tresor_node::devcluster::{LocalCluster, LocalClusterSpec, NodeLauncher};
 use tresor_proto::v1 as pb;
 
 mod heal;
+pub mod scale;
 mod security;
 
 use heal::heal;

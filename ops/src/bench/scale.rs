@@ -1,0 +1,501 @@
+//! `tresor-ops bench scale`: how a cluster behaves as its metadata grows.
+//! Fills a bucket with real 4 KiB puts (and, with `--audit`, stat calls
+//! until the audit log holds that many entries) and, at each decade of
+//! objects, measures put rate and p99, `status` and list-page latency,
+//! node memory, metadata bytes per object, disk bytes and shard files per
+//! object, and the latest snapshot's size; at the end, how long a node
+//! added to the cluster takes to catch up. Every figure comes from real
+//! calls: there is no metadata-only fill.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _};
+use serde_json::json;
+use tresor_client::{Client, Credentials, PutOptions};
+use tresor_node::devcluster::{LocalCluster, LocalClusterSpec, NodeLauncher};
+use tresor_proto::v1 as pb;
+use tresor_proto::v1::objects_client::ObjectsClient;
+
+use super::{current_rss, percentile};
+
+/// Bytes of each object.
+const OBJECT_BYTES: usize = 4096;
+/// Deadline of each measuring call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What to run.
+pub struct ScaleOptions {
+    /// Existing cluster endpoints; a local six-node cluster when absent
+    /// (memory and disk are only measured on a local one).
+    pub endpoint: Option<String>,
+    /// Objects to reach.
+    pub objects: usize,
+    /// Audit entries to reach (stat calls after the puts), 0 for none.
+    pub audit: u64,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// JSON instead of a table.
+    pub json: bool,
+    /// Keep the local cluster here.
+    pub dir: Option<PathBuf>,
+    /// The local nodes' `[shards] packed_shard_bytes` (their default when
+    /// absent; 0 stores every shard as a file of its own).
+    pub packed_shard_bytes: Option<u64>,
+}
+
+/// The figures at one step.
+struct Step {
+    objects: usize,
+    audit_entries: u64,
+    put_obj_per_s: f64,
+    put_p99_ms: f64,
+    status_ms: f64,
+    list_page_ms: f64,
+    /// Largest resident memory of a node, bytes (local cluster only).
+    node_rss: Option<u64>,
+    /// Node 1's metadata directory (Raft log and state) per object.
+    meta_bytes_per_object: Option<f64>,
+    /// Shard files and packs of all nodes, per object.
+    disk_bytes_per_object: Option<f64>,
+    /// Shard files (not packs) of all nodes, per object.
+    shard_files_per_object: Option<f64>,
+    /// Node 1's latest snapshot file.
+    snapshot_bytes: Option<u64>,
+}
+
+/// Bytes and files under `dir`.
+fn usage(dir: &Path) -> (u64, u64) {
+    let (mut bytes, mut files) = (0, 0);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => {
+                    bytes += m.len();
+                    files += 1;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    (bytes, files)
+}
+
+/// A raw Objects client whose every call has a deadline.
+async fn objects_client(
+    endpoint: &str,
+    credentials: &Credentials,
+) -> anyhow::Result<ObjectsClient<tresor_client::Transport>> {
+    let channel = tresor_client::connect_with(endpoint, credentials).await?;
+    Ok(ObjectsClient::new(
+        tresor_client::channel::transport_with_deadline(channel, credentials, CALL_TIMEOUT),
+    ))
+}
+
+/// Median milliseconds of five runs of `call`.
+async fn median_ms<F, Fut>(mut call: F) -> anyhow::Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        tokio::time::timeout(CALL_TIMEOUT, call())
+            .await
+            .map_err(|_| anyhow!("no answer within {CALL_TIMEOUT:?}"))??;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(times[2])
+}
+
+/// Puts objects `from..to` with `clients` clients; returns obj/s and p99.
+async fn fill(
+    credentials: &Credentials,
+    endpoints: &[String],
+    clients: usize,
+    from: usize,
+    to: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let next = Arc::new(AtomicUsize::new(from));
+    let data = Arc::new(tresor_node::devcluster::pattern(OBJECT_BYTES, 4));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let endpoint = endpoints[c % endpoints.len()].clone();
+        let (next, data, credentials) = (next.clone(), data.clone(), credentials.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = Client::connect_with(&[endpoint], &credentials).await?;
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= to {
+                    return anyhow::Ok(latencies);
+                }
+                let key = format!("obj/{i:010}");
+                let t = Instant::now();
+                client
+                    .put(
+                        "scale",
+                        &key,
+                        std::io::Cursor::new(data.as_slice()),
+                        PutOptions::default(),
+                    )
+                    .await
+                    .map_err(|e| anyhow!("put {key}: {e}"))?;
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort_by(|a, b| a.total_cmp(b));
+    Ok((
+        (to - from) as f64 / started.elapsed().as_secs_f64(),
+        percentile(&all, 99.0),
+    ))
+}
+
+/// Stat calls (each an audit entry) until `count` are made.
+async fn stats(
+    credentials: &Credentials,
+    endpoints: &[String],
+    clients: usize,
+    count: u64,
+) -> anyhow::Result<()> {
+    let left = Arc::new(AtomicUsize::new(count as usize));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let endpoint = endpoints[c % endpoints.len()].clone();
+        let (left, credentials) = (left.clone(), credentials.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut objects = objects_client(&endpoint, &credentials).await?;
+            while left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                let stat = objects.stat(pb::StatRequest {
+                    bucket: "scale".into(),
+                    key: "obj/0000000000".into(),
+                });
+                tokio::time::timeout(CALL_TIMEOUT, stat)
+                    .await
+                    .map_err(|_| anyhow!("stat: no answer within {CALL_TIMEOUT:?}"))??;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+async fn measure_step(
+    endpoints: &[String],
+    local: Option<&LocalCluster>,
+    objects: usize,
+    rate: (f64, f64),
+) -> anyhow::Result<Step> {
+    let mut admin = tresor_client::admin(&endpoints[0]).await?;
+    let status_ms = median_ms(|| {
+        let mut admin = admin.clone();
+        async move {
+            admin.status(pb::StatusRequest { local: false }).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let credentials = (*tresor_client::default_credentials()).clone();
+    let client = objects_client(&endpoints[0], &credentials).await?;
+    let middle = format!("obj/{:010}", objects / 2);
+    let list_page_ms = median_ms(|| {
+        let mut client = client.clone();
+        let token = middle.clone();
+        async move {
+            client
+                .list(pb::ListRequest {
+                    bucket: "scale".into(),
+                    page_size: 1000,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let audit_entries = audit_head(&mut admin).await?;
+    let mut step = Step {
+        objects,
+        audit_entries,
+        put_obj_per_s: rate.0,
+        put_p99_ms: rate.1,
+        status_ms,
+        list_page_ms,
+        node_rss: None,
+        meta_bytes_per_object: None,
+        disk_bytes_per_object: None,
+        shard_files_per_object: None,
+        snapshot_bytes: None,
+    };
+    if let Some(cluster) = local {
+        let per = |x: u64| x as f64 / objects.max(1) as f64;
+        step.node_rss = cluster
+            .nodes
+            .iter()
+            .filter_map(|n| n.pid().and_then(current_rss))
+            .max();
+        let first = &cluster.nodes[0].config.data_dir;
+        step.meta_bytes_per_object = Some(per(usage(&first.join("meta")).0));
+        let (mut bytes, mut files) = (0, 0);
+        for n in &cluster.nodes {
+            let (b, f) = usage(&n.config.data_dir.join("shards"));
+            let (p, _) = usage(&n.config.data_dir.join("packs"));
+            bytes += b + p;
+            files += f;
+        }
+        step.disk_bytes_per_object = Some(per(bytes));
+        step.shard_files_per_object = Some(per(files));
+        step.snapshot_bytes = std::fs::read_dir(first.join("snapshots"))
+            .ok()
+            .and_then(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "snap"))
+                    .filter_map(|e| e.metadata().ok())
+                    .max_by_key(|m| m.modified().ok())
+                    .map(|m| m.len())
+            });
+    }
+    Ok(step)
+}
+
+/// The audit log's head: entries recorded so far.
+async fn audit_head(admin: &mut tresor_client::AdminClient) -> anyhow::Result<u64> {
+    let s = tokio::time::timeout(
+        CALL_TIMEOUT,
+        admin.status(pb::StatusRequest { local: false }),
+    )
+    .await
+    .map_err(|_| anyhow!("status: no answer within {CALL_TIMEOUT:?}"))??
+    .into_inner();
+    Ok(s.audit_entries)
+}
+
+/// Adds a node to the local cluster and times its catch-up to the
+/// leader's commit index at the time it was added.
+async fn catch_up(cluster: &mut LocalCluster, endpoints: &[String]) -> anyhow::Result<(f64, u64)> {
+    let index = cluster.define_node("dc1")?;
+    let id = cluster.nodes[index].config.node_id;
+    cluster.start_node(id, Duration::from_secs(30)).await?;
+    let node = &cluster.nodes[index];
+    let mut admin = tresor_client::admin(&endpoints[0]).await?;
+    let target = admin
+        .status(pb::StatusRequest { local: false })
+        .await?
+        .into_inner()
+        .commit_index;
+    let started = Instant::now();
+    admin
+        .add_node(pb::AddNodeRequest {
+            id,
+            addr: node.config.listen.to_string(),
+            zone: node.config.zone.clone(),
+            capacity: 0,
+        })
+        .await?;
+    let mut own = tresor_client::admin(&node.endpoint()).await?;
+    loop {
+        let s = own
+            .status(pb::StatusRequest { local: true })
+            .await?
+            .into_inner();
+        if s.applied_index >= target {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err(anyhow!("node {id} did not catch up within 10 minutes"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let rss = node.pid().and_then(current_rss).unwrap_or(0);
+    Ok((took, rss))
+}
+
+/// Runs the scale benchmark and prints its growth table.
+pub async fn run(opts: ScaleOptions) -> anyhow::Result<()> {
+    let temp = tempfile::Builder::new().prefix("tresor-scale-").tempdir()?;
+    let dir = opts
+        .dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let mut local = None;
+    let endpoints: Vec<String> = match &opts.endpoint {
+        Some(e) => {
+            tresor_client::set_default_credentials(
+                Credentials::from_env()
+                    .context("TRESOR_CA, TRESOR_CERT, TRESOR_KEY, TRESOR_TOKEN")?,
+            );
+            e.split(',').map(|s| s.trim().to_string()).collect()
+        }
+        None => {
+            eprintln!("starting a local six-node cluster in {}", dir.display());
+            let launcher = NodeLauncher {
+                program: std::env::current_exe().context("cannot find own executable")?,
+                args: vec!["node".into(), "serve".into()],
+            };
+            let mut spec = LocalClusterSpec {
+                http: false,
+                ..LocalClusterSpec::default()
+            };
+            if let Some(bytes) = opts.packed_shard_bytes {
+                spec.shards.packed_shard_bytes = bytes;
+            }
+            let mut cluster = LocalCluster::create(&dir, spec, launcher)?;
+            tresor_client::set_default_credentials(cluster.credentials().clone());
+            cluster.start_all(Duration::from_secs(30)).await?;
+            cluster.form(Duration::from_secs(60)).await?;
+            let eps = cluster.nodes.iter().map(|n| n.endpoint()).collect();
+            local = Some(cluster);
+            eps
+        }
+    };
+    let result = scale(&opts, &endpoints, &mut local).await;
+    if let Some(mut cluster) = local {
+        cluster.stop_all(Duration::from_secs(10)).await;
+    }
+    result
+}
+
+async fn scale(
+    opts: &ScaleOptions,
+    endpoints: &[String],
+    local: &mut Option<LocalCluster>,
+) -> anyhow::Result<()> {
+    let mut admin = tresor_client::admin(&endpoints[0]).await?;
+    if let Err(s) = admin
+        .create_bucket(pb::CreateBucketRequest {
+            name: "scale".into(),
+            data: 4,
+            parity: 2,
+        })
+        .await
+    {
+        if s.code() != tonic::Code::AlreadyExists {
+            return Err(anyhow!("create bucket scale: {}", s.message()));
+        }
+    }
+    let credentials = (*tresor_client::default_credentials()).clone();
+    let mut marks: Vec<usize> = std::iter::successors(Some(1_000usize), |n| n.checked_mul(10))
+        .take_while(|n| *n < opts.objects)
+        .collect();
+    marks.push(opts.objects);
+    let clients = opts.clients.max(1);
+    let mut steps = Vec::new();
+    let mut done = 0;
+    for mark in marks {
+        eprintln!("putting objects {done}..{mark} (4 KiB, {clients} clients)");
+        let rate = fill(&credentials, endpoints, clients, done, mark).await?;
+        done = mark;
+        steps.push(measure_step(endpoints, local.as_ref(), done, rate).await?);
+    }
+    let head = audit_head(&mut admin).await?;
+    if opts.audit > head {
+        eprintln!(
+            "stat calls until the audit log holds {} entries",
+            opts.audit
+        );
+        stats(&credentials, endpoints, clients, opts.audit - head).await?;
+        steps.push(measure_step(endpoints, local.as_ref(), done, (0.0, 0.0)).await?);
+    }
+    let caught_up = match local.as_mut() {
+        Some(cluster) => {
+            eprintln!("adding a node and timing its catch-up");
+            Some(catch_up(cluster, endpoints).await?)
+        }
+        None => None,
+    };
+    print(opts.json, &steps, caught_up)
+}
+
+fn print(json_out: bool, steps: &[Step], caught_up: Option<(f64, u64)>) -> anyhow::Result<()> {
+    if json_out {
+        let doc = json!({
+            "object_bytes": OBJECT_BYTES,
+            "steps": steps.iter().map(|s| json!({
+                "objects": s.objects,
+                "audit_entries": s.audit_entries,
+                "put_obj_per_s": s.put_obj_per_s,
+                "put_p99_ms": s.put_p99_ms,
+                "status_ms": s.status_ms,
+                "list_page_ms": s.list_page_ms,
+                "node_rss_bytes": s.node_rss,
+                "meta_bytes_per_object": s.meta_bytes_per_object,
+                "disk_bytes_per_object": s.disk_bytes_per_object,
+                "shard_files_per_object": s.shard_files_per_object,
+                "snapshot_bytes": s.snapshot_bytes,
+            })).collect::<Vec<_>>(),
+            "new_node_catch_up": caught_up.map(|(secs, rss)| json!({
+                "seconds": secs,
+                "rss_bytes": rss,
+            })),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
+    let mib = |v: Option<u64>| {
+        v.map(|x| format!("{:.0}", x as f64 / 1048576.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "{:>9} {:>9} {:>7} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7} {:>8}",
+        "OBJECTS",
+        "AUDIT",
+        "PUT/s",
+        "p99 ms",
+        "status ms",
+        "list ms",
+        "RSS MiB",
+        "meta B/o",
+        "disk B/o",
+        "files/o",
+        "snap MiB"
+    );
+    for s in steps {
+        println!(
+            "{:>9} {:>9} {:>7.0} {:>8.1} {:>9.1} {:>9.1} {:>8} {:>9} {:>9} {:>7} {:>8}",
+            s.objects,
+            s.audit_entries,
+            s.put_obj_per_s,
+            s.put_p99_ms,
+            s.status_ms,
+            s.list_page_ms,
+            mib(s.node_rss),
+            opt(s.meta_bytes_per_object),
+            opt(s.disk_bytes_per_object),
+            s.shard_files_per_object
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            mib(s.snapshot_bytes),
+        );
+    }
+    if let Some((secs, rss)) = caught_up {
+        println!(
+            "a node added at the end caught up in {secs:.1} s, RSS {:.0} MiB",
+            rss as f64 / 1048576.0
+        );
+    }
+    Ok(())
+}
