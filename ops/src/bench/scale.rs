@@ -66,7 +66,7 @@ struct Step {
     snapshot_bytes: Option<u64>,
 }
 
-/// Bytes and files under `dir`.
+/// Bytes of disk allocated, and files, under `dir`.
 fn usage(dir: &Path) -> (u64, u64) {
     let (mut bytes, mut files) = (0, 0);
     let mut stack = vec![dir.to_path_buf()];
@@ -78,7 +78,9 @@ fn usage(dir: &Path) -> (u64, u64) {
             match e.metadata() {
                 Ok(m) if m.is_dir() => stack.push(e.path()),
                 Ok(m) => {
-                    bytes += m.len();
+                    // Allocated, not apparent, size: a 1 KiB file takes a
+                    // whole block of the file system.
+                    bytes += std::os::unix::fs::MetadataExt::blocks(&m) * 512;
                     files += 1;
                 }
                 Err(_) => {}
