@@ -74,6 +74,30 @@ pub struct ShardId {
     pub index: u32,
 }
 
+impl ShardId {
+    /// Object id, segment and index in 24 bytes (numbers big-endian), so
+    /// that as keys the shards of an object sort together and in order.
+    pub fn to_key_bytes(&self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[..16].copy_from_slice(&self.object_id.0);
+        b[16..20].copy_from_slice(&self.segment.to_be_bytes());
+        b[20..].copy_from_slice(&self.index.to_be_bytes());
+        b
+    }
+
+    /// From [`Self::to_key_bytes`]; `None` unless exactly 24 bytes.
+    pub fn from_key_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != 24 {
+            return None;
+        }
+        Some(ShardId {
+            object_id: ObjectId::from_slice(&b[..16])?,
+            segment: u32::from_be_bytes(b[16..20].try_into().ok()?),
+            index: u32::from_be_bytes(b[20..].try_into().ok()?),
+        })
+    }
+}
+
 /// Shown as the file name: `<object id in hex>.<segment>.<index>`.
 impl fmt::Display for ShardId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

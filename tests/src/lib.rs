@@ -396,6 +396,16 @@ impl Harness {
         Ok(id)
     }
 
+    /// `audit verify` on node `id`: its copy of the audit log checked.
+    pub async fn audit_verify(&self, id: u64) -> anyhow::Result<pb::AuditVerifyResponse> {
+        Ok(self
+            .admin(id)
+            .await?
+            .audit_verify(pb::AuditVerifyRequest {})
+            .await?
+            .into_inner())
+    }
+
     /// Node `id`'s own view of the cluster (not forwarded to the leader).
     pub async fn local_status(&self, id: u64) -> anyhow::Result<pb::StatusResponse> {
         Ok(self

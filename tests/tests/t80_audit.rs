@@ -21,14 +21,6 @@ async fn log(h: &Harness, via: u64) -> anyhow::Result<Vec<pb::AuditEntry>> {
         .entries)
 }
 
-async fn verify(h: &Harness, id: u64) -> anyhow::Result<pb::AuditVerifyResponse> {
-    Ok(h.admin(id)
-        .await?
-        .audit_verify(pb::AuditVerifyRequest {})
-        .await?
-        .into_inner())
-}
-
 #[tokio::test]
 async fn session_is_on_record_and_tampering_is_caught() -> anyhow::Result<()> {
     let mut h = cluster!(3)?;
@@ -97,7 +89,7 @@ async fn session_is_on_record_and_tampering_is_caught() -> anyhow::Result<()> {
     }
 
     for id in h.ids() {
-        let v = verify(&h, id).await?;
+        let v = h.audit_verify(id).await?;
         assert!(v.intact, "node {id}: {}", v.reason);
     }
 
@@ -110,7 +102,9 @@ async fn session_is_on_record_and_tampering_is_caught() -> anyhow::Result<()> {
     tresor_tests::wait_for(
         "victim has the whole log",
         tresor_tests::SETTLE_TIMEOUT,
-        || async { Ok((verify(&h, victim).await?.entries >= entries.len() as u64).then_some(())) },
+        || async {
+            Ok((h.audit_verify(victim).await?.entries >= entries.len() as u64).then_some(()))
+        },
     )
     .await?;
     h.stop(victim).await;
@@ -129,11 +123,11 @@ async fn session_is_on_record_and_tampering_is_caught() -> anyhow::Result<()> {
         db.flush()?;
     }
     h.restart(victim).await?;
-    let v = verify(&h, victim).await?;
+    let v = h.audit_verify(victim).await?;
     assert!(!v.intact);
     assert_eq!(v.broken_seq, Some(put.seq), "{}", v.reason);
     assert!(
-        verify(&h, leader).await?.intact,
+        h.audit_verify(leader).await?.intact,
         "the other copies are untouched"
     );
 

@@ -12,14 +12,6 @@ use tresor_tests::{cluster, counter, fast_raft, flip_byte, spec, wait_for, Harne
 /// Entries per sealed segment in these tests.
 const SEAL: u64 = 100;
 
-async fn verify(h: &Harness, id: u64) -> anyhow::Result<pb::AuditVerifyResponse> {
-    Ok(h.admin(id)
-        .await?
-        .audit_verify(pb::AuditVerifyRequest {})
-        .await?
-        .into_inner())
-}
-
 async fn log(
     h: &Harness,
     via: u64,
@@ -105,7 +97,7 @@ async fn sealed_log_reads_verifies_and_heals() -> anyhow::Result<()> {
     assert!(head.len() >= 350);
     for id in h.ids() {
         wait_for("node has the whole log", HEAL_TIMEOUT, || async {
-            let v = verify(&h, id).await?;
+            let v = h.audit_verify(id).await?;
             assert!(v.intact, "node {id}: {}", v.reason);
             Ok((v.entries >= head.len() as u64).then_some(v))
         })
@@ -199,7 +191,7 @@ async fn sealed_log_reads_verifies_and_heals() -> anyhow::Result<()> {
     let (_, errors) = h.scrub_everywhere(&h.ids()).await?;
     assert_eq!(errors, 1, "scrub must find the flipped byte");
     for id in h.ids() {
-        let v = verify(&h, id).await?;
+        let v = h.audit_verify(id).await?;
         assert!(v.intact, "node {id} calls damage tampering: {}", v.reason);
     }
     h.run_worker(leader, "repair").await?;
@@ -251,9 +243,9 @@ async fn replaced_segment_is_named_at_the_changed_entry() -> anyhow::Result<()> 
         .into_iter()
         .find(|id| *id != leader)
         .expect("a follower");
-    let head = verify(&h, leader).await?.entries;
+    let head = h.audit_verify(leader).await?.entries;
     wait_for("victim has the whole log", HEAL_TIMEOUT, || async {
-        Ok((verify(&h, victim).await?.entries >= head).then_some(()))
+        Ok((h.audit_verify(victim).await?.entries >= head).then_some(()))
     })
     .await?;
     h.stop(victim).await;
@@ -273,11 +265,11 @@ async fn replaced_segment_is_named_at_the_changed_entry() -> anyhow::Result<()> 
         db.flush()?;
     }
     h.restart(victim).await?;
-    let v = verify(&h, victim).await?;
+    let v = h.audit_verify(victim).await?;
     assert!(!v.intact);
     assert_eq!(v.broken_seq, Some(changed), "{}", v.reason);
     assert!(
-        verify(&h, leader).await?.intact,
+        h.audit_verify(leader).await?.intact,
         "the other copies are untouched"
     );
     Ok(())
@@ -321,9 +313,9 @@ async fn new_node_catches_up_from_a_snapshot_with_sealed_audit() -> anyhow::Resu
 
     let new = h.spawn_new_node("dc1").await?;
     h.add_node(leader, new).await?;
-    let head = verify(&h, leader).await?.entries;
+    let head = h.audit_verify(leader).await?.entries;
     let v = wait_for("new node has the log", HEAL_TIMEOUT, || async {
-        let v = verify(&h, new).await?;
+        let v = h.audit_verify(new).await?;
         Ok((v.entries >= head).then_some(v))
     })
     .await?;

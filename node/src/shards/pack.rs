@@ -80,23 +80,11 @@ impl Location {
 }
 
 fn index_key(id: &ShardId) -> Vec<u8> {
-    let mut k = INDEX_PREFIX.to_vec();
-    k.extend_from_slice(&id.object_id.0);
-    k.extend_from_slice(&id.segment.to_be_bytes());
-    k.extend_from_slice(&id.index.to_be_bytes());
-    k
+    [INDEX_PREFIX, &id.to_key_bytes()].concat()
 }
 
 fn id_of_key(k: &[u8]) -> Option<ShardId> {
-    let rest = k.strip_prefix(INDEX_PREFIX)?;
-    if rest.len() != 24 {
-        return None;
-    }
-    Some(ShardId {
-        object_id: ObjectId::from_slice(&rest[..16])?,
-        segment: u32::from_be_bytes(rest[16..20].try_into().ok()?),
-        index: u32::from_be_bytes(rest[20..24].try_into().ok()?),
-    })
+    ShardId::from_key_bytes(k.strip_prefix(INDEX_PREFIX)?)
 }
 
 fn live_key(pack: u64) -> Vec<u8> {

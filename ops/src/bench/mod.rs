@@ -220,6 +220,34 @@ async fn run_workload(
     })
 }
 
+/// The endpoints to measure: those of `endpoint` (comma-separated, with
+/// credentials from the environment as for the CLIs), or those of a local
+/// six-node cluster of `spec` started in `dir`, returned with it.
+pub(crate) async fn cluster_for(
+    endpoint: Option<&str>,
+    dir: &std::path::Path,
+    spec: LocalClusterSpec,
+) -> anyhow::Result<(Vec<String>, Option<LocalCluster>)> {
+    if let Some(e) = endpoint {
+        tresor_client::set_default_credentials(
+            tresor_client::Credentials::from_env()
+                .context("TRESOR_CA, TRESOR_CERT, TRESOR_KEY, TRESOR_TOKEN")?,
+        );
+        return Ok((e.split(',').map(|s| s.trim().to_string()).collect(), None));
+    }
+    eprintln!("starting a local six-node cluster in {}", dir.display());
+    let launcher = NodeLauncher {
+        program: std::env::current_exe().context("cannot find own executable")?,
+        args: vec!["node".into(), "serve".into()],
+    };
+    let mut cluster = LocalCluster::create(dir, spec, launcher)?;
+    tresor_client::set_default_credentials(cluster.credentials().clone());
+    cluster.start_all(Duration::from_secs(30)).await?;
+    cluster.form(Duration::from_secs(60)).await?;
+    let endpoints = cluster.nodes.iter().map(|n| n.endpoint()).collect();
+    Ok((endpoints, Some(cluster)))
+}
+
 /// Runs the benchmark and prints its report.
 pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     let temp = tempfile::Builder::new().prefix("tresor-bench-").tempdir()?;
@@ -227,46 +255,20 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         .dir
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
-    let mut local = None;
-    let endpoints: Vec<String> = match &opts.endpoint {
-        Some(e) => {
-            // An existing cluster: credentials as for the CLIs.
-            tresor_client::set_default_credentials(
-                tresor_client::Credentials::from_env()
-                    .context("TRESOR_CA, TRESOR_CERT, TRESOR_KEY, TRESOR_TOKEN")?,
-            );
-            e.split(',').map(|s| s.trim().to_string()).collect()
-        }
-        None => {
-            eprintln!(
-                "starting a local six-node cluster in {}",
-                dir.join("cluster").display()
-            );
-            let launcher = NodeLauncher {
-                program: std::env::current_exe().context("cannot find own executable")?,
-                args: vec!["node".into(), "serve".into()],
-            };
-            // Healing runs only when the bench starts it, unthrottled, so
-            // its speed is measured rather than its configured cap.
-            let spec = LocalClusterSpec {
-                http: false,
-                healing: tresor_node::config::HealingTuning {
-                    repair_interval_secs: 24 * 3600,
-                    repair_bytes_per_sec: 1 << 40,
-                    scrub_bytes_per_sec: 1 << 40,
-                    ..Default::default()
-                },
-                ..LocalClusterSpec::default()
-            };
-            let mut cluster = LocalCluster::create(&dir.join("cluster"), spec, launcher)?;
-            tresor_client::set_default_credentials(cluster.credentials().clone());
-            cluster.start_all(Duration::from_secs(30)).await?;
-            cluster.form(Duration::from_secs(60)).await?;
-            let eps = cluster.nodes.iter().map(|n| n.endpoint()).collect();
-            local = Some(cluster);
-            eps
-        }
+    // Healing runs only when the bench starts it, unthrottled, so its
+    // speed is measured rather than its configured cap.
+    let spec = LocalClusterSpec {
+        http: false,
+        healing: tresor_node::config::HealingTuning {
+            repair_interval_secs: 24 * 3600,
+            repair_bytes_per_sec: 1 << 40,
+            scrub_bytes_per_sec: 1 << 40,
+            ..Default::default()
+        },
+        ..LocalClusterSpec::default()
     };
+    let (endpoints, mut local) =
+        cluster_for(opts.endpoint.as_deref(), &dir.join("cluster"), spec).await?;
     let mut result = measure(&opts, &dir, &endpoints, local.as_ref()).await;
     if let (Ok(()), Some(cluster)) = (&result, local.as_mut()) {
         result = heal(cluster, opts.json).await;

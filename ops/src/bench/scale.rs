@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use serde_json::json;
 use tresor_client::{Client, Credentials, PutOptions};
-use tresor_node::devcluster::{LocalCluster, LocalClusterSpec, NodeLauncher};
+use tresor_node::devcluster::{LocalCluster, LocalClusterSpec};
 use tresor_proto::v1 as pb;
 use tresor_proto::v1::objects_client::ObjectsClient;
 
@@ -342,37 +342,14 @@ pub async fn run(opts: ScaleOptions) -> anyhow::Result<()> {
         .dir
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
-    let mut local = None;
-    let endpoints: Vec<String> = match &opts.endpoint {
-        Some(e) => {
-            tresor_client::set_default_credentials(
-                Credentials::from_env()
-                    .context("TRESOR_CA, TRESOR_CERT, TRESOR_KEY, TRESOR_TOKEN")?,
-            );
-            e.split(',').map(|s| s.trim().to_string()).collect()
-        }
-        None => {
-            eprintln!("starting a local six-node cluster in {}", dir.display());
-            let launcher = NodeLauncher {
-                program: std::env::current_exe().context("cannot find own executable")?,
-                args: vec!["node".into(), "serve".into()],
-            };
-            let mut spec = LocalClusterSpec {
-                http: false,
-                ..LocalClusterSpec::default()
-            };
-            if let Some(bytes) = opts.packed_shard_bytes {
-                spec.shards.packed_shard_bytes = bytes;
-            }
-            let mut cluster = LocalCluster::create(&dir, spec, launcher)?;
-            tresor_client::set_default_credentials(cluster.credentials().clone());
-            cluster.start_all(Duration::from_secs(30)).await?;
-            cluster.form(Duration::from_secs(60)).await?;
-            let eps = cluster.nodes.iter().map(|n| n.endpoint()).collect();
-            local = Some(cluster);
-            eps
-        }
+    let mut spec = LocalClusterSpec {
+        http: false,
+        ..LocalClusterSpec::default()
     };
+    if let Some(bytes) = opts.packed_shard_bytes {
+        spec.shards.packed_shard_bytes = bytes;
+    }
+    let (endpoints, mut local) = super::cluster_for(opts.endpoint.as_deref(), &dir, spec).await?;
     let result = scale(&opts, &endpoints, &mut local).await;
     if let Some(mut cluster) = local {
         cluster.stop_all(Duration::from_secs(10)).await;

@@ -1,24 +1,12 @@
 //! Sealing the audit log: only the tail's oldest entries, only as the log
 //! holds them, only into an object that exists with the recorded digest.
 
+use super::tests::{run, store};
 use super::*;
 use crate::meta::audit::{
     encode_segment, segment_key, verify_chain, AuditRecord, SealedSegment, Summary, AUDIT_BUCKET,
 };
 use crate::meta::{Bucket, Command, MetaError, ObjectId, ObjectManifest, UploadRecord};
-
-fn store() -> (tempfile::TempDir, MetaStore) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = sled::open(dir.path()).expect("sled");
-    (dir, MetaStore::new(db.open_tree("sm").expect("tree")))
-}
-
-fn run(store: &MetaStore, command: Command) -> Result<(), MetaError> {
-    let mut batch = sled::Batch::default();
-    let result = store.apply(&command, &mut batch).expect("store");
-    store.tree().apply_batch(batch).expect("batch");
-    result
-}
 
 fn append(s: &MetaStore, n: u64) {
     let records = (0..n)

@@ -89,9 +89,7 @@ pub(super) fn upload_key(id: &ObjectId) -> Vec<u8> {
 
 /// The bytes of a shard id in keys: object id, segment, index.
 fn push_shard(key: &mut Vec<u8>, shard: &ShardId) {
-    key.extend_from_slice(&shard.object_id.0);
-    key.extend_from_slice(&shard.segment.to_be_bytes());
-    key.extend_from_slice(&shard.index.to_be_bytes());
+    key.extend_from_slice(&shard.to_key_bytes());
 }
 
 pub(super) fn placed_prefix(node: u64) -> Vec<u8> {
@@ -108,15 +106,7 @@ pub(super) fn placed_key(node: u64, shard: &ShardId) -> Vec<u8> {
 
 /// The shard id at the end of a `placed/` key.
 pub(super) fn placed_shard(key: &[u8]) -> Option<ShardId> {
-    let rest = key.get(PLACED_PREFIX.len() + 8..)?;
-    if rest.len() != 24 {
-        return None;
-    }
-    Some(ShardId {
-        object_id: ObjectId::from_slice(&rest[..16])?,
-        segment: u32::from_be_bytes(rest[16..20].try_into().ok()?),
-        index: u32::from_be_bytes(rest[20..24].try_into().ok()?),
-    })
+    ShardId::from_key_bytes(key.get(PLACED_PREFIX.len() + 8..)?)
 }
 
 pub(super) fn short_key(object: &ObjectId, segment: u32) -> Vec<u8> {

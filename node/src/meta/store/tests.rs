@@ -6,14 +6,14 @@ use crate::meta::{
     Token, UploadRecord, BOOTSTRAP_ADMIN,
 };
 
-fn store() -> (tempfile::TempDir, MetaStore) {
+pub(super) fn store() -> (tempfile::TempDir, MetaStore) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = sled::open(dir.path()).expect("sled");
     let tree = db.open_tree("sm").expect("tree");
     (dir, MetaStore::new(tree))
 }
 
-fn run(store: &MetaStore, command: Command) -> Result<(), MetaError> {
+pub(super) fn run(store: &MetaStore, command: Command) -> Result<(), MetaError> {
     let mut batch = sled::Batch::default();
     let result = store.apply(&command, &mut batch).expect("store");
     store.tree().apply_batch(batch).expect("batch");
