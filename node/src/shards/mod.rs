@@ -14,6 +14,7 @@
 //! `spawn_blocking`.
 
 mod file;
+mod format;
 mod pack;
 
 use std::fs::{self, File};
