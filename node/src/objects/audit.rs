@@ -17,7 +17,7 @@ use crate::meta::{Command, MetaError, NodeState};
 use crate::raft::{CaughtUp, ClusterError};
 
 /// Who the audit log names as the writer of sealed segments.
-pub const SEALER: &str = "cluster (audit seal)";
+const SEALER: &str = "cluster (audit seal)";
 
 /// A sealed segment as read back.
 #[derive(Debug)]

@@ -16,7 +16,7 @@ mod write;
 
 use std::sync::Arc;
 
-pub use audit::{SealedRead, SEALER};
+pub use audit::SealedRead;
 pub use keys::{rotate_keys, RotationReport};
 pub use peers::{timeouts, GrpcPeers, PeerError, Peers, ShardPeers, ShardSink, Target};
 pub use read::{ObjectRange, ObjectStream};

@@ -1,12 +1,12 @@
 //! Sealing the audit log: only the tail's oldest entries, only as the log
 //! holds them, only into an object that exists with the recorded digest.
 
-use super::tests::{run, store};
+use super::tests::{bare_manifest, begin_upload, run, store};
 use super::*;
 use crate::meta::audit::{
     encode_segment, segment_key, verify_chain, AuditRecord, SealedSegment, Summary, AUDIT_BUCKET,
 };
-use crate::meta::{Bucket, Command, MetaError, ObjectId, ObjectManifest, UploadRecord};
+use crate::meta::{Bucket, Command, MetaError, ObjectId, ObjectManifest};
 
 fn append(s: &MetaStore, n: u64) {
     let records = (0..n)
@@ -49,32 +49,12 @@ fn segment_object(s: &MetaStore, first: u64, last: u64) -> SealedSegment {
         };
         run(s, Command::CreateBucket { bucket }).expect("bucket");
     }
-    let id = ObjectId(rand::random());
-    let upload = UploadRecord {
-        object_id: id,
-        bucket: AUDIT_BUCKET.into(),
-        key: segment.key.clone(),
-        coordinator: 1,
-        started_ms: 0,
-        touched_ms: 0,
-    };
-    run(s, Command::BeginUpload { upload }).expect("upload");
     let manifest = ObjectManifest {
-        bucket: AUDIT_BUCKET.into(),
-        key: segment.key.clone(),
-        object_id: id,
         size: bytes.len() as u64,
         sha256: segment.sha256.clone(),
-        content_type: String::new(),
-        metadata: Default::default(),
-        data: 4,
-        parity: 2,
-        block_size: 4096,
-        segment_stripes: 1,
-        created_ms: 0,
-        segments: Vec::new(),
-        encryption: None,
+        ..bare_manifest(AUDIT_BUCKET, &segment.key, ObjectId(rand::random()))
     };
+    begin_upload(s, &manifest);
     let create = Command::CreateObject {
         manifest: Box::new(manifest),
         audit: None,

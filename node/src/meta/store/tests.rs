@@ -20,6 +20,39 @@ pub(super) fn run(store: &MetaStore, command: Command) -> Result<(), MetaError> 
     result
 }
 
+/// A 4+2 manifest without segments (nothing stored behind it).
+pub(super) fn bare_manifest(bucket: &str, key: &str, id: crate::meta::ObjectId) -> ObjectManifest {
+    ObjectManifest {
+        bucket: bucket.into(),
+        key: key.into(),
+        object_id: id,
+        size: 0,
+        sha256: "ab".into(),
+        content_type: String::new(),
+        metadata: Default::default(),
+        data: 4,
+        parity: 2,
+        block_size: 4096,
+        segment_stripes: 1,
+        created_ms: 0,
+        segments: Vec::new(),
+        encryption: None,
+    }
+}
+
+/// Records the upload `manifest` will commit.
+pub(super) fn begin_upload(s: &MetaStore, manifest: &ObjectManifest) {
+    let upload = UploadRecord {
+        object_id: manifest.object_id,
+        bucket: manifest.bucket.clone(),
+        key: manifest.key.clone(),
+        coordinator: 1,
+        started_ms: 0,
+        touched_ms: 0,
+    };
+    run(s, Command::BeginUpload { upload }).expect("upload");
+}
+
 fn node(id: u64, addr: &str) -> NodeRecord {
     NodeRecord {
         id,
@@ -57,31 +90,8 @@ fn an_object_and_its_audit_record_commit_together() {
     };
     run(&s, Command::CreateBucket { bucket }).expect("bucket");
     let id = crate::meta::ObjectId([7; 16]);
-    let upload = UploadRecord {
-        object_id: id,
-        bucket: "footage".into(),
-        key: "k".into(),
-        coordinator: 1,
-        started_ms: 0,
-        touched_ms: 0,
-    };
-    run(&s, Command::BeginUpload { upload }).expect("upload");
-    let manifest = ObjectManifest {
-        bucket: "footage".into(),
-        key: "k".into(),
-        object_id: id,
-        size: 0,
-        sha256: "ab".into(),
-        content_type: String::new(),
-        metadata: Default::default(),
-        data: 4,
-        parity: 2,
-        block_size: 4096,
-        segment_stripes: 1,
-        created_ms: 0,
-        segments: Vec::new(),
-        encryption: None,
-    };
+    let manifest = bare_manifest("footage", "k", id);
+    begin_upload(&s, &manifest);
     let create = Command::CreateObject {
         manifest: Box::new(manifest.clone()),
         audit: Some(audit("put", "k")),
