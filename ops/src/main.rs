@@ -85,6 +85,12 @@ enum BenchCmd {
         /// shard, to compare).
         #[arg(long)]
         packed_shard_bytes: Option<u64>,
+        /// Objects past this many are metadata-only (local cluster only):
+        /// synthetic manifests with no shard files, written into the
+        /// stopped nodes' state, and `--audit` entries likewise; each row
+        /// above it times a burst of real puts on the filled cluster.
+        #[arg(long)]
+        metadata_only_above: Option<usize>,
     },
 }
 
@@ -106,6 +112,7 @@ fn main() -> ExitCode {
                     output,
                     dir,
                     packed_shard_bytes,
+                    metadata_only_above,
                 }),
             ..
         } => run_async(bench::scale::run(bench::scale::ScaleOptions {
@@ -116,6 +123,7 @@ fn main() -> ExitCode {
             json: output == "json",
             dir,
             packed_shard_bytes,
+            metadata_only_above,
         })),
         Cmd::Bench {
             what: None,

@@ -33,7 +33,6 @@ pub mod calls;
 mod cli;
 mod data;
 pub mod disk;
-pub mod fill;
 pub mod history;
 pub mod net;
 mod pki;

@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use tresor_node::config::{HealingTuning, RaftTuning};
+use tresor_node::devcluster::fill::{fill_metadata, synthetic_key};
 use tresor_proto::v1 as pb;
-use tresor_tests::fill::{fill_metadata, synthetic_key};
 use tresor_tests::{cluster, spec, wait_for, Harness, HEAL_TIMEOUT};
 
 const OBJECTS: u64 = 100_000;

@@ -10,6 +10,7 @@
 //! `admin` under `<dir>/certs`, and a master key file `<dir>/master.keys`.
 
 mod data;
+pub mod fill;
 mod node;
 mod pki;
 mod wait;

@@ -7,8 +7,10 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-/// Bytes written to the tree per batch while a snapshot is loaded.
-const LOAD_BATCH_BYTES: usize = 4 << 20;
+/// Bytes written to the tree per batch while a snapshot is loaded. Small:
+/// sled frees the pages a batch replaces only when the batch is done, so
+/// a batch of a few MiB held a few hundred MiB of garbage at its peak.
+const LOAD_BATCH_BYTES: usize = 64 << 10;
 
 /// Malformed snapshot bytes.
 #[derive(Debug, thiserror::Error)]

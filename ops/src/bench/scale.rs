@@ -4,8 +4,12 @@
 //! objects, measures put rate and p99, `status` and list-page latency,
 //! node memory, metadata bytes per object, disk bytes and shard files per
 //! object, and the latest snapshot's size; at the end, how long a node
-//! added to the cluster takes to catch up. Every figure comes from real
-//! calls: there is no metadata-only fill.
+//! added to the cluster takes to catch up. Figures come from real calls;
+//! with `--metadata-only-above N`, objects past N (and the `--audit`
+//! entries) are synthetic manifests and records written into the stopped
+//! local nodes' state (no shard files behind them), and each row past N
+//! times a burst of real puts on the filled cluster. Such rows are marked
+//! in the table and the JSON (`metadata_only_objects`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use serde_json::json;
 use tresor_client::{Client, Credentials, PutOptions};
+use tresor_node::config::HealingTuning;
+use tresor_node::devcluster::fill::Fill;
 use tresor_node::devcluster::{LocalCluster, LocalClusterSpec};
 use tresor_proto::v1 as pb;
 use tresor_proto::v1::objects_client::ObjectsClient;
@@ -25,6 +31,10 @@ use super::{current_rss, percentile};
 const OBJECT_BYTES: usize = 4096;
 /// Deadline of each measuring call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Real puts timed at each metadata-only row.
+const BURST: usize = 2_000;
+/// Longest wait for the cluster to settle (stop, restart, sealing).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// What to run.
 pub struct ScaleOptions {
@@ -44,11 +54,16 @@ pub struct ScaleOptions {
     /// The local nodes' `[shards] packed_shard_bytes` (their default when
     /// absent; 0 stores every shard as a file of its own).
     pub packed_shard_bytes: Option<u64>,
+    /// Objects past this many, and the audit entries, are metadata-only
+    /// (local cluster only).
+    pub metadata_only_above: Option<usize>,
 }
 
 /// The figures at one step.
 struct Step {
     objects: usize,
+    /// Of `objects`, those that are synthetic manifests.
+    metadata_only_objects: usize,
     audit_entries: u64,
     put_obj_per_s: f64,
     put_p99_ms: f64,
@@ -120,7 +135,7 @@ where
 }
 
 /// Puts objects `from..to` with `clients` clients; returns obj/s and p99.
-async fn fill(
+async fn put_range(
     credentials: &Credentials,
     endpoints: &[String],
     clients: usize,
@@ -206,7 +221,7 @@ async fn stats(
 async fn measure_step(
     endpoints: &[String],
     local: Option<&LocalCluster>,
-    objects: usize,
+    (objects, metadata_only_objects): (usize, usize),
     rate: (f64, f64),
 ) -> anyhow::Result<Step> {
     let mut admin = tresor_client::admin(&endpoints[0]).await?;
@@ -220,7 +235,7 @@ async fn measure_step(
     .await?;
     let credentials = (*tresor_client::default_credentials()).clone();
     let client = objects_client(&endpoints[0], &credentials).await?;
-    let middle = format!("obj/{:010}", objects / 2);
+    let middle = format!("obj/{:010}", (objects - metadata_only_objects) / 2);
     let list_page_ms = median_ms(|| {
         let mut client = client.clone();
         let token = middle.clone();
@@ -240,6 +255,7 @@ async fn measure_step(
     let audit_entries = audit_head(&mut admin).await?;
     let mut step = Step {
         objects,
+        metadata_only_objects,
         audit_entries,
         put_obj_per_s: rate.0,
         put_p99_ms: rate.1,
@@ -260,6 +276,8 @@ async fn measure_step(
             .max();
         let first = &cluster.nodes[0].config.data_dir;
         step.meta_bytes_per_object = Some(per(usage(&first.join("meta")).0));
+        // Shard files and packs hold the real objects only.
+        let per = |x: u64| x as f64 / (objects - metadata_only_objects).max(1) as f64;
         let (mut bytes, mut files) = (0, 0);
         for n in &cluster.nodes {
             let (b, f) = usage(&n.config.data_dir.join("shards"));
@@ -282,6 +300,17 @@ async fn measure_step(
     Ok(step)
 }
 
+/// Waits until the sealer has moved the filled audit entries out of the
+/// replicated state (at most two segments' worth left in the tail).
+async fn wait_sealed(endpoint: &str) -> anyhow::Result<()> {
+    eprintln!("waiting for the audit log to be sealed");
+    let limit = 2 * tresor_node::config::AuditTuning::default().seal_entries;
+    settle("the audit log sealed", || async {
+        Ok(status(endpoint, false).await?.audit_unsealed <= limit)
+    })
+    .await
+}
+
 /// The audit log's head: entries recorded so far.
 async fn audit_head(admin: &mut tresor_client::AdminClient) -> anyhow::Result<u64> {
     let s = tokio::time::timeout(
@@ -292,6 +321,75 @@ async fn audit_head(admin: &mut tresor_client::AdminClient) -> anyhow::Result<u6
     .map_err(|_| anyhow!("status: no answer within {CALL_TIMEOUT:?}"))??
     .into_inner();
     Ok(s.audit_entries)
+}
+
+/// Status of the cluster as `endpoint` sees it (`local`: its own indexes).
+async fn status(endpoint: &str, local: bool) -> anyhow::Result<pb::StatusResponse> {
+    let mut admin = tresor_client::admin(endpoint).await?;
+    let s = tokio::time::timeout(CALL_TIMEOUT, admin.status(pb::StatusRequest { local }))
+        .await
+        .map_err(|_| anyhow!("status: no answer within {CALL_TIMEOUT:?}"))??;
+    Ok(s.into_inner())
+}
+
+/// Waits until `ready` says yes, polling every half second, at most
+/// [`SETTLE_TIMEOUT`].
+async fn settle<F, Fut>(what: &str, mut ready: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let started = Instant::now();
+    loop {
+        // A node that is restarting or electing answers with an error.
+        if ready().await.unwrap_or(false) {
+            return Ok(());
+        }
+        if started.elapsed() > SETTLE_TIMEOUT {
+            return Err(anyhow!("{what}: not within {SETTLE_TIMEOUT:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Stops the local cluster once every node has applied the same entries,
+/// adds `fill` to every node's state, and starts it again; returns the
+/// leader's applied index after the restart (the log before it does not
+/// hold the fill).
+async fn fill_stopped(cluster: &mut LocalCluster, fill: Fill) -> anyhow::Result<u64> {
+    let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.endpoint()).collect();
+    settle("every node applied the same entries", || async {
+        let commit = status(&nodes[0], false).await?.commit_index;
+        for n in &nodes {
+            if status(n, true).await?.applied_index != commit {
+                return Ok(false);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(status(&nodes[0], false).await?.commit_index == commit)
+    })
+    .await?;
+    cluster.stop_all(Duration::from_secs(30)).await;
+    let dirs: Vec<PathBuf> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.config.data_dir.clone())
+        .collect();
+    let started = Instant::now();
+    let (objects, audit) = (fill.objects.clone(), fill.audit);
+    tokio::task::spawn_blocking(move || tresor_node::devcluster::fill::fill(&dirs, &fill))
+        .await??;
+    eprintln!(
+        "metadata-only fill of objects {objects:?} and {audit} audit entries on {} nodes: {:.0} s",
+        nodes.len(),
+        started.elapsed().as_secs_f64()
+    );
+    cluster.start_all(SETTLE_TIMEOUT).await?;
+    settle("a leader after the restart", || async {
+        Ok(status(&nodes[0], false).await?.leader_id.is_some())
+    })
+    .await?;
+    Ok(status(&nodes[0], false).await?.applied_index)
 }
 
 /// Adds a node to the local cluster and times its catch-up to the
@@ -349,6 +447,18 @@ pub async fn run(opts: ScaleOptions) -> anyhow::Result<()> {
     if let Some(bytes) = opts.packed_shard_bytes {
         spec.shards.packed_shard_bytes = bytes;
     }
+    if opts.metadata_only_above.is_some() {
+        if opts.endpoint.is_some() {
+            return Err(anyhow!(
+                "--metadata-only-above needs the local cluster (no --endpoint)"
+            ));
+        }
+        // The synthetic objects have no files: scrub would report them.
+        spec.healing = HealingTuning {
+            scrub_interval_secs: 365 * 24 * 3600,
+            ..HealingTuning::default()
+        };
+    }
     let (endpoints, mut local) = super::cluster_for(opts.endpoint.as_deref(), &dir, spec).await?;
     let result = scale(&opts, &endpoints, &mut local).await;
     if let Some(mut cluster) = local {
@@ -381,13 +491,54 @@ async fn scale(
         .collect();
     marks.push(opts.objects);
     let clients = opts.clients.max(1);
+    let real_limit = opts.metadata_only_above.unwrap_or(usize::MAX);
     let mut steps = Vec::new();
-    let mut done = 0;
+    // Real objects put, synthetic objects filled, the log index from which
+    // the log holds what was filled.
+    let (mut real, mut synthetic, mut filled_at) = (0, 0, None);
     for mark in marks {
-        eprintln!("putting objects {done}..{mark} (4 KiB, {clients} clients)");
-        let rate = fill(&credentials, endpoints, clients, done, mark).await?;
-        done = mark;
-        steps.push(measure_step(endpoints, local.as_ref(), done, rate).await?);
+        let real_to = mark.min(real_limit).max(real);
+        let mut rate = (0.0, 0.0);
+        if real < real_to {
+            eprintln!("putting objects {real}..{real_to} (4 KiB, {clients} clients)");
+            rate = put_range(&credentials, endpoints, clients, real, real_to).await?;
+            real = real_to;
+        }
+        let synthetic_to = mark.saturating_sub(real);
+        if synthetic < synthetic_to {
+            let cluster = local
+                .as_mut()
+                .ok_or_else(|| anyhow!("a metadata-only fill needs the local cluster"))?;
+            let last = synthetic_to + real >= opts.objects;
+            let audit = if last {
+                opts.audit.saturating_sub(audit_head(&mut admin).await?)
+            } else {
+                0
+            };
+            let fill = Fill {
+                bucket: "scale".into(),
+                objects: synthetic as u64..synthetic_to as u64,
+                audit,
+            };
+            filled_at = Some(fill_stopped(cluster, fill).await?);
+            synthetic = synthetic_to;
+            admin = tresor_client::admin(&endpoints[0]).await?;
+            if audit > 0 {
+                wait_sealed(&endpoints[0]).await?;
+            }
+            eprintln!("timing {BURST} real puts on the filled cluster");
+            rate = put_range(&credentials, endpoints, clients, real, real + BURST).await?;
+            real += BURST;
+        }
+        steps.push(
+            measure_step(
+                endpoints,
+                local.as_ref(),
+                (real + synthetic, synthetic),
+                rate,
+            )
+            .await?,
+        );
     }
     let head = audit_head(&mut admin).await?;
     if opts.audit > head {
@@ -396,10 +547,39 @@ async fn scale(
             opts.audit
         );
         stats(&credentials, endpoints, clients, opts.audit - head).await?;
-        steps.push(measure_step(endpoints, local.as_ref(), done, (0.0, 0.0)).await?);
+        steps.push(
+            measure_step(
+                endpoints,
+                local.as_ref(),
+                (real + synthetic, synthetic),
+                (0.0, 0.0),
+            )
+            .await?,
+        );
     }
     let caught_up = match local.as_mut() {
         Some(cluster) => {
+            if let Some(at) = filled_at {
+                // A joining node must get the fill from a snapshot: puts
+                // until the leader's log no longer reaches back before it.
+                eprintln!("putting until the leader's log is compacted past the fill");
+                for round in 0.. {
+                    let leader = status(&endpoints[0], false)
+                        .await?
+                        .leader_id
+                        .and_then(|l| cluster.node(l).map(|n| n.endpoint()))
+                        .ok_or_else(|| anyhow!("no leader"))?;
+                    let purged = status(&leader, true).await?.purged_index;
+                    if purged.is_some_and(|p| p > at) {
+                        break;
+                    }
+                    if round == 20 {
+                        return Err(anyhow!("the log was not compacted past the fill"));
+                    }
+                    put_range(&credentials, endpoints, clients, real, real + 1_000).await?;
+                    real += 1_000;
+                }
+            }
             eprintln!("adding a node and timing its catch-up");
             Some(catch_up(cluster, endpoints).await?)
         }
@@ -414,6 +594,7 @@ fn print(json_out: bool, steps: &[Step], caught_up: Option<(f64, u64)>) -> anyho
             "object_bytes": OBJECT_BYTES,
             "steps": steps.iter().map(|s| json!({
                 "objects": s.objects,
+                "metadata_only_objects": s.metadata_only_objects,
                 "audit_entries": s.audit_entries,
                 "put_obj_per_s": s.put_obj_per_s,
                 "put_p99_ms": s.put_p99_ms,
@@ -439,8 +620,9 @@ fn print(json_out: bool, steps: &[Step], caught_up: Option<(f64, u64)>) -> anyho
             .unwrap_or_else(|| "-".into())
     };
     println!(
-        "{:>9} {:>9} {:>7} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7} {:>8}",
+        "{:>9} {:>9} {:>9} {:>7} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7} {:>8}",
         "OBJECTS",
+        "META-ONLY",
         "AUDIT",
         "PUT/s",
         "p99 ms",
@@ -454,8 +636,9 @@ fn print(json_out: bool, steps: &[Step], caught_up: Option<(f64, u64)>) -> anyho
     );
     for s in steps {
         println!(
-            "{:>9} {:>9} {:>7.0} {:>8.1} {:>9.1} {:>9.1} {:>8} {:>9} {:>9} {:>7} {:>8}",
+            "{:>9} {:>9} {:>9} {:>7.0} {:>8.1} {:>9.1} {:>9.1} {:>8} {:>9} {:>9} {:>7} {:>8}",
             s.objects,
+            s.metadata_only_objects,
             s.audit_entries,
             s.put_obj_per_s,
             s.put_p99_ms,

@@ -1,13 +1,16 @@
-//! Metadata-only fill, for tests of the control plane at scale: synthetic
-//! manifests (no shard files behind them) put into the state of every node
-//! of a stopped cluster, identically, so the replicas stay the same. The log does not hold them: a node that
-//! joins later must get them from a snapshot (the test must make the log
-//! compact before one joins). Scrub would find their files missing, so
-//! tests using this keep scrub from running.
+//! Metadata-only fill, for tests and benchmarks of the control plane at
+//! scale (never for a real cluster): synthetic manifests (no shard files
+//! behind them) and audit entries put into the state of every node of a
+//! stopped cluster, identically, so the replicas stay the same. The log
+//! does not hold them: a node that joins later must get them from a
+//! snapshot (the caller must make the log compact before one joins). Scrub
+//! would find the objects' files missing, so callers keep scrub from
+//! running.
 
 use std::path::PathBuf;
 
-use tresor_node::meta::{
+use crate::meta::audit::AuditRecord;
+use crate::meta::{
     Command, Digest, MetaStore, ObjectId, ObjectManifest, SegmentManifest, ShardLocation,
     UploadRecord,
 };
@@ -51,6 +54,18 @@ pub fn synthetic_key(i: u64) -> String {
     format!("synthetic/{i:09}")
 }
 
+/// What a metadata-only fill adds.
+#[derive(Debug, Clone, Default)]
+pub struct Fill {
+    /// The bucket (which must exist).
+    pub bucket: String,
+    /// Synthetic objects `from..to` of the bucket.
+    pub objects: std::ops::Range<u64>,
+    /// Audit entries appended after them (stat records of synthetic
+    /// objects, chained as the log chains any entry).
+    pub audit: u64,
+}
+
 /// Adds synthetic objects `0..count` of `bucket` (which must exist) to the
 /// state of every stopped node in `data_dirs`. The commands are applied to
 /// the first node's state through the state machine's own `apply`; the
@@ -58,12 +73,27 @@ pub fn synthetic_key(i: u64) -> String {
 /// (every key but the Raft bookkeeping). The nodes must have applied the
 /// same entries before they stopped.
 pub fn fill_metadata(data_dirs: &[PathBuf], bucket: &str, count: u64) -> anyhow::Result<()> {
+    fill(
+        data_dirs,
+        &Fill {
+            bucket: bucket.into(),
+            objects: 0..count,
+            audit: 0,
+        },
+    )
+}
+
+/// Adds what `fill` says to the state of every stopped node in
+/// `data_dirs`, as [`fill_metadata`] does.
+pub fn fill(data_dirs: &[PathBuf], fill: &Fill) -> anyhow::Result<()> {
     let Some((first, others)) = data_dirs.split_first() else {
         return Ok(());
     };
     let db = sled::open(first.join("meta"))?;
-    let source = tresor_node::raft::state_machine::state_tree(&db)?;
-    apply_fill(&MetaStore::new(source.clone()), bucket, count)?;
+    let source = crate::raft::state_machine::state_tree(&db)?;
+    let store = MetaStore::new(source.clone());
+    apply_fill(&store, &fill.bucket, fill.objects.clone())?;
+    apply_audit(&store, &fill.bucket, fill.audit)?;
     db.flush()?;
     // Two copies at a time: the machine has two cores.
     for pair in others.chunks(2) {
@@ -84,7 +114,7 @@ pub fn fill_metadata(data_dirs: &[PathBuf], bucket: &str, count: u64) -> anyhow:
 /// of the stopped node at `dir`.
 fn copy_state(source: &sled::Tree, dir: &std::path::Path) -> anyhow::Result<()> {
     let db = sled::open(dir.join("meta"))?;
-    let target = tresor_node::raft::state_machine::state_tree(&db)?;
+    let target = crate::raft::state_machine::state_tree(&db)?;
     let mut batch = sled::Batch::default();
     let mut pending = 0;
     for kv in source.iter() {
@@ -104,18 +134,27 @@ fn copy_state(source: &sled::Tree, dir: &std::path::Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn apply_fill(store: &MetaStore, bucket: &str, count: u64) -> anyhow::Result<()> {
-    let apply = |command: &Command, batch: &mut sled::Batch| -> anyhow::Result<()> {
-        store
-            .apply(command, batch)?
-            .map_err(|e| anyhow::anyhow!("synthetic fill refused: {e}"))
-    };
+fn apply(store: &MetaStore, command: &Command, batch: &mut sled::Batch) -> anyhow::Result<()> {
+    store
+        .apply(command, batch)?
+        .map_err(|e| anyhow::anyhow!("synthetic fill refused: {e}"))
+}
+
+fn apply_fill(
+    store: &MetaStore,
+    bucket: &str,
+    objects: std::ops::Range<u64>,
+) -> anyhow::Result<()> {
+    let apply = |command: &Command, batch: &mut sled::Batch| apply(store, command, batch);
     // Uploads are independent of each other: a thousand per batch. Each
     // commit reads the counters the one before it wrote: one per batch.
-    for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
+    let mut from = objects.start;
+    while from < objects.end {
+        let chunk = from..objects.end.min(from + 1000);
+        from = chunk.end;
         let mut batch = sled::Batch::default();
-        for i in chunk {
-            let manifest = synthetic_manifest(bucket, *i);
+        for i in chunk.clone() {
+            let manifest = synthetic_manifest(bucket, i);
             let upload = UploadRecord {
                 object_id: manifest.object_id,
                 bucket: bucket.into(),
@@ -130,12 +169,39 @@ fn apply_fill(store: &MetaStore, bucket: &str, count: u64) -> anyhow::Result<()>
         for i in chunk {
             let mut batch = sled::Batch::default();
             let create = Command::CreateObject {
-                manifest: Box::new(synthetic_manifest(bucket, *i)),
+                manifest: Box::new(synthetic_manifest(bucket, i)),
                 audit: None,
             };
             apply(&create, &mut batch)?;
             store.tree().apply_batch(batch)?;
         }
+    }
+    Ok(())
+}
+
+/// Appends `count` stat records of synthetic objects of `bucket` to the
+/// audit log, a thousand per batch (each append reads the head the one
+/// before it wrote).
+fn apply_audit(store: &MetaStore, bucket: &str, count: u64) -> anyhow::Result<()> {
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(1000);
+        let records = (done..done + n)
+            .map(|i| AuditRecord {
+                time_ms: 1_790_000_000_000 + i,
+                node: 1 + i % 6,
+                principal: "synthetic".into(),
+                action: "stat".into(),
+                bucket: bucket.into(),
+                key: synthetic_key(i % 1_000_000),
+                object_sha256: format!("{:064x}", i % 1_000_000),
+                outcome: "ok".into(),
+            })
+            .collect();
+        let mut batch = sled::Batch::default();
+        apply(store, &Command::AppendAudit { records }, &mut batch)?;
+        store.tree().apply_batch(batch)?;
+        done += n;
     }
     Ok(())
 }
