@@ -201,6 +201,7 @@ async fn tour(cluster: &mut LocalCluster) -> anyhow::Result<()> {
             name: "footage".into(),
             data: 4,
             parity: 2,
+            retention: String::new(),
         })
         .await
         .map_err(|s| anyhow!("create bucket: {}", s.message()))?;

@@ -541,6 +541,7 @@ impl Harness {
                 name: name.into(),
                 data,
                 parity,
+                retention: String::new(),
             })
             .await?;
         r.into_inner()

@@ -174,6 +174,7 @@ async fn sealed_log_reads_verifies_and_heals() -> anyhow::Result<()> {
             name: "tresor.other".into(),
             data: 2,
             parity: 1,
+            retention: String::new(),
         })
         .await
         .expect_err("reserved name");

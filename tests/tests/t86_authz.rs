@@ -29,8 +29,11 @@ enum Expect {
     /// Get, stat, list, list buckets (role read, on all buckets or on the
     /// bucket the matrix uses).
     Read,
-    /// Audit log and verify (role audit).
+    /// Audit log and verify, list holds and policies (role audit).
     Audit,
+    /// Holds, retention extension, list holds and policies (role
+    /// custodian, on all buckets or on the bucket the matrix uses).
+    Custodian,
     /// Nothing: PermissionDenied.
     Nothing,
     /// Nothing: Unauthenticated.
@@ -41,8 +44,22 @@ fn allowed(expect: Expect, op: Op) -> bool {
     match expect {
         Expect::All => true,
         Expect::Ingest => op == Op::Put,
-        Expect::Read => matches!(op, Op::Get | Op::Stat | Op::List | Op::ListBuckets),
-        Expect::Audit => matches!(op, Op::AuditLog | Op::AuditVerify),
+        Expect::Read => matches!(
+            op,
+            Op::Get | Op::Stat | Op::List | Op::ListBuckets | Op::ListRetention
+        ),
+        Expect::Audit => matches!(
+            op,
+            Op::AuditLog | Op::AuditVerify | Op::ListHolds | Op::ListRetention
+        ),
+        Expect::Custodian => matches!(
+            op,
+            Op::PlaceHold
+                | Op::ReleaseHold
+                | Op::ListHolds
+                | Op::ExtendRetention
+                | Op::ListRetention
+        ),
         Expect::Nothing | Expect::Unauthenticated => false,
     }
 }
@@ -169,6 +186,7 @@ async fn call(
                     name: format!("made-{n}"),
                     data: 2,
                     parity: 1,
+                    retention: String::new(),
                 })
                 .await?;
         }
@@ -264,6 +282,73 @@ async fn call(
         }
         Op::KeysRotate => {
             admin().await?.rotate_keys(pb::RotateKeysRequest {}).await?;
+        }
+        Op::CreateRetention => {
+            admin()
+                .await?
+                .create_retention(pb::CreateRetentionRequest {
+                    name: format!("made-{n}"),
+                    keep_min_ms: None,
+                    delete_after_ms: Some(3_600_000),
+                })
+                .await?;
+        }
+        Op::ListRetention => {
+            admin()
+                .await?
+                .list_retention(pb::ListRetentionRequest {})
+                .await?;
+        }
+        Op::SetBucketRetention => {
+            // Clearing a policy the bucket does not have changes nothing.
+            admin()
+                .await?
+                .set_bucket_retention(pb::SetBucketRetentionRequest {
+                    bucket: "cams".into(),
+                    policy: String::new(),
+                })
+                .await?;
+        }
+        Op::ExtendRetention => {
+            admin()
+                .await?
+                .extend_retention(pb::ExtendRetentionRequest {
+                    bucket: "cams".into(),
+                    key: "no-such-key".into(),
+                    policy: "ghost".into(),
+                })
+                .await?;
+        }
+        Op::PlaceHold => {
+            // A hold on a key that does not exist keeps nothing.
+            admin()
+                .await?
+                .place_hold(pb::PlaceHoldRequest {
+                    case_id: format!("case-{n}"),
+                    bucket: "cams".into(),
+                    target: Some(pb::place_hold_request::Target::Key(format!("unheld-{n}"))),
+                    reason: "authorisation matrix".into(),
+                })
+                .await?;
+        }
+        Op::ReleaseHold => {
+            admin()
+                .await?
+                .release_hold(pb::ReleaseHoldRequest {
+                    case_id: "ghost".into(),
+                    bucket: "cams".into(),
+                    target: Some(pb::release_hold_request::Target::Key("no-such-key".into())),
+                })
+                .await?;
+        }
+        Op::ListHolds => {
+            admin()
+                .await?
+                .list_holds(pb::ListHoldsRequest {
+                    bucket: "cams".into(),
+                    ..Default::default()
+                })
+                .await?;
         }
     }
     Ok(())
@@ -370,6 +455,8 @@ async fn every_role_against_every_operation() -> anyhow::Result<()> {
         ("ingester", Some("ingest"), None),
         ("reader", Some("read"), None),
         ("auditor", Some("audit"), None),
+        ("custodian", Some("custodian"), None),
+        ("case-officer", Some("custodian"), Some("cams")),
         ("scoped", Some("read"), Some("cams")),
         ("nobody", None, None),
     ] {
@@ -397,6 +484,16 @@ async fn every_role_against_every_operation() -> anyhow::Result<()> {
             Expect::Read,
         ),
         ("auditor", h.client_credentials("auditor")?, Expect::Audit),
+        (
+            "custodian",
+            h.client_credentials("custodian")?,
+            Expect::Custodian,
+        ),
+        (
+            "custodian on cams",
+            h.client_credentials("case-officer")?,
+            Expect::Custodian,
+        ),
         (
             "read on cams",
             h.client_credentials("scoped")?,
@@ -498,6 +595,9 @@ async fn every_role_against_every_operation() -> anyhow::Result<()> {
         "calls by token carry the token's principal"
     );
     assert!(has("operator", "principal create", "ok"));
+    assert!(has("reader", "hold place", "permission_denied"));
+    assert!(has("ingester", "retention extend", "permission_denied"));
+    assert!(has("case-officer", "hold place", "ok"));
     Ok(())
 }
 

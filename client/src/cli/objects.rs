@@ -57,6 +57,21 @@ pub(super) async fn stat(
             "missing_shards": info.missing_shards,
             "created": format_rfc3339_ms(info.created_ms),
             "created_ms": info.created_ms,
+            "retention": info.retention.as_ref().map(|r| json!({
+                "policy": r.policy,
+                "keep_until_ms": r.keep_until_ms,
+                "keep_until": r.keep_until_ms.map(format_rfc3339_ms),
+                "delete_at_ms": r.delete_at_ms,
+                "delete_at": r.delete_at_ms.map(format_rfc3339_ms),
+            })),
+            "holds": info.holds.iter().map(|h| json!({
+                "case_id": h.case_id,
+                "key": match &h.target { Some(tresor_proto::v1::hold::Target::Key(k)) => Some(k), _ => None },
+                "prefix": match &h.target { Some(tresor_proto::v1::hold::Target::Prefix(p)) => Some(p), _ => None },
+                "reason": h.reason,
+                "placed_by": h.placed_by,
+                "placed_ms": h.placed_ms,
+            })).collect::<Vec<_>>(),
         })),
         Output::Table => {
             print_fields(&info_fields(&info));
@@ -83,6 +98,34 @@ fn info_fields(info: &ObjectInfo) -> Vec<(&'static str, String)> {
         ("stripes", info.stripes.to_string()),
         ("missing shards", info.missing_shards.to_string()),
         ("created", format_rfc3339_ms(info.created_ms)),
+        (
+            "retention",
+            info.retention
+                .as_ref()
+                .map_or("-".into(), |r| r.policy.clone()),
+        ),
+        (
+            "keep until",
+            info.retention
+                .as_ref()
+                .and_then(|r| r.keep_until_ms)
+                .map_or("-".into(), format_rfc3339_ms),
+        ),
+        (
+            "delete at",
+            info.retention
+                .as_ref()
+                .and_then(|r| r.delete_at_ms)
+                .map_or("-".into(), format_rfc3339_ms),
+        ),
+        (
+            "holds",
+            info.holds
+                .iter()
+                .map(|h| h.case_id.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
     ]
 }
 

@@ -10,7 +10,7 @@ use tresor_proto::v1::objects_server::Objects;
 
 use super::audit::AuditSink;
 use super::auth::{peer_name, Action, Authorizer, Caller};
-use super::{object_status, outcome_of};
+use super::{object_status, outcome_of, store_status};
 use crate::meta::audit::is_reserved_bucket;
 use crate::meta::ObjectManifest;
 use crate::metrics::Metrics;
@@ -254,6 +254,33 @@ pub fn object_info(m: &ObjectManifest) -> pb::ObjectInfo {
         stripes: m.stripes(),
         created_ms: m.created_ms,
         missing_shards: m.missing_shards() as u32,
+        retention: m.retention.as_ref().map(retention_pb),
+        holds: Vec::new(),
+    }
+}
+
+/// An object's retention on the wire.
+pub fn retention_pb(r: &crate::meta::ObjectRetention) -> pb::ObjectRetention {
+    pb::ObjectRetention {
+        policy: r.policy.clone(),
+        keep_until_ms: r.keep_until_ms,
+        delete_at_ms: r.delete_at_ms,
+    }
+}
+
+/// A hold on the wire.
+pub fn hold_pb(h: &crate::meta::Hold) -> pb::Hold {
+    use crate::meta::HoldTarget;
+    pb::Hold {
+        case_id: h.case_id.clone(),
+        bucket: h.bucket.clone(),
+        target: Some(match &h.target {
+            HoldTarget::Key(k) => pb::hold::Target::Key(k.clone()),
+            HoldTarget::Prefix(p) => pb::hold::Target::Prefix(p.clone()),
+        }),
+        reason: h.reason.clone(),
+        placed_by: h.placed_by.clone(),
+        placed_ms: h.placed_ms,
     }
 }
 
@@ -479,10 +506,17 @@ impl ObjectsService {
             .plane
             .manifest(caught_up, &req.bucket, &req.key)
             .map_err(object_status)?;
-        Ok((
-            Response::new(object_info(&manifest)),
-            Served::object(&manifest.sha256),
-        ))
+        let mut info = object_info(&manifest);
+        info.holds = self
+            .plane
+            .cluster()
+            .meta()
+            .holds_on(&req.bucket, &req.key)
+            .map_err(store_status)?
+            .iter()
+            .map(hold_pb)
+            .collect();
+        Ok((Response::new(info), Served::object(&manifest.sha256)))
     }
 
     async fn list_inner(

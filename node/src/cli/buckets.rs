@@ -19,6 +19,21 @@ pub enum BucketCmd {
         /// Parity shards per stripe (1–8).
         #[arg(long)]
         parity: u32,
+        /// The retention policy its objects get (see `retention create`).
+        #[arg(long)]
+        retention: Option<String>,
+    },
+    /// Set the retention policy objects committed from now on get (objects
+    /// already stored keep theirs); `--none` to stop giving one.
+    SetRetention {
+        /// The bucket.
+        name: String,
+        /// The policy.
+        #[arg(required_unless_present = "none")]
+        policy: Option<String>,
+        /// Give no policy.
+        #[arg(long, conflicts_with = "policy")]
+        none: bool,
     },
     /// List buckets.
     Ls,
@@ -27,10 +42,20 @@ pub enum BucketCmd {
 /// Runs one `bucket` command through `endpoint`.
 pub async fn run(command: BucketCmd, endpoint: &str, output: Output) -> anyhow::Result<()> {
     match command {
-        BucketCmd::Create { name, data, parity } => {
+        BucketCmd::Create {
+            name,
+            data,
+            parity,
+            retention,
+        } => {
             let r = admin(endpoint)
                 .await?
-                .create_bucket(pb::CreateBucketRequest { name, data, parity })
+                .create_bucket(pb::CreateBucketRequest {
+                    name,
+                    data,
+                    parity,
+                    retention: retention.unwrap_or_default(),
+                })
                 .await
                 .map_err(|s| rpc_error("bucket create", s))?
                 .into_inner();
@@ -40,6 +65,30 @@ pub async fn run(command: BucketCmd, endpoint: &str, output: Output) -> anyhow::
             match output {
                 Output::Json => print_json(bucket_json(&b)),
                 Output::Table => println!("created bucket {} ({}+{})", b.name, b.data, b.parity),
+            }
+        }
+        BucketCmd::SetRetention { name, policy, .. } => {
+            let r = admin(endpoint)
+                .await?
+                .set_bucket_retention(pb::SetBucketRetentionRequest {
+                    bucket: name,
+                    policy: policy.unwrap_or_default(),
+                })
+                .await
+                .map_err(|s| rpc_error("bucket set-retention", s))?
+                .into_inner();
+            let b = r
+                .bucket
+                .ok_or_else(|| anyhow!("bucket set-retention: empty answer"))?;
+            match output {
+                Output::Json => print_json(bucket_json(&b)),
+                Output::Table if b.retention.is_empty() => {
+                    println!("bucket {}: new objects get no retention policy", b.name)
+                }
+                Output::Table => println!(
+                    "bucket {}: new objects get retention policy {}",
+                    b.name, b.retention
+                ),
             }
         }
         BucketCmd::Ls => {
@@ -54,9 +103,14 @@ pub async fn run(command: BucketCmd, endpoint: &str, output: Output) -> anyhow::
                     r.buckets.iter().map(bucket_json).collect(),
                 )),
                 Output::Table => {
-                    println!("{:<32} {:>5} {:>7}", "NAME", "DATA", "PARITY");
+                    println!("{:<32} {:>5} {:>7}  RETENTION", "NAME", "DATA", "PARITY");
                     for b in &r.buckets {
-                        println!("{:<32} {:>5} {:>7}", b.name, b.data, b.parity);
+                        let retention = if b.retention.is_empty() {
+                            "-"
+                        } else {
+                            &b.retention
+                        };
+                        println!("{:<32} {:>5} {:>7}  {retention}", b.name, b.data, b.parity);
                     }
                 }
             }

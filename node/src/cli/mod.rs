@@ -22,6 +22,7 @@ pub mod buckets;
 pub mod ca;
 pub mod keys;
 pub mod nodes;
+pub mod retention;
 mod workers;
 
 /// Default admin endpoint when neither `--endpoint` nor `TRESOR_ENDPOINT` is
@@ -91,6 +92,18 @@ pub enum Cmd {
         /// What to do.
         #[command(subcommand)]
         command: BucketCmd,
+    },
+    /// Retention policies: `retention create|ls|extend`.
+    Retention {
+        /// What to do.
+        #[command(subcommand)]
+        command: retention::RetentionCmd,
+    },
+    /// Legal holds: `hold place|release|ls`.
+    Hold {
+        /// What to do.
+        #[command(subcommand)]
+        command: retention::HoldCmd,
     },
     /// Show every node's background workers: state, progress, counters.
     Workers,
@@ -342,7 +355,7 @@ fn parse_since(text: &str) -> Result<u64, String> {
 }
 
 fn bucket_json(b: &pb::Bucket) -> serde_json::Value {
-    json!({"name": b.name, "data": b.data, "parity": b.parity})
+    json!({"name": b.name, "data": b.data, "parity": b.parity, "retention": b.retention})
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -412,6 +425,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Repair { .. } => workers::run_everywhere(&cli.endpoint, "repair", output).await?,
         Cmd::Nodes { command } => nodes::run(command, &cli.endpoint, output).await?,
         Cmd::Bucket { command } => buckets::run(command, &cli.endpoint, output).await?,
+        Cmd::Retention { command } => {
+            retention::run_retention(command, &cli.endpoint, output).await?
+        }
+        Cmd::Hold { command } => retention::run_hold(command, &cli.endpoint, output).await?,
         Cmd::Workers => workers::list(&cli.endpoint, output).await?,
         Cmd::Audit { command } => audit::run(command, &cli.endpoint, output).await?,
         Cmd::Access(command) => access::run(command, admin(&cli.endpoint).await?, output).await?,

@@ -46,6 +46,7 @@ pub fn synthetic_manifest(bucket: &str, i: u64) -> ObjectManifest {
             shards,
         }],
         encryption: None,
+        retention: None,
     }
 }
 

@@ -17,13 +17,21 @@ pub enum Role {
     Read,
     /// Read and verify the audit log.
     Audit,
+    /// Place and release legal holds, extend retention, export custody.
+    Custodian,
     /// Everything: objects, buckets, cluster operations, access management.
     Admin,
 }
 
 impl Role {
     /// Every role, weakest first.
-    pub const ALL: [Role; 4] = [Role::Ingest, Role::Read, Role::Audit, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Ingest,
+        Role::Read,
+        Role::Audit,
+        Role::Custodian,
+        Role::Admin,
+    ];
 
     /// The name operators type and see.
     pub fn as_str(self) -> &'static str {
@@ -31,6 +39,7 @@ impl Role {
             Role::Ingest => "ingest",
             Role::Read => "read",
             Role::Audit => "audit",
+            Role::Custodian => "custodian",
             Role::Admin => "admin",
         }
     }
@@ -42,7 +51,7 @@ impl Role {
             .find(|r| r.as_str() == name)
             .ok_or_else(|| {
                 MetaError::InvalidArgument(format!(
-                    "unknown role {name:?}: roles are ingest, read, audit and admin"
+                    "unknown role {name:?}: roles are ingest, read, audit, custodian and admin"
                 ))
             })
     }

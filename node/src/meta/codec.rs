@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The format byte of values written by this version.
-pub const FORMAT: u8 = 2;
+pub const FORMAT: u8 = 3;
 
 /// A stored value that cannot be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +79,7 @@ mod tests {
                     sealed: "11".repeat(48),
                 },
             }),
+            retention: None,
         }
     }
 

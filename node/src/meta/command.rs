@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Bucket, Grant, NodeRecord, NodeState, Principal, Token};
+use super::{
+    Bucket, Grant, Hold, HoldTarget, NodeRecord, NodeState, Principal, RetentionPolicy, Token,
+};
 
 /// A change to the metadata, proposed through Raft.
 #[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
@@ -109,12 +111,16 @@ pub enum Command {
         /// The new wrappings.
         rewraps: Vec<KeyRewrap>,
     },
-    /// Removes an object's manifest; its shards become garbage.
+    /// Removes an object's manifest; its shards become garbage. Refused
+    /// while a hold covers it or before its `keep_until`.
     DeleteObject {
         /// Bucket.
         bucket: String,
         /// Key.
         key: String,
+        /// The proposer's clock, Unix milliseconds: compared with the
+        /// object's `keep_until`.
+        now_ms: u64,
         /// The delete's audit record, appended in the same commit.
         #[serde(default)]
         audit: Option<super::audit::AuditRecord>,
@@ -152,6 +158,47 @@ pub enum Command {
     RevokeToken {
         /// The token's id.
         id: String,
+    },
+    /// Creates a retention policy. Refused if the name exists: policies
+    /// never change.
+    CreateRetention {
+        /// The policy.
+        policy: RetentionPolicy,
+    },
+    /// Sets (or clears) the policy a bucket gives the objects committed to
+    /// it from now on; objects already there keep theirs.
+    SetBucketRetention {
+        /// The bucket.
+        bucket: String,
+        /// The policy, which must exist.
+        policy: Option<String>,
+    },
+    /// Moves an object to another policy, computed from its ingest time;
+    /// refused unless it keeps the object at least as long in both respects.
+    ExtendRetention {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// The object it must still be.
+        object_id: super::ObjectId,
+        /// The new policy.
+        policy: String,
+    },
+    /// Places a legal hold. Refused if the case already holds the same
+    /// target in the bucket.
+    PlaceHold {
+        /// The hold.
+        hold: Hold,
+    },
+    /// Releases a case's hold on a target.
+    ReleaseHold {
+        /// The case.
+        case_id: String,
+        /// The bucket.
+        bucket: String,
+        /// What it held.
+        target: HoldTarget,
     },
 }
 

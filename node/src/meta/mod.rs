@@ -14,6 +14,7 @@ mod encryption;
 mod health;
 mod model;
 mod object;
+pub mod retention;
 mod store;
 
 pub use access::{Grant, Principal, Role, Token, BOOTSTRAP_ADMIN};
@@ -27,4 +28,5 @@ pub use model::{
 pub use object::{
     validate_key, Digest, ObjectId, ObjectManifest, SegmentManifest, ShardLocation, StripeRef,
 };
-pub use store::{MetaStore, ObjectCursor, PlacedShard, StoreError};
+pub use retention::{Hold, HoldTarget, ObjectRetention, RetentionPolicy};
+pub use store::{HoldFilter, MetaStore, ObjectCursor, PlacedShard, StoreError};

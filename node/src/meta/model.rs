@@ -67,6 +67,8 @@ pub struct Bucket {
     pub parity: u32,
     /// Unix milliseconds (chosen by the proposer).
     pub created_ms: u64,
+    /// The retention policy objects committed to it get, if any.
+    pub retention: Option<String>,
 }
 
 /// Why a command or request was refused. Carried through Raft as the

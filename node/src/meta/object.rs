@@ -105,6 +105,10 @@ pub struct ObjectManifest {
     /// an insecure cluster without a master key file.
     #[serde(default)]
     pub encryption: Option<super::ObjectEncryption>,
+    /// How long it is kept: set when the object is committed, from its
+    /// bucket's policy (what a proposer puts here is replaced), and only
+    /// lengthened afterwards.
+    pub retention: Option<super::ObjectRetention>,
 }
 
 /// Where one stripe lies.
@@ -221,6 +225,7 @@ mod tests {
             created_ms: 0,
             segments: Vec::new(),
             encryption: None,
+            retention: None,
         }
     }
 

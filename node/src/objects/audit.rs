@@ -133,7 +133,11 @@ impl DataPlane {
                 "sealing the audit log needs at least two active nodes ({active} now)"
             )));
         };
-        match self.cluster.create_bucket(AUDIT_BUCKET, data, parity).await {
+        match self
+            .cluster
+            .create_bucket(AUDIT_BUCKET, data, parity, None)
+            .await
+        {
             Ok(_) | Err(ClusterError::Meta(MetaError::AlreadyExists(_))) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -229,6 +229,7 @@ impl DataPlane {
             .propose(Command::DeleteObject {
                 bucket: bucket.to_string(),
                 key: key.to_string(),
+                now_ms: crate::meta::now_ms(),
                 audit: Some(self.audit_record(principal, "delete", bucket, key, &manifest.sha256)),
             })
             .await;

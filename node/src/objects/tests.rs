@@ -109,6 +109,7 @@ async fn write(
         created_ms: 0,
         segments,
         encryption: None,
+        retention: None,
     })
 }
 

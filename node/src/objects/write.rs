@@ -259,6 +259,8 @@ impl DataPlane {
             created_ms: now_ms(),
             segments,
             encryption,
+            // Set at commit from the bucket's policy.
+            retention: None,
         };
         let stored: u64 = manifest.segments.iter().map(|s| s.bytes).sum();
         if stored != manifest.stored_size() {

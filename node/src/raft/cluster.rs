@@ -319,6 +319,7 @@ impl Cluster {
         name: &str,
         data: u32,
         parity: u32,
+        retention: Option<String>,
     ) -> Result<Bucket, ClusterError> {
         crate::meta::validate_bucket_name(name)?;
         crate::meta::validate_scheme(data, parity)?;
@@ -330,6 +331,7 @@ impl Cluster {
             data,
             parity,
             created_ms: now_ms(),
+            retention,
         };
         match self
             .propose(Command::CreateBucket {

@@ -291,6 +291,7 @@ async fn measure(
             name: "bench".into(),
             data: 4,
             parity: 2,
+            retention: String::new(),
         })
         .await;
     if let Err(s) = created {

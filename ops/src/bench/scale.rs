@@ -478,6 +478,7 @@ async fn scale(
             name: "scale".into(),
             data: 4,
             parity: 2,
+            retention: String::new(),
         })
         .await
     {

@@ -53,6 +53,7 @@ pub(super) async fn security_cost(
                 name: "bench".into(),
                 data: 4,
                 parity: 2,
+                retention: String::new(),
             })
             .await
             .map_err(|s| anyhow!("create bucket bench: {}", s.message()))?;

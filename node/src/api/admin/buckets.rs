@@ -29,7 +29,12 @@ impl AdminService {
         let run = async |req: pb::CreateBucketRequest| {
             let result = self
                 .cluster
-                .create_bucket(&req.name, req.data, req.parity)
+                .create_bucket(
+                    &req.name,
+                    req.data,
+                    req.parity,
+                    Some(req.retention).filter(|r| !r.is_empty()),
+                )
                 .await
                 .map_err(to_status)
                 .map(|bucket| pb::CreateBucketResponse {

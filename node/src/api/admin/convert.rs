@@ -3,7 +3,7 @@
 use tresor_proto::v1 as pb;
 
 use crate::meta::audit::AuditEntry;
-use crate::meta::{Bucket, Grant, Principal, Token};
+use crate::meta::{Bucket, Grant, Principal, RetentionPolicy, Token};
 use crate::raft::{ClusterView, NodeView};
 
 pub(super) fn node_status(view: &NodeView) -> pb::NodeStatus {
@@ -44,6 +44,16 @@ pub(super) fn bucket_pb(b: &Bucket) -> pb::Bucket {
         data: b.data,
         parity: b.parity,
         created_ms: b.created_ms,
+        retention: b.retention.clone().unwrap_or_default(),
+    }
+}
+
+pub(super) fn policy_pb(p: &RetentionPolicy) -> pb::RetentionPolicy {
+    pb::RetentionPolicy {
+        name: p.name.clone(),
+        keep_min_ms: p.keep_min_ms,
+        delete_after_ms: p.delete_after_ms,
+        created_ms: p.created_ms,
     }
 }
 

@@ -7,6 +7,7 @@ mod buckets;
 mod cluster;
 mod convert;
 mod keys;
+mod retention;
 mod workers;
 
 use std::sync::Arc;
@@ -177,12 +178,36 @@ impl AdminService {
         ) -> Result<Response<Resp>, Status>,
         run: impl AsyncFnOnce(Req) -> (Audited, Result<Resp, Status>),
     ) -> Result<Response<Resp>, Status> {
-        let caller = self.auth.check(&request, action, None, "").await?;
+        let run = async move |req, _caller: String| run(req).await;
+        self.change_in(request, action, |_| None, check, forward, run)
+            .await
+    }
+
+    /// [`Self::change`] for a change to one bucket (named by `bucket` from
+    /// the request): a grant on that bucket is enough. `run` also gets the
+    /// caller's name.
+    async fn change_in<Req, Resp>(
+        &self,
+        request: Request<Req>,
+        action: Action,
+        bucket: impl FnOnce(&Req) -> Option<String>,
+        check: impl FnOnce(&Req) -> Result<(), Status>,
+        forward: impl AsyncFnOnce(
+            tresor_client::AdminClient,
+            Request<Req>,
+        ) -> Result<Response<Resp>, Status>,
+        run: impl AsyncFnOnce(Req, String) -> (Audited, Result<Resp, Status>),
+    ) -> Result<Response<Resp>, Status> {
+        let bucket = bucket(request.get_ref());
+        let caller = self
+            .auth
+            .check(&request, action, bucket.as_deref(), "")
+            .await?;
         check(request.get_ref())?;
         if let Some(leader) = self.leader_client(request.metadata()).await? {
             return forward(leader, self.forwarded(request.into_inner(), &caller)).await;
         }
-        let (entry, result) = run(request.into_inner()).await;
+        let (entry, result) = run(request.into_inner(), caller.name().to_string()).await;
         self.audit_change(
             caller.name(),
             entry.action,
@@ -345,5 +370,54 @@ impl Admin for AdminService {
         request: Request<pb::RotateKeysRequest>,
     ) -> Result<Response<pb::RotateKeysResponse>, Status> {
         AdminService::rotate_keys(self, request).await
+    }
+
+    async fn create_retention(
+        &self,
+        request: Request<pb::CreateRetentionRequest>,
+    ) -> Result<Response<pb::CreateRetentionResponse>, Status> {
+        AdminService::create_retention(self, request).await
+    }
+
+    async fn list_retention(
+        &self,
+        request: Request<pb::ListRetentionRequest>,
+    ) -> Result<Response<pb::ListRetentionResponse>, Status> {
+        AdminService::list_retention(self, request).await
+    }
+
+    async fn set_bucket_retention(
+        &self,
+        request: Request<pb::SetBucketRetentionRequest>,
+    ) -> Result<Response<pb::SetBucketRetentionResponse>, Status> {
+        AdminService::set_bucket_retention(self, request).await
+    }
+
+    async fn extend_retention(
+        &self,
+        request: Request<pb::ExtendRetentionRequest>,
+    ) -> Result<Response<pb::ExtendRetentionResponse>, Status> {
+        AdminService::extend_retention(self, request).await
+    }
+
+    async fn place_hold(
+        &self,
+        request: Request<pb::PlaceHoldRequest>,
+    ) -> Result<Response<pb::PlaceHoldResponse>, Status> {
+        AdminService::place_hold(self, request).await
+    }
+
+    async fn release_hold(
+        &self,
+        request: Request<pb::ReleaseHoldRequest>,
+    ) -> Result<Response<pb::ReleaseHoldResponse>, Status> {
+        AdminService::release_hold(self, request).await
+    }
+
+    async fn list_holds(
+        &self,
+        request: Request<pb::ListHoldsRequest>,
+    ) -> Result<Response<pb::ListHoldsResponse>, Status> {
+        AdminService::list_holds(self, request).await
     }
 }

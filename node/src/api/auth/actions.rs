@@ -58,11 +58,25 @@ pub enum Action {
     RevokeToken,
     /// Admin.KeysRotate (re-wrap every data key with the current master key).
     KeysRotate,
+    /// Admin.CreateRetention.
+    CreateRetention,
+    /// Admin.ListRetention.
+    ListRetention,
+    /// Admin.SetBucketRetention.
+    SetBucketRetention,
+    /// Admin.ExtendRetention.
+    ExtendRetention,
+    /// Admin.PlaceHold.
+    PlaceHold,
+    /// Admin.ReleaseHold.
+    ReleaseHold,
+    /// Admin.ListHolds.
+    ListHolds,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 32] = [
         Action::Put,
         Action::Get,
         Action::Stat,
@@ -88,6 +102,13 @@ impl Action {
         Action::CreateToken,
         Action::RevokeToken,
         Action::KeysRotate,
+        Action::CreateRetention,
+        Action::ListRetention,
+        Action::SetBucketRetention,
+        Action::ExtendRetention,
+        Action::PlaceHold,
+        Action::ReleaseHold,
+        Action::ListHolds,
     ];
 
     /// The name in the audit log and in refusals (the CLI's words).
@@ -118,6 +139,13 @@ impl Action {
             Action::CreateToken => "token create",
             Action::RevokeToken => "token revoke",
             Action::KeysRotate => "keys rotate",
+            Action::CreateRetention => "retention create",
+            Action::ListRetention => "retention ls",
+            Action::SetBucketRetention => "bucket set-retention",
+            Action::ExtendRetention => "retention extend",
+            Action::PlaceHold => "hold place",
+            Action::ReleaseHold => "hold release",
+            Action::ListHolds => "hold ls",
         }
     }
 
@@ -155,9 +183,20 @@ pub fn role_allows(role: Role, action: Action) -> bool {
         Role::Ingest => action == Action::Put,
         Role::Read => matches!(
             action,
-            Action::Get | Action::Stat | Action::List | Action::ListBuckets
+            Action::Get | Action::Stat | Action::List | Action::ListBuckets | Action::ListRetention
         ),
-        Role::Audit => matches!(action, Action::AuditLog | Action::AuditVerify),
+        Role::Audit => matches!(
+            action,
+            Action::AuditLog | Action::AuditVerify | Action::ListHolds | Action::ListRetention
+        ),
+        Role::Custodian => matches!(
+            action,
+            Action::PlaceHold
+                | Action::ReleaseHold
+                | Action::ListHolds
+                | Action::ExtendRetention
+                | Action::ListRetention
+        ),
     }
 }
 
@@ -165,13 +204,15 @@ pub fn role_allows(role: Role, action: Action) -> bool {
 /// bucket (`None` for cluster-wide calls). A grant on one bucket applies to
 /// calls on that bucket only; a grant without a bucket applies everywhere.
 /// Listing buckets is allowed to any `read` or `admin` grant: the listing
-/// shows only the buckets they cover ([`visible_buckets`]).
+/// shows only the buckets they cover ([`visible_buckets`]); listing
+/// retention policies to any grant of a role that may.
 pub fn allows(grants: &[Grant], action: Action, bucket: Option<&str>) -> bool {
     grants.iter().any(|g| {
         let applies = match (&g.bucket, bucket) {
             (None, _) => true,
             (Some(b), Some(wanted)) => b == wanted,
-            (Some(_), None) => action == Action::ListBuckets,
+            // Listings of the cluster's buckets and policies (not secret).
+            (Some(_), None) => matches!(action, Action::ListBuckets | Action::ListRetention),
         };
         applies && role_allows(g.role, action)
     })

@@ -20,15 +20,30 @@ fn expected(role: Role, action: Action) -> bool {
     match role {
         Role::Admin => true,
         Role::Ingest => matches!(action, Put),
-        Role::Read => matches!(action, Get | Stat | List | ListBuckets),
-        Role::Audit => matches!(action, AuditLog | AuditVerify),
+        Role::Read => matches!(action, Get | Stat | List | ListBuckets | ListRetention),
+        Role::Audit => matches!(action, AuditLog | AuditVerify | ListHolds | ListRetention),
+        Role::Custodian => matches!(
+            action,
+            PlaceHold | ReleaseHold | ListHolds | ExtendRetention | ListRetention
+        ),
     }
 }
 
 /// Actions that name a bucket when they are checked.
 fn names_bucket(action: Action) -> bool {
     use Action::*;
-    matches!(action, Put | Get | Stat | List | Delete | AuditLog)
+    matches!(
+        action,
+        Put | Get
+            | Stat
+            | List
+            | Delete
+            | AuditLog
+            | PlaceHold
+            | ReleaseHold
+            | ExtendRetention
+            | ListHolds
+    )
 }
 
 #[test]
@@ -57,7 +72,8 @@ fn every_role_and_every_action() {
                 assert_eq!(allows(&scoped, action, Some("cams")), want);
                 assert!(!allows(&scoped, action, Some("other")), "{role} × {action}");
             }
-            let cluster_wide = action == Action::ListBuckets && want;
+            let cluster_wide =
+                matches!(action, Action::ListBuckets | Action::ListRetention) && want;
             assert_eq!(
                 allows(&scoped, action, None),
                 cluster_wide,

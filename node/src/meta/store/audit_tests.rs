@@ -46,6 +46,7 @@ fn segment_object(s: &MetaStore, first: u64, last: u64) -> SealedSegment {
             data: 4,
             parity: 2,
             created_ms: 0,
+            retention: None,
         };
         run(s, Command::CreateBucket { bucket }).expect("bucket");
     }

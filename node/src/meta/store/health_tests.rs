@@ -126,6 +126,7 @@ fn apply(store: &MetaStore, step: &Step, n: usize) {
                 created_ms: 0,
                 segments,
                 encryption: None,
+                retention: None,
             };
             run(
                 store,
@@ -138,6 +139,7 @@ fn apply(store: &MetaStore, step: &Step, n: usize) {
         Step::Delete { key } => run(
             store,
             Command::DeleteObject {
+                now_ms: 0,
                 bucket: "b".into(),
                 key: key.to_string(),
                 audit: None,
@@ -208,6 +210,7 @@ fn cluster() -> (tempfile::TempDir, MetaStore) {
         data: 2,
         parity: 1,
         created_ms: 0,
+        retention: None,
     };
     run(&s, Command::CreateBucket { bucket });
     (dir, s)

@@ -1,7 +1,7 @@
 //! How the tree's keys are spelled: one prefix per kind of record.
 
 use crate::ids::ShardId;
-use crate::meta::{Grant, ObjectId};
+use crate::meta::{Grant, HoldTarget, ObjectId};
 
 pub(super) const CLUSTER_ID: &[u8] = b"cluster_id";
 pub(super) const NODE_PREFIX: &[u8] = b"node/";
@@ -34,6 +34,14 @@ pub(super) const SHORT_COUNT_PREFIX: &[u8] = b"count/short/";
 /// Segments of all objects (8 big-endian bytes).
 pub(super) const SEGMENTS_COUNT: &[u8] = b"count/segments";
 pub(super) const GRANT_PREFIX: &[u8] = b"grant/";
+/// `retention/<name>` → a retention policy.
+pub(super) const RETENTION_PREFIX: &[u8] = b"retention/";
+/// `hold/<case>\0<bucket>\0<k|p><key or prefix>` → a hold.
+pub(super) const HOLD_PREFIX: &[u8] = b"hold/";
+/// `holdk/<bucket>\0<key>\0<case>` → nothing: the key holds of an object.
+pub(super) const HOLD_KEY_PREFIX: &[u8] = b"holdk/";
+/// `holdp/<bucket>\0<prefix>\0<case>` → nothing: a bucket's prefix holds.
+pub(super) const HOLD_PREFIX_PREFIX: &[u8] = b"holdp/";
 pub(super) const TOKEN_PREFIX: &[u8] = b"token/";
 
 pub(super) fn node_key(id: u64) -> Vec<u8> {
@@ -167,4 +175,64 @@ pub(super) fn token_key(id: &str) -> Vec<u8> {
     let mut key = TOKEN_PREFIX.to_vec();
     key.extend_from_slice(id.as_bytes());
     key
+}
+
+pub(super) fn retention_key(name: &str) -> Vec<u8> {
+    let mut key = RETENTION_PREFIX.to_vec();
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// `hold/<case>\0`: case ids contain no NUL, so a case's holds are one
+/// contiguous range.
+pub(super) fn case_holds_prefix(case_id: &str) -> Vec<u8> {
+    let mut key = HOLD_PREFIX.to_vec();
+    key.extend_from_slice(case_id.as_bytes());
+    key.push(0);
+    key
+}
+
+pub(super) fn hold_key(case_id: &str, bucket: &str, target: &HoldTarget) -> Vec<u8> {
+    let mut key = case_holds_prefix(case_id);
+    key.extend_from_slice(bucket.as_bytes());
+    key.push(0);
+    let (kind, text) = match target {
+        HoldTarget::Key(k) => (b'k', k),
+        HoldTarget::Prefix(p) => (b'p', p),
+    };
+    key.push(kind);
+    key.extend_from_slice(text.as_bytes());
+    key
+}
+
+/// The coverage index's key of a hold: `holdk/…` or `holdp/…`.
+pub(super) fn hold_index_key(case_id: &str, bucket: &str, target: &HoldTarget) -> Vec<u8> {
+    let (mut key, text) = match target {
+        HoldTarget::Key(k) => (HOLD_KEY_PREFIX.to_vec(), k),
+        HoldTarget::Prefix(p) => (HOLD_PREFIX_PREFIX.to_vec(), p),
+    };
+    key.extend_from_slice(bucket.as_bytes());
+    key.push(0);
+    key.extend_from_slice(text.as_bytes());
+    key.push(0);
+    key.extend_from_slice(case_id.as_bytes());
+    key
+}
+
+/// `holdk/<bucket>\0<key>\0`: the key holds on one object.
+pub(super) fn key_holds_prefix(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = HOLD_KEY_PREFIX.to_vec();
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k.push(0);
+    k
+}
+
+/// `holdp/<bucket>\0`: a bucket's prefix holds.
+pub(super) fn prefix_holds_prefix(bucket: &str) -> Vec<u8> {
+    let mut k = HOLD_PREFIX_PREFIX.to_vec();
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k
 }

@@ -8,14 +8,18 @@
 //! same atomic batch as the data they cover.
 
 mod apply;
+mod holds;
 mod keys;
 mod reads;
 
+pub use holds::HoldFilter;
 pub use reads::{ObjectCursor, PlacedShard};
 #[cfg(test)]
 mod audit_tests;
 #[cfg(test)]
 mod health_tests;
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;
 

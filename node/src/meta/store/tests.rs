@@ -37,6 +37,7 @@ pub(super) fn bare_manifest(bucket: &str, key: &str, id: crate::meta::ObjectId) 
         created_ms: 0,
         segments: Vec::new(),
         encryption: None,
+        retention: None,
     }
 }
 
@@ -87,6 +88,7 @@ fn an_object_and_its_audit_record_commit_together() {
         data: 4,
         parity: 2,
         created_ms: 0,
+        retention: None,
     };
     run(&s, Command::CreateBucket { bucket }).expect("bucket");
     let id = crate::meta::ObjectId([7; 16]);
@@ -120,6 +122,7 @@ fn an_object_and_its_audit_record_commit_together() {
         "a refused put was recorded as done"
     );
     let delete = Command::DeleteObject {
+        now_ms: 0,
         bucket: "footage".into(),
         key: "k".into(),
         audit: Some(audit("delete", "k")),
@@ -208,6 +211,7 @@ fn duplicate_bucket_is_refused() {
         data: 4,
         parity: 2,
         created_ms: 5,
+        retention: None,
     };
     assert_eq!(
         run(
@@ -270,6 +274,7 @@ fn initialised() -> (tempfile::TempDir, MetaStore) {
         data: 2,
         parity: 1,
         created_ms: 1,
+        retention: None,
     };
     assert_eq!(run(&s, Command::CreateBucket { bucket }), Ok(()));
     (d, s)

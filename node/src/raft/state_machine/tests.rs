@@ -262,6 +262,7 @@ async fn large_state_round_trip() {
                     .collect(),
             }],
             encryption: None,
+            retention: None,
         };
         let mut k = b"object/footage\0".to_vec();
         k.extend_from_slice(m.key.as_bytes());

@@ -83,6 +83,13 @@ impl MetaStore {
                         bucket.name
                     ))));
                 }
+                if let Some(name) = &bucket.retention {
+                    if self.retention_policy(name)?.is_none() {
+                        return Ok(Err(MetaError::NotFound(format!(
+                            "no retention policy named {name}"
+                        ))));
+                    }
+                }
                 batch.insert(bucket_key(&bucket.name), encode(bucket));
             }
             Command::SetNodeState {

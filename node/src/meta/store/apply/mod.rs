@@ -7,6 +7,7 @@ mod audit;
 mod cluster;
 mod health;
 mod objects;
+mod retention;
 
 use super::{MetaStore, StoreError};
 use crate::meta::{Command, MetaError};
@@ -42,6 +43,11 @@ impl MetaStore {
             | Command::Revoke { .. }
             | Command::CreateToken { .. }
             | Command::RevokeToken { .. } => self.apply_access(command, batch),
+            Command::CreateRetention { .. }
+            | Command::SetBucketRetention { .. }
+            | Command::ExtendRetention { .. }
+            | Command::PlaceHold { .. }
+            | Command::ReleaseHold { .. } => self.apply_retention(command, batch),
         }
     }
 }

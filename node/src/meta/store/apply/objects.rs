@@ -61,12 +61,12 @@ impl MetaStore {
                         manifest.object_id
                     ))));
                 }
-                if self.bucket(&manifest.bucket)?.is_none() {
+                let Some(bucket) = self.bucket(&manifest.bucket)? else {
                     return Ok(Err(MetaError::NotFound(format!(
                         "no bucket named {}",
                         manifest.bucket
                     ))));
-                }
+                };
                 let key = object_key(&manifest.bucket, &manifest.key);
                 if self.tree().contains_key(&key)? {
                     return Ok(Err(MetaError::AlreadyExists(format!(
@@ -87,7 +87,16 @@ impl MetaStore {
                 name.extend_from_slice(manifest.key.as_bytes());
                 batch.remove(upload_key(&manifest.object_id));
                 batch.insert(object_id_key(&manifest.object_id), name);
-                batch.insert(key, encode(manifest));
+                // The retention is the bucket's policy at commit, from the
+                // ingest time: whatever the proposer wrote is replaced.
+                let mut stored = (**manifest).clone();
+                stored.retention = match &bucket.retention {
+                    Some(name) => self
+                        .retention_policy(name)?
+                        .map(|p| p.retention_from(manifest.created_ms)),
+                    None => None,
+                };
+                batch.insert(key, encode(&stored));
                 let nodes = self.nodes_by_id()?;
                 let mut tally = Tally::default();
                 for (i, seg) in manifest.segments.iter().enumerate() {
@@ -157,7 +166,12 @@ impl MetaStore {
                     batch.insert(k, encode(&manifest));
                 }
             }
-            Command::DeleteObject { bucket, key, audit } => {
+            Command::DeleteObject {
+                bucket,
+                key,
+                now_ms,
+                audit,
+            } => {
                 let k = object_key(bucket, key);
                 // The manifest holds the only copy of the wrapped data key:
                 // removing it is what makes the shards unreadable.
@@ -166,6 +180,9 @@ impl MetaStore {
                         "no object {bucket}/{key}"
                     ))));
                 };
+                if let Some(refusal) = self.delete_refusal(&manifest, *now_ms)? {
+                    return Ok(Err(refusal));
+                }
                 batch.remove(object_id_key(&manifest.object_id));
                 batch.remove(k);
                 let mut tally = Tally::default();

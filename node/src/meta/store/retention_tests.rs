@@ -1,0 +1,293 @@
+//! Retention and holds, command by command: what the store allows and
+//! refuses whoever proposes it.
+
+use super::tests::{bare_manifest, begin_upload, run, store};
+use super::*;
+use crate::meta::{
+    Bucket, Command, Hold, HoldTarget, MetaError, ObjectId, ObjectRetention, RetentionPolicy,
+};
+
+const DAY: u64 = 86_400_000;
+
+fn policy(name: &str, keep_min: Option<u64>, delete_after: Option<u64>) -> RetentionPolicy {
+    RetentionPolicy {
+        name: name.into(),
+        keep_min_ms: keep_min,
+        delete_after_ms: delete_after,
+        created_ms: 0,
+    }
+}
+
+/// A store with policies `bodycam-raw` (delete after 30 days),
+/// `case-material` (keep 10 years) and `short-keep` (keep 1 day), and a
+/// bucket `footage` whose default is `bodycam-raw`.
+fn lifecycle_store() -> (tempfile::TempDir, MetaStore) {
+    let (d, s) = store();
+    for p in [
+        policy("bodycam-raw", None, Some(30 * DAY)),
+        policy("case-material", Some(3650 * DAY), None),
+        policy("short-keep", Some(DAY), Some(2 * DAY)),
+    ] {
+        run(&s, Command::CreateRetention { policy: p }).expect("policy");
+    }
+    let bucket = Bucket {
+        name: "footage".into(),
+        data: 4,
+        parity: 2,
+        created_ms: 0,
+        retention: Some("bodycam-raw".into()),
+    };
+    run(&s, Command::CreateBucket { bucket }).expect("bucket");
+    (d, s)
+}
+
+/// Commits object `key` ingested at `created_ms`.
+fn put(s: &MetaStore, key: &str, n: u8, created_ms: u64) {
+    let mut manifest = bare_manifest("footage", key, ObjectId([n; 16]));
+    manifest.created_ms = created_ms;
+    // What a proposer writes here does not count.
+    manifest.retention = Some(ObjectRetention {
+        policy: "forged".into(),
+        keep_until_ms: None,
+        delete_at_ms: Some(0),
+    });
+    begin_upload(s, &manifest);
+    let create = Command::CreateObject {
+        manifest: Box::new(manifest),
+        audit: None,
+    };
+    run(s, create).expect("create");
+}
+
+fn delete(s: &MetaStore, key: &str, now_ms: u64) -> Result<(), MetaError> {
+    run(
+        s,
+        Command::DeleteObject {
+            bucket: "footage".into(),
+            key: key.into(),
+            now_ms,
+            audit: None,
+        },
+    )
+}
+
+fn hold(case: &str, target: HoldTarget) -> Hold {
+    Hold {
+        case_id: case.into(),
+        bucket: "footage".into(),
+        target,
+        reason: "evidence in a prosecution".into(),
+        placed_by: "custodian".into(),
+        placed_ms: 0,
+    }
+}
+
+fn extend(s: &MetaStore, key: &str, n: u8, policy: &str) -> Result<(), MetaError> {
+    run(
+        s,
+        Command::ExtendRetention {
+            bucket: "footage".into(),
+            key: key.into(),
+            object_id: ObjectId([n; 16]),
+            policy: policy.into(),
+        },
+    )
+}
+
+#[test]
+fn policies_are_created_once_and_never_changed() {
+    let (_d, s) = lifecycle_store();
+    // The same policy again (a retried proposal) is fine; another is not.
+    let same = policy("bodycam-raw", None, Some(30 * DAY));
+    assert_eq!(run(&s, Command::CreateRetention { policy: same }), Ok(()));
+    let other = policy("bodycam-raw", None, Some(DAY));
+    assert!(matches!(
+        run(&s, Command::CreateRetention { policy: other }),
+        Err(MetaError::AlreadyExists(_))
+    ));
+    let contradictory = policy("odd", Some(2 * DAY), Some(DAY));
+    assert!(matches!(
+        run(
+            &s,
+            Command::CreateRetention {
+                policy: contradictory
+            }
+        ),
+        Err(MetaError::InvalidArgument(_))
+    ));
+    let names: Vec<String> = s
+        .retention_policies()
+        .expect("policies")
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["bodycam-raw", "case-material", "short-keep"]);
+    // A bucket can only name a policy that exists.
+    let set = |policy: &str| Command::SetBucketRetention {
+        bucket: "footage".into(),
+        policy: Some(policy.into()),
+    };
+    assert!(matches!(run(&s, set("ghost")), Err(MetaError::NotFound(_))));
+    assert_eq!(run(&s, set("short-keep")), Ok(()));
+}
+
+#[test]
+fn retention_is_fixed_at_commit_from_the_bucket_policy() {
+    let (_d, s) = lifecycle_store();
+    put(&s, "clip-1", 1, 1_000);
+    let r = s
+        .object("footage", "clip-1")
+        .expect("read")
+        .and_then(|m| m.retention)
+        .expect("retention");
+    assert_eq!(r.policy, "bodycam-raw");
+    assert_eq!(r.delete_at_ms, Some(1_000 + 30 * DAY));
+    assert_eq!(r.keep_until_ms, None);
+    // A later change of the bucket's default leaves the object alone.
+    let set = Command::SetBucketRetention {
+        bucket: "footage".into(),
+        policy: Some("case-material".into()),
+    };
+    run(&s, set).expect("set");
+    let again = s
+        .object("footage", "clip-1")
+        .expect("read")
+        .and_then(|m| m.retention);
+    assert_eq!(again, Some(r));
+    put(&s, "clip-2", 2, 5_000);
+    let r2 = s
+        .object("footage", "clip-2")
+        .expect("read")
+        .and_then(|m| m.retention);
+    assert_eq!(r2.and_then(|r| r.keep_until_ms), Some(5_000 + 3650 * DAY));
+}
+
+#[test]
+fn keep_min_refuses_deletes_until_it_passes() {
+    let (_d, s) = lifecycle_store();
+    let set = Command::SetBucketRetention {
+        bucket: "footage".into(),
+        policy: Some("short-keep".into()),
+    };
+    run(&s, set).expect("set");
+    put(&s, "clip", 1, 1_000);
+    match delete(&s, "clip", 1_000 + DAY - 1) {
+        Err(MetaError::FailedPrecondition(why)) => {
+            assert!(why.contains("short-keep"), "{why}")
+        }
+        other => panic!("a delete before keep_until: {other:?}"),
+    }
+    assert!(s.object("footage", "clip").expect("read").is_some());
+    assert_eq!(delete(&s, "clip", 1_000 + DAY), Ok(()));
+    assert!(s.object("footage", "clip").expect("read").is_none());
+}
+
+#[test]
+fn holds_refuse_deletes_and_cover_later_uploads_under_a_prefix() {
+    let (_d, s) = lifecycle_store();
+    put(&s, "station-7/clip-1", 1, 0);
+    let key_hold = hold("2026/4711", HoldTarget::Key("station-7/clip-1".into()));
+    run(
+        &s,
+        Command::PlaceHold {
+            hold: key_hold.clone(),
+        },
+    )
+    .expect("hold");
+    // The same hold again is a retry; another reason is a conflict.
+    run(
+        &s,
+        Command::PlaceHold {
+            hold: key_hold.clone(),
+        },
+    )
+    .expect("retry");
+    let mut other = key_hold.clone();
+    other.reason = "another".into();
+    assert!(matches!(
+        run(&s, Command::PlaceHold { hold: other }),
+        Err(MetaError::AlreadyExists(_))
+    ));
+    // A prefix hold placed before the object exists covers it.
+    let prefix_hold = hold("2026/4712", HoldTarget::Prefix("station-9/".into()));
+    run(&s, Command::PlaceHold { hold: prefix_hold }).expect("prefix hold");
+    put(&s, "station-9/clip-2", 2, 0);
+    put(&s, "station-10/clip-3", 3, 0);
+    let far_future = u64::MAX / 2;
+    for key in ["station-7/clip-1", "station-9/clip-2"] {
+        match delete(&s, key, far_future) {
+            Err(MetaError::FailedPrecondition(why)) => assert!(why.contains("hold"), "{why}"),
+            other => panic!("delete of held {key}: {other:?}"),
+        }
+    }
+    let held: Vec<String> = s
+        .holds_on("footage", "station-9/clip-2")
+        .expect("holds")
+        .into_iter()
+        .map(|h| h.case_id)
+        .collect();
+    assert_eq!(held, ["2026/4712"]);
+    assert_eq!(
+        delete(&s, "station-10/clip-3", far_future),
+        Ok(()),
+        "not held"
+    );
+    // Released: the delete goes through.
+    let release = |case: &str, target: HoldTarget| Command::ReleaseHold {
+        case_id: case.into(),
+        bucket: "footage".into(),
+        target,
+    };
+    run(
+        &s,
+        release("2026/4711", HoldTarget::Key("station-7/clip-1".into())),
+    )
+    .expect("release");
+    assert!(matches!(
+        run(
+            &s,
+            release("2026/4711", HoldTarget::Key("station-7/clip-1".into()))
+        ),
+        Err(MetaError::NotFound(_))
+    ));
+    assert_eq!(delete(&s, "station-7/clip-1", far_future), Ok(()));
+    run(
+        &s,
+        release("2026/4712", HoldTarget::Prefix("station-9/".into())),
+    )
+    .expect("release");
+    assert_eq!(delete(&s, "station-9/clip-2", far_future), Ok(()));
+    let filter = HoldFilter::default();
+    assert!(s.holds(&filter, None, 10).expect("holds").is_empty());
+}
+
+#[test]
+fn retention_is_only_ever_extended() {
+    let (_d, s) = lifecycle_store();
+    put(&s, "clip", 1, 1_000);
+    // Deleted after 30 days → kept ten years: longer in both respects.
+    assert_eq!(extend(&s, "clip", 1, "case-material"), Ok(()));
+    let r = s
+        .object("footage", "clip")
+        .expect("read")
+        .and_then(|m| m.retention);
+    assert_eq!(r.as_ref().map(|r| r.policy.as_str()), Some("case-material"));
+    assert_eq!(r.and_then(|r| r.keep_until_ms), Some(1_000 + 3650 * DAY));
+    // Back to 30 days, or to one day's minimum: shorter, refused.
+    for shorter in ["bodycam-raw", "short-keep"] {
+        assert!(
+            matches!(
+                extend(&s, "clip", 1, shorter),
+                Err(MetaError::FailedPrecondition(_))
+            ),
+            "{shorter}"
+        );
+    }
+    assert!(
+        matches!(
+            extend(&s, "clip", 9, "case-material"),
+            Err(MetaError::FailedPrecondition(_))
+        ),
+        "another object under the same key"
+    );
+}
