@@ -69,6 +69,7 @@ pub fn object_status(e: crate::objects::ObjectError) -> Status {
         ObjectError::InvalidArgument(m) => Status::invalid_argument(m),
         ObjectError::NotFound(m) => Status::not_found(m),
         ObjectError::AlreadyExists(m) => Status::already_exists(m),
+        ObjectError::FailedPrecondition(m) => Status::failed_precondition(m),
         ObjectError::Unavailable(m) => Status::unavailable(m),
         ObjectError::Cancelled(m) => Status::cancelled(m),
         ObjectError::DataLoss(m) => Status::data_loss(m),

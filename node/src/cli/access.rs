@@ -7,7 +7,7 @@ use tresor_proto::v1 as pb;
 use super::{print_json, rpc_error, Output};
 
 /// The role names, for the command line's own checking.
-const ROLES: [&str; 4] = ["ingest", "read", "audit", "admin"];
+const ROLES: [&str; 5] = ["ingest", "read", "audit", "custodian", "admin"];
 
 /// Access management commands (top-level commands of `tresor-node`).
 #[derive(Debug, Subcommand)]
@@ -20,7 +20,8 @@ pub enum AccessCmd {
         command: PrincipalCmd,
     },
     /// Give a principal a role: ingest (put only), read (get, stat, list),
-    /// audit (read the audit log) or admin (everything).
+    /// audit (read the audit log), custodian (legal holds and retention
+    /// extension) or admin (everything).
     Grant {
         /// The principal.
         name: String,

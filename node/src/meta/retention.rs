@@ -219,7 +219,7 @@ pub fn parse_duration(text: &str) -> Result<u64, MetaError> {
 /// reads.
 pub fn format_duration(ms: u64) -> String {
     for (unit, scale) in UNITS {
-        if ms >= scale && ms % scale == 0 {
+        if ms >= scale && ms.is_multiple_of(scale) {
             return format!("{}{unit}", ms / scale);
         }
     }

@@ -43,6 +43,9 @@ pub enum ObjectError {
     /// The key exists.
     #[error("{0}")]
     AlreadyExists(String),
+    /// The object may not be changed now: a legal hold or its retention.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// Not enough nodes or shards right now.
     #[error("{0}")]
     Unavailable(String),
@@ -237,6 +240,10 @@ impl DataPlane {
             // A retried proposal whose first attempt committed finds the
             // object gone: the delete happened.
             Ok(()) | Err(ClusterError::Meta(MetaError::NotFound(_))) => {}
+            // Held, or kept by its retention: a refusal to report as such.
+            Err(ClusterError::Meta(MetaError::FailedPrecondition(m))) => {
+                return Err(ObjectError::FailedPrecondition(m))
+            }
             Err(e) => return Err(e.into()),
         }
         let nodes = manifest
