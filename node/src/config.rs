@@ -58,6 +58,9 @@ pub struct NodeConfig {
     /// When the audit log's oldest entries leave the replicated state.
     #[serde(default)]
     pub audit: AuditTuning,
+    /// How the leader deletes objects their retention made due.
+    #[serde(default)]
+    pub retention: RetentionTuning,
     /// TLS, authentication and encryption at rest.
     #[serde(default)]
     pub security: SecurityConfig,
@@ -215,6 +218,28 @@ impl Default for AuditTuning {
         Self {
             seal_entries: 10_000,
             seal_after_secs: 3600,
+        }
+    }
+}
+
+/// Retention expiry, run by the leader: objects whose `delete_at` and
+/// `keep_until` have passed in cluster time and that no hold covers are
+/// deleted, at most `expiry_objects_per_sec`, in passes every
+/// `expiry_interval_secs`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionTuning {
+    /// Seconds between expiry passes: 60 by default, at least 1.
+    pub expiry_interval_secs: u64,
+    /// Objects deleted per second at most: 100 by default, at least 1.
+    pub expiry_objects_per_sec: u64,
+}
+
+impl Default for RetentionTuning {
+    fn default() -> Self {
+        Self {
+            expiry_interval_secs: 60,
+            expiry_objects_per_sec: 100,
         }
     }
 }
@@ -400,6 +425,18 @@ impl NodeConfig {
         }
         if !(10..=100_000).contains(&self.audit.seal_entries) {
             return Err(invalid("audit.seal_entries", "must be 10 to 100000"));
+        }
+        if self.retention.expiry_interval_secs == 0 {
+            return Err(invalid(
+                "retention.expiry_interval_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.retention.expiry_objects_per_sec == 0 {
+            return Err(invalid(
+                "retention.expiry_objects_per_sec",
+                "must be at least 1",
+            ));
         }
         if self.audit.seal_after_secs == 0 {
             return Err(invalid("audit.seal_after_secs", "must be at least 1"));

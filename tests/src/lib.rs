@@ -107,6 +107,7 @@ pub fn spec(nodes: usize, zones: usize) -> LocalClusterSpec {
         data: Default::default(),
         healing: Default::default(),
         audit: Default::default(),
+        retention: Default::default(),
         // Every shard its own file, so fault tests can damage exactly one
         // shard on disk; `t82_small_objects` runs with packing.
         shards: tresor_node::config::ShardTuning {
@@ -445,6 +446,24 @@ impl Harness {
             n.env = point
                 .map(|p| vec![("FAILPOINTS".into(), format!("{p}=return").into())])
                 .unwrap_or_default();
+        }
+        self.restart(id).await
+    }
+
+    /// Stops node `id` and starts it again with its wall clock `offset_ms`
+    /// off (ahead when positive; `TRESOR_CLOCK_OFFSET_MS`, read by builds
+    /// with crash points).
+    pub async fn restart_with_clock_offset(
+        &mut self,
+        id: u64,
+        offset_ms: i64,
+    ) -> anyhow::Result<()> {
+        self.stop(id).await;
+        if let Some(n) = self.cluster.node_mut(id) {
+            n.env = vec![(
+                "TRESOR_CLOCK_OFFSET_MS".into(),
+                offset_ms.to_string().into(),
+            )];
         }
         self.restart(id).await
     }

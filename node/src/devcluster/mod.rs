@@ -32,7 +32,8 @@ use tresor_client::Credentials;
 use tresor_proto::v1 as pb;
 
 use crate::config::{
-    AuditTuning, DataTuning, HealingTuning, NodeConfig, RaftTuning, SecurityConfig, ShardTuning,
+    AuditTuning, DataTuning, HealingTuning, NodeConfig, RaftTuning, RetentionTuning,
+    SecurityConfig, ShardTuning,
 };
 use crate::tls::{CertFiles, Subject, Validity};
 
@@ -53,6 +54,8 @@ pub struct LocalClusterSpec {
     pub healing: HealingTuning,
     /// Audit log sealing.
     pub audit: AuditTuning,
+    /// Retention expiry.
+    pub retention: RetentionTuning,
     /// The nodes' shard stores.
     pub shards: ShardTuning,
     /// TLS, authentication and encryption at rest.
@@ -88,6 +91,7 @@ impl Default for LocalClusterSpec {
             data: DataTuning::default(),
             healing: HealingTuning::default(),
             audit: AuditTuning::default(),
+            retention: RetentionTuning::default(),
             shards: ShardTuning::default(),
             security: DevSecurity::default(),
         }
@@ -339,6 +343,7 @@ impl LocalCluster {
             healing: self.spec.healing.clone(),
             meta: Default::default(),
             audit: self.spec.audit.clone(),
+            retention: self.spec.retention.clone(),
             shards: self.spec.shards.clone(),
             security: self.node_security(id, ca_dir)?,
         };

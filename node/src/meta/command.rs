@@ -118,9 +118,17 @@ pub enum Command {
         bucket: String,
         /// Key.
         key: String,
-        /// The proposer's clock, Unix milliseconds: compared with the
-        /// object's `keep_until`.
+        /// The object the proposer meant: if the key names another one now,
+        /// the delete is refused as `NotFound` (the one meant is gone).
+        #[serde(default)]
+        object_id: Option<super::ObjectId>,
+        /// Cluster time (see `Cluster::cluster_time`), Unix milliseconds:
+        /// compared with the object's `keep_until` and `delete_at`.
         now_ms: u64,
+        /// An expiry by retention: refused unless the object's `delete_at`
+        /// has passed too.
+        #[serde(default)]
+        expiry: bool,
         /// The delete's audit record, appended in the same commit.
         #[serde(default)]
         audit: Option<super::audit::AuditRecord>,

@@ -29,4 +29,4 @@ pub use object::{
     validate_key, Digest, ObjectId, ObjectManifest, SegmentManifest, ShardLocation, StripeRef,
 };
 pub use retention::{Hold, HoldTarget, ObjectRetention, RetentionPolicy};
-pub use store::{HoldFilter, MetaStore, ObjectCursor, PlacedShard, StoreError};
+pub use store::{DueObject, HoldFilter, MetaStore, ObjectCursor, PlacedShard, StoreError};

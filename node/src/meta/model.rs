@@ -161,10 +161,30 @@ pub fn validate_scheme(data: u32, parity: u32) -> Result<(), MetaError> {
 
 /// Wall-clock Unix milliseconds, for proposers to stamp commands with.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
+    let real = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    real.saturating_add_signed(clock_offset_ms())
+}
+
+/// A skew added to this process's clock for the fault tests: the
+/// `TRESOR_CLOCK_OFFSET_MS` environment variable (signed milliseconds),
+/// read once. Only in builds with crash points.
+#[cfg(feature = "crash-points")]
+fn clock_offset_ms() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var("TRESOR_CLOCK_OFFSET_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+#[cfg(not(feature = "crash-points"))]
+fn clock_offset_ms() -> i64 {
+    0
 }
 
 #[cfg(test)]

@@ -109,6 +109,10 @@ pub const MAX_PAGE: usize = 10_000;
 /// Keys per `List` page when the caller does not say.
 pub const DEFAULT_PAGE: usize = 1_000;
 
+/// The principal on record for deletes made by retention expiry. No
+/// credential can name it (principal names take no `:`).
+pub const EXPIRY_PRINCIPAL: &str = "system:retention";
+
 /// Everything the write and read paths need on this node.
 pub struct DataPlane {
     cluster: Arc<Cluster>,
@@ -218,7 +222,8 @@ impl DataPlane {
 
     /// Removes `bucket/key`: the manifest first (the object is gone from
     /// that commit on), then, best effort, its shard files.
-    /// The audit record of the delete commits with it.
+    /// The audit record of the delete commits with it. Refused while a
+    /// hold covers the object or before its `keep_until` in cluster time.
     pub async fn delete(
         &self,
         caught_up: CaughtUp,
@@ -227,13 +232,49 @@ impl DataPlane {
         principal: &str,
     ) -> Result<(), ObjectError> {
         let manifest = self.manifest(caught_up, bucket, key)?;
+        let now_ms = self.cluster.cluster_time().await?;
+        let audit = self.audit_record(principal, "delete", bucket, key, &manifest.sha256);
+        self.remove(manifest, now_ms, false, audit).await
+    }
+
+    /// Deletes an object its retention made due by cluster time `now_ms`,
+    /// through the same path as [`DataPlane::delete`], on record as
+    /// [`EXPIRY_PRINCIPAL`] with action `expire` and the policy's name in
+    /// the outcome. Refused, changing nothing, if a hold covers it or its
+    /// retention changed meanwhile.
+    pub async fn expire(&self, manifest: ObjectManifest, now_ms: u64) -> Result<(), ObjectError> {
+        let policy = manifest
+            .retention
+            .as_ref()
+            .map(|r| r.policy.clone())
+            .unwrap_or_default();
+        let mut audit = self.audit_record(
+            EXPIRY_PRINCIPAL,
+            "expire",
+            &manifest.bucket,
+            &manifest.key,
+            &manifest.sha256,
+        );
+        audit.outcome = format!("ok (retention policy {policy})");
+        self.remove(manifest, now_ms, true, audit).await
+    }
+
+    async fn remove(
+        &self,
+        manifest: ObjectManifest,
+        now_ms: u64,
+        expiry: bool,
+        audit: AuditRecord,
+    ) -> Result<(), ObjectError> {
         let deleted = self
             .cluster
             .propose(Command::DeleteObject {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-                now_ms: crate::meta::now_ms(),
-                audit: Some(self.audit_record(principal, "delete", bucket, key, &manifest.sha256)),
+                bucket: manifest.bucket.clone(),
+                key: manifest.key.clone(),
+                object_id: Some(manifest.object_id),
+                now_ms,
+                expiry,
+                audit: Some(audit),
             })
             .await;
         match deleted {

@@ -244,6 +244,19 @@ impl DataPlane {
             }
         }
         let spec_principal = spec.principal;
+        // Retention counts from the ingest time: in cluster time, so that a
+        // coordinator whose clock runs behind cannot bring the deletion of
+        // what it stores forward.
+        let created_ms = match bucket.retention {
+            Some(_) => match self.cluster.cluster_time().await {
+                Ok(t) => t,
+                Err(e) => {
+                    self.abandon_upload(object, &segments);
+                    return Err(e.into());
+                }
+            },
+            None => now_ms(),
+        };
         let manifest = ObjectManifest {
             bucket: spec.bucket,
             key: spec.key,
@@ -256,7 +269,7 @@ impl DataPlane {
             parity: bucket.parity,
             block_size,
             segment_stripes,
-            created_ms: now_ms(),
+            created_ms,
             segments,
             encryption,
             // Set at commit from the bucket's policy.

@@ -131,6 +131,8 @@ pub(super) const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Cluster {
     pub(super) leader_raft_client:
         tokio::sync::Mutex<Option<(String, RaftClient<tonic::transport::Channel>)>>,
+    /// Raft-service clients to the voters, by address, for clock reads.
+    pub(super) voter_clients: super::clock::VoterClients,
     pub(super) config: NodeConfig,
     pub(super) raft: Raft,
     pub(super) meta: MetaStore,
@@ -167,6 +169,7 @@ impl Cluster {
     ) -> Self {
         Self {
             leader_raft_client: tokio::sync::Mutex::new(None),
+            voter_clients: Default::default(),
             config,
             raft,
             meta,

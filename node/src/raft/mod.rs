@@ -5,6 +5,7 @@
 // require; boxing it in our helpers would only move the cost around.
 #![allow(clippy::result_large_err)]
 
+mod clock;
 mod cluster;
 pub mod log_store;
 mod membership;

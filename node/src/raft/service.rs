@@ -5,7 +5,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 use tresor_proto::internal::v1::raft_server::Raft as RaftRpc;
-use tresor_proto::internal::v1::{RaftPayload, ReadIndexReply, ReadIndexRequest};
+use tresor_proto::internal::v1::{
+    ClockReply, ClockRequest, RaftPayload, ReadIndexReply, ReadIndexRequest,
+};
 
 use super::{NodeId, Raft, TypeConfig};
 
@@ -103,6 +105,12 @@ impl RaftRpc for RaftService {
             .map_err(|e| Status::unavailable(format!("cannot serve a read index: {e}")))?;
         Ok(Response::new(ReadIndexReply {
             index: read_log_id.map(|l| l.index).unwrap_or(0),
+        }))
+    }
+
+    async fn clock(&self, _request: Request<ClockRequest>) -> Result<Response<ClockReply>, Status> {
+        Ok(Response::new(ClockReply {
+            now_ms: crate::meta::now_ms(),
         }))
     }
 

@@ -376,7 +376,8 @@ fn spawn_workers(
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> crate::workers::Workers {
     use crate::workers::{
-        AuditSealer, Liveness, OrphanCollector, Repairer, Scrubber, UploadExpiry, Workers,
+        AuditSealer, Liveness, OrphanCollector, Repairer, RetentionExpiry, Scrubber, UploadExpiry,
+        Workers,
     };
     use std::time::Duration;
     let h = &config.healing;
@@ -417,6 +418,14 @@ fn spawn_workers(
             cluster.clone(),
             Duration::from_secs(h.upload_expiry_secs),
             Duration::from_secs(5),
+        ),
+        stop.clone(),
+    );
+    workers.spawn(
+        RetentionExpiry::new(
+            plane.clone(),
+            Duration::from_secs(config.retention.expiry_interval_secs),
+            config.retention.expiry_objects_per_sec,
         ),
         stop.clone(),
     );
@@ -495,7 +504,10 @@ fn spawn_gauges(
                         c.errors_found,
                     ),
                     Counters::Gc(c) => metrics.set_shards(c.shard_files, c.shard_bytes),
-                    Counters::Liveness(_) | Counters::Uploads(_) | Counters::Seal(_) => {}
+                    Counters::Liveness(_)
+                    | Counters::Uploads(_)
+                    | Counters::Seal(_)
+                    | Counters::Expiry(_) => {}
                 }
             }
             tokio::select! {

@@ -1,7 +1,8 @@
-//! Background jobs: liveness, scrub, repair and orphan collection. Each
-//! implements [`Worker`]; [`Workers`] runs them on a schedule or on demand,
-//! keeps their status for `tresor-node workers`, and stops them with the
-//! node. Heavy workers pace themselves with a [`RateLimiter`].
+//! Background jobs: liveness, scrub, repair, orphan collection, upload and
+//! retention expiry, audit sealing. Each implements [`Worker`]; [`Workers`]
+//! runs them on a schedule or on demand, keeps their status for
+//! `tresor-node workers`, and stops them with the node. Heavy workers pace
+//! themselves with a [`RateLimiter`].
 
 /// Declares a worker's counters: a struct of named `u64` fields, listed by
 /// name for the wire.
@@ -29,6 +30,7 @@ macro_rules! counters {
 }
 
 mod audit_seal;
+mod expiry;
 mod gc;
 mod liveness;
 mod repair;
@@ -43,6 +45,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{watch, Notify};
 
 pub use audit_seal::{AuditSealer, SealCounters};
+pub use expiry::{ExpiryCounters, RetentionExpiry};
 pub use gc::{GcCounters, OrphanCollector};
 pub use liveness::{Liveness, LivenessCounters};
 pub use repair::{RepairCounters, Repairer};
@@ -137,6 +140,8 @@ pub enum Counters {
     Uploads(UploadCounters),
     /// Audit sealing.
     Seal(SealCounters),
+    /// Retention expiry.
+    Expiry(ExpiryCounters),
 }
 
 impl Counters {
@@ -149,6 +154,7 @@ impl Counters {
             Counters::Gc(c) => c.pairs(),
             Counters::Uploads(c) => c.pairs(),
             Counters::Seal(c) => c.pairs(),
+            Counters::Expiry(c) => c.pairs(),
         }
     }
 }

@@ -140,6 +140,8 @@ fn apply(store: &MetaStore, step: &Step, n: usize) {
             store,
             Command::DeleteObject {
                 now_ms: 0,
+                object_id: None,
+                expiry: false,
                 bucket: "b".into(),
                 key: key.to_string(),
                 audit: None,

@@ -3,7 +3,27 @@
 use super::keys::*;
 use super::{MetaStore, StoreError};
 use crate::meta::retention::MAX_PREFIX_HOLDS_PER_BUCKET;
-use crate::meta::{Hold, HoldTarget, RetentionPolicy};
+use crate::meta::{Hold, HoldTarget, ObjectId, RetentionPolicy};
+
+/// An object its retention makes due, from the expiry index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueObject {
+    /// When it became due, Unix milliseconds.
+    pub delete_at_ms: u64,
+    /// The object.
+    pub object_id: ObjectId,
+    /// Its bucket.
+    pub bucket: String,
+    /// Its key.
+    pub key: String,
+}
+
+impl DueObject {
+    /// Where the next page of due objects starts.
+    pub fn cursor(&self) -> (u64, ObjectId) {
+        (self.delete_at_ms, self.object_id)
+    }
+}
 
 /// Which holds a listing shows.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +44,45 @@ impl MetaStore {
     /// operator creates them by hand).
     pub fn retention_policies(&self) -> Result<Vec<RetentionPolicy>, StoreError> {
         self.scan(RETENTION_PREFIX)
+    }
+
+    /// Up to `limit` objects due for deletion at `now_ms` (their
+    /// `delete_at` has passed), earliest first, after `after` (a cursor from
+    /// [`DueObject::cursor`]). Reads the time-ordered index: never more
+    /// entries than it returns.
+    pub fn due_objects(
+        &self,
+        now_ms: u64,
+        after: Option<(u64, ObjectId)>,
+        limit: usize,
+    ) -> Result<Vec<DueObject>, StoreError> {
+        let start = match after {
+            Some((at, id)) => {
+                let mut k = expiry_key(at, &id);
+                k.push(0);
+                k
+            }
+            None => EXPIRY_PREFIX.to_vec(),
+        };
+        let end = expiry_key(now_ms.saturating_add(1), &ObjectId([0; 16]));
+        let mut out = Vec::new();
+        for kv in self.tree().range(start..end).take(limit) {
+            let (k, v) = kv?;
+            let Some((delete_at_ms, object_id)) = expiry_entry(&k) else {
+                return Err(StoreError::BadIndex(format!("expiry key {k:?}")));
+            };
+            let mut parts = v.splitn(2, |b| *b == 0);
+            let (Some(bucket), Some(key)) = (parts.next(), parts.next()) else {
+                return Err(StoreError::BadIndex(format!("expiry value {v:?}")));
+            };
+            out.push(DueObject {
+                delete_at_ms,
+                object_id,
+                bucket: String::from_utf8_lossy(bucket).into_owned(),
+                key: String::from_utf8_lossy(key).into_owned(),
+            });
+        }
+        Ok(out)
     }
 
     /// One hold.

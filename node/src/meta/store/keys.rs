@@ -43,6 +43,9 @@ pub(super) const HOLD_KEY_PREFIX: &[u8] = b"holdk/";
 /// `holdp/<bucket>\0<prefix>\0<case>` → nothing: a bucket's prefix holds.
 pub(super) const HOLD_PREFIX_PREFIX: &[u8] = b"holdp/";
 pub(super) const TOKEN_PREFIX: &[u8] = b"token/";
+/// `expiry/<delete_at_ms u64 BE><object id>` → `<bucket>\0<key>`: objects
+/// in the order their retention makes them due.
+pub(super) const EXPIRY_PREFIX: &[u8] = b"expiry/";
 
 pub(super) fn node_key(id: u64) -> Vec<u8> {
     let mut key = NODE_PREFIX.to_vec();
@@ -175,6 +178,33 @@ pub(super) fn token_key(id: &str) -> Vec<u8> {
     let mut key = TOKEN_PREFIX.to_vec();
     key.extend_from_slice(id.as_bytes());
     key
+}
+
+pub(super) fn expiry_key(delete_at_ms: u64, object: &ObjectId) -> Vec<u8> {
+    let mut key = EXPIRY_PREFIX.to_vec();
+    key.extend_from_slice(&delete_at_ms.to_be_bytes());
+    key.extend_from_slice(&object.0);
+    key
+}
+
+/// The due time and object id of an `expiry/` key.
+pub(super) fn expiry_entry(key: &[u8]) -> Option<(u64, ObjectId)> {
+    let rest = key.get(EXPIRY_PREFIX.len()..)?;
+    if rest.len() != 24 {
+        return None;
+    }
+    Some((
+        u64::from_be_bytes(rest[..8].try_into().ok()?),
+        ObjectId::from_slice(&rest[8..])?,
+    ))
+}
+
+/// `<bucket>\0<key>`, the value naming an object in indexes.
+pub(super) fn object_name(bucket: &str, key: &str) -> Vec<u8> {
+    let mut name = bucket.as_bytes().to_vec();
+    name.push(0);
+    name.extend_from_slice(key.as_bytes());
+    name
 }
 
 pub(super) fn retention_key(name: &str) -> Vec<u8> {

@@ -12,7 +12,7 @@ mod holds;
 mod keys;
 mod reads;
 
-pub use holds::HoldFilter;
+pub use holds::{DueObject, HoldFilter};
 pub use reads::{ObjectCursor, PlacedShard};
 #[cfg(test)]
 mod audit_tests;
@@ -43,6 +43,9 @@ pub enum StoreError {
         #[source]
         source: crate::meta::codec::CodecError,
     },
+    /// An index entry does not have the shape its index gives it.
+    #[error("metadata store: bad index entry: {0}")]
+    BadIndex(String),
 }
 
 /// Read and apply access to the metadata tree. Clones share the tree, and

@@ -65,10 +65,31 @@ fn delete(s: &MetaStore, key: &str, now_ms: u64) -> Result<(), MetaError> {
         Command::DeleteObject {
             bucket: "footage".into(),
             key: key.into(),
+            object_id: None,
             now_ms,
+            expiry: false,
             audit: None,
         },
     )
+}
+
+fn expire(s: &MetaStore, key: &str, n: u8, now_ms: u64) -> Result<(), MetaError> {
+    run(
+        s,
+        Command::DeleteObject {
+            bucket: "footage".into(),
+            key: key.into(),
+            object_id: Some(ObjectId([n; 16])),
+            now_ms,
+            expiry: true,
+            audit: None,
+        },
+    )
+}
+
+fn due_keys(s: &MetaStore, now_ms: u64) -> Vec<String> {
+    let due = s.due_objects(now_ms, None, 100).expect("due");
+    due.into_iter().map(|d| d.key).collect()
 }
 
 fn hold(case: &str, target: HoldTarget) -> Hold {
@@ -290,4 +311,52 @@ fn retention_is_only_ever_extended() {
         ),
         "another object under the same key"
     );
+}
+
+#[test]
+fn the_expiry_index_follows_commits_extensions_and_deletes() {
+    let (_d, s) = lifecycle_store();
+    put(&s, "late", 1, 5 * DAY);
+    put(&s, "early", 2, DAY);
+    put(&s, "extended", 3, 2 * DAY);
+    // Earliest first, only what is due, read in pages from a cursor.
+    assert!(due_keys(&s, 30 * DAY).is_empty());
+    assert_eq!(due_keys(&s, 32 * DAY), ["early", "extended"]);
+    assert_eq!(due_keys(&s, 40 * DAY), ["early", "extended", "late"]);
+    let first = s.due_objects(40 * DAY, None, 1).expect("page");
+    let rest = s
+        .due_objects(40 * DAY, Some(first[0].cursor()), 10)
+        .expect("page");
+    let keys: Vec<_> = rest.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys, ["extended", "late"]);
+
+    // An extension to a policy without deletion leaves the index.
+    extend(&s, "extended", 3, "case-material").expect("extend");
+    assert_eq!(due_keys(&s, 40 * DAY), ["early", "late"]);
+    // Expiry before delete_at, or of another object under the key, changes
+    // nothing.
+    assert!(matches!(
+        expire(&s, "late", 1, 34 * DAY),
+        Err(MetaError::FailedPrecondition(_))
+    ));
+    assert!(matches!(
+        expire(&s, "late", 9, 40 * DAY),
+        Err(MetaError::NotFound(_))
+    ));
+    // An extended object is never expired, whatever time is claimed.
+    assert!(matches!(
+        expire(&s, "extended", 3, 40 * DAY),
+        Err(MetaError::FailedPrecondition(_))
+    ));
+    // Held: refused even when due.
+    let h = hold("2026/1", HoldTarget::Key("early".into()));
+    run(&s, Command::PlaceHold { hold: h }).expect("hold");
+    assert!(matches!(
+        expire(&s, "early", 2, 40 * DAY),
+        Err(MetaError::FailedPrecondition(_))
+    ));
+    expire(&s, "late", 1, 40 * DAY).expect("due");
+    delete(&s, "early", 40 * DAY).expect_err("held");
+    assert_eq!(due_keys(&s, 40 * DAY), ["early"]);
+    assert!(s.object("footage", "late").expect("read").is_none());
 }

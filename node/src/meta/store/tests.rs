@@ -123,6 +123,8 @@ fn an_object_and_its_audit_record_commit_together() {
     );
     let delete = Command::DeleteObject {
         now_ms: 0,
+        object_id: None,
+        expiry: false,
         bucket: "footage".into(),
         key: "k".into(),
         audit: Some(audit("delete", "k")),

@@ -50,10 +50,7 @@ impl MetaStore {
                 // The same object again: a proposal retried after its first
                 // attempt committed. Say it succeeded, change nothing.
                 if let Some(name) = self.tree().get(object_id_key(&manifest.object_id))? {
-                    let mut ours = manifest.bucket.as_bytes().to_vec();
-                    ours.push(0);
-                    ours.extend_from_slice(manifest.key.as_bytes());
-                    if *name == *ours {
+                    if *name == *object_name(&manifest.bucket, &manifest.key) {
                         return Ok(Ok(()));
                     }
                     return Ok(Err(MetaError::AlreadyExists(format!(
@@ -82,11 +79,9 @@ impl MetaStore {
                         manifest.object_id, manifest.bucket, manifest.key
                     ))));
                 }
-                let mut name = manifest.bucket.as_bytes().to_vec();
-                name.push(0);
-                name.extend_from_slice(manifest.key.as_bytes());
+                let name = object_name(&manifest.bucket, &manifest.key);
                 batch.remove(upload_key(&manifest.object_id));
-                batch.insert(object_id_key(&manifest.object_id), name);
+                batch.insert(object_id_key(&manifest.object_id), name.clone());
                 // The retention is the bucket's policy at commit, from the
                 // ingest time: whatever the proposer wrote is replaced.
                 let mut stored = (**manifest).clone();
@@ -96,6 +91,9 @@ impl MetaStore {
                         .map(|p| p.retention_from(manifest.created_ms)),
                     None => None,
                 };
+                if let Some(at) = stored.retention.as_ref().and_then(|r| r.delete_at_ms) {
+                    batch.insert(expiry_key(at, &stored.object_id), name);
+                }
                 batch.insert(key, encode(&stored));
                 let nodes = self.nodes_by_id()?;
                 let mut tally = Tally::default();
@@ -169,7 +167,9 @@ impl MetaStore {
             Command::DeleteObject {
                 bucket,
                 key,
+                object_id,
                 now_ms,
+                expiry,
                 audit,
             } => {
                 let k = object_key(bucket, key);
@@ -180,8 +180,26 @@ impl MetaStore {
                         "no object {bucket}/{key}"
                     ))));
                 };
+                // A retried delete must not take a new object that took the
+                // key meanwhile: it is gone, as far as it is concerned.
+                if object_id.is_some_and(|id| id != manifest.object_id) {
+                    return Ok(Err(MetaError::NotFound(format!(
+                        "object {} of {bucket}/{key} is gone",
+                        object_id.map(|id| id.to_string()).unwrap_or_default()
+                    ))));
+                }
                 if let Some(refusal) = self.delete_refusal(&manifest, *now_ms)? {
                     return Ok(Err(refusal));
+                }
+                let due_at = manifest.retention.as_ref().and_then(|r| r.delete_at_ms);
+                if *expiry && due_at.is_none_or(|at| at > *now_ms) {
+                    return Ok(Err(MetaError::FailedPrecondition(format!(
+                        "{bucket}/{key} is not due for deletion at {now_ms} (its retention \
+                         changed meanwhile)"
+                    ))));
+                }
+                if let Some(at) = due_at {
+                    batch.remove(expiry_key(at, &manifest.object_id));
                 }
                 batch.remove(object_id_key(&manifest.object_id));
                 batch.remove(k);

@@ -78,6 +78,13 @@ impl MetaStore {
                         ))));
                     }
                 }
+                let old_due = manifest.retention.as_ref().and_then(|r| r.delete_at_ms);
+                if let Some(at) = old_due {
+                    batch.remove(expiry_key(at, object_id));
+                }
+                if let Some(at) = new.delete_at_ms {
+                    batch.insert(expiry_key(at, object_id), object_name(bucket, key));
+                }
                 manifest.retention = Some(new);
                 batch.insert(k, encode(&manifest));
             }
