@@ -57,6 +57,26 @@ enum Cmd {
 
 #[derive(Debug, Subcommand)]
 enum BenchCmd {
+    /// Retention expiry on a local cluster of `--objects` synthetic
+    /// objects, `--due-percent` of them due: deletes per second, and 64 MiB
+    /// put throughput during expiry against before and after it.
+    Expiry {
+        /// Objects in the cluster (metadata only).
+        #[arg(long, default_value_t = 100_000)]
+        objects: u64,
+        /// Percentage of them that is due.
+        #[arg(long, default_value_t = 10)]
+        due_percent: u64,
+        /// The nodes' `[retention] expiry_objects_per_sec`.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Output format.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+        /// Keep the local cluster here.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// How the cluster behaves as its metadata grows: real 4 KiB puts to
     /// `--objects`, a row at each decade (put rate and p99, status and
     /// list latency, node memory, metadata and disk bytes per object,
@@ -124,6 +144,23 @@ fn main() -> ExitCode {
             dir,
             packed_shard_bytes,
             metadata_only_above,
+        })),
+        Cmd::Bench {
+            what:
+                Some(BenchCmd::Expiry {
+                    objects,
+                    due_percent,
+                    rate,
+                    output,
+                    dir,
+                }),
+            ..
+        } => run_async(bench::expiry::run(bench::expiry::ExpiryOptions {
+            objects,
+            due_percent,
+            rate,
+            json: output == "json",
+            dir,
         })),
         Cmd::Bench {
             what: None,

@@ -185,5 +185,29 @@ async fn expiry_takes_due_footage_once_never_early_and_never_held() -> anyhow::R
         assert!(expired[0].outcome.contains("quick"), "{expired:?}");
     }
     assert!(!gone(&h, "kept").await?, "an extended clip expired");
+
+    // An expired key is never used again, and the refusal is on record.
+    let refused = h
+        .put(3, "footage", "clip-2", &pattern(100, 9))
+        .await
+        .expect_err("a deleted key reused");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let entries = h
+        .admin(2)
+        .await?
+        .audit_log(pb::AuditLogRequest {
+            limit: 10_000,
+            key: "clip-2".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .entries;
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "put" && e.outcome == "failed_precondition"),
+        "{entries:?}"
+    );
     Ok(())
 }

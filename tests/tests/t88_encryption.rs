@@ -226,10 +226,17 @@ async fn delete_destroys_the_data_key() -> anyhow::Result<()> {
     for id in h.ids() {
         let db = sled::open(h.data_dir(id).join("meta"))?;
         let tree = tresor_node::raft::state_machine::state_tree(&db)?;
+        let mut tombstones = 0;
         for item in tree.iter() {
             let (k, v) = item?;
             if k.starts_with(b"audit") {
                 continue; // the audit log names the key that was deleted, by design
+            }
+            if k.starts_with(b"tomb/") {
+                // The tombstone names the object, by design, and has no
+                // field that could hold a key (`meta::Tombstone`).
+                tombstones += 1;
+                continue;
             }
             assert!(
                 !contains(&k, object.as_bytes())
@@ -244,6 +251,7 @@ async fn delete_destroys_the_data_key() -> anyhow::Result<()> {
                 "node {id}'s state still holds the deleted manifest"
             );
         }
+        assert_eq!(tombstones, 1, "node {id}: the delete's tombstone");
     }
     // The leftover shard files are ciphertext: no footage in them.
     for copy in &kept {

@@ -65,6 +65,10 @@ pub struct Fill {
     /// Audit entries appended after them (stat records of synthetic
     /// objects, chained as the log chains any entry).
     pub audit: u64,
+    /// Objects from this one on are ingested now; those before it in
+    /// September 2026 (so a bucket's 30-day policy has made them due).
+    /// `None`: all in September 2026.
+    pub recent_from: Option<u64>,
 }
 
 /// Adds synthetic objects `0..count` of `bucket` (which must exist) to the
@@ -80,6 +84,7 @@ pub fn fill_metadata(data_dirs: &[PathBuf], bucket: &str, count: u64) -> anyhow:
             bucket: bucket.into(),
             objects: 0..count,
             audit: 0,
+            recent_from: None,
         },
     )
 }
@@ -93,7 +98,8 @@ pub fn fill(data_dirs: &[PathBuf], fill: &Fill) -> anyhow::Result<()> {
     let db = sled::open(first.join("meta"))?;
     let source = crate::raft::state_machine::state_tree(&db)?;
     let store = MetaStore::new(source.clone());
-    apply_fill(&store, &fill.bucket, fill.objects.clone())?;
+    let recent_from = fill.recent_from.unwrap_or(u64::MAX);
+    apply_fill(&store, &fill.bucket, fill.objects.clone(), recent_from)?;
     apply_audit(&store, &fill.bucket, fill.audit)?;
     db.flush()?;
     // Two copies at a time: the machine has two cores.
@@ -145,7 +151,16 @@ fn apply_fill(
     store: &MetaStore,
     bucket: &str,
     objects: std::ops::Range<u64>,
+    recent_from: u64,
 ) -> anyhow::Result<()> {
+    let now = crate::meta::now_ms();
+    let manifest = |i: u64| {
+        let mut m = synthetic_manifest(bucket, i);
+        if i >= recent_from {
+            m.created_ms = now;
+        }
+        m
+    };
     let apply = |command: &Command, batch: &mut sled::Batch| apply(store, command, batch);
     // Uploads are independent of each other: a thousand per batch. Each
     // commit reads the counters the one before it wrote: one per batch.
@@ -155,7 +170,7 @@ fn apply_fill(
         from = chunk.end;
         let mut batch = sled::Batch::default();
         for i in chunk.clone() {
-            let manifest = synthetic_manifest(bucket, i);
+            let manifest = manifest(i);
             let upload = UploadRecord {
                 object_id: manifest.object_id,
                 bucket: bucket.into(),
@@ -170,7 +185,7 @@ fn apply_fill(
         for i in chunk {
             let mut batch = sled::Batch::default();
             let create = Command::CreateObject {
-                manifest: Box::new(synthetic_manifest(bucket, i)),
+                manifest: Box::new(manifest(i)),
                 audit: None,
             };
             apply(&create, &mut batch)?;

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The format byte of values written by this version.
-pub const FORMAT: u8 = 3;
+pub const FORMAT: u8 = 4;
 
 /// A stored value that cannot be decoded.
 #[derive(Debug, thiserror::Error)]

@@ -28,5 +28,5 @@ pub use model::{
 pub use object::{
     validate_key, Digest, ObjectId, ObjectManifest, SegmentManifest, ShardLocation, StripeRef,
 };
-pub use retention::{Hold, HoldTarget, ObjectRetention, RetentionPolicy};
+pub use retention::{Hold, HoldTarget, ObjectRetention, RetentionPolicy, Tombstone};
 pub use store::{DueObject, HoldFilter, MetaStore, ObjectCursor, PlacedShard, StoreError};

@@ -130,6 +130,34 @@ pub struct Hold {
     pub placed_ms: u64,
 }
 
+/// What stays of a deleted object under its key: the key is never used
+/// again (evidence is not replaced under a name it was known by), and who
+/// deleted what, when, stays on record in the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// The object deleted.
+    pub object_id: crate::ids::ObjectId,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+    /// Cluster time of the delete, Unix milliseconds.
+    pub deleted_ms: u64,
+    /// Who deleted it (`system:retention` for an expiry).
+    pub principal: String,
+    /// The retention policy it expired by, for an expiry.
+    pub policy: Option<String>,
+}
+
+impl Tombstone {
+    /// The refusal of a new object under the key.
+    pub fn refusal(&self, bucket: &str, key: &str) -> MetaError {
+        MetaError::FailedPrecondition(format!(
+            "{bucket}/{key} held object {} until {} deleted it at {} (Unix ms): keys of \
+             deleted objects are never used again",
+            self.object_id, self.principal, self.deleted_ms
+        ))
+    }
+}
+
 /// Longest hold reason.
 pub const MAX_REASON_BYTES: usize = 1024;
 /// Most prefix holds one bucket may have: every delete and expiry checks

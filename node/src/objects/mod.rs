@@ -165,8 +165,18 @@ impl DataPlane {
         if meta.bucket(bucket)?.is_none() {
             return Err(ObjectError::NotFound(format!("no bucket named {bucket}")));
         }
-        meta.object(bucket, key)?
-            .ok_or_else(|| ObjectError::NotFound(format!("no object {bucket}/{key}")))
+        if let Some(manifest) = meta.object(bucket, key)? {
+            return Ok(manifest);
+        }
+        Err(ObjectError::NotFound(
+            match meta.tombstone(bucket, key)? {
+                Some(t) => format!(
+                    "no object {bucket}/{key}: object {} was deleted by {} at {} (Unix ms)",
+                    t.object_id, t.principal, t.deleted_ms
+                ),
+                None => format!("no object {bucket}/{key}"),
+            },
+        ))
     }
 
     /// One page of `bucket`'s objects whose keys start with `prefix`, after

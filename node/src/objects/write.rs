@@ -178,6 +178,11 @@ impl DataPlane {
                 spec.bucket, spec.key
             )));
         }
+        if let Some(tomb) = self.cluster.meta().tombstone(&spec.bucket, &spec.key)? {
+            return Err(ObjectError::FailedPrecondition(
+                tomb.refusal(&spec.bucket, &spec.key).to_string(),
+            ));
+        }
         let codec = Codec::new(bucket.data as usize, bucket.parity as usize)
             .map_err(|e| ObjectError::Internal(format!("bucket {}: {e}", bucket.name)))?;
         let block_size = self.tuning.shard_bytes;

@@ -16,6 +16,7 @@ use tresor_client::{Client, Credentials, PutOptions};
 use tresor_node::devcluster::{LocalCluster, LocalClusterSpec, NodeLauncher};
 use tresor_proto::v1 as pb;
 
+pub mod expiry;
 mod heal;
 pub mod scale;
 mod security;

@@ -356,7 +356,7 @@ where
 /// adds `fill` to every node's state, and starts it again; returns the
 /// leader's applied index after the restart (the log before it does not
 /// hold the fill).
-async fn fill_stopped(cluster: &mut LocalCluster, fill: Fill) -> anyhow::Result<u64> {
+pub(super) async fn fill_stopped(cluster: &mut LocalCluster, fill: Fill) -> anyhow::Result<u64> {
     let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.endpoint()).collect();
     settle("every node applied the same entries", || async {
         let commit = status(&nodes[0], false).await?.commit_index;
@@ -520,6 +520,7 @@ async fn scale(
                 bucket: "scale".into(),
                 objects: synthetic as u64..synthetic_to as u64,
                 audit,
+                recent_from: None,
             };
             filled_at = Some(fill_stopped(cluster, fill).await?);
             synthetic = synthetic_to;

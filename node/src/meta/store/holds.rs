@@ -3,7 +3,7 @@
 use super::keys::*;
 use super::{MetaStore, StoreError};
 use crate::meta::retention::MAX_PREFIX_HOLDS_PER_BUCKET;
-use crate::meta::{Hold, HoldTarget, ObjectId, RetentionPolicy};
+use crate::meta::{Hold, HoldTarget, ObjectId, RetentionPolicy, Tombstone};
 
 /// An object its retention makes due, from the expiry index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +83,11 @@ impl MetaStore {
             });
         }
         Ok(out)
+    }
+
+    /// The tombstone of the object deleted under `bucket/key`, if one was.
+    pub fn tombstone(&self, bucket: &str, key: &str) -> Result<Option<Tombstone>, StoreError> {
+        self.get(&tombstone_key(bucket, key))
     }
 
     /// One hold.

@@ -46,6 +46,8 @@ pub(super) const TOKEN_PREFIX: &[u8] = b"token/";
 /// `expiry/<delete_at_ms u64 BE><object id>` → `<bucket>\0<key>`: objects
 /// in the order their retention makes them due.
 pub(super) const EXPIRY_PREFIX: &[u8] = b"expiry/";
+/// `tomb/<bucket>\0<key>` → the tombstone of the object deleted there.
+pub(super) const TOMB_PREFIX: &[u8] = b"tomb/";
 
 pub(super) fn node_key(id: u64) -> Vec<u8> {
     let mut key = NODE_PREFIX.to_vec();
@@ -205,6 +207,12 @@ pub(super) fn object_name(bucket: &str, key: &str) -> Vec<u8> {
     name.push(0);
     name.extend_from_slice(key.as_bytes());
     name
+}
+
+pub(super) fn tombstone_key(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = TOMB_PREFIX.to_vec();
+    k.extend_from_slice(&object_name(bucket, key));
+    k
 }
 
 pub(super) fn retention_key(name: &str) -> Vec<u8> {

@@ -359,4 +359,20 @@ fn the_expiry_index_follows_commits_extensions_and_deletes() {
     delete(&s, "early", 40 * DAY).expect_err("held");
     assert_eq!(due_keys(&s, 40 * DAY), ["early"]);
     assert!(s.object("footage", "late").expect("read").is_none());
+
+    // The expired key keeps a tombstone and is never used again.
+    let tomb = s.tombstone("footage", "late").expect("read").expect("tomb");
+    assert_eq!(tomb.object_id, ObjectId([1; 16]));
+    assert_eq!(tomb.deleted_ms, 40 * DAY);
+    assert_eq!(tomb.policy.as_deref(), Some("bodycam-raw"));
+    let again = bare_manifest("footage", "late", ObjectId([7; 16]));
+    begin_upload(&s, &again);
+    let create = Command::CreateObject {
+        manifest: Box::new(again),
+        audit: None,
+    };
+    assert!(matches!(
+        run(&s, create),
+        Err(MetaError::FailedPrecondition(m)) if m.contains("never used again")
+    ));
 }

@@ -333,11 +333,12 @@ async fn large_state_round_trip() {
     // The load holds one small batch, sled's cache and the garbage of the
     // batch being applied: sled frees the pages a batch replaces only
     // once the batch is done, so large batches held several times the
-    // state (4 MiB batches: about 180 MiB here). That garbage is freed
-    // by sled's epochs, later on a busy machine (13 MiB idle, 25 MiB seen
-    // beside a CI build): the bound leaves room for that and stays well
-    // below the state.
-    let load_bound = 40 << 20;
+    // state (4 MiB batches: about 180 MiB here). How soon sled lets that
+    // garbage go depends on its threads getting a CPU: 13 MiB idle, up to
+    // 50 MiB with six CPU hogs on two cores (periodic flushes or sleeps in
+    // the load did not change that). The bound catches batches that are
+    // too large, not the scheduler.
+    let load_bound = 64 << 20;
     assert!(
         load_peak < load_bound,
         "installing the snapshot held {load_peak} bytes"

@@ -4,8 +4,8 @@ use super::super::keys::*;
 use super::super::{encode, MetaStore, StoreError};
 use super::health::Tally;
 use super::misrouted;
-use crate::meta::ObjectManifest;
 use crate::meta::{Command, MetaError};
+use crate::meta::{ObjectManifest, Tombstone};
 
 impl MetaStore {
     pub(super) fn apply_objects(
@@ -70,6 +70,9 @@ impl MetaStore {
                         "{}/{} already exists (objects are immutable)",
                         manifest.bucket, manifest.key
                     ))));
+                }
+                if let Some(tomb) = self.tombstone(&manifest.bucket, &manifest.key)? {
+                    return Ok(Err(tomb.refusal(&manifest.bucket, &manifest.key)));
                 }
                 // Only a live upload may commit: once aborted (by its
                 // coordinator or by expiry) its shards may be deleted.
@@ -201,6 +204,20 @@ impl MetaStore {
                 if let Some(at) = due_at {
                     batch.remove(expiry_key(at, &manifest.object_id));
                 }
+                let tomb = Tombstone {
+                    object_id: manifest.object_id,
+                    sha256: manifest.sha256.clone(),
+                    deleted_ms: *now_ms,
+                    principal: audit
+                        .as_ref()
+                        .map(|a| a.principal.clone())
+                        .unwrap_or_default(),
+                    policy: match expiry {
+                        true => manifest.retention.as_ref().map(|r| r.policy.clone()),
+                        false => None,
+                    },
+                };
+                batch.insert(tombstone_key(bucket, key), encode(&tomb));
                 batch.remove(object_id_key(&manifest.object_id));
                 batch.remove(k);
                 let mut tally = Tally::default();
