@@ -133,6 +133,17 @@ pub enum Command {
         #[serde(default)]
         audit: Option<super::audit::AuditRecord>,
     },
+    /// Deletes the objects their retention made due at `now_ms` (cluster
+    /// time), as [`Command::DeleteObject`] with `expiry` does one by one;
+    /// an object that is no longer due, held, or another object now is
+    /// skipped, the others are deleted. Each deleted object's record is
+    /// appended to the audit log, in order.
+    ExpireObjects {
+        /// Cluster time, Unix milliseconds.
+        now_ms: u64,
+        /// The objects, with the audit record of each.
+        objects: Vec<ExpiryItem>,
+    },
     /// Creates a principal, without roles. Refused if the name exists.
     CreatePrincipal {
         /// The principal.
@@ -228,6 +239,20 @@ pub struct UploadRecord {
     /// Last sign of progress, Unix milliseconds: an upload silent for longer
     /// than the expiry is aborted by the leader.
     pub touched_ms: u64,
+}
+
+/// One object of [`Command::ExpireObjects`].
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiryItem {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// The object meant.
+    pub object_id: super::ObjectId,
+    /// Its audit record, appended if it is deleted.
+    pub audit: super::audit::AuditRecord,
 }
 
 /// One object's data key, wrapped anew.

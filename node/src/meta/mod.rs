@@ -18,7 +18,7 @@ pub mod retention;
 mod store;
 
 pub use access::{Grant, Principal, Role, Token, BOOTSTRAP_ADMIN};
-pub use command::{Command, KeyRewrap, UploadRecord};
+pub use command::{Command, ExpiryItem, KeyRewrap, UploadRecord};
 pub use encryption::{ObjectEncryption, WrappedKey, TAG_BYTES};
 pub use health::{is_healthy, segment_health, serves, SegmentHealth, Survey};
 pub use model::{

@@ -25,8 +25,8 @@ pub use write::{PutBody, PutSpec};
 use crate::config::DataTuning;
 use crate::crypto::Keyring;
 use crate::meta::{
-    audit::AuditRecord, now_ms, validate_bucket_name, validate_key, Command, MetaError, NodeRecord,
-    NodeState, ObjectId, ObjectManifest,
+    audit::AuditRecord, now_ms, validate_bucket_name, validate_key, Command, ExpiryItem, MetaError,
+    NodeRecord, NodeState, ObjectId, ObjectManifest,
 };
 use crate::placement::Candidate;
 use crate::raft::{CaughtUp, Cluster, ClusterError};
@@ -244,36 +244,64 @@ impl DataPlane {
         let manifest = self.manifest(caught_up, bucket, key)?;
         let now_ms = self.cluster.cluster_time().await?;
         let audit = self.audit_record(principal, "delete", bucket, key, &manifest.sha256);
-        self.remove(manifest, now_ms, false, audit).await
+        self.remove(manifest, now_ms, audit).await
     }
 
-    /// Deletes an object its retention made due by cluster time `now_ms`,
-    /// through the same path as [`DataPlane::delete`], on record as
-    /// [`EXPIRY_PRINCIPAL`] with action `expire` and the policy's name in
-    /// the outcome. Refused, changing nothing, if a hold covers it or its
-    /// retention changed meanwhile.
-    pub async fn expire(&self, manifest: ObjectManifest, now_ms: u64) -> Result<(), ObjectError> {
-        let policy = manifest
-            .retention
-            .as_ref()
-            .map(|r| r.policy.clone())
-            .unwrap_or_default();
-        let mut audit = self.audit_record(
-            EXPIRY_PRINCIPAL,
-            "expire",
-            &manifest.bucket,
-            &manifest.key,
-            &manifest.sha256,
-        );
-        audit.outcome = format!("ok (retention policy {policy})");
-        self.remove(manifest, now_ms, true, audit).await
+    /// Deletes the objects their retention made due by cluster time
+    /// `now_ms`, in one commit: the batch form of [`DataPlane::delete`],
+    /// each on record as [`EXPIRY_PRINCIPAL`] with action `expire` and the
+    /// policy's name in the outcome. An object held, extended or replaced
+    /// meanwhile is skipped, changing nothing. Returns how many were
+    /// deleted; their shard files go in the background.
+    pub async fn expire(
+        &self,
+        manifests: Vec<ObjectManifest>,
+        now_ms: u64,
+    ) -> Result<u64, ObjectError> {
+        if manifests.is_empty() {
+            return Ok(0);
+        }
+        let objects = manifests
+            .iter()
+            .map(|m| {
+                let policy = m.retention.as_ref().map(|r| r.policy.as_str());
+                let mut audit =
+                    self.audit_record(EXPIRY_PRINCIPAL, "expire", &m.bucket, &m.key, &m.sha256);
+                audit.outcome = format!("ok (retention policy {})", policy.unwrap_or_default());
+                ExpiryItem {
+                    bucket: m.bucket.clone(),
+                    key: m.key.clone(),
+                    object_id: m.object_id,
+                    audit,
+                }
+            })
+            .collect();
+        self.cluster
+            .propose(Command::ExpireObjects { now_ms, objects })
+            .await?;
+        // Those deleted left their tombstone (this runs on the leader, which
+        // applied the commit before answering).
+        let meta = self.cluster.meta();
+        let mut deleted = 0;
+        for m in manifests {
+            let tomb = meta.tombstone(&m.bucket, &m.key)?;
+            if tomb.is_some_and(|t| t.object_id == m.object_id) {
+                deleted += 1;
+                let nodes = m
+                    .segments
+                    .iter()
+                    .flat_map(|s| s.shards.iter().filter_map(|l| l.node))
+                    .collect();
+                self.delete_shards(m.object_id, nodes);
+            }
+        }
+        Ok(deleted)
     }
 
     async fn remove(
         &self,
         manifest: ObjectManifest,
         now_ms: u64,
-        expiry: bool,
         audit: AuditRecord,
     ) -> Result<(), ObjectError> {
         let deleted = self
@@ -283,7 +311,7 @@ impl DataPlane {
                 key: manifest.key.clone(),
                 object_id: Some(manifest.object_id),
                 now_ms,
-                expiry,
+                expiry: false,
                 audit: Some(audit),
             })
             .await;

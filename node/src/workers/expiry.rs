@@ -1,10 +1,10 @@
 //! Retention expiry: on the leader, deletes the objects whose retention
 //! made them due (`delete_at` passed, `keep_until` passed, no hold), through
-//! the normal delete path, on record as `system:retention`. Finds them
-//! through the time-ordered expiry index in pages, paced to a number of
-//! objects per second; a pass ends after a bounded number of them and the
-//! next goes on where it stopped, so a backlog after downtime is worked off
-//! pass by pass. "Now" is cluster time: a majority of the voters' clocks
+//! the delete path's batch form (up to 100 objects per commit), each on
+//! record as `system:retention`. Finds them through the time-ordered expiry
+//! index in pages, paced to a number of objects per second; a pass ends
+//! after a bounded number of them and the next goes on where it stopped, so
+//! a backlog after downtime is worked off pass by pass. "Now" is cluster time: a majority of the voters' clocks
 //! must have reached it, so a leader whose clock runs ahead expires nothing
 //! early.
 
@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 
 use super::{StatusHandle, Worker, WorkerError};
 use crate::meta::ObjectId;
-use crate::objects::{DataPlane, ObjectError};
+use crate::objects::DataPlane;
 
 counters! {
     /// What retention expiry has done.
@@ -29,8 +29,8 @@ counters! {
     }
 }
 
-/// Index entries read per page.
-const PAGE: usize = 500;
+/// Index entries read, and objects deleted in one commit, at a time.
+const BATCH: usize = 100;
 /// Index entries one pass looks at, at most.
 const PER_PASS: usize = 10_000;
 
@@ -66,53 +66,47 @@ impl RetentionExpiry {
         let meta = cluster.meta();
         let mut limiter = status.limiter(self.objects_per_sec);
         let (mut seen, mut expired, mut held) = (0usize, 0u64, 0u64);
-        let outcome = 'pass: loop {
+        let outcome = loop {
             if seen >= PER_PASS {
                 break Ok(());
             }
-            let page = meta.due_objects(now, self.cursor, PAGE.min(PER_PASS - seen))?;
-            if page.is_empty() {
+            let page = meta.due_objects(now, self.cursor, BATCH.min(PER_PASS - seen))?;
+            let Some(last) = page.last().map(|d| d.cursor()) else {
                 // Everything due was looked at: the next pass starts over,
                 // and sees again what holds kept back.
                 self.cursor = None;
                 break Ok(());
-            }
+            };
+            seen += page.len();
+            let mut batch = Vec::with_capacity(page.len());
             for due in page {
-                seen += 1;
                 let current = meta.object(&due.bucket, &due.key)?;
                 let Some(manifest) = current.filter(|m| m.object_id == due.object_id) else {
-                    self.cursor = Some(due.cursor());
                     continue;
                 };
-                if !meta.holds_on(&due.bucket, &due.key)?.is_empty() {
+                if meta.holds_on(&due.bucket, &due.key)?.is_empty() {
+                    batch.push(manifest);
+                } else {
                     held += 1;
-                    self.cursor = Some(due.cursor());
-                    continue;
                 }
-                limiter.consume(1).await;
-                match self.plane.expire(manifest, now).await {
-                    Ok(()) => {
-                        expired += 1;
-                        status.count(|c| c.objects_expired += 1);
-                        tracing::info!(
-                            bucket = due.bucket,
-                            key = due.key,
-                            delete_at_ms = due.delete_at_ms,
-                            "object expired by its retention"
-                        );
+            }
+            let asked = batch.len() as u64;
+            limiter.consume(asked).await;
+            match self.plane.expire(batch, now).await {
+                Ok(deleted) => {
+                    expired += deleted;
+                    // Held or extended between the look and the commit.
+                    held += asked - deleted;
+                    status.count(|c| c.objects_expired += deleted);
+                    if deleted > 0 {
+                        tracing::info!(deleted, "objects expired by their retention");
                     }
-                    // A hold placed, or the retention extended, meanwhile.
-                    Err(ObjectError::FailedPrecondition(why)) => {
-                        held += 1;
-                        tracing::info!(bucket = due.bucket, key = due.key, why, "not expired");
-                    }
-                    Err(ObjectError::NotFound(_)) => {}
-                    Err(e) => {
-                        status.count(|c| c.failed += 1);
-                        break 'pass Err(WorkerError::from(e));
-                    }
+                    self.cursor = Some(last);
                 }
-                self.cursor = Some(due.cursor());
+                Err(e) => {
+                    status.count(|c| c.failed += asked);
+                    break Err(WorkerError::from(e));
+                }
             }
         };
         status.count(|c| c.held_due = held);

@@ -376,3 +376,60 @@ fn the_expiry_index_follows_commits_extensions_and_deletes() {
         Err(MetaError::FailedPrecondition(m)) if m.contains("never used again")
     ));
 }
+
+#[test]
+fn a_batch_expiry_deletes_what_is_due_and_skips_the_rest() {
+    let (_d, s) = lifecycle_store();
+    for (i, key) in ["a", "b", "held", "extended", "late"].iter().enumerate() {
+        let created = if *key == "late" { 20 * DAY } else { DAY };
+        put(&s, key, i as u8 + 1, created);
+    }
+    let h = hold("2026/2", HoldTarget::Key("held".into()));
+    run(&s, Command::PlaceHold { hold: h }).expect("hold");
+    extend(&s, "extended", 4, "case-material").expect("extend");
+    let item = |key: &str, n: u8| crate::meta::ExpiryItem {
+        bucket: "footage".into(),
+        key: key.into(),
+        object_id: ObjectId([n; 16]),
+        audit: crate::meta::audit::AuditRecord {
+            time_ms: 0,
+            node: 1,
+            principal: "system:retention".into(),
+            action: "expire".into(),
+            bucket: "footage".into(),
+            key: key.into(),
+            object_sha256: String::new(),
+            outcome: "ok".into(),
+        },
+    };
+    let objects = vec![
+        item("a", 1),
+        item("b", 9), // another object than the one under b
+        item("held", 3),
+        item("extended", 4),
+        item("late", 5), // not due before day 50
+        item("b", 2),
+    ];
+    run(
+        &s,
+        Command::ExpireObjects {
+            now_ms: 40 * DAY,
+            objects,
+        },
+    )
+    .expect("expire");
+    let left: Vec<_> = ["a", "b", "held", "extended", "late"]
+        .into_iter()
+        .filter(|k| s.object("footage", k).expect("read").is_some())
+        .collect();
+    assert_eq!(left, ["held", "extended", "late"]);
+    // One audit record per deleted object, in order.
+    let entries = s.audit_entries(0, 100).expect("audit");
+    let keys: Vec<_> = entries
+        .iter()
+        .filter(|e| e.record.action == "expire")
+        .map(|e| e.record.key.as_str())
+        .collect();
+    assert_eq!(keys, ["a", "b"]);
+    assert_eq!(due_keys(&s, 60 * DAY), ["held", "late"]);
+}

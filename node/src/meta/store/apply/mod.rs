@@ -33,7 +33,8 @@ impl MetaStore {
             | Command::CreateObject { .. }
             | Command::UpdateShards { .. }
             | Command::RewrapKeys { .. }
-            | Command::DeleteObject { .. } => self.apply_objects(command, batch),
+            | Command::DeleteObject { .. }
+            | Command::ExpireObjects { .. } => self.apply_objects(command, batch),
             Command::AppendAudit { .. } | Command::SealAudit { .. } => {
                 self.apply_audit(command, batch)
             }

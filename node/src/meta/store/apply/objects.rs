@@ -201,35 +201,73 @@ impl MetaStore {
                          changed meanwhile)"
                     ))));
                 }
-                if let Some(at) = due_at {
-                    batch.remove(expiry_key(at, &manifest.object_id));
-                }
-                let tomb = Tombstone {
-                    object_id: manifest.object_id,
-                    sha256: manifest.sha256.clone(),
-                    deleted_ms: *now_ms,
-                    principal: audit
-                        .as_ref()
-                        .map(|a| a.principal.clone())
-                        .unwrap_or_default(),
-                    policy: match expiry {
-                        true => manifest.retention.as_ref().map(|r| r.policy.clone()),
-                        false => None,
-                    },
-                };
-                batch.insert(tombstone_key(bucket, key), encode(&tomb));
-                batch.remove(object_id_key(&manifest.object_id));
-                batch.remove(k);
+                let principal = audit.as_ref().map(|a| a.principal.clone());
                 let mut tally = Tally::default();
-                for (i, seg) in manifest.segments.iter().enumerate() {
-                    let object = manifest.object_id;
-                    self.unindex_segment(object, i as u32, &seg.shards, &mut tally, batch)?;
-                }
+                self.remove_object(&manifest, *now_ms, principal, *expiry, &mut tally, batch)?;
                 self.write_tally(tally, batch)?;
                 self.append_audit(audit.iter(), batch)?;
+            }
+            Command::ExpireObjects { now_ms, objects } => {
+                let mut tally = Tally::default();
+                let mut records = Vec::new();
+                for item in objects {
+                    let Some(manifest) = self.object(&item.bucket, &item.key)? else {
+                        continue;
+                    };
+                    let due = manifest.retention.as_ref().and_then(|r| r.delete_at_ms);
+                    if manifest.object_id != item.object_id
+                        || due.is_none_or(|at| at > *now_ms)
+                        || self.delete_refusal(&manifest, *now_ms)?.is_some()
+                    {
+                        continue;
+                    }
+                    let principal = Some(item.audit.principal.clone());
+                    self.remove_object(&manifest, *now_ms, principal, true, &mut tally, batch)?;
+                    records.push(&item.audit);
+                }
+                self.write_tally(tally, batch)?;
+                self.append_audit(records.into_iter(), batch)?;
             }
             _ => return Ok(Err(misrouted("objects"))),
         }
         Ok(Ok(()))
+    }
+}
+
+impl MetaStore {
+    /// Removes `manifest`'s object into `batch`: its expiry index entry,
+    /// its id, its manifest (the only copy of its wrapped data key) and its
+    /// shards' index entries (counted in `tally`); leaves its tombstone.
+    fn remove_object(
+        &self,
+        manifest: &ObjectManifest,
+        now_ms: u64,
+        principal: Option<String>,
+        expiry: bool,
+        tally: &mut Tally,
+        batch: &mut sled::Batch,
+    ) -> Result<(), StoreError> {
+        let (bucket, key) = (&manifest.bucket, &manifest.key);
+        if let Some(at) = manifest.retention.as_ref().and_then(|r| r.delete_at_ms) {
+            batch.remove(expiry_key(at, &manifest.object_id));
+        }
+        let tomb = Tombstone {
+            object_id: manifest.object_id,
+            sha256: manifest.sha256.clone(),
+            deleted_ms: now_ms,
+            principal: principal.unwrap_or_default(),
+            policy: match expiry {
+                true => manifest.retention.as_ref().map(|r| r.policy.clone()),
+                false => None,
+            },
+        };
+        batch.insert(tombstone_key(bucket, key), encode(&tomb));
+        batch.remove(object_id_key(&manifest.object_id));
+        batch.remove(object_key(bucket, key));
+        for (i, seg) in manifest.segments.iter().enumerate() {
+            let object = manifest.object_id;
+            self.unindex_segment(object, i as u32, &seg.shards, tally, batch)?;
+        }
+        Ok(())
     }
 }
