@@ -130,6 +130,20 @@ impl Harness {
         files_under(&self.data_dir(id).join("shards"))
     }
 
+    /// The first `limit` entries of the audit log as node `via` reads it.
+    pub async fn audit_log(&self, via: u64, limit: u32) -> anyhow::Result<Vec<pb::AuditEntry>> {
+        Ok(self
+            .admin(via)
+            .await?
+            .audit_log(pb::AuditLogRequest {
+                limit,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .entries)
+    }
+
     /// The cluster's status as node `via` reports it.
     pub async fn status(&self, via: u64) -> anyhow::Result<pb::StatusResponse> {
         Ok(self

@@ -228,7 +228,7 @@ async fn cli_json_output_has_the_documented_shape() -> anyhow::Result<()> {
     let listed: serde_json::Value = serde_json::from_str(&out)?;
     assert_eq!(
         listed,
-        serde_json::json!([{"name": "cams", "data": 4, "parity": 2}])
+        serde_json::json!([{"name": "cams", "data": 4, "parity": 2, "retention": null}])
     );
 
     let (ok, out, err) = run(&["status"])?;

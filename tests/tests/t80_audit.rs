@@ -10,15 +10,7 @@ use tresor_tests::{cluster, pattern, sha256_hex, Harness};
 const BIN: &str = env!("CARGO_BIN_EXE_tresor-test-node");
 
 async fn log(h: &Harness, via: u64) -> anyhow::Result<Vec<pb::AuditEntry>> {
-    Ok(h.admin(via)
-        .await?
-        .audit_log(pb::AuditLogRequest {
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .entries)
+    h.audit_log(via, 10_000).await
 }
 
 #[tokio::test]

@@ -221,16 +221,7 @@ async fn retention_and_holds_keep_footage_from_every_principal() -> anyhow::Resu
     );
 
     // Every refusal and every hold is on record.
-    let entries = h
-        .admin(1)
-        .await?
-        .audit_log(pb::AuditLogRequest {
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .entries;
+    let entries = h.audit_log(1, 10_000).await?;
     let has = |principal: &str, action: &str, key: &str, outcome: &str| {
         entries.iter().any(|e| {
             e.principal == principal

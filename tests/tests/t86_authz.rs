@@ -570,16 +570,7 @@ async fn every_role_against_every_operation() -> anyhow::Result<()> {
     assert!(all.contains(&"cams".to_string()) && all.contains(&"other".to_string()));
 
     // Refusals are on record, with who was refused.
-    let entries = h
-        .admin(leader)
-        .await?
-        .audit_log(pb::AuditLogRequest {
-            limit: 100_000,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .entries;
+    let entries = h.audit_log(leader, 100_000).await?;
     let has = |principal: &str, action: &str, outcome: &str| {
         entries
             .iter()
@@ -824,16 +815,7 @@ async fn insecure_cluster_authenticates_nobody() -> anyhow::Result<()> {
             assert!(!refused(s.code()), "{op:?}: {s:?}");
         }
     }
-    let entries = h
-        .admin(leader)
-        .await?
-        .audit_log(pb::AuditLogRequest {
-            limit: 100_000,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .entries;
+    let entries = h.audit_log(leader, 100_000).await?;
     assert!(entries
         .iter()
         .any(|e| e.action == "bucket create" && e.bucket == "cams"));

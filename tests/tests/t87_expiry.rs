@@ -165,16 +165,7 @@ async fn expiry_takes_due_footage_once_never_early_and_never_held() -> anyhow::R
     .await?;
 
     // Each expiry is on record once, by system:retention with the policy.
-    let entries = h
-        .admin(2)
-        .await?
-        .audit_log(pb::AuditLogRequest {
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .entries;
+    let entries = h.audit_log(2, 10_000).await?;
     for key in &keys[..5] {
         let expired: Vec<_> = entries
             .iter()
@@ -191,7 +182,7 @@ async fn expiry_takes_due_footage_once_never_early_and_never_held() -> anyhow::R
         .put(3, "footage", "clip-2", &pattern(100, 9))
         .await
         .expect_err("a deleted key reused");
-    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
     let entries = h
         .admin(2)
         .await?
@@ -206,7 +197,7 @@ async fn expiry_takes_due_footage_once_never_early_and_never_held() -> anyhow::R
     assert!(
         entries
             .iter()
-            .any(|e| e.action == "put" && e.outcome == "failed_precondition"),
+            .any(|e| e.action == "put" && e.outcome == "already_exists"),
         "{entries:?}"
     );
     Ok(())

@@ -354,8 +354,10 @@ fn parse_since(text: &str) -> Result<u64, String> {
         .map_err(|_| "times before 1970 are not in the log".to_string())
 }
 
+/// A bucket as JSON; `retention` is `null` when it has no policy.
 fn bucket_json(b: &pb::Bucket) -> serde_json::Value {
-    json!({"name": b.name, "data": b.data, "parity": b.parity, "retention": b.retention})
+    let retention = (!b.retention.is_empty()).then_some(&b.retention);
+    json!({"name": b.name, "data": b.data, "parity": b.parity, "retention": retention})
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

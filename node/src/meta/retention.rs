@@ -150,7 +150,7 @@ pub struct Tombstone {
 impl Tombstone {
     /// The refusal of a new object under the key.
     pub fn refusal(&self, bucket: &str, key: &str) -> MetaError {
-        MetaError::FailedPrecondition(format!(
+        MetaError::AlreadyExists(format!(
             "{bucket}/{key} held object {} until {} deleted it at {} (Unix ms): keys of \
              deleted objects are never used again",
             self.object_id, self.principal, self.deleted_ms

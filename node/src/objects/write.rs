@@ -179,7 +179,7 @@ impl DataPlane {
             )));
         }
         if let Some(tomb) = self.cluster.meta().tombstone(&spec.bucket, &spec.key)? {
-            return Err(ObjectError::FailedPrecondition(
+            return Err(ObjectError::AlreadyExists(
                 tomb.refusal(&spec.bucket, &spec.key).to_string(),
             ));
         }

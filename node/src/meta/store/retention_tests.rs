@@ -373,7 +373,7 @@ fn the_expiry_index_follows_commits_extensions_and_deletes() {
     };
     assert!(matches!(
         run(&s, create),
-        Err(MetaError::FailedPrecondition(m)) if m.contains("never used again")
+        Err(MetaError::AlreadyExists(m)) if m.contains("never used again")
     ));
 }
 

@@ -115,16 +115,10 @@ impl MetaStore {
                 changes,
             } => {
                 let k = object_key(bucket, key);
-                let Some(mut manifest) = self.get::<ObjectManifest>(&k)? else {
-                    return Ok(Err(MetaError::NotFound(format!(
-                        "no object {bucket}/{key}"
-                    ))));
+                let mut manifest = match self.same_object(bucket, key, object_id)? {
+                    Ok(m) => m,
+                    Err(e) => return Ok(Err(e)),
                 };
-                if manifest.object_id != *object_id {
-                    return Ok(Err(MetaError::FailedPrecondition(format!(
-                        "{bucket}/{key} is another object now"
-                    ))));
-                }
                 let Some(seg) = manifest.segments.get_mut(*segment as usize) else {
                     return Ok(Err(MetaError::InvalidArgument(format!(
                         "no segment {segment}"
@@ -235,6 +229,27 @@ impl MetaStore {
 }
 
 impl MetaStore {
+    /// The manifest of `bucket/key` if it is still object `object_id`; a
+    /// command about an object that is gone or replaced is refused.
+    pub(super) fn same_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        object_id: &crate::meta::ObjectId,
+    ) -> Result<Result<ObjectManifest, MetaError>, StoreError> {
+        let Some(manifest) = self.object(bucket, key)? else {
+            return Ok(Err(MetaError::NotFound(format!(
+                "no object {bucket}/{key}"
+            ))));
+        };
+        if manifest.object_id != *object_id {
+            return Ok(Err(MetaError::FailedPrecondition(format!(
+                "{bucket}/{key} is another object now"
+            ))));
+        }
+        Ok(Ok(manifest))
+    }
+
     /// Removes `manifest`'s object into `batch`: its expiry index entry,
     /// its id, its manifest (the only copy of its wrapped data key) and its
     /// shards' index entries (counted in `tally`); leaves its tombstone.

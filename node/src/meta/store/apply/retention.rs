@@ -52,16 +52,10 @@ impl MetaStore {
                 policy,
             } => {
                 let k = object_key(bucket, key);
-                let Some(mut manifest) = self.get::<ObjectManifest>(&k)? else {
-                    return Ok(Err(MetaError::NotFound(format!(
-                        "no object {bucket}/{key}"
-                    ))));
+                let mut manifest = match self.same_object(bucket, key, object_id)? {
+                    Ok(m) => m,
+                    Err(e) => return Ok(Err(e)),
                 };
-                if manifest.object_id != *object_id {
-                    return Ok(Err(MetaError::FailedPrecondition(format!(
-                        "{bucket}/{key} is another object now"
-                    ))));
-                }
                 let Some(p) = self.retention_policy(policy)? else {
                     return Ok(Err(MetaError::NotFound(format!(
                         "no retention policy named {policy}"
