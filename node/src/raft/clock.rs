@@ -5,7 +5,6 @@
 //! among them) cannot bring them forward. A clock that runs behind only
 //! delays them.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use tonic::transport::Channel;
@@ -18,9 +17,6 @@ use crate::meta::now_ms;
 
 /// How long a voter has to answer for its clock.
 const CLOCK_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Cached Raft-service clients to voters, by address.
-pub(super) type VoterClients = tokio::sync::Mutex<HashMap<String, RaftClient<Channel>>>;
 
 /// The latest time a majority of `clocks` (one per voter of `voters`) have
 /// reached: the majority-th largest. With fewer clocks than a majority,

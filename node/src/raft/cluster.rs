@@ -132,7 +132,9 @@ pub struct Cluster {
     pub(super) leader_raft_client:
         tokio::sync::Mutex<Option<(String, RaftClient<tonic::transport::Channel>)>>,
     /// Raft-service clients to the voters, by address, for clock reads.
-    pub(super) voter_clients: super::clock::VoterClients,
+    pub(super) voter_clients: tokio::sync::Mutex<
+        std::collections::HashMap<String, RaftClient<tonic::transport::Channel>>,
+    >,
     pub(super) config: NodeConfig,
     pub(super) raft: Raft,
     pub(super) meta: MetaStore,
