@@ -131,7 +131,7 @@ async fn expiry(
         audit: 0,
         recent_from: Some(due),
     };
-    super::scale::fill_stopped(cluster, fill).await?;
+    super::stopped::fill_stopped(cluster, fill).await?;
     let leader = super::heal::status(&endpoints[0])
         .await?
         .leader_id

@@ -20,6 +20,7 @@ pub mod expiry;
 mod heal;
 pub mod scale;
 mod security;
+mod stopped;
 
 use heal::heal;
 use security::{security_cost, SECURITY_ROUNDS};
