@@ -14,6 +14,7 @@ use tresor_proto::internal::v1 as ipb;
 use tresor_proto::v1 as pb;
 
 use crate::erasure::Codec;
+use crate::meta::Writes;
 use crate::meta::{
     validate_bucket_name, validate_key, validate_principal_name, validate_scheme, Command,
     MetaStore, ObjectId, ObjectManifest,
@@ -162,10 +163,10 @@ pub fn commands(commands: &[Command]) {
             Some(command),
             "a command does not round-trip through its log encoding"
         );
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         match meta.apply(command, &mut batch) {
             Ok(_) => {
-                if meta.tree().apply_batch(batch).is_err() {
+                if meta.tree().apply_batch(batch.into()).is_err() {
                     return;
                 }
             }

@@ -22,7 +22,7 @@ async fn leadership(h: &Harness, via: u64) -> anyhow::Result<(Option<u64>, u64)>
 
 /// Puts 4 KiB objects with `writers` clients for `for_how_long`, or
 /// `count` of them; how many were stored, and how many were answered
-/// `UNAVAILABLE` (not committed in time; the client would retry).
+/// `UNAVAILABLE` (not committed in time), each printed.
 async fn put_load(
     h: &Harness,
     prefix: &str,
@@ -129,10 +129,7 @@ async fn leadership_is_stable_under_metadata_load() -> anyhow::Result<()> {
     // objects with it) and drops the log before it.
     let before_puts = h.local_status(leader).await?.applied_index;
     let (_, refused) = put_load(&h, "warm", 8, 600, Duration::from_secs(300)).await?;
-    assert!(
-        refused <= 8,
-        "{refused} puts not committed in time while warming up"
-    );
+    assert_eq!(refused, 0, "puts not committed in time while warming up");
     wait_for(
         "the leader compacts its log past the fill",
         HEAL_TIMEOUT,
@@ -164,13 +161,11 @@ async fn leadership_is_stable_under_metadata_load() -> anyhow::Result<()> {
     let probe = h.stat(new, "footage", &synthetic_key(OBJECTS - 1)).await?;
     assert_eq!(probe.size, 4096, "the snapshot carried the filled state");
 
-    // A minute of 4 KiB puts.
-    // A commit stalled past the 10 s proposal deadline (seen with the
-    // leader snapshotting this state on a busy machine) costs a put, not
-    // the leadership: at most one per writer is tolerated here, and an
-    // election never.
+    // A minute of 4 KiB puts. Every node snapshots this state several
+    // times meanwhile, while applies go on: no commit may wait for a dump
+    // (they did, past the 10 s proposal deadline on a busy machine).
     let (stored, unavailable) = put_load(&h, "load", 4, u64::MAX, Duration::from_secs(60)).await?;
-    assert!(unavailable <= 4, "{unavailable} puts not committed in time");
+    assert_eq!(unavailable, 0, "puts not committed in time");
     assert_eq!(
         leadership(&h, leader).await?,
         calm,

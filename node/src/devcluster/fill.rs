@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 
 use crate::meta::audit::AuditRecord;
+use crate::meta::Writes;
 use crate::meta::{
     Command, Digest, MetaStore, ObjectId, ObjectManifest, SegmentManifest, ShardLocation,
     UploadRecord,
@@ -122,7 +123,7 @@ pub fn fill(data_dirs: &[PathBuf], fill: &Fill) -> anyhow::Result<()> {
 fn copy_state(source: &sled::Tree, dir: &std::path::Path) -> anyhow::Result<()> {
     let db = sled::open(dir.join("meta"))?;
     let target = crate::raft::state_machine::state_tree(&db)?;
-    let mut batch = sled::Batch::default();
+    let mut batch = Writes::default();
     let mut pending = 0;
     for kv in source.iter() {
         let (k, v) = kv?;
@@ -132,16 +133,16 @@ fn copy_state(source: &sled::Tree, dir: &std::path::Path) -> anyhow::Result<()> 
         batch.insert(k, v);
         pending += 1;
         if pending == 10_000 {
-            target.apply_batch(std::mem::take(&mut batch))?;
+            target.apply_batch(std::mem::take(&mut batch).into())?;
             pending = 0;
         }
     }
-    target.apply_batch(batch)?;
+    target.apply_batch(batch.into())?;
     db.flush()?;
     Ok(())
 }
 
-fn apply(store: &MetaStore, command: &Command, batch: &mut sled::Batch) -> anyhow::Result<()> {
+fn apply(store: &MetaStore, command: &Command, batch: &mut Writes) -> anyhow::Result<()> {
     store
         .apply(command, batch)?
         .map_err(|e| anyhow::anyhow!("synthetic fill refused: {e}"))
@@ -161,14 +162,14 @@ fn apply_fill(
         }
         m
     };
-    let apply = |command: &Command, batch: &mut sled::Batch| apply(store, command, batch);
+    let apply = |command: &Command, batch: &mut Writes| apply(store, command, batch);
     // Uploads are independent of each other: a thousand per batch. Each
     // commit reads the counters the one before it wrote: one per batch.
     let mut from = objects.start;
     while from < objects.end {
         let chunk = from..objects.end.min(from + 1000);
         from = chunk.end;
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         for i in chunk.clone() {
             let manifest = manifest(i);
             let upload = UploadRecord {
@@ -181,15 +182,15 @@ fn apply_fill(
             };
             apply(&Command::BeginUpload { upload }, &mut batch)?;
         }
-        store.tree().apply_batch(batch)?;
+        store.tree().apply_batch(batch.into())?;
         for i in chunk {
-            let mut batch = sled::Batch::default();
+            let mut batch = Writes::default();
             let create = Command::CreateObject {
                 manifest: Box::new(manifest(i)),
                 audit: None,
             };
             apply(&create, &mut batch)?;
-            store.tree().apply_batch(batch)?;
+            store.tree().apply_batch(batch.into())?;
         }
     }
     Ok(())
@@ -214,9 +215,9 @@ fn apply_audit(store: &MetaStore, bucket: &str, count: u64) -> anyhow::Result<()
                 outcome: "ok".into(),
             })
             .collect();
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         apply(store, &Command::AppendAudit { records }, &mut batch)?;
-        store.tree().apply_batch(batch)?;
+        store.tree().apply_batch(batch.into())?;
         done += n;
     }
     Ok(())

@@ -16,6 +16,7 @@ mod model;
 mod object;
 pub mod retention;
 mod store;
+mod writes;
 
 pub use access::{Grant, Principal, Role, Token, BOOTSTRAP_ADMIN};
 pub use command::{Command, ExpiryItem, KeyRewrap, UploadRecord};
@@ -30,3 +31,4 @@ pub use object::{
 };
 pub use retention::{Hold, HoldTarget, ObjectRetention, RetentionPolicy, Tombstone};
 pub use store::{DueObject, HoldFilter, MetaStore, ObjectCursor, PlacedShard, StoreError};
+pub use writes::Writes;

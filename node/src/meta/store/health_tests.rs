@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 
 use super::MetaStore;
+use crate::meta::Writes;
 use crate::meta::{
     Bucket, Command, Digest, NodeRecord, NodeState, ObjectId, ObjectManifest, SegmentManifest,
     ShardLocation, UploadRecord,
@@ -22,9 +23,9 @@ fn store() -> (tempfile::TempDir, MetaStore) {
 
 /// Applies `command` as the state machine does; refusals are fine here.
 fn run(store: &MetaStore, command: Command) {
-    let mut batch = sled::Batch::default();
+    let mut batch = Writes::default();
     let _ = store.apply(&command, &mut batch).expect("store");
-    store.tree().apply_batch(batch).expect("batch");
+    store.tree().apply_batch(batch.into()).expect("batch");
 }
 
 fn location(node: Option<u8>, damaged: bool) -> ShardLocation {

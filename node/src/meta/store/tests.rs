@@ -1,6 +1,7 @@
 //! The store's decisions, command by command.
 
 use super::*;
+use crate::meta::Writes;
 use crate::meta::{
     Bucket, Command, Grant, MetaError, NodeRecord, NodeState, ObjectManifest, Principal, Role,
     Token, UploadRecord, BOOTSTRAP_ADMIN,
@@ -14,9 +15,9 @@ pub(super) fn store() -> (tempfile::TempDir, MetaStore) {
 }
 
 pub(super) fn run(store: &MetaStore, command: Command) -> Result<(), MetaError> {
-    let mut batch = sled::Batch::default();
+    let mut batch = Writes::default();
     let result = store.apply(&command, &mut batch).expect("store");
-    store.tree().apply_batch(batch).expect("batch");
+    store.tree().apply_batch(batch.into()).expect("batch");
     result
 }
 

@@ -5,11 +5,13 @@
 //! data and the index that covers it can never disagree. Batches are flushed
 //! before `apply` returns.
 //!
-//! Snapshots are files (`snapshots.rs`): the tree dumped pair by pair,
-//! sent by openraft in chunks of [`super::SNAPSHOT_CHUNK_BYTES`], installed
+//! Snapshots are files (`snapshots.rs`): the tree dumped pair by pair as
+//! it was at one applied index while applies go on (`shadow.rs`), sent by
+//! openraft in chunks of [`super::SNAPSHOT_CHUNK_BYTES`], installed
 //! by loading a fresh tree and swapping it in. At no point is the whole
 //! state in memory.
 
+mod shadow;
 mod snapshots;
 #[cfg(test)]
 mod tests;
@@ -27,7 +29,8 @@ use serde::{Deserialize, Serialize};
 pub use snapshots::SnapshotBuilder;
 
 use super::{NodeId, StorageError, TypeConfig};
-use crate::meta::{CommandResult, MetaStore};
+use crate::meta::{CommandResult, MetaStore, Writes};
+use shadow::Shadow;
 
 const APPLIED: &[u8] = b"raft/applied";
 const MEMBERSHIP: &[u8] = b"raft/membership";
@@ -38,6 +41,8 @@ const SNAPSHOT_SEQ: &[u8] = b"seq";
 const ACTIVE_TREE: &[u8] = b"active_tree";
 /// The state's tree until a snapshot is installed; then `sm-<n>`.
 const FIRST_TREE: &str = "sm";
+/// Keys of the state tree a snapshot's meta carries, not its pairs.
+const BOOKKEEPING: &[&[u8]] = &[APPLIED, MEMBERSHIP];
 
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 
@@ -51,6 +56,11 @@ pub struct StateMachine {
     dir: PathBuf,
     /// The file a snapshot being received is written to.
     receiving: Arc<Mutex<Option<PathBuf>>>,
+    /// Earlier values of the keys changed while a snapshot is dumped.
+    shadow: Arc<Shadow>,
+    /// Held by a snapshot build from its start until its snapshot is
+    /// current: an install waits for it rather than swap the tree under it.
+    building: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn sm_read(e: impl std::error::Error + 'static) -> StorageError {
@@ -140,6 +150,8 @@ impl StateMachine {
             snapshots,
             dir: dir.to_path_buf(),
             receiving: Arc::default(),
+            shadow: Shadow::open(db, BOOKKEEPING)?,
+            building: Arc::default(),
         })
     }
 
@@ -196,7 +208,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut results = Vec::new();
         let tree = self.tree();
         for entry in entries {
-            let mut batch = sled::Batch::default();
+            let mut batch = Writes::default();
             batch.insert(APPLIED, to_stored(&Some(entry.log_id))?);
             let result = match &entry.payload {
                 EntryPayload::Blank => CommandResult(Ok(())),
@@ -215,7 +227,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     CommandResult(Ok(()))
                 }
             };
-            tree.apply_batch(batch).map_err(sm_write)?;
+            self.shadow.keep(&tree, &batch).map_err(sm_write)?;
+            tree.apply_batch(batch.into()).map_err(sm_write)?;
             results.push(result);
         }
         self.db.flush_async().await.map_err(sm_write)?;

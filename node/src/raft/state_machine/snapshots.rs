@@ -1,16 +1,18 @@
-//! Snapshots as files. Building dumps the tree into a file on the state
-//! machine's task (applies wait, so the file matches the applied id
-//! exactly; the dump runs off the async workers). Receiving writes
-//! openraft's chunks into a file; installing loads it into a fresh tree,
-//! then records that tree as the state and swaps it in — a crash before
-//! that record leaves the old state whole, and the half-loaded tree is
-//! dropped at the next start. Memory is a write buffer and one batch,
-//! however large the state.
+//! Snapshots as files. Building dumps the tree into a file as it was at
+//! the applied id where the build began, while applies go on (the shadow
+//! keeps what they change; the dump runs off the async workers).
+//! Receiving writes openraft's chunks into a file; installing loads it into
+//! a fresh tree, then records that tree as the state and swaps it in — a
+//! crash before that record leaves the old state whole, and the half-loaded
+//! tree is dropped at the next start. Memory is a write buffer and one
+//! batch, however large the state.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use openraft::{LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta};
 
+use super::shadow::Shadow;
 use super::{
     from_stored, sm_read, snap_err, to_stored, Membership, StateMachine, StoredSnapshot,
     ACTIVE_TREE, APPLIED, MEMBERSHIP, SNAPSHOT_META,
@@ -18,8 +20,7 @@ use super::{
 use crate::raft::snapshot::{dump, load};
 use crate::raft::{NodeId, StorageError, TypeConfig};
 
-/// A snapshot dumped to a file when the builder was made, to be made the
-/// current one.
+/// A snapshot begun between two applies, to be dumped and made current.
 pub struct SnapshotBuilder {
     sm: StateMachine,
     prepared: Result<Prepared, StorageError>,
@@ -27,9 +28,24 @@ pub struct SnapshotBuilder {
 
 struct Prepared {
     seq: u64,
-    file: PathBuf,
+    tree: sled::Tree,
     applied: Option<LogId<NodeId>>,
     membership: Membership,
+    /// Until the snapshot is built: `None` once it is.
+    dumping: Option<Dumping>,
+}
+
+/// The shadow recording and the build lock, for one build: both end when
+/// it is dropped, the recording first.
+struct Dumping {
+    shadow: Arc<Shadow>,
+    _building: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Dumping {
+    fn drop(&mut self) {
+        self.shadow.end();
+    }
 }
 
 fn snapshot_file(seq: u64) -> String {
@@ -52,10 +68,14 @@ async fn blocking<T: Send + 'static>(
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let prepared = match &self.prepared {
+        let prepared = match &mut self.prepared {
             Ok(p) => p,
             Err(e) => return Err(e.clone()),
         };
+        let dumping = prepared
+            .dumping
+            .take()
+            .ok_or_else(|| snap_err(std::io::Error::other("the snapshot was built already")))?;
         let snapshot_id = match prepared.applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, prepared.seq),
             None => format!("none-{}", prepared.seq),
@@ -67,15 +87,22 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let name = snapshot_file(prepared.seq);
         let target = self.sm.dir.join(&name);
-        let from = prepared.file.clone();
+        let (tree, shadow) = (prepared.tree.clone(), dumping.shadow.clone());
         let dir = self.sm.dir.clone();
-        let to = target.clone();
+        let (from, to) = (
+            dir.join(format!("snapshot-{}.tmp", prepared.seq)),
+            target.clone(),
+        );
         blocking(move || {
+            let bytes = dump(shadow.as_at_begin(&tree), &from)?;
+            shadow.end();
+            tracing::debug!(bytes, "state dumped for a snapshot");
             std::fs::rename(&from, &to)?;
             std::fs::File::open(&dir)?.sync_all()
         })
         .await?;
         self.sm.make_current(&meta, &name).await?;
+        drop(dumping);
         let file = tokio::fs::File::open(&target).await.map_err(io_err)?;
         Ok(Snapshot {
             meta,
@@ -85,22 +112,25 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 }
 
 impl StateMachine {
-    /// Dumps the state to a new file, between applies.
+    /// Begins a snapshot of the state as it is now, between two applies:
+    /// the dump itself runs in [`SnapshotBuilder::build_snapshot`] while
+    /// applies go on.
     pub(super) async fn prepare_snapshot(&mut self) -> SnapshotBuilder {
+        let building = self.building.clone().lock_owned().await;
         let prepared = async {
             let (applied, membership) =
                 openraft::storage::RaftStateMachine::applied_state(self).await?;
             let seq = self.next_seq()?;
-            let file = self.dir.join(format!("snapshot-{seq}.tmp"));
-            let tree = self.tree();
-            let path = file.clone();
-            let bytes = blocking(move || dump(&tree, &path)).await?;
-            tracing::debug!(bytes, "state dumped for a snapshot");
+            self.shadow.begin().map_err(snap_err)?;
             Ok(Prepared {
                 seq,
-                file,
+                tree: self.tree(),
                 applied,
                 membership,
+                dumping: Some(Dumping {
+                    shadow: self.shadow.clone(),
+                    _building: building,
+                }),
             })
         }
         .await;
@@ -154,6 +184,8 @@ impl StateMachine {
     ) -> Result<(), StorageError> {
         snapshot.sync_all().await.map_err(io_err)?;
         drop(snapshot);
+        // A build still dumping the tree being replaced finishes first.
+        let _building = self.building.lock().await;
         let received = self
             .receiving
             .lock()

@@ -3,13 +3,14 @@
 use super::super::keys::*;
 use super::super::{encode, MetaStore, StoreError};
 use super::misrouted;
+use crate::meta::Writes;
 use crate::meta::{validate_principal_name, Command, MetaError, Role};
 
 impl MetaStore {
     pub(super) fn apply_access(
         &self,
         command: &Command,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<Result<(), MetaError>, StoreError> {
         match command {
             Command::CreatePrincipal { principal } => {

@@ -5,13 +5,14 @@ use super::super::keys::*;
 use super::super::{encode, MetaStore, StoreError};
 use super::misrouted;
 use crate::meta::audit::{chain, AuditRecord, SealedSegment, AUDIT_BUCKET};
+use crate::meta::Writes;
 use crate::meta::{Command, MetaError};
 
 impl MetaStore {
     pub(super) fn apply_audit(
         &self,
         command: &Command,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<Result<(), MetaError>, StoreError> {
         match command {
             Command::AppendAudit { records } => {
@@ -27,7 +28,7 @@ impl MetaStore {
     pub(super) fn append_audit<'a>(
         &self,
         records: impl Iterator<Item = &'a AuditRecord>,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<(), StoreError> {
         let (mut seq, mut prev) = self.audit_head()?;
         let mut appended = false;
@@ -47,7 +48,7 @@ impl MetaStore {
     fn seal_audit(
         &self,
         segment: &SealedSegment,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<Result<(), MetaError>, StoreError> {
         let refuse = |why: String| {
             Ok(Err(MetaError::FailedPrecondition(format!(

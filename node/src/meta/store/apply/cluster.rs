@@ -4,13 +4,14 @@ use super::super::keys::*;
 use super::super::{encode, MetaStore, StoreError};
 use super::health::Tally;
 use super::misrouted;
+use crate::meta::Writes;
 use crate::meta::{Command, Grant, MetaError, NodeState, Principal, Role, BOOTSTRAP_ADMIN};
 
 impl MetaStore {
     pub(super) fn apply_cluster(
         &self,
         command: &Command,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<Result<(), MetaError>, StoreError> {
         match command {
             Command::InitCluster { cluster_id, node } => {

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::super::keys::*;
 use super::super::{MetaStore, StoreError};
 use crate::ids::ShardId;
+use crate::meta::Writes;
 use crate::meta::{is_healthy, serves, NodeRecord, NodeState, ObjectId, ShardLocation};
 
 /// The nodes by id, as a command sees them.
@@ -86,7 +87,7 @@ impl MetaStore {
         shards: &[ShardLocation],
         nodes: &Nodes,
         tally: &mut Tally,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<(), StoreError> {
         tally.segments += 1;
         let mut short = 0i64;
@@ -113,7 +114,7 @@ impl MetaStore {
         segment: u32,
         shards: &[ShardLocation],
         tally: &mut Tally,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<(), StoreError> {
         tally.segments -= 1;
         for (index, location) in shards.iter().enumerate() {
@@ -141,7 +142,7 @@ impl MetaStore {
         new: &[ShardLocation],
         nodes: &Nodes,
         tally: &mut Tally,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<(), StoreError> {
         for (index, (before, after)) in old.iter().zip(new).enumerate() {
             if before == after {
@@ -199,7 +200,7 @@ impl MetaStore {
     pub(super) fn write_tally(
         &self,
         mut tally: Tally,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<(), StoreError> {
         for ((object, segment), (before, now)) in std::mem::take(&mut tally.segment_short) {
             let now = u32::try_from(now.max(0)).unwrap_or(u32::MAX);

@@ -10,6 +10,7 @@ mod objects;
 mod retention;
 
 use super::{MetaStore, StoreError};
+use crate::meta::Writes;
 use crate::meta::{Command, MetaError};
 
 impl MetaStore {
@@ -19,7 +20,7 @@ impl MetaStore {
     pub fn apply(
         &self,
         command: &Command,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<Result<(), MetaError>, StoreError> {
         match command {
             Command::InitCluster { .. }

@@ -4,6 +4,7 @@ use super::super::keys::*;
 use super::super::{encode, MetaStore, StoreError};
 use super::health::Tally;
 use super::misrouted;
+use crate::meta::Writes;
 use crate::meta::{Command, MetaError};
 use crate::meta::{ObjectManifest, Tombstone};
 
@@ -11,7 +12,7 @@ impl MetaStore {
     pub(super) fn apply_objects(
         &self,
         command: &Command,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<Result<(), MetaError>, StoreError> {
         match command {
             Command::BeginUpload { upload } => {
@@ -260,7 +261,7 @@ impl MetaStore {
         principal: Option<String>,
         expiry: bool,
         tally: &mut Tally,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<(), StoreError> {
         let (bucket, key) = (&manifest.bucket, &manifest.key);
         if let Some(at) = manifest.retention.as_ref().and_then(|r| r.delete_at_ms) {

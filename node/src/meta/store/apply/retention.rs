@@ -4,13 +4,14 @@ use super::super::keys::*;
 use super::super::{encode, MetaStore, StoreError};
 use super::misrouted;
 use crate::meta::retention::MAX_PREFIX_HOLDS_PER_BUCKET;
+use crate::meta::Writes;
 use crate::meta::{Command, HoldTarget, MetaError, ObjectManifest};
 
 impl MetaStore {
     pub(super) fn apply_retention(
         &self,
         command: &Command,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) -> Result<Result<(), MetaError>, StoreError> {
         match command {
             Command::CreateRetention { policy } => {
