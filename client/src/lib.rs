@@ -16,6 +16,7 @@ pub mod channel;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod objects;
+pub mod receipt;
 
 pub use channel::{
     connect, connect_lazy, connect_lazy_with, connect_with, default_credentials, endpoint_url,

@@ -86,6 +86,12 @@ pub struct SecurityConfig {
     /// current) that wrap each object's data key. Objects are stored
     /// encrypted when it is set; it must be set unless `insecure`.
     pub master_key_file: Option<PathBuf>,
+    /// PEM file of the cluster's receipt signing certificate (issued by
+    /// `ca` with `tresor-node ca issue --signer`); required unless
+    /// `insecure`, the same file on every node.
+    pub signer_cert: Option<PathBuf>,
+    /// PEM file of its private key (mode 0600), held like the master key.
+    pub signer_key: Option<PathBuf>,
 }
 
 /// Background healing: when nodes count as down, how often shards are
@@ -468,6 +474,8 @@ impl NodeConfig {
                 ("security.cert", &sec.cert),
                 ("security.key", &sec.key),
                 ("security.master_key_file", &sec.master_key_file),
+                ("security.signer_cert", &sec.signer_cert),
+                ("security.signer_key", &sec.signer_key),
             ] {
                 if value.as_ref().is_none_or(|p| p.as_os_str().is_empty()) {
                     return Err(invalid(
@@ -508,6 +516,8 @@ ca = "/etc/tresor/ca.pem"
 cert = "/etc/tresor/node.pem"
 key = "/etc/tresor/node.key"
 master_key_file = "/etc/tresor/master.keys"
+signer_cert = "/etc/tresor/signer.pem"
+signer_key = "/etc/tresor/signer.key"
 "#;
 
     fn field_of(err: ConfigError) -> String {
@@ -564,6 +574,7 @@ master_key_file = "/etc/tresor/master.keys"
             ("node_id = = 1", "node_id"),
             ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"", "security.ca"),
             ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"\n[security]\nca = \"c\"\ncert = \"c\"\nkey = \"k\"", "security.master_key_file"),
+            ("node_id = 1\nzone = \"dc1\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"\n[security]\nca = \"c\"\ncert = \"c\"\nkey = \"k\"\nmaster_key_file = \"m\"", "security.signer_cert"),
         ];
         for (text, field) in cases {
             let err = NodeConfig::parse(text).expect_err(text);

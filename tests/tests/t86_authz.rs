@@ -29,9 +29,10 @@ enum Expect {
     /// Get, stat, list, list buckets (role read, on all buckets or on the
     /// bucket the matrix uses).
     Read,
-    /// Audit log and verify, list holds and policies (role audit).
+    /// Audit log and verify, list holds, policies and receipts (role
+    /// audit).
     Audit,
-    /// Holds, retention extension, list holds and policies (role
+    /// Holds, retention extension, list holds, policies and receipts (role
     /// custodian, on all buckets or on the bucket the matrix uses).
     Custodian,
     /// Nothing: PermissionDenied.
@@ -50,7 +51,12 @@ fn allowed(expect: Expect, op: Op) -> bool {
         ),
         Expect::Audit => matches!(
             op,
-            Op::AuditLog | Op::AuditVerify | Op::ListHolds | Op::ListRetention
+            Op::AuditLog
+                | Op::AuditVerify
+                | Op::ListHolds
+                | Op::ListRetention
+                | Op::ListReceipts
+                | Op::GetReceipt
         ),
         Expect::Custodian => matches!(
             op,
@@ -59,6 +65,8 @@ fn allowed(expect: Expect, op: Op) -> bool {
                 | Op::ListHolds
                 | Op::ExtendRetention
                 | Op::ListRetention
+                | Op::ListReceipts
+                | Op::GetReceipt
         ),
         Expect::Nothing | Expect::Unauthenticated => false,
     }
@@ -349,6 +357,31 @@ async fn call(
                     ..Default::default()
                 })
                 .await?;
+        }
+        Op::ListReceipts => {
+            admin()
+                .await?
+                .list_receipts(pb::ListReceiptsRequest {
+                    bucket: "cams".into(),
+                    ..Default::default()
+                })
+                .await?;
+        }
+        Op::GetReceipt => {
+            // Nothing was deleted there: NOT_FOUND when allowed.
+            let got = admin()
+                .await?
+                .get_receipt(pb::GetReceiptRequest {
+                    bucket: "cams".into(),
+                    key: "seed".into(),
+                })
+                .await;
+            match got {
+                Err(s) if s.code() == Code::NotFound => {}
+                other => {
+                    other?;
+                }
+            }
         }
     }
     Ok(())

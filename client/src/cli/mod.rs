@@ -8,6 +8,7 @@
 mod objects;
 mod parse;
 mod progress;
+mod receipt;
 mod render;
 mod transfer;
 
@@ -175,9 +176,32 @@ enum Command {
         #[arg(value_name = "BUCKET/KEY", value_parser = parse::parse_object_path)]
         object: ObjectPath,
     },
+    /// Deletion receipts (offline: no endpoint is contacted).
+    Receipt {
+        /// What to do.
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReceiptCommand {
+    /// Check a receipt (from `tresor-node receipts get -o FILE`) with the
+    /// cluster CA's certificate (`--ca`); exits 0 only if it verifies.
+    Verify {
+        /// The receipt file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Receipt {
+        command: ReceiptCommand::Verify { file },
+    } = &cli.command
+    {
+        return receipt::verify(file, cli.ca.as_deref(), cli.output);
+    }
     let endpoints: Vec<String> = cli
         .endpoint
         .iter()
@@ -228,6 +252,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stat { object } => stat(&client, output, &object).await,
         Command::Rm { object } => rm(&client, output, &object).await,
         Command::Verify { object } => verify(&client, output, &object).await,
+        // Answered above, before connecting.
+        Command::Receipt {
+            command: ReceiptCommand::Verify { file },
+        } => receipt::verify(&file, cli.ca.as_deref(), output),
     }
 }
 

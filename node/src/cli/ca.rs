@@ -58,10 +58,11 @@ pub enum CaCmd {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
     },
-    /// Issue a node certificate (DIR/node-ID.pem, .key) or a client
-    /// certificate (DIR/client-NAME.pem, .key) from the CA in DIR.
+    /// Issue a node certificate (DIR/node-ID.pem, .key), a client
+    /// certificate (DIR/client-NAME.pem, .key) or the cluster's receipt
+    /// signing certificate (DIR/signer.pem, .key) from the CA in DIR.
     #[command(group(
-        clap::ArgGroup::new("subject").required(true).args(["node", "client"])
+        clap::ArgGroup::new("subject").required(true).args(["node", "client", "signer"])
     ))]
     Issue {
         /// Directory of the CA; the certificate and key are written there.
@@ -83,6 +84,10 @@ pub enum CaCmd {
         /// Issue for client principal NAME (1-64 of a-z 0-9 . _ -).
         #[arg(long, value_name = "NAME")]
         client: Option<String>,
+        /// Issue the receipt signing certificate (give it to every node as
+        /// `[security] signer_cert` and `signer_key`).
+        #[arg(long)]
+        signer: bool,
         /// Days the certificate is valid.
         #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS,
               value_parser = clap::value_parser!(u32).range(1..=36_500))]
@@ -111,9 +116,36 @@ pub fn run(command: CaCmd, output: Output) -> anyhow::Result<()> {
         }
         CaCmd::Issue {
             dir,
+            signer: true,
+            days,
+            ..
+        } => {
+            let files = crate::tls::issue_signer(&dir, &dir, Validity::days(days))
+                .context("ca issue --signer")?;
+            match output {
+                Output::Json => print_json(json!({
+                    "signer": display(&files.cert),
+                    "key": display(&files.key),
+                    "days": days,
+                })),
+                Output::Table => {
+                    println!(
+                        "issued receipt signer {}, valid {days} days",
+                        files.cert.display()
+                    );
+                    println!(
+                        "private key {} (mode 0600): copy both to every node, like the master key",
+                        files.key.display()
+                    );
+                }
+            }
+        }
+        CaCmd::Issue {
+            dir,
             node,
             addr,
             client,
+            signer: false,
             days,
         } => {
             let subject = match (node, client) {

@@ -22,6 +22,7 @@ pub mod buckets;
 pub mod ca;
 pub mod keys;
 pub mod nodes;
+pub mod receipts;
 pub mod retention;
 mod workers;
 
@@ -104,6 +105,12 @@ pub enum Cmd {
         /// What to do.
         #[command(subcommand)]
         command: retention::HoldCmd,
+    },
+    /// Deletion receipts: `receipts ls|get`.
+    Receipts {
+        /// What to do.
+        #[command(subcommand)]
+        command: receipts::ReceiptsCmd,
     },
     /// Show every node's background workers: state, progress, counters.
     Workers,
@@ -431,6 +438,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             retention::run_retention(command, &cli.endpoint, output).await?
         }
         Cmd::Hold { command } => retention::run_hold(command, &cli.endpoint, output).await?,
+        Cmd::Receipts { command } => receipts::run(command, &cli.endpoint, output).await?,
         Cmd::Workers => workers::list(&cli.endpoint, output).await?,
         Cmd::Audit { command } => audit::run(command, &cli.endpoint, output).await?,
         Cmd::Access(command) => access::run(command, admin(&cli.endpoint).await?, output).await?,

@@ -48,6 +48,7 @@ pub fn synthetic_manifest(bucket: &str, i: u64) -> ObjectManifest {
         }],
         encryption: None,
         retention: None,
+        ingested_by: String::new(),
     }
 }
 

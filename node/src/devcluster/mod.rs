@@ -22,7 +22,7 @@ pub use wait::{
     wait_for_members, wait_for_members_with, wait_until_answers, wait_until_answers_with,
 };
 
-use pki::{ensure_master_keys, shell_quote, DevPki};
+use pki::{ensure_master_keys, ensure_signer, shell_quote, DevPki};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -311,12 +311,15 @@ impl LocalCluster {
             Validity::days(crate::tls::DEFAULT_VALIDITY_DAYS),
         )
         .with_context(|| format!("cannot issue the certificate of node {id}"))?;
+        let signer = ensure_signer(ca_dir, &pki.certs_dir)?;
         Ok(SecurityConfig {
             insecure: false,
             ca: Some(crate::tls::ca_files(ca_dir).cert),
             cert: Some(files.cert),
             key: Some(files.key),
             master_key_file: Some(pki.master_keys.clone()),
+            signer_cert: Some(signer.cert),
+            signer_key: Some(signer.key),
         })
     }
 

@@ -34,6 +34,20 @@ pub fn ensure_ca(dir: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The receipt signer in `certs_dir`, issued by the CA in `ca_dir` unless
+/// one is there.
+pub(super) fn ensure_signer(ca_dir: &Path, certs_dir: &Path) -> anyhow::Result<CertFiles> {
+    let files = CertFiles {
+        cert: certs_dir.join(crate::tls::SIGNER_CERT_FILE),
+        key: certs_dir.join(crate::tls::SIGNER_KEY_FILE),
+    };
+    if files.cert.exists() && files.key.exists() {
+        return Ok(files);
+    }
+    let validity = crate::tls::Validity::days(crate::tls::DEFAULT_VALIDITY_DAYS);
+    crate::tls::issue_signer(ca_dir, certs_dir, validity).context("cannot issue the receipt signer")
+}
+
 /// Writes a master key file with one fresh key `k1` (mode 0600) unless the
 /// file exists: a cluster started again on the same dir needs its old key.
 pub(super) fn ensure_master_keys(path: &Path) -> anyhow::Result<()> {

@@ -144,6 +144,13 @@ pub enum Command {
         /// The objects, with the audit record of each.
         objects: Vec<ExpiryItem>,
     },
+    /// Records signed deletion receipts: each for an object whose receipt
+    /// is due (deleted, receipt not yet recorded); one that is not due —
+    /// recorded already, by a retried proposal — is skipped.
+    RecordReceipts {
+        /// The receipts.
+        receipts: Vec<RecordedReceipt>,
+    },
     /// Creates a principal, without roles. Refused if the name exists.
     CreatePrincipal {
         /// The principal.
@@ -253,6 +260,16 @@ pub struct ExpiryItem {
     pub object_id: super::ObjectId,
     /// Its audit record, appended if it is deleted.
     pub audit: super::audit::AuditRecord,
+}
+
+/// One receipt of [`Command::RecordReceipts`].
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedReceipt {
+    /// The deleted object.
+    pub object_id: super::ObjectId,
+    /// Its receipt: the JSON text of a `tresor_client::receipt::SignedReceipt`.
+    pub signed: String,
 }
 
 /// One object's data key, wrapped anew.

@@ -19,7 +19,7 @@ mod store;
 mod writes;
 
 pub use access::{Grant, Principal, Role, Token, BOOTSTRAP_ADMIN};
-pub use command::{Command, ExpiryItem, KeyRewrap, UploadRecord};
+pub use command::{Command, ExpiryItem, KeyRewrap, RecordedReceipt, UploadRecord};
 pub use encryption::{ObjectEncryption, WrappedKey, TAG_BYTES};
 pub use health::{is_healthy, segment_health, serves, SegmentHealth, Survey};
 pub use model::{
@@ -29,6 +29,8 @@ pub use model::{
 pub use object::{
     validate_key, Digest, ObjectId, ObjectManifest, SegmentManifest, ShardLocation, StripeRef,
 };
-pub use retention::{Hold, HoldTarget, ObjectRetention, RetentionPolicy, Tombstone};
-pub use store::{DueObject, HoldFilter, MetaStore, ObjectCursor, PlacedShard, StoreError};
+pub use retention::{Hold, HoldTarget, ObjectRetention, ReceiptDue, RetentionPolicy, Tombstone};
+pub use store::{
+    DueObject, HoldFilter, MetaStore, ObjectCursor, PlacedShard, StoreError, StoredReceipt,
+};
 pub use writes::Writes;

@@ -109,6 +109,10 @@ pub struct ObjectManifest {
     /// bucket's policy (what a proposer puts here is replaced), and only
     /// lengthened afterwards.
     pub retention: Option<super::ObjectRetention>,
+    /// The principal that ingested it: set when the object is committed,
+    /// from the commit's audit record (what a proposer puts here is
+    /// replaced).
+    pub ingested_by: String,
 }
 
 /// Where one stripe lies.
@@ -226,6 +230,7 @@ mod tests {
             segments: Vec::new(),
             encryption: None,
             retention: None,
+            ingested_by: String::new(),
         }
     }
 

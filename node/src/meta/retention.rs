@@ -130,6 +130,17 @@ pub struct Hold {
     pub placed_ms: u64,
 }
 
+/// A deletion whose receipt is still to be signed: what the receipt will
+/// say (the shard files removed and the time of signing are filled in
+/// then), and the nodes that held its shard files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptDue {
+    /// The receipt's body as the deletion's commit knows it.
+    pub body: tresor_client::receipt::ReceiptBody,
+    /// Nodes the manifest placed shard files on.
+    pub holders: Vec<u64>,
+}
+
 /// What stays of a deleted object under its key: the key is never used
 /// again (evidence is not replaced under a name it was known by), and who
 /// deleted what, when, stays on record in the state.
@@ -152,7 +163,8 @@ impl Tombstone {
     pub fn refusal(&self, bucket: &str, key: &str) -> MetaError {
         MetaError::AlreadyExists(format!(
             "{bucket}/{key} held object {} until {} deleted it at {} (Unix ms): keys of \
-             deleted objects are never used again",
+             deleted objects are never used again; the deletion's receipt: \
+             `tresor-node receipts get {bucket}/{key}`",
             self.object_id, self.principal, self.deleted_ms
         ))
     }

@@ -7,6 +7,7 @@ mod audit;
 mod keys;
 mod peers;
 mod read;
+mod receipts;
 mod repair;
 mod targets;
 #[cfg(test)]
@@ -20,6 +21,7 @@ pub use audit::SealedRead;
 pub use keys::{rotate_keys, RotationReport};
 pub use peers::{timeouts, GrpcPeers, PeerError, Peers, ShardPeers, ShardSink, Target};
 pub use read::{ObjectRange, ObjectStream};
+pub use receipts::ReceiptsIssued;
 pub use write::{PutBody, PutSpec};
 
 use crate::config::DataTuning;
@@ -230,8 +232,9 @@ impl DataPlane {
         }
     }
 
-    /// Removes `bucket/key`: the manifest first (the object is gone from
-    /// that commit on), then, best effort, its shard files.
+    /// Removes `bucket/key`: the manifest (the object is gone from that
+    /// commit on); its shard files are removed by the leader as it issues
+    /// the deletion's receipt.
     /// The audit record of the delete commits with it. Refused while a
     /// hold covers the object or before its `keep_until` in cluster time.
     pub async fn delete(
@@ -252,7 +255,7 @@ impl DataPlane {
     /// each on record as [`EXPIRY_PRINCIPAL`] with action `expire` and the
     /// policy's name in the outcome. An object held, extended or replaced
     /// meanwhile is skipped, changing nothing. Returns how many were
-    /// deleted; their shard files go in the background.
+    /// deleted; their shard files go with their receipts.
     pub async fn expire(
         &self,
         manifests: Vec<ObjectManifest>,
@@ -280,19 +283,14 @@ impl DataPlane {
             .propose(Command::ExpireObjects { now_ms, objects })
             .await?;
         // Those deleted left their tombstone (this runs on the leader, which
-        // applied the commit before answering).
+        // applied the commit before answering); their shard files go when
+        // their receipts are issued.
         let meta = self.cluster.meta();
         let mut deleted = 0;
         for m in manifests {
             let tomb = meta.tombstone(&m.bucket, &m.key)?;
             if tomb.is_some_and(|t| t.object_id == m.object_id) {
                 deleted += 1;
-                let nodes = m
-                    .segments
-                    .iter()
-                    .flat_map(|s| s.shards.iter().filter_map(|l| l.node))
-                    .collect();
-                self.delete_shards(m.object_id, nodes);
             }
         }
         Ok(deleted)
@@ -325,17 +323,13 @@ impl DataPlane {
             }
             Err(e) => return Err(e.into()),
         }
-        let nodes = manifest
-            .segments
-            .iter()
-            .flat_map(|s| s.shards.iter().filter_map(|l| l.node))
-            .collect();
-        self.delete_shards(manifest.object_id, nodes);
+        // The shard files go when the leader issues the receipt.
         Ok(())
     }
 
     /// Asks `nodes` to delete every shard file of `object`, in the
-    /// background. Files missed here are orphans for garbage collection.
+    /// background (an upload abandoned). Files missed here are orphans for
+    /// garbage collection.
     fn delete_shards(&self, object: ObjectId, mut nodes: Vec<u64>) {
         nodes.sort_unstable();
         nodes.dedup();

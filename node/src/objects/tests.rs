@@ -110,6 +110,7 @@ async fn write(
         segments,
         encryption: None,
         retention: None,
+        ingested_by: String::new(),
     })
 }
 

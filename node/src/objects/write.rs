@@ -279,6 +279,8 @@ impl DataPlane {
             encryption,
             // Set at commit from the bucket's policy.
             retention: None,
+            // Set at commit from the audit record's principal.
+            ingested_by: String::new(),
         };
         let stored: u64 = manifest.segments.iter().map(|s| s.bytes).sum();
         if stored != manifest.stored_size() {

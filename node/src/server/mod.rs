@@ -215,6 +215,14 @@ pub async fn run(
     let committed = log_store.committed_index();
     let contact = PeerContact::default();
 
+    // The receipt signer (insecure clusters have none: their receipts are
+    // unsigned); a bad one stops the start here.
+    let signer = match (&config.security.signer_cert, &config.security.signer_key) {
+        (Some(cert), Some(key)) if !config.security.insecure => {
+            Some(Arc::new(crate::tls::ReceiptSigner::load(cert, key)?))
+        }
+        _ => None,
+    };
     let raft_config = crate::raft::raft_config("tresor", &config.raft)
         .map_err(|e| ServeError::Raft(e.to_string()))?;
     let raft = crate::raft::Raft::new(
@@ -273,7 +281,9 @@ pub async fn run(
         config.data.clone(),
     ));
     let metrics = crate::metrics::Metrics::new(config.node_id);
-    let workers = Arc::new(spawn_workers(&config, &cluster, &plane, &store, &stop_rx));
+    let workers = Arc::new(spawn_workers(
+        &config, &cluster, &plane, &store, signer, &stop_rx,
+    ));
     spawn_gauges(
         cluster.clone(),
         workers.clone(),
@@ -368,16 +378,20 @@ pub async fn run(
     }
 }
 
+/// How often the leader issues the receipts deletions left due.
+const RECEIPT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn spawn_workers(
     config: &NodeConfig,
     cluster: &Arc<Cluster>,
     plane: &Arc<crate::objects::DataPlane>,
     store: &Arc<crate::shards::ShardStore>,
+    signer: Option<Arc<crate::tls::ReceiptSigner>>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> crate::workers::Workers {
     use crate::workers::{
-        AuditSealer, Liveness, OrphanCollector, Repairer, RetentionExpiry, Scrubber, UploadExpiry,
-        Workers,
+        AuditSealer, Liveness, OrphanCollector, ReceiptIssuer, Repairer, RetentionExpiry, Scrubber,
+        UploadExpiry, Workers,
     };
     use std::time::Duration;
     let h = &config.healing;
@@ -427,6 +441,10 @@ fn spawn_workers(
             Duration::from_secs(config.retention.expiry_interval_secs),
             config.retention.expiry_objects_per_sec,
         ),
+        stop.clone(),
+    );
+    workers.spawn(
+        ReceiptIssuer::new(plane.clone(), signer, RECEIPT_INTERVAL),
         stop.clone(),
     );
     workers.spawn(
@@ -507,7 +525,8 @@ fn spawn_gauges(
                     Counters::Liveness(_)
                     | Counters::Uploads(_)
                     | Counters::Seal(_)
-                    | Counters::Expiry(_) => {}
+                    | Counters::Expiry(_)
+                    | Counters::Receipts(_) => {}
                 }
             }
             tokio::select! {

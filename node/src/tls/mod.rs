@@ -27,10 +27,12 @@
 //! bearer token.
 
 mod pki;
+mod signer;
 #[cfg(test)]
 mod tests;
 
 pub use pki::*;
+pub use signer::{unsigned, ReceiptSigner, SIGNER_CERT_FILE, SIGNER_KEY_FILE};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -244,6 +244,76 @@ pub fn issue_pem(
         ));
     }
     let sans = subject.check()?;
+    let issuer = load_issuer(ca_dir)?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_error)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        match subject {
+            Subject::Node { id, .. } => format!("tresor node {id}"),
+            Subject::Client { name } => format!("tresor client {name}"),
+        },
+    );
+    dn.push(DnType::OrganizationName, "tresor");
+    params.distinguished_name = dn;
+    params.subject_alt_names = sans;
+    params.extended_key_usages = match subject {
+        Subject::Node { .. } => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+        Subject::Client { .. } => vec![ExtendedKeyUsagePurpose::ClientAuth],
+    };
+    sign_leaf(params, key, &issuer, validity)
+}
+
+/// Issues the cluster's receipt signing certificate from the CA in
+/// `ca_dir`: common name [`tresor_client::receipt::SIGNER_COMMON_NAME`],
+/// extended key usage code signing only (no TLS peer accepts it).
+pub fn issue_signer_pem(ca_dir: &Path, validity: Validity) -> Result<IssuedPem, TlsError> {
+    if validity.not_after <= validity.not_before {
+        return Err(TlsError::Invalid(
+            "a certificate must end after it begins".into(),
+        ));
+    }
+    let issuer = load_issuer(ca_dir)?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_error)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        tresor_client::receipt::SIGNER_COMMON_NAME,
+    );
+    dn.push(DnType::OrganizationName, "tresor");
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+    sign_leaf(params, key, &issuer, validity)
+}
+
+/// Signs `params` (a leaf: no CA, digital signatures only) for `key` by
+/// `issuer`, valid for `validity`, with a random serial.
+fn sign_leaf(
+    mut params: CertificateParams,
+    key: KeyPair,
+    issuer: &Issuer<'static, KeyPair>,
+    validity: Validity,
+) -> Result<IssuedPem, TlsError> {
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = validity.not_before.into();
+    params.not_after = validity.not_after.into();
+    params.serial_number = Some(random_serial());
+    let cert = params.signed_by(&key, issuer).map_err(generate_error)?;
+    Ok(IssuedPem {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// The CA in `ca_dir`, checked to be a CA whose key matches it.
+fn load_issuer(ca_dir: &Path) -> Result<Issuer<'static, KeyPair>, TlsError> {
     let files = ca_files(ca_dir);
     let read = |path: &Path| {
         std::fs::read_to_string(path).map_err(|e| {
@@ -258,40 +328,8 @@ pub fn issue_pem(
     let ca_key = KeyPair::from_pem(&ca_key_pem)
         .map_err(|e| file_error(&files.key, format!("not a usable private key: {e}")))?;
     check_key_matches(&files.cert, &ca_pem, &ca_key)?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)
-        .map_err(|e| file_error(&files.cert, format!("not a usable CA certificate: {e}")))?;
-
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_error)?;
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(
-        DnType::CommonName,
-        match subject {
-            Subject::Node { id, .. } => format!("tresor node {id}"),
-            Subject::Client { name } => format!("tresor client {name}"),
-        },
-    );
-    dn.push(DnType::OrganizationName, "tresor");
-    params.distinguished_name = dn;
-    params.subject_alt_names = sans;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = match subject {
-        Subject::Node { .. } => vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ],
-        Subject::Client { .. } => vec![ExtendedKeyUsagePurpose::ClientAuth],
-    };
-    params.use_authority_key_identifier_extension = true;
-    params.not_before = validity.not_before.into();
-    params.not_after = validity.not_after.into();
-    params.serial_number = Some(random_serial());
-    let cert = params.signed_by(&key, &issuer).map_err(generate_error)?;
-    Ok(IssuedPem {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+    Issuer::from_ca_cert_pem(&ca_pem, ca_key)
+        .map_err(|e| file_error(&files.cert, format!("not a usable CA certificate: {e}")))
 }
 
 /// Refuses a CA key that does not belong to the CA certificate: every
@@ -329,6 +367,26 @@ pub fn issue(
     let files = CertFiles {
         cert: out_dir.join(format!("{stem}.pem")),
         key: out_dir.join(format!("{stem}.key")),
+    };
+    write_file(&files.key, issued.key_pem.as_bytes(), 0o600, true)?;
+    write_file(&files.cert, issued.cert_pem.as_bytes(), 0o644, true)?;
+    Ok(files)
+}
+
+/// Issues the receipt signing certificate from the CA in `ca_dir` and
+/// writes it to `out_dir` as `signer.pem` and `signer.key` (replacing
+/// earlier ones: receipts signed before stay verifiable with the CA).
+pub fn issue_signer(
+    ca_dir: &Path,
+    out_dir: &Path,
+    validity: Validity,
+) -> Result<CertFiles, TlsError> {
+    let issued = issue_signer_pem(ca_dir, validity)?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| file_error(out_dir, format!("cannot create: {e}")))?;
+    let files = CertFiles {
+        cert: out_dir.join(super::SIGNER_CERT_FILE),
+        key: out_dir.join(super::SIGNER_KEY_FILE),
     };
     write_file(&files.key, issued.key_pem.as_bytes(), 0o600, true)?;
     write_file(&files.cert, issued.cert_pem.as_bytes(), 0o644, true)?;

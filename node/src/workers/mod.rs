@@ -1,5 +1,5 @@
 //! Background jobs: liveness, scrub, repair, orphan collection, upload and
-//! retention expiry, audit sealing. Each implements [`Worker`]; [`Workers`]
+//! retention expiry, deletion receipts, audit sealing. Each implements [`Worker`]; [`Workers`]
 //! runs them on a schedule or on demand, keeps their status for
 //! `tresor-node workers`, and stops them with the node. Heavy workers pace
 //! themselves with a [`RateLimiter`].
@@ -33,6 +33,7 @@ mod audit_seal;
 mod expiry;
 mod gc;
 mod liveness;
+mod receipts;
 mod repair;
 mod scrub;
 mod uploads;
@@ -48,6 +49,7 @@ pub use audit_seal::{AuditSealer, SealCounters};
 pub use expiry::{ExpiryCounters, RetentionExpiry};
 pub use gc::{GcCounters, OrphanCollector};
 pub use liveness::{Liveness, LivenessCounters};
+pub use receipts::{ReceiptCounters, ReceiptIssuer};
 pub use repair::{RepairCounters, Repairer};
 pub use scrub::{ScrubCounters, Scrubber};
 pub use uploads::{UploadCounters, UploadExpiry};
@@ -142,6 +144,8 @@ pub enum Counters {
     Seal(SealCounters),
     /// Retention expiry.
     Expiry(ExpiryCounters),
+    /// Deletion receipts.
+    Receipts(ReceiptCounters),
 }
 
 impl Counters {
@@ -155,6 +159,7 @@ impl Counters {
             Counters::Uploads(c) => c.pairs(),
             Counters::Seal(c) => c.pairs(),
             Counters::Expiry(c) => c.pairs(),
+            Counters::Receipts(c) => c.pairs(),
         }
     }
 }

@@ -7,6 +7,7 @@ mod buckets;
 mod cluster;
 mod convert;
 mod keys;
+mod receipts;
 mod retention;
 mod workers;
 
@@ -419,5 +420,19 @@ impl Admin for AdminService {
         request: Request<pb::ListHoldsRequest>,
     ) -> Result<Response<pb::ListHoldsResponse>, Status> {
         AdminService::list_holds(self, request).await
+    }
+
+    async fn list_receipts(
+        &self,
+        request: Request<pb::ListReceiptsRequest>,
+    ) -> Result<Response<pb::ListReceiptsResponse>, Status> {
+        AdminService::list_receipts(self, request).await
+    }
+
+    async fn get_receipt(
+        &self,
+        request: Request<pb::GetReceiptRequest>,
+    ) -> Result<Response<pb::GetReceiptResponse>, Status> {
+        AdminService::get_receipt(self, request).await
     }
 }

@@ -72,11 +72,15 @@ pub enum Action {
     ReleaseHold,
     /// Admin.ListHolds.
     ListHolds,
+    /// Admin.ListReceipts.
+    ListReceipts,
+    /// Admin.GetReceipt.
+    GetReceipt,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 32] = [
+    pub const ALL: [Action; 34] = [
         Action::Put,
         Action::Get,
         Action::Stat,
@@ -109,6 +113,8 @@ impl Action {
         Action::PlaceHold,
         Action::ReleaseHold,
         Action::ListHolds,
+        Action::ListReceipts,
+        Action::GetReceipt,
     ];
 
     /// The name in the audit log and in refusals (the CLI's words).
@@ -146,6 +152,8 @@ impl Action {
             Action::PlaceHold => "hold place",
             Action::ReleaseHold => "hold release",
             Action::ListHolds => "hold ls",
+            Action::ListReceipts => "receipts ls",
+            Action::GetReceipt => "receipts get",
         }
     }
 
@@ -187,7 +195,12 @@ pub fn role_allows(role: Role, action: Action) -> bool {
         ),
         Role::Audit => matches!(
             action,
-            Action::AuditLog | Action::AuditVerify | Action::ListHolds | Action::ListRetention
+            Action::AuditLog
+                | Action::AuditVerify
+                | Action::ListHolds
+                | Action::ListRetention
+                | Action::ListReceipts
+                | Action::GetReceipt
         ),
         Role::Custodian => matches!(
             action,
@@ -196,6 +209,8 @@ pub fn role_allows(role: Role, action: Action) -> bool {
                 | Action::ListHolds
                 | Action::ExtendRetention
                 | Action::ListRetention
+                | Action::ListReceipts
+                | Action::GetReceipt
         ),
     }
 }

@@ -21,10 +21,19 @@ fn expected(role: Role, action: Action) -> bool {
         Role::Admin => true,
         Role::Ingest => matches!(action, Put),
         Role::Read => matches!(action, Get | Stat | List | ListBuckets | ListRetention),
-        Role::Audit => matches!(action, AuditLog | AuditVerify | ListHolds | ListRetention),
+        Role::Audit => matches!(
+            action,
+            AuditLog | AuditVerify | ListHolds | ListRetention | ListReceipts | GetReceipt
+        ),
         Role::Custodian => matches!(
             action,
-            PlaceHold | ReleaseHold | ListHolds | ExtendRetention | ListRetention
+            PlaceHold
+                | ReleaseHold
+                | ListHolds
+                | ExtendRetention
+                | ListRetention
+                | ListReceipts
+                | GetReceipt
         ),
     }
 }
@@ -43,6 +52,8 @@ fn names_bucket(action: Action) -> bool {
             | ReleaseHold
             | ExtendRetention
             | ListHolds
+            | ListReceipts
+            | GetReceipt
     )
 }
 

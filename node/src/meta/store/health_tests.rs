@@ -128,6 +128,7 @@ fn apply(store: &MetaStore, step: &Step, n: usize) {
                 segments,
                 encryption: None,
                 retention: None,
+                ingested_by: String::new(),
             };
             run(
                 store,

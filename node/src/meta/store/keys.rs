@@ -49,6 +49,25 @@ pub(super) const EXPIRY_PREFIX: &[u8] = b"expiry/";
 /// `tomb/<bucket>\0<key>` → the tombstone of the object deleted there.
 pub(super) const TOMB_PREFIX: &[u8] = b"tomb/";
 
+/// `receipt/<bucket>\0<key>` → the signed receipt of the object deleted
+/// there (the JSON text of a `SignedReceipt`).
+pub(super) const RECEIPT_PREFIX: &[u8] = b"receipt/";
+/// `receiptdue/<16-byte object id>` → a [`crate::meta::ReceiptDue`]: a
+/// deletion whose receipt is not yet recorded.
+pub(super) const RECEIPT_DUE_PREFIX: &[u8] = b"receiptdue/";
+
+pub(super) fn receipt_key(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = RECEIPT_PREFIX.to_vec();
+    k.extend_from_slice(&object_name(bucket, key));
+    k
+}
+
+pub(super) fn receipt_due_key(object: &ObjectId) -> Vec<u8> {
+    let mut k = RECEIPT_DUE_PREFIX.to_vec();
+    k.extend_from_slice(&object.0);
+    k
+}
+
 pub(super) fn node_key(id: u64) -> Vec<u8> {
     let mut key = NODE_PREFIX.to_vec();
     key.extend_from_slice(&id.to_be_bytes());

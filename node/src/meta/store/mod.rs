@@ -11,9 +11,11 @@ mod apply;
 mod holds;
 mod keys;
 mod reads;
+mod receipts;
 
 pub use holds::{DueObject, HoldFilter};
 pub use reads::{ObjectCursor, PlacedShard};
+pub use receipts::StoredReceipt;
 #[cfg(test)]
 mod audit_tests;
 #[cfg(test)]

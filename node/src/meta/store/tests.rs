@@ -39,6 +39,7 @@ pub(super) fn bare_manifest(bucket: &str, key: &str, id: crate::meta::ObjectId) 
         segments: Vec::new(),
         encryption: None,
         retention: None,
+        ingested_by: String::new(),
     }
 }
 

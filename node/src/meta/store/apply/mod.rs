@@ -49,7 +49,8 @@ impl MetaStore {
             | Command::SetBucketRetention { .. }
             | Command::ExtendRetention { .. }
             | Command::PlaceHold { .. }
-            | Command::ReleaseHold { .. } => self.apply_retention(command, batch),
+            | Command::ReleaseHold { .. }
+            | Command::RecordReceipts { .. } => self.apply_retention(command, batch),
         }
     }
 }

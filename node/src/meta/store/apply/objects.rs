@@ -6,7 +6,8 @@ use super::health::Tally;
 use super::misrouted;
 use crate::meta::Writes;
 use crate::meta::{Command, MetaError};
-use crate::meta::{ObjectManifest, Tombstone};
+use crate::meta::{ObjectManifest, ReceiptDue, Tombstone};
+use tresor_client::receipt::ReceiptBody;
 
 impl MetaStore {
     pub(super) fn apply_objects(
@@ -89,6 +90,10 @@ impl MetaStore {
                 // The retention is the bucket's policy at commit, from the
                 // ingest time: whatever the proposer wrote is replaced.
                 let mut stored = (**manifest).clone();
+                stored.ingested_by = audit
+                    .as_ref()
+                    .map(|a| a.principal.clone())
+                    .unwrap_or_default();
                 stored.retention = match &bucket.retention {
                     Some(name) => self
                         .retention_policy(name)?
@@ -197,14 +202,25 @@ impl MetaStore {
                     ))));
                 }
                 let principal = audit.as_ref().map(|a| a.principal.clone());
+                let audit_seq = match audit {
+                    Some(_) => self.audit_head()?.0 + 1,
+                    None => 0,
+                };
+                let gone = Removal {
+                    now_ms: *now_ms,
+                    principal,
+                    expiry: *expiry,
+                    audit_seq,
+                };
                 let mut tally = Tally::default();
-                self.remove_object(&manifest, *now_ms, principal, *expiry, &mut tally, batch)?;
+                self.remove_object(&manifest, gone, &mut tally, batch)?;
                 self.write_tally(tally, batch)?;
                 self.append_audit(audit.iter(), batch)?;
             }
             Command::ExpireObjects { now_ms, objects } => {
                 let mut tally = Tally::default();
                 let mut records = Vec::new();
+                let head = self.audit_head()?.0;
                 for item in objects {
                     let Some(manifest) = self.object(&item.bucket, &item.key)? else {
                         continue;
@@ -216,8 +232,13 @@ impl MetaStore {
                     {
                         continue;
                     }
-                    let principal = Some(item.audit.principal.clone());
-                    self.remove_object(&manifest, *now_ms, principal, true, &mut tally, batch)?;
+                    let gone = Removal {
+                        now_ms: *now_ms,
+                        principal: Some(item.audit.principal.clone()),
+                        expiry: true,
+                        audit_seq: head + 1 + records.len() as u64,
+                    };
+                    self.remove_object(&manifest, gone, &mut tally, batch)?;
                     records.push(&item.audit);
                 }
                 self.write_tally(tally, batch)?;
@@ -227,6 +248,15 @@ impl MetaStore {
         }
         Ok(Ok(()))
     }
+}
+
+/// How an object goes: when, by whom, whether by expiry, and the seq of
+/// the deletion's audit entry.
+struct Removal {
+    now_ms: u64,
+    principal: Option<String>,
+    expiry: bool,
+    audit_seq: u64,
 }
 
 impl MetaStore {
@@ -253,17 +283,57 @@ impl MetaStore {
 
     /// Removes `manifest`'s object into `batch`: its expiry index entry,
     /// its id, its manifest (the only copy of its wrapped data key) and its
-    /// shards' index entries (counted in `tally`); leaves its tombstone.
+    /// shards' index entries (counted in `tally`); leaves its tombstone and
+    /// a receipt due.
     fn remove_object(
         &self,
         manifest: &ObjectManifest,
-        now_ms: u64,
-        principal: Option<String>,
-        expiry: bool,
+        gone: Removal,
         tally: &mut Tally,
         batch: &mut Writes,
     ) -> Result<(), StoreError> {
+        let Removal {
+            now_ms,
+            principal,
+            expiry,
+            audit_seq,
+        } = gone;
         let (bucket, key) = (&manifest.bucket, &manifest.key);
+        let policy = manifest.retention.as_ref().map(|r| r.policy.clone());
+        let deleted_by = principal.clone().unwrap_or_default();
+        let mut holders: Vec<u64> = manifest
+            .segments
+            .iter()
+            .flat_map(|s| s.shards.iter().filter_map(|l| l.node))
+            .collect();
+        holders.sort_unstable();
+        holders.dedup();
+        let due = ReceiptDue {
+            body: ReceiptBody {
+                version: 1,
+                cluster_id: self.cluster_id()?.unwrap_or_default(),
+                bucket: bucket.clone(),
+                key: key.clone(),
+                object_id: manifest.object_id.to_string(),
+                size: manifest.size,
+                sha256: manifest.sha256.clone(),
+                ingested_ms: manifest.created_ms,
+                ingested_by: manifest.ingested_by.clone(),
+                deleted_ms: now_ms,
+                reason: match (&policy, expiry) {
+                    (Some(p), true) => format!("retention policy {p}"),
+                    _ => format!("deleted by {deleted_by}"),
+                },
+                deleted_by,
+                audit_seq,
+                shard_files_removed: 0,
+                holders_unreached: Vec::new(),
+                data_key_removed: manifest.encryption.is_some(),
+                issued_ms: 0,
+            },
+            holders,
+        };
+        batch.insert(receipt_due_key(&manifest.object_id), encode(&due));
         if let Some(at) = manifest.retention.as_ref().and_then(|r| r.delete_at_ms) {
             batch.remove(expiry_key(at, &manifest.object_id));
         }

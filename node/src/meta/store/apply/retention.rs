@@ -5,7 +5,7 @@ use super::super::{encode, MetaStore, StoreError};
 use super::misrouted;
 use crate::meta::retention::MAX_PREFIX_HOLDS_PER_BUCKET;
 use crate::meta::Writes;
-use crate::meta::{Command, HoldTarget, MetaError, ObjectManifest};
+use crate::meta::{Command, HoldTarget, MetaError, ObjectManifest, ReceiptDue};
 
 impl MetaStore {
     pub(super) fn apply_retention(
@@ -14,6 +14,19 @@ impl MetaStore {
         batch: &mut Writes,
     ) -> Result<Result<(), MetaError>, StoreError> {
         match command {
+            Command::RecordReceipts { receipts } => {
+                for r in receipts {
+                    let due_key = receipt_due_key(&r.object_id);
+                    let Some(due) = self.get::<ReceiptDue>(&due_key)? else {
+                        continue;
+                    };
+                    batch.remove(due_key);
+                    batch.insert(
+                        receipt_key(&due.body.bucket, &due.body.key),
+                        r.signed.as_bytes(),
+                    );
+                }
+            }
             Command::CreateRetention { policy } => {
                 if let Err(e) = policy.validate() {
                     return Ok(Err(e));

@@ -1,0 +1,198 @@
+//! The receipt signer: the cluster's signing certificate (issued by the CA
+//! with `tresor-node ca issue --signer`) and its private key, read from the
+//! files `[security] signer_cert` and `signer_key` name. Every node holds
+//! them, like the master key, so that any leader can sign; they are never
+//! in the replicated state.
+
+use std::path::Path;
+
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::PrivatePkcs8KeyDer;
+use tresor_client::receipt::{ReceiptBody, SignedReceipt};
+
+use super::{file_error, TlsError};
+
+/// File names `tresor-node ca issue --signer` writes.
+pub const SIGNER_CERT_FILE: &str = "signer.pem";
+/// See [`SIGNER_CERT_FILE`].
+pub const SIGNER_KEY_FILE: &str = "signer.key";
+
+/// Signs deletion receipts.
+pub struct ReceiptSigner {
+    key: EcdsaKeyPair,
+    cert_pem: String,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for ReceiptSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptSigner").finish_non_exhaustive()
+    }
+}
+
+impl ReceiptSigner {
+    /// Reads the certificate and its PKCS#8 key (PEM) and checks that they
+    /// belong together.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| file_error(p, format!("cannot read: {e}")))
+        };
+        let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+        Self::from_pem(&cert_pem, &key_pem).map_err(|m| file_error(key, m))
+    }
+
+    /// From PEM text; the error says what is wrong.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, String> {
+        let der = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| format!("not a PKCS#8 PEM private key: {e}"))?;
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            der.secret_pkcs8_der(),
+            &rng,
+        )
+        .map_err(|e| format!("not an ECDSA P-256 key: {e}"))?;
+        let cert_der = rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| format!("the signer certificate is not PEM: {e}"))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(cert_der.as_ref())
+            .map_err(|e| format!("the signer certificate is not X.509: {e}"))?;
+        use ring::signature::KeyPair as _;
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key().as_ref() {
+            return Err("the signer key does not belong to the signer certificate".into());
+        }
+        Ok(Self {
+            key,
+            cert_pem: cert_pem.to_string(),
+            rng,
+        })
+    }
+
+    /// Signs `body`.
+    pub fn sign(&self, body: &ReceiptBody) -> Result<SignedReceipt, String> {
+        let text = serde_json::to_string(body).map_err(|e| e.to_string())?;
+        let signature = self
+            .key
+            .sign(&self.rng, text.as_bytes())
+            .map_err(|e| format!("signing failed: {e}"))?;
+        Ok(SignedReceipt {
+            body: text,
+            signature: hex::encode(signature.as_ref()),
+            certificate: self.cert_pem.clone(),
+        })
+    }
+}
+
+/// A receipt of a cluster without a signer (`insecure = true`).
+pub fn unsigned(body: &ReceiptBody) -> Result<SignedReceipt, String> {
+    Ok(SignedReceipt {
+        body: serde_json::to_string(body).map_err(|e| e.to_string())?,
+        signature: String::new(),
+        certificate: String::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{init_ca, issue_pem, issue_signer_pem, Subject, Validity};
+    use tresor_client::receipt::ReceiptError;
+
+    fn body() -> ReceiptBody {
+        ReceiptBody {
+            version: 1,
+            cluster_id: "c".into(),
+            bucket: "footage".into(),
+            key: "cam-1/clip.mp4".into(),
+            object_id: "00".repeat(16),
+            size: 4096,
+            sha256: "ab".repeat(32),
+            ingested_ms: 1,
+            ingested_by: "ingest".into(),
+            deleted_ms: 2,
+            deleted_by: "system:retention".into(),
+            reason: "retention policy bodycam".into(),
+            audit_seq: 7,
+            shard_files_removed: 6,
+            holders_unreached: vec![],
+            data_key_removed: true,
+            issued_ms: crate::meta::now_ms(),
+        }
+    }
+
+    fn ca_pem(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join(crate::tls::CA_CERT_FILE)).expect("ca")
+    }
+
+    /// A signed receipt verifies against its CA; a changed body, a changed
+    /// signature, another CA and a node certificate used as signer fail,
+    /// each naming what failed.
+    #[test]
+    fn receipts_verify_and_tampering_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
+        init_ca(&ours).expect("ca");
+        init_ca(&theirs).expect("ca");
+        let validity = Validity::days(1);
+        let issued = issue_signer_pem(&ours, validity).expect("signer");
+        let signer = ReceiptSigner::from_pem(&issued.cert_pem, &issued.key_pem).expect("load");
+        let signed = signer.sign(&body()).expect("sign");
+        assert_eq!(signed.verify(&ca_pem(&ours)), Ok(body_with(&signed)));
+        // One byte of the body changed.
+        let mut altered = signed.clone();
+        altered.body = altered.body.replace("\"size\":4096", "\"size\":4097");
+        assert_ne!(altered.body, signed.body);
+        assert_eq!(altered.verify(&ca_pem(&ours)), Err(ReceiptError::Signature));
+        // The signature changed.
+        let mut forged = signed.clone();
+        let last = forged.signature.pop().expect("hex");
+        forged.signature.push(if last == '0' { '1' } else { '0' });
+        assert_eq!(forged.verify(&ca_pem(&ours)), Err(ReceiptError::Signature));
+        // Another cluster's CA.
+        assert!(matches!(
+            signed.verify(&ca_pem(&theirs)),
+            Err(ReceiptError::Certificate(m)) if m.contains("not issued by this CA")
+        ));
+        // Signed by another cluster's signer, checked against ours.
+        let other = issue_signer_pem(&theirs, validity).expect("signer");
+        let other = ReceiptSigner::from_pem(&other.cert_pem, &other.key_pem).expect("load");
+        let foreign = other.sign(&body()).expect("sign");
+        assert!(matches!(
+            foreign.verify(&ca_pem(&ours)),
+            Err(ReceiptError::Certificate(_))
+        ));
+        // A node certificate of the same CA is not a signer.
+        let node = issue_pem(
+            &ours,
+            &Subject::Node {
+                id: 1,
+                addrs: vec!["127.0.0.1".into()],
+            },
+            validity,
+        )
+        .expect("node");
+        let node = ReceiptSigner::from_pem(&node.cert_pem, &node.key_pem).expect("load");
+        assert!(matches!(
+            node.sign(&body()).expect("sign").verify(&ca_pem(&ours)),
+            Err(ReceiptError::Certificate(m)) if m.contains("not a receipt signing")
+        ));
+        // Unsigned receipts say so.
+        assert_eq!(
+            unsigned(&body()).expect("body").verify(&ca_pem(&ours)),
+            Err(ReceiptError::Unsigned)
+        );
+        // A key that is not the certificate's.
+        assert!(ReceiptSigner::from_pem(&issued.cert_pem, &other_key(&theirs)).is_err());
+    }
+
+    fn body_with(signed: &SignedReceipt) -> ReceiptBody {
+        signed.parsed_body().expect("body")
+    }
+
+    fn other_key(ca: &Path) -> String {
+        issue_signer_pem(ca, Validity::days(1))
+            .expect("signer")
+            .key_pem
+    }
+}
