@@ -105,6 +105,20 @@ async fn retention_and_holds_keep_footage_from_every_principal() -> anyhow::Resu
     assert!(fine, "{err}");
     let shown: serde_json::Value = serde_json::from_str(&out)?;
     assert_eq!(shown["retention"]["policy"], "short-min", "{shown}");
+    // And its listing.
+    let (fine, out, err) = Harness::cli(
+        CLI,
+        &["--endpoint", &endpoint, "--output", "json", "ls", "footage"],
+        Duration::from_secs(30),
+    )?;
+    assert!(fine, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(listed[0]["key"], "clip-a", "{listed}");
+    assert_eq!(
+        listed[0]["retention"]["delete_at_ms"],
+        serde_json::json!(a.created_ms + 3_600_000),
+        "{listed}"
+    );
 
     // Write-once: not even the bootstrap admin deletes before keep_until.
     let admin = h.credentials().clone();
@@ -212,7 +226,23 @@ async fn retention_and_holds_keep_footage_from_every_principal() -> anyhow::Resu
     ])?;
     let holds = ok(&["--output", "json", "hold", "ls"])?;
     assert_eq!(holds.trim(), "[]");
-    delete_as(&h, 3, &admin, "later/clip-c").await?;
+    // Released, clip-c goes once its own keep_until (3 s after its later
+    // upload) has passed — a hold is never again the reason.
+    wait_for(
+        "clip-c's keep_until to pass",
+        Duration::from_secs(30),
+        || async {
+            match delete_as(&h, 3, &admin, "later/clip-c").await {
+                Ok(_) => Ok(Some(())),
+                Err(e) if e.message().contains("legal hold") => {
+                    anyhow::bail!("still held after release: {}", e.message())
+                }
+                Err(e) if e.message().contains("kept until") => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        },
+    )
+    .await?;
     let kept = delete_as(&h, 3, &admin, "clip-b").await.expect_err("kept");
     assert!(
         kept.message().contains("case-material"),

@@ -176,3 +176,134 @@ async fn deletions_leave_signed_receipts_that_verify_offline() -> anyhow::Result
     assert_eq!(names, ["cases/clip-a", "footage/clip-b"]);
     Ok(())
 }
+
+/// Receipts of bucket `bucket`, listed through node `via`, each verified.
+async fn verified_receipts(
+    h: &Harness,
+    via: u64,
+    bucket: &str,
+) -> anyhow::Result<Vec<tresor_client::receipt::ReceiptBody>> {
+    let ca = std::fs::read_to_string(&process_pki()?.ca_cert)?;
+    let listed = h
+        .admin(via)
+        .await?
+        .list_receipts(pb::ListReceiptsRequest {
+            bucket: bucket.into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    listed
+        .receipts
+        .iter()
+        .map(|r| Ok(SignedReceipt::from_json(&r.receipt_json)?.verify(&ca)?))
+        .collect()
+}
+
+/// Expiry and receipts go on under a new leader with the old one down:
+/// every due object expires exactly once (one audit entry each), none is
+/// missed, and the receipts of those expired after the loss name the
+/// dead node as a holder not reached.
+#[tokio::test]
+async fn expiry_goes_on_through_a_leader_change_and_a_node_down() -> anyhow::Result<()> {
+    const EACH: usize = 8;
+    let mut cluster = spec(3, 3);
+    cluster.retention.expiry_interval_secs = 1;
+    let mut h = Harness::new(BIN, cluster).await?;
+    h.form().await?;
+    let leader = h.leader().await?;
+    let alive = *h
+        .ids()
+        .iter()
+        .find(|id| **id != leader)
+        .ok_or_else(|| anyhow::anyhow!("one node"))?;
+    let endpoint = h.endpoint(alive);
+    let ok = |args: &[&str]| -> anyhow::Result<String> {
+        let mut all = vec!["--endpoint", &endpoint];
+        all.extend_from_slice(args);
+        let (fine, out, err) = Harness::cli(BIN, &all, Duration::from_secs(30))?;
+        anyhow::ensure!(fine, "{args:?} failed: {err}");
+        Ok(out)
+    };
+    ok(&["retention", "create", "soon", "--delete-after", "3s"])?;
+    ok(&["retention", "create", "later", "--delete-after", "20s"])?;
+    for (bucket, policy) in [("early", "soon"), ("late", "later")] {
+        ok(&[
+            "bucket",
+            "create",
+            bucket,
+            "--data",
+            "2",
+            "--parity",
+            "1",
+            "--retention",
+            policy,
+        ])?;
+    }
+    for i in 0..EACH {
+        for bucket in ["early", "late"] {
+            h.put(
+                alive,
+                bucket,
+                &format!("clip-{i}"),
+                &pattern(SIZE, i as u64),
+            )
+            .await?;
+        }
+    }
+    // The leader expires the early ones, then dies.
+    wait_for(
+        "the early clips expired",
+        Duration::from_secs(60),
+        || async {
+            let listed = h
+                .objects(alive)
+                .await?
+                .list(pb::ListRequest {
+                    bucket: "early".into(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            Ok(listed.objects.is_empty().then_some(()))
+        },
+    )
+    .await?;
+    h.kill(leader);
+    // The late ones expire under the next leader, with the old one down.
+    let receipts = wait_for("every clip's receipt", Duration::from_secs(90), || async {
+        let (early, late) = (
+            verified_receipts(&h, alive, "early").await?,
+            verified_receipts(&h, alive, "late").await?,
+        );
+        Ok((early.len() == EACH && late.len() == EACH).then_some((early, late)))
+    })
+    .await?;
+    let (early, late) = receipts;
+    for r in early.iter().chain(&late) {
+        assert_eq!(
+            r.shard_files_removed + r.holders_unreached.len() as u64,
+            3,
+            "each of the three nodes held one shard file: {r:?}"
+        );
+    }
+    for r in &late {
+        assert_eq!(r.holders_unreached, [leader], "{r:?}");
+        assert_eq!(r.reason, "retention policy later");
+    }
+    // Exactly once each, on record.
+    let mut expired: Vec<String> = h
+        .audit_log(alive, 1000)
+        .await?
+        .into_iter()
+        .filter(|e| e.action == "expire")
+        .map(|e| format!("{}/{}", e.bucket, e.key))
+        .collect();
+    expired.sort();
+    let mut wanted: Vec<String> = (0..EACH)
+        .flat_map(|i| [format!("early/clip-{i}"), format!("late/clip-{i}")])
+        .collect();
+    wanted.sort();
+    assert_eq!(expired, wanted, "each clip expired once");
+    Ok(())
+}

@@ -19,7 +19,15 @@ pub(super) async fn ls(client: &Client, output: Output, target: &ListTarget) -> 
         Output::Json => {
             let list: Vec<_> = objects
                 .iter()
-                .map(|o| json!({ "key": o.key, "size": o.size, "sha256": o.sha256 }))
+                .map(|o| {
+                    json!({
+                        "key": o.key,
+                        "size": o.size,
+                        "sha256": o.sha256,
+                        "created": format_rfc3339_ms(o.created_ms),
+                        "retention": retention_json(o),
+                    })
+                })
                 .collect();
             print_json(&serde_json::Value::Array(list))
         }
@@ -57,13 +65,7 @@ pub(super) async fn stat(
             "missing_shards": info.missing_shards,
             "created": format_rfc3339_ms(info.created_ms),
             "created_ms": info.created_ms,
-            "retention": info.retention.as_ref().map(|r| json!({
-                "policy": r.policy,
-                "keep_until_ms": r.keep_until_ms,
-                "keep_until": r.keep_until_ms.map(format_rfc3339_ms),
-                "delete_at_ms": r.delete_at_ms,
-                "delete_at": r.delete_at_ms.map(format_rfc3339_ms),
-            })),
+            "retention": retention_json(&info),
             "holds": info.holds.iter().map(|h| json!({
                 "case_id": h.case_id,
                 "key": match &h.target { Some(tresor_proto::v1::hold::Target::Key(k)) => Some(k), _ => None },
@@ -77,6 +79,21 @@ pub(super) async fn stat(
             print_fields(&info_fields(&info));
             Ok(())
         }
+    }
+}
+
+/// An object's retention as JSON (`null` without a policy). Holds are
+/// shown by `stat` only: a listing does not look them up.
+fn retention_json(info: &ObjectInfo) -> serde_json::Value {
+    match &info.retention {
+        Some(r) => json!({
+            "policy": r.policy,
+            "keep_until_ms": r.keep_until_ms,
+            "keep_until": r.keep_until_ms.map(format_rfc3339_ms),
+            "delete_at_ms": r.delete_at_ms,
+            "delete_at": r.delete_at_ms.map(format_rfc3339_ms),
+        }),
+        None => serde_json::Value::Null,
     }
 }
 

@@ -72,6 +72,11 @@ struct Instruments {
     scrub_files_total: IntGauge,
     scrub_bytes: IntCounter,
     scrub_errors: IntCounter,
+
+    objects_expired: IntCounter,
+    expiry_held_due: IntGauge,
+    receipts_issued: IntCounter,
+    receipts_due: IntGauge,
 }
 
 impl Metrics {
@@ -211,6 +216,26 @@ impl Metrics {
             "tresor_scrub_errors_total",
             "Corrupt or unreadable shard files found by scrub.",
         );
+        let objects_expired = counter(
+            r,
+            "tresor_objects_expired_total",
+            "Objects deleted by their retention policy (by this node, as leader).",
+        );
+        let expiry_held_due = gauge(
+            r,
+            "tresor_expiry_held_due",
+            "Objects due for deletion but kept by a legal hold, in the last expiry pass.",
+        );
+        let receipts_issued = counter(
+            r,
+            "tresor_receipts_issued_total",
+            "Deletion receipts signed and recorded (by this node, as leader).",
+        );
+        let receipts_due = gauge(
+            r,
+            "tresor_receipts_due",
+            "Deletions whose receipt is not yet issued (at most 10,000 counted; leader only).",
+        );
 
         Metrics {
             inner: Arc::new(Instruments {
@@ -238,6 +263,10 @@ impl Metrics {
                 scrub_files_total,
                 scrub_bytes,
                 scrub_errors,
+                objects_expired,
+                expiry_held_due,
+                receipts_issued,
+                receipts_due,
             }),
         }
     }
@@ -354,6 +383,21 @@ impl Metrics {
         m.scrub_files_total.set(saturating_i64(files_total));
         follow_total(&m.scrub_bytes, bytes_checked_total);
         follow_total(&m.scrub_errors, errors_found_total);
+    }
+
+    /// Retention expiry: objects expired since the node started, and due
+    /// objects kept by a hold in the last pass.
+    pub fn expiry_progress(&self, expired_total: u64, held_due: u64) {
+        let m = &self.inner;
+        follow_total(&m.objects_expired, expired_total);
+        m.expiry_held_due.set(saturating_i64(held_due));
+    }
+
+    /// Deletion receipts: issued since the node started, and still due.
+    pub fn receipts_progress(&self, issued_total: u64, due: u64) {
+        let m = &self.inner;
+        follow_total(&m.receipts_issued, issued_total);
+        m.receipts_due.set(saturating_i64(due));
     }
 
     /// Text exposition (Content-Type text/plain; version=0.0.4, see

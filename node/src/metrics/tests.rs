@@ -269,6 +269,28 @@ fn repair_and_scrub_totals_are_counters_that_follow_reports() {
 }
 
 #[test]
+fn expiry_and_receipt_figures_follow_the_workers() {
+    let metrics = Metrics::new(3);
+    metrics.expiry_progress(40, 2);
+    metrics.receipts_progress(38, 2);
+    metrics.expiry_progress(45, 1);
+    let text = Exposition::parse(&metrics.render());
+    assert_eq!(text.types["tresor_objects_expired_total"], "counter");
+    assert_eq!(text.types["tresor_receipts_issued_total"], "counter");
+    assert_eq!(text.types["tresor_receipts_due"], "gauge");
+    assert_eq!(
+        text.get("tresor_objects_expired_total", &[NODE]),
+        Some(45.0)
+    );
+    assert_eq!(text.get("tresor_expiry_held_due", &[NODE]), Some(1.0));
+    assert_eq!(
+        text.get("tresor_receipts_issued_total", &[NODE]),
+        Some(38.0)
+    );
+    assert_eq!(text.get("tresor_receipts_due", &[NODE]), Some(2.0));
+}
+
+#[test]
 fn exposition_is_well_formed_and_labelled_with_the_node() {
     let metrics = Metrics::new(3);
     metrics.request("list", "permission_denied", 0, 0, 0.002);

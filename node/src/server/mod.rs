@@ -522,11 +522,11 @@ fn spawn_gauges(
                         c.errors_found,
                     ),
                     Counters::Gc(c) => metrics.set_shards(c.shard_files, c.shard_bytes),
-                    Counters::Liveness(_)
-                    | Counters::Uploads(_)
-                    | Counters::Seal(_)
-                    | Counters::Expiry(_)
-                    | Counters::Receipts(_) => {}
+                    Counters::Expiry(c) => metrics.expiry_progress(c.objects_expired, c.held_due),
+                    Counters::Receipts(c) => {
+                        metrics.receipts_progress(c.receipts_issued, c.receipts_due)
+                    }
+                    Counters::Liveness(_) | Counters::Uploads(_) | Counters::Seal(_) => {}
                 }
             }
             tokio::select! {
