@@ -15,6 +15,7 @@
 pub mod channel;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod custody;
 pub mod objects;
 pub mod receipt;
 

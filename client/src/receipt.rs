@@ -114,54 +114,74 @@ impl SignedReceipt {
     /// as a receipt signer, valid when the receipt was signed, and that
     /// its key signed the body; returns the body.
     pub fn verify(&self, ca_pem: &str) -> Result<ReceiptBody, ReceiptError> {
-        use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
         if self.signature.is_empty() || self.certificate.is_empty() {
             return Err(ReceiptError::Unsigned);
         }
         let body = self.parsed_body()?;
-        let ca_der = parse_pem(ca_pem, "the CA file").map_err(ReceiptError::Ca)?;
-        let (_, ca) = x509_parser::parse_x509_certificate(&ca_der)
-            .map_err(|e| ReceiptError::Ca(format!("not an X.509 certificate: {e}")))?;
-        let signer_der = parse_pem(&self.certificate, "the receipt's certificate")
-            .map_err(ReceiptError::Certificate)?;
-        let (_, signer) = x509_parser::parse_x509_certificate(&signer_der)
-            .map_err(|e| ReceiptError::Certificate(format!("not an X.509 certificate: {e}")))?;
-        let cert_err = |m: &str| ReceiptError::Certificate(m.to_string());
-        // Issued by this CA: the CA's key signed the certificate.
-        let ca_key = ca.public_key().subject_public_key.data.as_ref();
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, ca_key)
-            .verify(
-                signer.tbs_certificate.as_ref(),
-                signer.signature_value.data.as_ref(),
-            )
-            .map_err(|_| cert_err("not issued by this CA"))?;
-        // A receipt signer, not a node or client certificate.
-        let cn = signer
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|c| c.as_str().ok());
-        let eku = signer
-            .extended_key_usage()
-            .map_err(|e| ReceiptError::Certificate(e.to_string()))?;
-        let signs_code_only = eku.is_some_and(|e| {
-            let e = e.value;
-            e.code_signing && !e.server_auth && !e.client_auth && !e.any
-        });
-        if cn != Some(SIGNER_COMMON_NAME) || !signs_code_only || signer.is_ca() {
-            return Err(cert_err("not a receipt signing certificate"));
-        }
-        let issued_s = i64::try_from(body.issued_ms / 1000).unwrap_or(i64::MAX);
-        let validity = signer.validity();
-        if issued_s < validity.not_before.timestamp() || issued_s > validity.not_after.timestamp() {
-            return Err(cert_err("not valid when the receipt was signed"));
-        }
-        let signature = hex::decode(&self.signature)
-            .map_err(|_| ReceiptError::Malformed("signature is not hex".into()))?;
-        let key = signer.public_key().subject_public_key.data.as_ref();
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key)
-            .verify(self.body.as_bytes(), &signature)
-            .map_err(|_| ReceiptError::Signature)?;
+        verify_signed(
+            &self.body,
+            &self.signature,
+            &self.certificate,
+            ca_pem,
+            body.issued_ms,
+        )?;
         Ok(body)
     }
+}
+
+/// Checks a document the cluster's signer signed: `certificate` was issued
+/// by the CA in `ca_pem` as the cluster's signer and was valid at
+/// `signed_ms`, and `signature` (hex, ECDSA P-256 SHA-256, DER) is its
+/// key's over `body`.
+pub fn verify_signed(
+    body: &str,
+    signature: &str,
+    certificate: &str,
+    ca_pem: &str,
+    signed_ms: u64,
+) -> Result<(), ReceiptError> {
+    use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+    let ca_der = parse_pem(ca_pem, "the CA file").map_err(ReceiptError::Ca)?;
+    let (_, ca) = x509_parser::parse_x509_certificate(&ca_der)
+        .map_err(|e| ReceiptError::Ca(format!("not an X.509 certificate: {e}")))?;
+    let signer_der =
+        parse_pem(certificate, "the signing certificate").map_err(ReceiptError::Certificate)?;
+    let (_, signer) = x509_parser::parse_x509_certificate(&signer_der)
+        .map_err(|e| ReceiptError::Certificate(format!("not an X.509 certificate: {e}")))?;
+    let cert_err = |m: &str| ReceiptError::Certificate(m.to_string());
+    // Issued by this CA: the CA's key signed the certificate.
+    let ca_key = ca.public_key().subject_public_key.data.as_ref();
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, ca_key)
+        .verify(
+            signer.tbs_certificate.as_ref(),
+            signer.signature_value.data.as_ref(),
+        )
+        .map_err(|_| cert_err("not issued by this CA"))?;
+    // The cluster's signer, not a node or client certificate.
+    let cn = signer
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|c| c.as_str().ok());
+    let eku = signer
+        .extended_key_usage()
+        .map_err(|e| ReceiptError::Certificate(e.to_string()))?;
+    let signs_code_only = eku.is_some_and(|e| {
+        let e = e.value;
+        e.code_signing && !e.server_auth && !e.client_auth && !e.any
+    });
+    if cn != Some(SIGNER_COMMON_NAME) || !signs_code_only || signer.is_ca() {
+        return Err(cert_err("not a receipt signing certificate"));
+    }
+    let signed_s = i64::try_from(signed_ms / 1000).unwrap_or(i64::MAX);
+    let validity = signer.validity();
+    if signed_s < validity.not_before.timestamp() || signed_s > validity.not_after.timestamp() {
+        return Err(cert_err("not valid when the document was signed"));
+    }
+    let signature = hex::decode(signature)
+        .map_err(|_| ReceiptError::Malformed("signature is not hex".into()))?;
+    let key = signer.public_key().subject_public_key.data.as_ref();
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key)
+        .verify(body.as_bytes(), &signature)
+        .map_err(|_| ReceiptError::Signature)
 }

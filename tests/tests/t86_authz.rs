@@ -29,11 +29,12 @@ enum Expect {
     /// Get, stat, list, list buckets (role read, on all buckets or on the
     /// bucket the matrix uses).
     Read,
-    /// Audit log and verify, list holds, policies and receipts (role
-    /// audit).
+    /// Audit log and verify, list holds, policies and receipts, custody
+    /// bundles (role audit).
     Audit,
-    /// Holds, retention extension, list holds, policies and receipts (role
-    /// custodian, on all buckets or on the bucket the matrix uses).
+    /// Holds, retention extension, list holds, policies and receipts,
+    /// custody bundles (role custodian, on all buckets or on the bucket the
+    /// matrix uses).
     Custodian,
     /// Nothing: PermissionDenied.
     Nothing,
@@ -57,6 +58,7 @@ fn allowed(expect: Expect, op: Op) -> bool {
                 | Op::ListRetention
                 | Op::ListReceipts
                 | Op::GetReceipt
+                | Op::ExportCustody
         ),
         Expect::Custodian => matches!(
             op,
@@ -67,6 +69,7 @@ fn allowed(expect: Expect, op: Op) -> bool {
                 | Op::ListRetention
                 | Op::ListReceipts
                 | Op::GetReceipt
+                | Op::ExportCustody
         ),
         Expect::Nothing | Expect::Unauthenticated => false,
     }
@@ -364,6 +367,15 @@ async fn call(
                 .list_receipts(pb::ListReceiptsRequest {
                     bucket: "cams".into(),
                     ..Default::default()
+                })
+                .await?;
+        }
+        Op::ExportCustody => {
+            admin()
+                .await?
+                .export_custody(pb::ExportCustodyRequest {
+                    bucket: "cams".into(),
+                    key: "seed".into(),
                 })
                 .await?;
         }

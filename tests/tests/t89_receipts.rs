@@ -1,9 +1,11 @@
-//! Deletion receipts on a real cluster: a user's delete and an expiry each
-//! leave a receipt signed by the cluster's signer, which `tresor receipt
-//! verify` accepts with the CA alone, and refuses — naming what failed —
-//! once a byte is changed or against another cluster's CA. The receipt
-//! names the deletion's audit entry and the shard files removed; a put to
-//! the key is refused, pointing at the receipt.
+//! Deletion receipts and custody bundles on a real cluster: a user's delete
+//! and an expiry each leave a receipt signed by the cluster's signer, which
+//! `tresor receipt verify` accepts with the CA alone, and refuses — naming
+//! what failed — once a byte is changed or against another cluster's CA.
+//! The receipt names the deletion's audit entry and the shard files
+//! removed; a put to the key is refused, pointing at the receipt. A custody
+//! bundle of the object, before and after its deletion, verifies offline
+//! against the footage and fails once altered.
 
 use std::time::Duration;
 
@@ -62,6 +64,22 @@ fn verify(file: &std::path::Path, ca: &std::path::Path) -> anyhow::Result<(bool,
     .map(|(ok, out, err)| (ok, String::from_utf8_lossy(&out).into_owned(), err))
 }
 
+/// `tresor custody verify BUNDLE [--file FOOTAGE]` with `ca`.
+fn custody_verify(
+    bundle: &std::path::Path,
+    footage: Option<&std::path::Path>,
+    ca: &std::path::Path,
+) -> anyhow::Result<(bool, String, String)> {
+    let (bundle, ca) = (bundle.to_string_lossy(), ca.to_string_lossy());
+    let footage = footage.map(|f| f.to_string_lossy().into_owned());
+    let mut args = vec!["custody", "verify", &bundle];
+    if let Some(f) = &footage {
+        args.extend(["--file", f]);
+    }
+    Harness::cli_env(CLI, &args, &[("TRESOR_CA", &ca)], Duration::from_secs(30))
+        .map(|(ok, out, err)| (ok, String::from_utf8_lossy(&out).into_owned(), err))
+}
+
 #[tokio::test]
 async fn deletions_leave_signed_receipts_that_verify_offline() -> anyhow::Result<()> {
     let mut cluster = spec(3, 3);
@@ -88,6 +106,53 @@ async fn deletions_leave_signed_receipts_that_verify_offline() -> anyhow::Result
     let put = h.put(2, "cases", "clip-a", &clip).await?;
     h.put(2, "footage", "clip-b", &pattern(SIZE, 2)).await?;
 
+    // Its chain of custody while it exists: the ingest, a read, checked
+    // offline against the footage itself.
+    h.get(1, "cases", "clip-a", None, None).await?;
+    let dir = tempfile::tempdir()?;
+    let ca = process_pki()?.ca_cert.clone();
+    let footage = dir.path().join("clip-a.mp4");
+    std::fs::write(&footage, &clip)?;
+    let bundle = dir.path().join("clip-a.custody.json");
+    let bundle_s = bundle.to_string_lossy().into_owned();
+    let (fine, _, err) = Harness::cli_env(
+        CLI,
+        &[
+            "--endpoint",
+            &endpoint,
+            "custody",
+            "cases/clip-a",
+            "-o",
+            &bundle_s,
+        ],
+        &[],
+        Duration::from_secs(30),
+    )?;
+    assert!(fine, "{err}");
+    let (fine, out, err) = custody_verify(&bundle, Some(&footage), &ca)?;
+    assert!(fine, "{out}{err}");
+    assert!(
+        out.contains("ingested at") && out.contains(" get "),
+        "{out}"
+    );
+    // One entry's principal changed in the file: the signature fails.
+    let text = std::fs::read_to_string(&bundle)?;
+    let forged = dir.path().join("forged.json");
+    std::fs::write(
+        &forged,
+        text.replacen(
+            "\\\"principal\\\":\\\"admin\\\"",
+            "\\\"principal\\\":\\\"nobody\\\"",
+            1,
+        ),
+    )?;
+    let (fine, _, err) = custody_verify(&forged, None, &ca)?;
+    assert!(!fine && err.contains("signature"), "{err}");
+    // Other footage.
+    std::fs::write(&footage, pattern(SIZE, 9))?;
+    let (fine, _, err) = custody_verify(&bundle, Some(&footage), &ca)?;
+    assert!(!fine && err.contains("footage"), "{err}");
+
     // A user's delete.
     h.objects(3)
         .await?
@@ -96,10 +161,8 @@ async fn deletions_leave_signed_receipts_that_verify_offline() -> anyhow::Result
             key: "clip-a".into(),
         })
         .await?;
-    let dir = tempfile::tempdir()?;
     let file = dir.path().join("clip-a.receipt.json");
     let signed = receipt(&endpoint, "cases/clip-a", &file).await?;
-    let ca = process_pki()?.ca_cert.clone();
     let body = signed.verify(&std::fs::read_to_string(&ca)?)?;
     assert_eq!(
         (body.bucket.as_str(), body.key.as_str()),
@@ -143,6 +206,28 @@ async fn deletions_leave_signed_receipts_that_verify_offline() -> anyhow::Result
     tresor_node::tls::init_ca(&other)?;
     let (fine, _, err) = verify(&file, &other.join("ca.pem"))?;
     assert!(!fine && err.contains("not issued by this CA"), "{err}");
+
+    // Its custody bundle now carries the receipt, and the delete.
+    let (fine, _, err) = Harness::cli_env(
+        CLI,
+        &[
+            "--endpoint",
+            &endpoint,
+            "custody",
+            "cases/clip-a",
+            "-o",
+            &bundle_s,
+        ],
+        &[],
+        Duration::from_secs(30),
+    )?;
+    assert!(fine, "{err}");
+    let (fine, out, err) = custody_verify(&bundle, None, &ca)?;
+    assert!(
+        fine && out.contains("deleted: its signed deletion receipt"),
+        "{out}{err}"
+    );
+    assert!(out.contains(" delete "), "{out}");
 
     // The key is never used again, and the refusal points at the receipt.
     let again = h

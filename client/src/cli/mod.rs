@@ -5,10 +5,10 @@
 //! and exits with status 1; a command line that does not parse exits with
 //! status 2.
 
+mod evidence;
 mod objects;
 mod parse;
 mod progress;
-mod receipt;
 mod render;
 mod transfer;
 
@@ -182,6 +182,35 @@ enum Command {
         #[command(subcommand)]
         command: ReceiptCommand,
     },
+    /// Chain of custody: `custody BUCKET/KEY -o FILE` writes the object's
+    /// signed custody bundle; `custody verify FILE` checks one offline.
+    #[command(args_conflicts_with_subcommands = true)]
+    Custody {
+        /// `verify`.
+        #[command(subcommand)]
+        command: Option<CustodyCommand>,
+        /// The object whose bundle to export.
+        #[arg(value_name = "BUCKET/KEY", value_parser = parse::parse_object_path)]
+        object: Option<ObjectPath>,
+        /// Where to write the bundle.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CustodyCommand {
+    /// Check a bundle with the cluster CA's certificate (`--ca`): its
+    /// signature, every audit entry's hash, the links between consecutive
+    /// entries, the deletion receipt inside; exits 0 only if all hold.
+    Verify {
+        /// The bundle file.
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+        /// Also check that this footage file has the recorded SHA-256.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,11 +225,17 @@ enum ReceiptCommand {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Receipt {
-        command: ReceiptCommand::Verify { file },
-    } = &cli.command
-    {
-        return receipt::verify(file, cli.ca.as_deref(), cli.output);
+    match &cli.command {
+        Command::Receipt {
+            command: ReceiptCommand::Verify { file },
+        } => return evidence::verify(file, cli.ca.as_deref(), cli.output),
+        Command::Custody {
+            command: Some(CustodyCommand::Verify { bundle, file }),
+            ..
+        } => {
+            return evidence::verify_custody(bundle, file.as_deref(), cli.ca.as_deref(), cli.output)
+        }
+        _ => {}
     }
     let endpoints: Vec<String> = cli
         .endpoint
@@ -255,7 +290,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         // Answered above, before connecting.
         Command::Receipt {
             command: ReceiptCommand::Verify { file },
-        } => receipt::verify(&file, cli.ca.as_deref(), output),
+        } => evidence::verify(&file, cli.ca.as_deref(), output),
+        Command::Custody {
+            command: Some(CustodyCommand::Verify { bundle, file }),
+            ..
+        } => evidence::verify_custody(&bundle, file.as_deref(), cli.ca.as_deref(), output),
+        Command::Custody {
+            command: None,
+            object,
+            out,
+        } => match (object, out) {
+            (Some(object), Some(out)) => evidence::export(&endpoints, &object, &out, output).await,
+            _ => bail!("custody needs BUCKET/KEY and -o FILE (or: custody verify BUNDLE)"),
+        },
     }
 }
 

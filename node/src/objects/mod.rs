@@ -32,6 +32,7 @@ use crate::meta::{
 };
 use crate::placement::Candidate;
 use crate::raft::{CaughtUp, Cluster, ClusterError};
+use crate::tls::ReceiptSigner;
 
 /// Why an object operation failed; mapped to a gRPC status in `api`.
 #[derive(Debug, thiserror::Error)]
@@ -121,11 +122,18 @@ pub struct DataPlane {
     peers: Peers,
     tuning: DataTuning,
     keyring: Keyring,
+    /// Signs receipts and custody bundles (none on an insecure cluster).
+    signer: Option<Arc<ReceiptSigner>>,
 }
 
 impl DataPlane {
-    /// The data plane of the node whose control plane is `cluster`.
-    pub fn new(cluster: Arc<Cluster>, tuning: DataTuning) -> Self {
+    /// The data plane of the node whose control plane is `cluster`, signing
+    /// with `signer`.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        tuning: DataTuning,
+        signer: Option<Arc<ReceiptSigner>>,
+    ) -> Self {
         let keyring = Keyring::new(cluster.config().security.master_key_file.clone());
         let transport = Arc::new(GrpcPeers::new(cluster.meta().clone()));
         Self {
@@ -133,7 +141,13 @@ impl DataPlane {
             peers: Peers::new(transport),
             tuning,
             keyring,
+            signer,
         }
+    }
+
+    /// The cluster's signer, if it has one.
+    pub fn signer(&self) -> Option<&Arc<ReceiptSigner>> {
+        self.signer.as_ref()
     }
 
     /// The control plane.

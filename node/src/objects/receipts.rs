@@ -5,13 +5,10 @@
 //! it again (removing files is idempotent; recording a receipt no longer
 //! due changes nothing).
 
-use std::sync::Arc;
-
 use futures::future::join_all;
 
 use super::{DataPlane, ObjectError};
 use crate::meta::{now_ms, Command, ObjectId, ReceiptDue, RecordedReceipt};
-use crate::tls::ReceiptSigner;
 
 /// What one batch of receipts did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +22,12 @@ pub struct ReceiptsIssued {
 impl DataPlane {
     /// Issues the receipts `due`: removes each object's shard files on its
     /// holders (those unreachable are named in the receipt; garbage
-    /// collection removes their files later), signs with `signer` (none:
-    /// unsigned, on an insecure cluster) and records them in one commit.
+    /// collection removes their files later), signs with the cluster's
+    /// signer (none: unsigned, on an insecure cluster) and records them in
+    /// one commit.
     pub async fn issue_receipts(
         &self,
         due: Vec<(ObjectId, ReceiptDue)>,
-        signer: Option<&Arc<ReceiptSigner>>,
     ) -> Result<ReceiptsIssued, ObjectError> {
         let mut issued = ReceiptsIssued::default();
         let mut receipts = Vec::with_capacity(due.len());
@@ -50,7 +47,7 @@ impl DataPlane {
                 }
             }
             body.issued_ms = now_ms();
-            let signed = match signer {
+            let signed = match &self.signer {
                 Some(s) => s.sign(&body),
                 None => crate::tls::unsigned(&body),
             }

@@ -279,11 +279,10 @@ pub async fn run(
     let plane = Arc::new(crate::objects::DataPlane::new(
         cluster.clone(),
         config.data.clone(),
+        signer,
     ));
     let metrics = crate::metrics::Metrics::new(config.node_id);
-    let workers = Arc::new(spawn_workers(
-        &config, &cluster, &plane, &store, signer, &stop_rx,
-    ));
+    let workers = Arc::new(spawn_workers(&config, &cluster, &plane, &store, &stop_rx));
     spawn_gauges(
         cluster.clone(),
         workers.clone(),
@@ -386,7 +385,6 @@ fn spawn_workers(
     cluster: &Arc<Cluster>,
     plane: &Arc<crate::objects::DataPlane>,
     store: &Arc<crate::shards::ShardStore>,
-    signer: Option<Arc<crate::tls::ReceiptSigner>>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> crate::workers::Workers {
     use crate::workers::{
@@ -444,7 +442,7 @@ fn spawn_workers(
         stop.clone(),
     );
     workers.spawn(
-        ReceiptIssuer::new(plane.clone(), signer, RECEIPT_INTERVAL),
+        ReceiptIssuer::new(plane.clone(), RECEIPT_INTERVAL),
         stop.clone(),
     );
     workers.spawn(

@@ -10,7 +10,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::PrivatePkcs8KeyDer;
-use tresor_client::receipt::{ReceiptBody, SignedReceipt};
+use tresor_client::receipt::SignedReceipt;
 
 use super::{file_error, TlsError};
 
@@ -69,8 +69,8 @@ impl ReceiptSigner {
         })
     }
 
-    /// Signs `body`.
-    pub fn sign(&self, body: &ReceiptBody) -> Result<SignedReceipt, String> {
+    /// Signs `body` (a receipt, a custody bundle) as its JSON text.
+    pub fn sign<T: serde::Serialize>(&self, body: &T) -> Result<SignedReceipt, String> {
         let text = serde_json::to_string(body).map_err(|e| e.to_string())?;
         let signature = self
             .key
@@ -84,8 +84,8 @@ impl ReceiptSigner {
     }
 }
 
-/// A receipt of a cluster without a signer (`insecure = true`).
-pub fn unsigned(body: &ReceiptBody) -> Result<SignedReceipt, String> {
+/// A receipt or bundle of a cluster without a signer (`insecure = true`).
+pub fn unsigned<T: serde::Serialize>(body: &T) -> Result<SignedReceipt, String> {
     Ok(SignedReceipt {
         body: serde_json::to_string(body).map_err(|e| e.to_string())?,
         signature: String::new(),
@@ -97,7 +97,7 @@ pub fn unsigned(body: &ReceiptBody) -> Result<SignedReceipt, String> {
 mod tests {
     use super::*;
     use crate::tls::{init_ca, issue_pem, issue_signer_pem, Subject, Validity};
-    use tresor_client::receipt::ReceiptError;
+    use tresor_client::receipt::{ReceiptBody, ReceiptError};
 
     fn body() -> ReceiptBody {
         ReceiptBody {
@@ -184,6 +184,104 @@ mod tests {
         );
         // A key that is not the certificate's.
         assert!(ReceiptSigner::from_pem(&issued.cert_pem, &other_key(&theirs)).is_err());
+    }
+
+    /// A custody bundle verifies; an altered entry, a broken link, an
+    /// entry of another object, other footage and another CA fail, each
+    /// named.
+    #[test]
+    fn custody_bundles_verify_and_tampering_is_named() {
+        use crate::meta::audit::{chain, AuditRecord};
+        use tresor_client::custody::{verify_bundle, CustodyBody, CustodyError, CustodyObject};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
+        init_ca(&ours).expect("ca");
+        init_ca(&theirs).expect("ca");
+        let issued = issue_signer_pem(&ours, Validity::days(1)).expect("signer");
+        let signer = ReceiptSigner::from_pem(&issued.cert_pem, &issued.key_pem).expect("load");
+        let record = |action: &str, key: &str| AuditRecord {
+            time_ms: 5,
+            node: 1,
+            principal: "investigator-7".into(),
+            action: action.into(),
+            bucket: "footage".into(),
+            key: key.into(),
+            object_sha256: "ab".repeat(32),
+            outcome: "ok".into(),
+        };
+        let first = chain(7, record("put", "clip"), &"11".repeat(32));
+        let second = chain(8, record("get", "clip"), &first.hash);
+        let later = chain(12, record("stat", "clip"), &"22".repeat(32));
+        let body = CustodyBody {
+            version: 1,
+            cluster_id: "c".into(),
+            bucket: "footage".into(),
+            key: "clip".into(),
+            object: Some(CustodyObject {
+                object_id: "00".repeat(16),
+                size: 10,
+                sha256: "ab".repeat(32),
+                content_type: "video/mp4".into(),
+                metadata: [("officer".to_string(), "4711".to_string())].into(),
+                ingested_ms: 5,
+                ingested_by: "cam-gateway".into(),
+                retention_policy: None,
+                keep_until_ms: None,
+                delete_at_ms: None,
+            }),
+            receipt: None,
+            holds: vec![],
+            entries: vec![first.custody(), second.custody(), later.custody()],
+            entries_complete: true,
+            head_seq: 20,
+            head_hash: "33".repeat(32),
+            exported_by: "custodian".into(),
+            exported_ms: crate::meta::now_ms(),
+        };
+        let ca = ca_pem(&ours);
+        let sign = |b: &CustodyBody| signer.sign(b).expect("sign");
+        let ok = verify_bundle(&sign(&body), &ca, Some(&"AB".repeat(32))).expect("verifies");
+        assert_eq!(ok, body);
+        // An entry's field altered after it was chained.
+        let mut altered = body.clone();
+        altered.entries[1].principal = "someone-else".into();
+        assert_eq!(
+            verify_bundle(&sign(&altered), &ca, None),
+            Err(CustodyError::Entry { seq: 8 })
+        );
+        // Consecutive entries that do not link.
+        let mut unlinked = body.clone();
+        unlinked.entries[1] = chain(8, record("get", "clip"), &"44".repeat(32)).custody();
+        assert!(matches!(
+            verify_bundle(&sign(&unlinked), &ca, None),
+            Err(CustodyError::Chain { seq: 8, .. })
+        ));
+        // Another object's entry.
+        let mut foreign = body.clone();
+        foreign
+            .entries
+            .push(chain(13, record("get", "other"), &later.hash).custody());
+        assert!(matches!(
+            verify_bundle(&sign(&foreign), &ca, None),
+            Err(CustodyError::OtherObject { seq: 13, .. })
+        ));
+        // Other footage.
+        assert!(matches!(
+            verify_bundle(&sign(&body), &ca, Some(&"cd".repeat(32))),
+            Err(CustodyError::Footage { .. })
+        ));
+        // The signed text changed after signing.
+        let mut edited = sign(&body);
+        edited.body = edited.body.replace("investigator-7", "investigator-8");
+        assert_eq!(
+            verify_bundle(&edited, &ca, None),
+            Err(CustodyError::Signed(ReceiptError::Signature))
+        );
+        // Another cluster's CA.
+        assert!(matches!(
+            verify_bundle(&sign(&body), &ca_pem(&theirs), None),
+            Err(CustodyError::Signed(ReceiptError::Certificate(_)))
+        ));
     }
 
     fn body_with(signed: &SignedReceipt) -> ReceiptBody {

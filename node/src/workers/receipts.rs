@@ -11,7 +11,6 @@ use futures::future::BoxFuture;
 use super::{StatusHandle, Worker, WorkerError};
 use crate::meta::ObjectId;
 use crate::objects::DataPlane;
-use crate::tls::ReceiptSigner;
 
 counters! {
     /// What receipt issuing has done.
@@ -37,23 +36,14 @@ const DUE_COUNTED: usize = 10_000;
 /// The receipt issuing worker.
 pub struct ReceiptIssuer {
     plane: Arc<DataPlane>,
-    signer: Option<Arc<ReceiptSigner>>,
     interval: Duration,
 }
 
 impl ReceiptIssuer {
-    /// Issues due receipts every `interval`, signed by `signer` (none on an
-    /// insecure cluster: unsigned).
-    pub fn new(
-        plane: Arc<DataPlane>,
-        signer: Option<Arc<ReceiptSigner>>,
-        interval: Duration,
-    ) -> Self {
-        Self {
-            plane,
-            signer,
-            interval,
-        }
+    /// Issues due receipts every `interval`, signed by the plane's signer
+    /// (none on an insecure cluster: unsigned).
+    pub fn new(plane: Arc<DataPlane>, interval: Duration) -> Self {
+        Self { plane, interval }
     }
 
     async fn issue(&mut self, status: &StatusHandle<ReceiptCounters>) -> Result<(), WorkerError> {
@@ -73,7 +63,7 @@ impl ReceiptIssuer {
                 break Ok(());
             };
             let asked = page.len();
-            match self.plane.issue_receipts(page, self.signer.as_ref()).await {
+            match self.plane.issue_receipts(page).await {
                 Ok(issued) => {
                     status.count(|c| {
                         c.receipts_issued += issued.receipts;

@@ -34,12 +34,12 @@ impl Filter {
 
     /// Adds the matches among `entries` to `out`, up to `limit`; whether
     /// there is room for more.
-    fn take(&self, entries: &[AuditEntry], out: &mut Vec<pb::AuditEntry>, limit: usize) -> bool {
-        for e in entries.iter().filter(|e| self.matches(e)) {
+    fn take(&self, entries: Vec<AuditEntry>, out: &mut Vec<AuditEntry>, limit: usize) -> bool {
+        for e in entries.into_iter().filter(|e| self.matches(e)) {
             if out.len() >= limit {
                 return false;
             }
-            out.push(entry_pb(e));
+            out.push(e);
         }
         out.len() < limit
     }
@@ -68,13 +68,27 @@ impl AdminService {
             .check(&request, Action::AuditLog, bucket.as_deref(), "")
             .await?;
         let caught_up = self.catch_up(&caller).await?;
-        let filter = Filter {
-            request: request.into_inner(),
-        };
-        let limit = match filter.request.limit {
+        let request = request.into_inner();
+        let limit = match request.limit {
             0 => 1000,
             n => n.min(100_000) as usize,
         };
+        let entries = self.audit_entries(caught_up, request, limit).await?;
+        Ok(Response::new(pb::AuditLogResponse {
+            entries: entries.iter().map(entry_pb).collect(),
+        }))
+    }
+
+    /// Up to `limit` audit entries matching `request`'s filters, in order,
+    /// across the sealed segments (those whose summaries may match) and
+    /// the tail.
+    pub(super) async fn audit_entries(
+        &self,
+        caught_up: CaughtUp,
+        request: pb::AuditLogRequest,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, Status> {
+        let filter = Filter { request };
         let meta = self.cluster.meta();
         let mut out = Vec::new();
         let mut after = filter.request.after_seq;
@@ -98,7 +112,7 @@ impl AdminService {
                         segment.first_seq, segment.last_seq
                     ))
                 })?;
-                if !filter.take(&entries, &mut out, limit) {
+                if !filter.take(entries, &mut out, limit) {
                     break 'sealed;
                 }
             }
@@ -111,11 +125,11 @@ impl AdminService {
             let page = meta.audit_entries(next, TAIL_PAGE).map_err(store_status)?;
             let Some(last) = page.last() else { break };
             next = last.seq + 1;
-            if !filter.take(&page, &mut out, limit) {
+            if !filter.take(page, &mut out, limit) {
                 break;
             }
         }
-        Ok(Response::new(pb::AuditLogResponse { entries: out }))
+        Ok(out)
     }
 
     pub(super) async fn audit_verify(

@@ -6,6 +6,7 @@ mod audit;
 mod buckets;
 mod cluster;
 mod convert;
+mod custody;
 mod keys;
 mod receipts;
 mod retention;
@@ -434,5 +435,12 @@ impl Admin for AdminService {
         request: Request<pb::GetReceiptRequest>,
     ) -> Result<Response<pb::GetReceiptResponse>, Status> {
         AdminService::get_receipt(self, request).await
+    }
+
+    async fn export_custody(
+        &self,
+        request: Request<pb::ExportCustodyRequest>,
+    ) -> Result<Response<pb::ExportCustodyResponse>, Status> {
+        AdminService::export_custody(self, request).await
     }
 }

@@ -76,11 +76,13 @@ pub enum Action {
     ListReceipts,
     /// Admin.GetReceipt.
     GetReceipt,
+    /// Admin.ExportCustody.
+    ExportCustody,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 34] = [
+    pub const ALL: [Action; 35] = [
         Action::Put,
         Action::Get,
         Action::Stat,
@@ -115,6 +117,7 @@ impl Action {
         Action::ListHolds,
         Action::ListReceipts,
         Action::GetReceipt,
+        Action::ExportCustody,
     ];
 
     /// The name in the audit log and in refusals (the CLI's words).
@@ -154,6 +157,7 @@ impl Action {
             Action::ListHolds => "hold ls",
             Action::ListReceipts => "receipts ls",
             Action::GetReceipt => "receipts get",
+            Action::ExportCustody => "custody export",
         }
     }
 
@@ -201,6 +205,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
                 | Action::ListRetention
                 | Action::ListReceipts
                 | Action::GetReceipt
+                | Action::ExportCustody
         ),
         Role::Custodian => matches!(
             action,
@@ -211,6 +216,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
                 | Action::ListRetention
                 | Action::ListReceipts
                 | Action::GetReceipt
+                | Action::ExportCustody
         ),
     }
 }

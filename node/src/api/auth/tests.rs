@@ -23,7 +23,13 @@ fn expected(role: Role, action: Action) -> bool {
         Role::Read => matches!(action, Get | Stat | List | ListBuckets | ListRetention),
         Role::Audit => matches!(
             action,
-            AuditLog | AuditVerify | ListHolds | ListRetention | ListReceipts | GetReceipt
+            AuditLog
+                | AuditVerify
+                | ListHolds
+                | ListRetention
+                | ListReceipts
+                | GetReceipt
+                | ExportCustody
         ),
         Role::Custodian => matches!(
             action,
@@ -34,6 +40,7 @@ fn expected(role: Role, action: Action) -> bool {
                 | ListRetention
                 | ListReceipts
                 | GetReceipt
+                | ExportCustody
         ),
     }
 }
@@ -54,6 +61,7 @@ fn names_bucket(action: Action) -> bool {
             | ListHolds
             | ListReceipts
             | GetReceipt
+            | ExportCustody
     )
 }
 

@@ -18,7 +18,6 @@ pub use sealed::{
 };
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// What a node submits for one audited event.
 #[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
@@ -58,36 +57,44 @@ pub struct AuditEntry {
 /// The hash before the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The bytes an entry's hash covers: its fields in a fixed order as JSON,
-/// `hash` excluded.
-fn canonical(seq: u64, record: &AuditRecord, prev_hash: &str) -> Vec<u8> {
-    serde_json::json!([
-        seq,
-        record.time_ms,
-        record.node,
-        record.principal,
-        record.action,
-        record.bucket,
-        record.key,
-        record.object_sha256,
-        record.outcome,
-        prev_hash,
-    ])
-    .to_string()
-    .into_bytes()
+impl AuditEntry {
+    /// The entry in the form custody bundles carry it (and check its hash
+    /// in: one definition of the chain's hash for the cluster and for
+    /// offline verifiers).
+    pub fn custody(&self) -> tresor_client::custody::CustodyEntry {
+        let r = &self.record;
+        tresor_client::custody::CustodyEntry {
+            seq: self.seq,
+            time_ms: r.time_ms,
+            node: r.node,
+            principal: r.principal.clone(),
+            action: r.action.clone(),
+            bucket: r.bucket.clone(),
+            key: r.key.clone(),
+            object_sha256: r.object_sha256.clone(),
+            outcome: r.outcome.clone(),
+            prev_hash: self.prev_hash.clone(),
+            hash: self.hash.clone(),
+        }
+    }
+
+    /// The hash its fields and `prev_hash` give:
+    /// SHA-256(prev_hash ‖ the JSON of its fields in a fixed order).
+    pub fn computed_hash(&self) -> String {
+        self.custody().computed_hash()
+    }
 }
 
 /// Chains `record` after an entry with `prev_hash` at position `seq`.
 pub fn chain(seq: u64, record: AuditRecord, prev_hash: &str) -> AuditEntry {
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(canonical(seq, &record, prev_hash));
-    AuditEntry {
+    let mut entry = AuditEntry {
         seq,
         record,
         prev_hash: prev_hash.to_string(),
-        hash: hex::encode(h.finalize()),
-    }
+        hash: String::new(),
+    };
+    entry.hash = entry.computed_hash();
+    entry
 }
 
 /// Where a chain breaks.
