@@ -64,6 +64,15 @@ fn verify(file: &std::path::Path, ca: &std::path::Path) -> anyhow::Result<(bool,
     .map(|(ok, out, err)| (ok, String::from_utf8_lossy(&out).into_owned(), err))
 }
 
+/// `tresor custody OBJECT -o BUNDLE` through `endpoint`.
+fn export_custody(endpoint: &str, object: &str, bundle: &std::path::Path) -> anyhow::Result<()> {
+    let bundle = bundle.to_string_lossy();
+    let args = ["--endpoint", endpoint, "custody", object, "-o", &bundle];
+    let (fine, _, err) = Harness::cli_env(CLI, &args, &[], Duration::from_secs(30))?;
+    anyhow::ensure!(fine, "custody {object}: {err}");
+    Ok(())
+}
+
 /// `tresor custody verify BUNDLE [--file FOOTAGE]` with `ca`.
 fn custody_verify(
     bundle: &std::path::Path,
@@ -114,21 +123,7 @@ async fn deletions_leave_signed_receipts_that_verify_offline() -> anyhow::Result
     let footage = dir.path().join("clip-a.mp4");
     std::fs::write(&footage, &clip)?;
     let bundle = dir.path().join("clip-a.custody.json");
-    let bundle_s = bundle.to_string_lossy().into_owned();
-    let (fine, _, err) = Harness::cli_env(
-        CLI,
-        &[
-            "--endpoint",
-            &endpoint,
-            "custody",
-            "cases/clip-a",
-            "-o",
-            &bundle_s,
-        ],
-        &[],
-        Duration::from_secs(30),
-    )?;
-    assert!(fine, "{err}");
+    export_custody(&endpoint, "cases/clip-a", &bundle)?;
     let (fine, out, err) = custody_verify(&bundle, Some(&footage), &ca)?;
     assert!(fine, "{out}{err}");
     assert!(
@@ -208,20 +203,7 @@ async fn deletions_leave_signed_receipts_that_verify_offline() -> anyhow::Result
     assert!(!fine && err.contains("not issued by this CA"), "{err}");
 
     // Its custody bundle now carries the receipt, and the delete.
-    let (fine, _, err) = Harness::cli_env(
-        CLI,
-        &[
-            "--endpoint",
-            &endpoint,
-            "custody",
-            "cases/clip-a",
-            "-o",
-            &bundle_s,
-        ],
-        &[],
-        Duration::from_secs(30),
-    )?;
-    assert!(fine, "{err}");
+    export_custody(&endpoint, "cases/clip-a", &bundle)?;
     let (fine, out, err) = custody_verify(&bundle, None, &ca)?;
     assert!(
         fine && out.contains("deleted: its signed deletion receipt"),

@@ -103,26 +103,31 @@ async fn receive(
     file
 }
 
+/// The record of the node that initialises the cluster.
+fn first_node() -> crate::meta::NodeRecord {
+    crate::meta::NodeRecord {
+        id: 1,
+        addr: "a:1".into(),
+        zone: "z".into(),
+        capacity: 1,
+        state: crate::meta::NodeState::Active,
+        added_ms: 5,
+        state_since_ms: 5,
+        incarnation: String::new(),
+    }
+}
+
 /// Access control lives in the same tree as everything else, so a
 /// snapshot carries principals, grants and tokens to a node that
 /// installs it.
 #[tokio::test]
 async fn snapshots_carry_principals_grants_and_tokens() {
-    use crate::meta::{Command, Grant, NodeRecord, NodeState, Principal, Role, Token};
+    use crate::meta::{Command, Grant, Principal, Role, Token};
     let entry = |index: u64, command: Command| Entry::<TypeConfig> {
         log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(command),
     };
-    let node = NodeRecord {
-        id: 1,
-        addr: "a:1".into(),
-        zone: "z".into(),
-        capacity: 1,
-        state: NodeState::Active,
-        added_ms: 5,
-        state_since_ms: 5,
-        incarnation: String::new(),
-    };
+    let node = first_node();
     let grant = Grant {
         principal: "alice".into(),
         role: Role::Read,
@@ -189,7 +194,7 @@ async fn snapshots_carry_principals_grants_and_tokens() {
 /// deleted) are not in it, and the source keeps them.
 #[tokio::test]
 async fn a_snapshot_is_of_the_index_where_it_began_while_applies_go_on() {
-    use crate::meta::{Command, NodeRecord, NodeState, Principal};
+    use crate::meta::{Command, Principal};
     let entry = |index: u64, command: Command| Entry::<TypeConfig> {
         log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(command),
@@ -200,16 +205,7 @@ async fn a_snapshot_is_of_the_index_where_it_began_while_applies_go_on() {
             created_ms: 6,
         },
     };
-    let node = NodeRecord {
-        id: 1,
-        addr: "a:1".into(),
-        zone: "z".into(),
-        capacity: 1,
-        state: NodeState::Active,
-        added_ms: 5,
-        state_since_ms: 5,
-        incarnation: String::new(),
-    };
+    let node = first_node();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut source = open_at(dir.path(), "a");
     let init = Command::InitCluster {
