@@ -127,7 +127,7 @@ async fn deletions_leave_signed_receipts_that_verify_offline() -> anyhow::Result
     let (fine, out, err) = custody_verify(&bundle, Some(&footage), &ca)?;
     assert!(fine, "{out}{err}");
     assert!(
-        out.contains("ingested at") && out.contains(" get "),
+        out.contains("ingested at") && out.contains(" get ") && out.contains("custody export"),
         "{out}"
     );
     // One entry's principal changed in the file: the signature fails.

@@ -25,7 +25,7 @@ impl AdminService {
             .auth
             .check(&request, Action::ExportCustody, Some(&bucket), "")
             .await?;
-        let caught_up = self.catch_up(&caller).await?;
+        self.catch_up(&caller).await?;
         let key = request.into_inner().key;
         validate_key(&key).map_err(meta_status)?;
         let meta = self.cluster.meta();
@@ -74,6 +74,25 @@ impl AdminService {
                 placed_ms: h.placed_ms,
             })
             .collect();
+        // The export is an access like any other: on record before the
+        // bundle is made, so the bundle shows it too.
+        let sha = object
+            .as_ref()
+            .map(|o| o.sha256.clone())
+            .unwrap_or_default();
+        self.audit
+            .record(
+                caller.name(),
+                Action::ExportCustody.name(),
+                &bucket,
+                &key,
+                &sha,
+                "ok",
+            )
+            .await
+            .map_err(|e| Status::unavailable(format!("the export could not be audited: {e}")))?;
+        // Caught up again: this node has applied that record too.
+        let caught_up = self.catch_up(&caller).await?;
         let (head_seq, head_hash) = meta.audit_head().map_err(store_status)?;
         let filter = pb::AuditLogRequest {
             bucket: bucket.clone(),
