@@ -8,7 +8,7 @@ use tresor_proto::v1 as pb;
 
 use super::AdminService;
 use crate::api::auth::Action;
-use crate::api::{meta_status, store_status};
+use crate::api::{meta_status, store_status, to_status};
 use crate::meta::{now_ms, validate_bucket_name, validate_key, HoldTarget, MetaError};
 
 /// Audit entries one bundle carries at most.
@@ -91,8 +91,9 @@ impl AdminService {
             )
             .await
             .map_err(|e| Status::unavailable(format!("the export could not be audited: {e}")))?;
-        // Caught up again: this node has applied that record too.
-        let caught_up = self.catch_up(&caller).await?;
+        // Caught up again (not the check's cached read): this node has
+        // applied that record too.
+        let caught_up = self.cluster.linearizable_read().await.map_err(to_status)?;
         let (head_seq, head_hash) = meta.audit_head().map_err(store_status)?;
         let filter = pb::AuditLogRequest {
             bucket: bucket.clone(),
