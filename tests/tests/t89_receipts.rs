@@ -64,6 +64,16 @@ fn verify(file: &std::path::Path, ca: &std::path::Path) -> anyhow::Result<(bool,
     .map(|(ok, out, err)| (ok, String::from_utf8_lossy(&out).into_owned(), err))
 }
 
+/// `tresor-node ARGS` through `endpoint`; its stdout, or an error with
+/// its stderr.
+fn node_cli(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
+    let mut all = vec!["--endpoint", endpoint];
+    all.extend_from_slice(args);
+    let (fine, out, err) = Harness::cli(BIN, &all, Duration::from_secs(30))?;
+    anyhow::ensure!(fine, "{args:?} failed: {err}");
+    Ok(out)
+}
+
 /// `tresor custody OBJECT -o BUNDLE` through `endpoint`.
 fn export_custody(endpoint: &str, object: &str, bundle: &std::path::Path) -> anyhow::Result<()> {
     let bundle = bundle.to_string_lossy();
@@ -96,13 +106,7 @@ async fn deletions_leave_signed_receipts_that_verify_offline() -> anyhow::Result
     let mut h = Harness::new(BIN, cluster).await?;
     h.form().await?;
     let endpoint = h.endpoint(2);
-    let ok = |args: &[&str]| -> anyhow::Result<String> {
-        let mut all = vec!["--endpoint", &endpoint];
-        all.extend_from_slice(args);
-        let (fine, out, err) = Harness::cli(BIN, &all, Duration::from_secs(30))?;
-        anyhow::ensure!(fine, "{args:?} failed: {err}");
-        Ok(out)
-    };
+    let ok = |args: &[&str]| node_cli(&endpoint, args);
     ok(&["retention", "create", "quick", "--delete-after", "6s"])?;
     for (bucket, policy) in [("cases", None), ("footage", Some("quick"))] {
         let mut args = vec!["bucket", "create", bucket, "--data", "2", "--parity", "1"];
@@ -285,13 +289,7 @@ async fn expiry_goes_on_through_a_leader_change_and_a_node_down() -> anyhow::Res
         .find(|id| **id != leader)
         .ok_or_else(|| anyhow::anyhow!("one node"))?;
     let endpoint = h.endpoint(alive);
-    let ok = |args: &[&str]| -> anyhow::Result<String> {
-        let mut all = vec!["--endpoint", &endpoint];
-        all.extend_from_slice(args);
-        let (fine, out, err) = Harness::cli(BIN, &all, Duration::from_secs(30))?;
-        anyhow::ensure!(fine, "{args:?} failed: {err}");
-        Ok(out)
-    };
+    let ok = |args: &[&str]| node_cli(&endpoint, args);
     ok(&["retention", "create", "soon", "--delete-after", "3s"])?;
     ok(&["retention", "create", "later", "--delete-after", "20s"])?;
     for (bucket, policy) in [("early", "soon"), ("late", "later")] {

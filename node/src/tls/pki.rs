@@ -361,16 +361,12 @@ pub fn issue(
     validity: Validity,
 ) -> Result<CertFiles, TlsError> {
     let issued = issue_pem(ca_dir, subject, validity)?;
-    std::fs::create_dir_all(out_dir)
-        .map_err(|e| file_error(out_dir, format!("cannot create: {e}")))?;
     let stem = subject.file_stem();
     let files = CertFiles {
         cert: out_dir.join(format!("{stem}.pem")),
         key: out_dir.join(format!("{stem}.key")),
     };
-    write_file(&files.key, issued.key_pem.as_bytes(), 0o600, true)?;
-    write_file(&files.cert, issued.cert_pem.as_bytes(), 0o644, true)?;
-    Ok(files)
+    write_issued(out_dir, &issued, files)
 }
 
 /// Issues the receipt signing certificate from the CA in `ca_dir` and
@@ -382,12 +378,22 @@ pub fn issue_signer(
     validity: Validity,
 ) -> Result<CertFiles, TlsError> {
     let issued = issue_signer_pem(ca_dir, validity)?;
-    std::fs::create_dir_all(out_dir)
-        .map_err(|e| file_error(out_dir, format!("cannot create: {e}")))?;
     let files = CertFiles {
         cert: out_dir.join(super::SIGNER_CERT_FILE),
         key: out_dir.join(super::SIGNER_KEY_FILE),
     };
+    write_issued(out_dir, &issued, files)
+}
+
+/// Writes `issued` to `files` in `out_dir` (created if missing), the key
+/// first (mode 0600), replacing earlier ones.
+fn write_issued(
+    out_dir: &Path,
+    issued: &IssuedPem,
+    files: CertFiles,
+) -> Result<CertFiles, TlsError> {
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| file_error(out_dir, format!("cannot create: {e}")))?;
     write_file(&files.key, issued.key_pem.as_bytes(), 0o600, true)?;
     write_file(&files.cert, issued.cert_pem.as_bytes(), 0o644, true)?;
     Ok(files)
