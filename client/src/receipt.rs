@@ -53,9 +53,18 @@ pub struct ReceiptBody {
     /// Holders that could not be reached then: their files are removed by
     /// garbage collection when they return.
     pub holders_unreached: Vec<u64>,
-    /// The object's wrapped data key was removed from the replicated state
-    /// with its manifest (false for objects stored unencrypted).
+    /// The object was encrypted and nothing that opens its data key is
+    /// left: its manifest is gone and, for a key wrapped by a key epoch,
+    /// the epoch key was destroyed on every node (false for objects stored
+    /// unencrypted).
     pub data_key_removed: bool,
+    /// The key epoch that wrapped its data key (`e:<16 hex digits>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_epoch: Option<String>,
+    /// When that epoch key was destroyed, Unix milliseconds: the receipt
+    /// is issued only after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_destroyed_ms: Option<u64>,
     /// When the receipt was signed, Unix milliseconds.
     pub issued_ms: u64,
 }

@@ -239,6 +239,13 @@ pub struct RetentionTuning {
     pub expiry_interval_secs: u64,
     /// Objects deleted per second at most: 100 by default, at least 1.
     pub expiry_objects_per_sec: u64,
+    /// Seconds after the first deletion from a key epoch before the
+    /// leader destroys the epoch key (moving the epoch's other objects to
+    /// a new one first): 300 by default. Waiting lets expiry empty a whole
+    /// epoch instead of moving objects that are about to go too. The key
+    /// is gone from every node within this delay plus about ten seconds
+    /// plus the time to move the survivors (README, "Crypto-shredding").
+    pub shred_delay_secs: u64,
 }
 
 impl Default for RetentionTuning {
@@ -246,6 +253,7 @@ impl Default for RetentionTuning {
         Self {
             expiry_interval_secs: 60,
             expiry_objects_per_sec: 100,
+            shred_delay_secs: 300,
         }
     }
 }

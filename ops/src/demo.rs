@@ -86,6 +86,7 @@ pub async fn run(dir: Option<PathBuf>) -> anyhow::Result<()> {
     // 20-second policy shows within the act.
     let mut spec = LocalClusterSpec::default();
     spec.retention.expiry_interval_secs = 5;
+    spec.retention.shred_delay_secs = 2;
     let mut cluster = LocalCluster::create(&dir, spec, launcher)?;
     // Every call of the tour presents the cluster's CA and admin certificate.
     tresor_client::set_default_credentials(cluster.credentials().clone());

@@ -107,7 +107,12 @@ pub fn spec(nodes: usize, zones: usize) -> LocalClusterSpec {
         data: Default::default(),
         healing: Default::default(),
         audit: Default::default(),
-        retention: Default::default(),
+        // Key epochs are destroyed a second after a deletion, so receipts
+        // (issued after that) come within test timeouts.
+        retention: tresor_node::config::RetentionTuning {
+            shred_delay_secs: 1,
+            ..Default::default()
+        },
         // Every shard its own file, so fault tests can damage exactly one
         // shard on disk; `t82_small_objects` runs with packing.
         shards: tresor_node::config::ShardTuning {

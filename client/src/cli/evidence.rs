@@ -48,7 +48,7 @@ pub(super) fn verify(file: &Path, ca: Option<&Path>, output: Output) -> anyhow::
                 body.audit_seq
             );
             println!(
-                "{} shard file(s) removed{}; data key removed: {}",
+                "{} shard file(s) removed{}; data key destroyed: {}{}",
                 body.shard_files_removed,
                 match body.holders_unreached.is_empty() {
                     true => String::new(),
@@ -57,7 +57,11 @@ pub(super) fn verify(file: &Path, ca: Option<&Path>, output: Output) -> anyhow::
                         body.holders_unreached
                     ),
                 },
-                body.data_key_removed
+                body.data_key_removed,
+                match (&body.key_epoch, body.key_destroyed_ms) {
+                    (Some(e), Some(at)) => format!(" (key epoch {e} destroyed at {at} ms)"),
+                    _ => String::new(),
+                }
             );
         }
     }

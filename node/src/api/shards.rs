@@ -10,6 +10,8 @@ use tresor_proto::internal::v1::shards_server::Shards;
 use tresor_proto::internal::v1::{self as ipb, shard_write, shard_write_reply};
 
 use super::{shard_read_status, shard_status, task_status};
+use crate::crypto::{CryptoError, EpochKeys};
+use crate::objects::{epoch_key_from_proto, epoch_key_to_proto};
 use crate::shards::{Digest, ObjectId, ShardError, ShardId, ShardStore, ShardWriter};
 
 /// Largest block accepted (the config allows shards of up to 4 MiB).
@@ -19,15 +21,23 @@ const MAX_BLOCK: u32 = 4 * 1024 * 1024;
 /// stalls must not pin a file, a task and its buffers for ever.
 const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Serves the local shard store.
+/// Serves the local shard store and this node's epoch key files.
 pub struct ShardsService {
     store: Arc<ShardStore>,
+    epochs: Arc<EpochKeys>,
 }
 
 impl ShardsService {
-    /// Serves `store`.
-    pub fn new(store: Arc<ShardStore>) -> Self {
-        Self { store }
+    /// Serves `store` and `epochs`.
+    pub fn new(store: Arc<ShardStore>, epochs: Arc<EpochKeys>) -> Self {
+        Self { store, epochs }
+    }
+}
+
+fn epoch_key_status(e: CryptoError) -> Status {
+    match e {
+        CryptoError::EpochKeyFile { .. } => Status::internal(e.to_string()),
+        _ => Status::failed_precondition(format!("epoch key refused: {e}")),
     }
 }
 
@@ -230,5 +240,32 @@ impl Shards for ShardsService {
         Ok(Response::new(ipb::DeleteObjectShardsReply {
             deleted: deleted as u32,
         }))
+    }
+
+    async fn put_epoch_key(
+        &self,
+        request: Request<ipb::EpochKeyFile>,
+    ) -> Result<Response<ipb::PutEpochKeyReply>, Status> {
+        let key = epoch_key_from_proto(request.into_inner()).map_err(Status::invalid_argument)?;
+        let epochs = self.epochs.clone();
+        let changed = tokio::task::spawn_blocking(move || epochs.store(&key))
+            .await
+            .map_err(task_status)?
+            .map_err(epoch_key_status)?;
+        Ok(Response::new(ipb::PutEpochKeyReply { changed }))
+    }
+
+    async fn get_epoch_key(
+        &self,
+        request: Request<ipb::GetEpochKeyRequest>,
+    ) -> Result<Response<ipb::EpochKeyFile>, Status> {
+        let epoch = request.get_ref().epoch;
+        let epochs = self.epochs.clone();
+        let key = tokio::task::spawn_blocking(move || epochs.wrapped(epoch))
+            .await
+            .map_err(task_status)?
+            .map_err(epoch_key_status)?
+            .ok_or_else(|| Status::not_found(format!("no key of epoch {epoch:016x} here")))?;
+        Ok(Response::new(epoch_key_to_proto(&key)))
     }
 }

@@ -104,12 +104,35 @@ pub enum Command {
         /// The index record.
         segment: super::audit::SealedSegment,
     },
-    /// Re-wraps data keys under another master key (`keys rotate`). Each
-    /// change applies only if the object is still the same one and its key
-    /// is still wrapped by `from_key_id`; others are skipped.
+    /// Re-wraps data keys under another key: from a master key into an
+    /// epoch (`keys rotate`), or from a retiring epoch into a new one (the
+    /// shredder). Each change applies only if the object is still the same
+    /// one, its key is still wrapped by `from_key_id`, and the new epoch
+    /// exists and is not destroyed; others are skipped.
     RewrapKeys {
         /// The new wrappings.
         rewraps: Vec<KeyRewrap>,
+    },
+    /// Records a new key epoch; its key is already on the nodes (never in
+    /// the replicated state). New objects of its class use it from now on.
+    /// Refused if the id was ever used.
+    CreateEpoch {
+        /// The epoch (`live` 0, not retiring, not destroyed).
+        epoch: super::KeyEpoch,
+    },
+    /// Stops an epoch taking new objects: its class gets a new one, and
+    /// its objects are re-wrapped into that ([`Command::RewrapKeys`]).
+    RetireEpoch {
+        /// The epoch.
+        id: u64,
+    },
+    /// Records an epoch key destroyed: every node removes its copy.
+    /// Refused while any object's data key is still wrapped by it.
+    DestroyEpoch {
+        /// The epoch.
+        id: u64,
+        /// Unix milliseconds (chosen by the proposer).
+        now_ms: u64,
     },
     /// Removes an object's manifest; its shards become garbage. Refused
     /// while a hold covers it or before its `keep_until`.
@@ -282,7 +305,7 @@ pub struct KeyRewrap {
     pub key: String,
     /// The object the key belongs to.
     pub object_id: super::ObjectId,
-    /// The master key id the current wrapping must have.
+    /// The key id (master or epoch) the current wrapping must have.
     pub from_key_id: String,
     /// The new wrapping.
     pub wrapped: super::WrappedKey,

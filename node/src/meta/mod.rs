@@ -11,6 +11,7 @@ pub mod audit;
 pub mod codec;
 mod command;
 mod encryption;
+pub mod epochs;
 mod health;
 mod model;
 mod object;
@@ -21,6 +22,7 @@ mod writes;
 pub use access::{Grant, Principal, Role, Token, BOOTSTRAP_ADMIN};
 pub use command::{Command, ExpiryItem, KeyRewrap, RecordedReceipt, UploadRecord};
 pub use encryption::{ObjectEncryption, WrappedKey, TAG_BYTES};
+pub use epochs::{epoch_class, epoch_key_id, epoch_of, KeyEpoch};
 pub use health::{is_healthy, segment_health, serves, SegmentHealth, Survey};
 pub use model::{
     now_ms, validate_bucket_name, validate_principal_name, validate_scheme, Bucket, CommandResult,
@@ -31,6 +33,7 @@ pub use object::{
 };
 pub use retention::{Hold, HoldTarget, ObjectRetention, ReceiptDue, RetentionPolicy, Tombstone};
 pub use store::{
-    DueObject, HoldFilter, MetaStore, ObjectCursor, PlacedShard, StoreError, StoredReceipt,
+    DueObject, EpochObject, HoldFilter, MetaStore, ObjectCursor, PlacedShard, StoreError,
+    StoredReceipt,
 };
 pub use writes::Writes;

@@ -25,6 +25,12 @@ impl Writes {
         self.changes.insert(key.into(), None);
     }
 
+    /// What this batch does to `key`: `None` if nothing, `Some(None)` if
+    /// it removes it, `Some(Some(value))` if it sets it.
+    pub fn get(&self, key: &[u8]) -> Option<Option<&IVec>> {
+        self.changes.get(key).map(|v| v.as_ref())
+    }
+
     /// The keys written or removed.
     pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
         self.changes.keys().map(|k| k.as_ref())

@@ -77,6 +77,9 @@ struct Instruments {
     expiry_held_due: IntGauge,
     receipts_issued: IntCounter,
     receipts_due: IntGauge,
+    epoch_keys_destroyed: IntCounter,
+    epoch_keys_held: IntGauge,
+    epoch_keys_missing: IntGauge,
 }
 
 impl Metrics {
@@ -236,6 +239,21 @@ impl Metrics {
             "tresor_receipts_due",
             "Deletions whose receipt is not yet issued (at most 10,000 counted; leader only).",
         );
+        let epoch_keys_destroyed = counter(
+            r,
+            "tresor_epoch_keys_destroyed_total",
+            "Epoch key files this node overwrote and removed (crypto-shredding).",
+        );
+        let epoch_keys_held = gauge(
+            r,
+            "tresor_epoch_keys_held",
+            "Epoch key files this node holds.",
+        );
+        let epoch_keys_missing = gauge(
+            r,
+            "tresor_epoch_keys_missing",
+            "Live key epochs whose key this node lacks and no peer gave it (should be 0).",
+        );
 
         Metrics {
             inner: Arc::new(Instruments {
@@ -267,6 +285,9 @@ impl Metrics {
                 expiry_held_due,
                 receipts_issued,
                 receipts_due,
+                epoch_keys_destroyed,
+                epoch_keys_held,
+                epoch_keys_missing,
             }),
         }
     }
@@ -398,6 +419,15 @@ impl Metrics {
         let m = &self.inner;
         follow_total(&m.receipts_issued, issued_total);
         m.receipts_due.set(saturating_i64(due));
+    }
+
+    /// This node's epoch key files: destroyed since the node started, held
+    /// and missing now.
+    pub fn epoch_keys_progress(&self, destroyed_total: u64, held: u64, missing: u64) {
+        let m = &self.inner;
+        follow_total(&m.epoch_keys_destroyed, destroyed_total);
+        m.epoch_keys_held.set(saturating_i64(held));
+        m.epoch_keys_missing.set(saturating_i64(missing));
     }
 
     /// Text exposition (Content-Type text/plain; version=0.0.4, see

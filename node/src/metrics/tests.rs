@@ -291,6 +291,21 @@ fn expiry_and_receipt_figures_follow_the_workers() {
 }
 
 #[test]
+fn epoch_key_figures_follow_the_sync() {
+    let metrics = Metrics::new(3);
+    metrics.epoch_keys_progress(2, 7, 0);
+    metrics.epoch_keys_progress(5, 4, 1);
+    let text = Exposition::parse(&metrics.render());
+    assert_eq!(text.types["tresor_epoch_keys_destroyed_total"], "counter");
+    assert_eq!(
+        text.get("tresor_epoch_keys_destroyed_total", &[NODE]),
+        Some(5.0)
+    );
+    assert_eq!(text.get("tresor_epoch_keys_held", &[NODE]), Some(4.0));
+    assert_eq!(text.get("tresor_epoch_keys_missing", &[NODE]), Some(1.0));
+}
+
+#[test]
 fn exposition_is_well_formed_and_labelled_with_the_node() {
     let metrics = Metrics::new(3);
     metrics.request("list", "permission_denied", 0, 0, 0.002);

@@ -1,104 +1,141 @@
-//! Master key rotation: every object's data key re-wrapped under the
-//! current master key, so that older master keys can be retired. The
-//! objects' bytes are not touched: only the 32-byte data keys change hands.
+//! Master key rotation. The master key wraps the epoch keys in every
+//! node's epoch key files (and, for objects stored before key epochs, data
+//! keys directly): rotation re-wraps each live epoch key under the current
+//! master key on every node, and moves data keys still wrapped by a master
+//! key into an epoch, so that older master keys can be retired. The
+//! objects' bytes are not touched.
 
-use super::ObjectError;
-use crate::crypto::{DataKey, Keyring};
-use crate::meta::{Command, KeyRewrap};
-use crate::raft::Cluster;
+use futures::future::join_all;
+
+use super::{DataPlane, ObjectError};
+use crate::crypto::{DataKey, WrappedEpochKey};
+use crate::meta::{epoch_of, Command, KeyRewrap};
 
 /// Data keys re-wrapped per Raft proposal.
 const REWRAPS_PER_PROPOSAL: usize = 256;
-/// Manifests read at a time: memory is one page, however many objects.
+/// Manifests or epochs read at a time: memory is one page, however many.
 const PAGE: usize = 1000;
 
 /// What a rotation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RotationReport {
-    /// The master key every data key is now wrapped with.
+    /// The master key every epoch key is now wrapped with.
     pub current_key_id: String,
-    /// Data keys re-wrapped by this run.
+    /// Epoch key copies (one per epoch and node) and data keys re-wrapped
+    /// by this run.
     pub rewrapped: u64,
-    /// Encrypted objects still wrapped by another key afterwards (written
-    /// meanwhile by a node with an older key file; run again).
+    /// Left under another key afterwards: epoch key copies on nodes that
+    /// could not be reached (they fetch the new wrapping from a peer once
+    /// their master keys no longer open their own), and data keys written
+    /// meanwhile by a node with an older key file; run again.
     pub remaining: u64,
     /// Objects stored without encryption (by an insecure cluster).
     pub unencrypted: u64,
 }
 
-/// Re-wraps every data key not under the current master key of this
-/// node's key file.
-pub async fn rotate_keys(cluster: &Cluster) -> Result<RotationReport, ObjectError> {
-    let keyring = Keyring::new(cluster.config().security.master_key_file.clone());
-    cluster.linearizable_read().await?;
-    let keys = keyring.keys()?;
-    let current = keys.current();
-    let mut batch = Vec::new();
-    let mut rewrapped = 0u64;
-    let mut cursor = None;
-    loop {
-        let (page, next) = cluster.meta().objects_page(cursor.as_ref(), PAGE)?;
-        for m in page {
-            let Some(enc) = &m.encryption else {
-                continue;
+impl DataPlane {
+    /// Re-wraps every live epoch key under the current master key of this
+    /// node's key file, on every node, and every data key still wrapped by
+    /// a master key into an epoch.
+    pub async fn rotate_keys(&self) -> Result<RotationReport, ObjectError> {
+        self.cluster.linearizable_read().await?;
+        let keys = self.keyring.keys()?;
+        let current = keys.current().id.clone();
+        let mut report = RotationReport {
+            current_key_id: current.clone(),
+            ..RotationReport::default()
+        };
+        let holders = self.key_holders()?;
+        let mut after = None;
+        loop {
+            let page = self.cluster.meta().live_epochs(after, PAGE)?;
+            let Some(last) = page.last().map(|e| e.id) else {
+                break;
             };
-            if enc.key.key_id == current.id {
-                continue;
+            for epoch in page {
+                let key = self.epoch_key(epoch.id).await?;
+                let epochs = self.epochs.clone();
+                let id = epoch.id;
+                let changed = tokio::task::spawn_blocking(move || epochs.rewrap(id))
+                    .await
+                    .map_err(|e| ObjectError::Internal(format!("epoch key task: {e}")))?
+                    .map_err(ObjectError::from)?;
+                report.rewrapped += u64::from(changed == Some(true));
+                let wrapped = WrappedEpochKey::wrap(&key, keys.current());
+                let stores = holders.iter().map(|&node| {
+                    let wrapped = wrapped.clone();
+                    async move { (node, self.peers.put_epoch_key(node, wrapped).await) }
+                });
+                for (node, stored) in join_all(stores).await {
+                    match stored {
+                        Ok(changed) => report.rewrapped += u64::from(changed),
+                        Err(e) => {
+                            tracing::warn!(node, error = %e, "epoch key not re-wrapped on a node");
+                            report.remaining += 1;
+                        }
+                    }
+                }
             }
-            let key = DataKey::unwrap(m.object_id, &enc.key, &keys)?;
-            batch.push(KeyRewrap {
-                bucket: m.bucket.clone(),
-                key: m.key.clone(),
-                object_id: m.object_id,
-                from_key_id: enc.key.key_id.clone(),
-                wrapped: key.wrap(current),
-            });
-            if batch.len() == REWRAPS_PER_PROPOSAL {
-                rewrapped += batch.len() as u64;
-                cluster
-                    .propose(Command::RewrapKeys {
-                        rewraps: std::mem::take(&mut batch),
-                    })
-                    .await?;
+            after = Some(last);
+        }
+        self.rewrap_master_wrapped(&mut report).await?;
+        tracing::info!(
+            key_id = report.current_key_id,
+            rewrapped = report.rewrapped,
+            remaining = report.remaining,
+            "master key rotation done"
+        );
+        Ok(report)
+    }
+
+    /// Moves data keys wrapped directly by a master key into epochs.
+    async fn rewrap_master_wrapped(&self, report: &mut RotationReport) -> Result<(), ObjectError> {
+        let keys = self.keyring.keys()?;
+        let mut batch = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = self.cluster.meta().objects_page(cursor.as_ref(), PAGE)?;
+            for m in page {
+                let Some(enc) = &m.encryption else {
+                    report.unencrypted += 1;
+                    continue;
+                };
+                if epoch_of(&enc.key.key_id).is_some() {
+                    continue;
+                }
+                let key = DataKey::unwrap(m.object_id, &enc.key, &keys)?;
+                let policy = match &m.retention {
+                    Some(r) => self.cluster.meta().retention_policy(&r.policy)?,
+                    None => None,
+                };
+                let epoch = self.epoch_for(policy.as_ref()).await?;
+                batch.push(KeyRewrap {
+                    bucket: m.bucket.clone(),
+                    key: m.key.clone(),
+                    object_id: m.object_id,
+                    from_key_id: enc.key.key_id.clone(),
+                    wrapped: key.wrap_epoch(&epoch),
+                });
+                if batch.len() == REWRAPS_PER_PROPOSAL {
+                    report.rewrapped += batch.len() as u64;
+                    self.cluster
+                        .propose(Command::RewrapKeys {
+                            rewraps: std::mem::take(&mut batch),
+                        })
+                        .await?;
+                }
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
             }
         }
-        match next {
-            Some(c) => cursor = Some(c),
-            None => break,
+        if !batch.is_empty() {
+            report.rewrapped += batch.len() as u64;
+            self.cluster
+                .propose(Command::RewrapKeys { rewraps: batch })
+                .await?;
         }
+        Ok(())
     }
-    if !batch.is_empty() {
-        rewrapped += batch.len() as u64;
-        cluster
-            .propose(Command::RewrapKeys { rewraps: batch })
-            .await?;
-    }
-    cluster.linearizable_read().await?;
-    let mut report = RotationReport {
-        current_key_id: current.id.clone(),
-        rewrapped,
-        ..RotationReport::default()
-    };
-    let mut cursor = None;
-    loop {
-        let (page, next) = cluster.meta().objects_page(cursor.as_ref(), PAGE)?;
-        for m in page {
-            match &m.encryption {
-                None => report.unencrypted += 1,
-                Some(enc) if enc.key.key_id != current.id => report.remaining += 1,
-                Some(_) => {}
-            }
-        }
-        match next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    tracing::info!(
-        key_id = report.current_key_id,
-        rewrapped = report.rewrapped,
-        remaining = report.remaining,
-        "master key rotation done"
-    );
-    Ok(report)
 }

@@ -4,11 +4,13 @@
 //! (through `cluster`, for linearizable manifest reads and commits).
 
 mod audit;
+mod epochs;
 mod keys;
 mod peers;
 mod read;
 mod receipts;
 mod repair;
+mod shred;
 mod targets;
 #[cfg(test)]
 mod tests;
@@ -18,14 +20,18 @@ mod write;
 use std::sync::Arc;
 
 pub use audit::SealedRead;
-pub use keys::{rotate_keys, RotationReport};
-pub use peers::{timeouts, GrpcPeers, PeerError, Peers, ShardPeers, ShardSink, Target};
+pub use keys::RotationReport;
+pub use peers::{
+    epoch_key_from_proto, epoch_key_to_proto, timeouts, GrpcPeers, PeerError, Peers, ShardPeers,
+    ShardSink, Target,
+};
 pub use read::{ObjectRange, ObjectStream};
 pub use receipts::ReceiptsIssued;
+pub use shred::{EpochSync, Shredded};
 pub use write::{PutBody, PutSpec};
 
 use crate::config::DataTuning;
-use crate::crypto::Keyring;
+use crate::crypto::{EpochKeys, Keyring};
 use crate::meta::{
     audit::AuditRecord, now_ms, validate_bucket_name, validate_key, Command, ExpiryItem, MetaError,
     NodeRecord, NodeState, ObjectId, ObjectManifest,
@@ -122,16 +128,21 @@ pub struct DataPlane {
     peers: Peers,
     tuning: DataTuning,
     keyring: Keyring,
+    /// This node's epoch key files.
+    epochs: Arc<EpochKeys>,
+    /// Opening a key epoch, one at a time on this node.
+    opening_epoch: tokio::sync::Mutex<()>,
     /// Signs receipts and custody bundles (none on an insecure cluster).
     signer: Option<Arc<ReceiptSigner>>,
 }
 
 impl DataPlane {
-    /// The data plane of the node whose control plane is `cluster`, signing
-    /// with `signer`.
+    /// The data plane of the node whose control plane is `cluster`, with
+    /// its epoch keys `epochs`, signing with `signer`.
     pub fn new(
         cluster: Arc<Cluster>,
         tuning: DataTuning,
+        epochs: Arc<EpochKeys>,
         signer: Option<Arc<ReceiptSigner>>,
     ) -> Self {
         let keyring = Keyring::new(cluster.config().security.master_key_file.clone());
@@ -141,8 +152,15 @@ impl DataPlane {
             peers: Peers::new(transport),
             tuning,
             keyring,
+            epochs,
+            opening_epoch: tokio::sync::Mutex::new(()),
             signer,
         }
+    }
+
+    /// This node's epoch key files.
+    pub fn epochs(&self) -> &Arc<EpochKeys> {
+        &self.epochs
     }
 
     /// The cluster's signer, if it has one.

@@ -136,7 +136,7 @@ impl DataPlane {
         let (stored_start, stored_end, mut opener) = match &manifest.encryption {
             None => (start, end, None),
             Some(enc) => {
-                let key = DataKey::unwrap(manifest.object_id, &enc.key, &self.keyring.keys()?)?;
+                let key = self.data_key(manifest.object_id, &enc.key).await?;
                 let (opener, from, to) = ChunkOpener::new(key, enc, manifest.size, start, end);
                 (from, to, Some(opener))
             }

@@ -1,5 +1,6 @@
-//! Deletion receipts: after a deletion commits (a user's or an expiry),
-//! the leader removes the object's shard files from every holder, counts
+//! Deletion receipts: after a deletion commits (a user's or an expiry) and
+//! the key epoch that wrapped the object's data key is destroyed, the
+//! leader removes the object's shard files from every holder, counts
 //! them, signs the receipt the commit left due and records it through Raft.
 //! A leader lost on the way leaves the receipt due: the next leader does
 //! it again (removing files is idempotent; recording a receipt no longer
@@ -8,7 +9,7 @@
 use futures::future::join_all;
 
 use super::{DataPlane, ObjectError};
-use crate::meta::{now_ms, Command, ObjectId, ReceiptDue, RecordedReceipt};
+use crate::meta::{epoch_of, now_ms, Command, ObjectId, ReceiptDue, RecordedReceipt};
 
 /// What one batch of receipts did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +18,8 @@ pub struct ReceiptsIssued {
     pub receipts: u64,
     /// Shard files the holders removed for them.
     pub shard_files: u64,
+    /// Receipts left due: their key epoch is not destroyed yet.
+    pub waiting: u64,
 }
 
 impl DataPlane {
@@ -31,7 +34,18 @@ impl DataPlane {
     ) -> Result<ReceiptsIssued, ObjectError> {
         let mut issued = ReceiptsIssued::default();
         let mut receipts = Vec::with_capacity(due.len());
-        for (object, due) in due {
+        for (object, mut due) in due {
+            // The receipt states the key is destroyed: it waits until the
+            // epoch that wrapped it is (see `objects/shred.rs`).
+            if let Some(epoch) = due.body.key_epoch.as_deref().and_then(epoch_of) {
+                match self.cluster.meta().destroyed_epoch(epoch)? {
+                    Some(gone) => due.body.key_destroyed_ms = gone.destroyed_ms,
+                    None => {
+                        issued.waiting += 1;
+                        continue;
+                    }
+                }
+            }
             let removals = due
                 .holders
                 .iter()

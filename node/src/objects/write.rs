@@ -189,16 +189,24 @@ impl DataPlane {
         let stripe_bytes = codec.data_shards() * block_size as usize;
         let segment_stripes = (self.tuning.segment_bytes / stripe_bytes as u64).max(1) as u32;
         let object = ObjectId::random();
-        let (key, encryption) = if self.keyring.enabled() {
-            let keys = self.keyring.keys()?;
+        let policy = match &bucket.retention {
+            Some(name) => self.cluster.meta().retention_policy(name)?,
+            None => None,
+        };
+        // The data key is wrapped by the epoch key of the object's class;
+        // a copy stays here in case that epoch is destroyed before the
+        // commit (it had no objects left) and the key must be re-wrapped.
+        let (key, encryption, spare) = if self.keyring.enabled() {
+            let epoch = self.epoch_for(policy.as_ref()).await?;
             let key = DataKey::generate(object);
             let encryption = ObjectEncryption {
                 chunk_bytes: CHUNK_BYTES,
-                key: key.wrap(keys.current()),
+                key: key.wrap_epoch(&epoch),
             };
-            (Some(key), Some(encryption))
+            let spare = key.duplicate();
+            (Some(key), Some(encryption), Some(spare))
         } else {
-            (None, None)
+            (None, None, None)
         };
 
         // Record the upload before its first shard file exists, so orphan
@@ -292,19 +300,24 @@ impl DataPlane {
             )));
         }
         crate::crash::point("put::before_commit");
-        let committed = self
-            .cluster
-            .propose(Command::CreateObject {
-                audit: Some(self.audit_record(
-                    &spec_principal,
-                    "put",
-                    &manifest.bucket,
-                    &manifest.key,
-                    &manifest.sha256,
-                )),
-                manifest: Box::new(manifest.clone()),
-            })
-            .await;
+        let mut manifest = manifest;
+        let mut committed = self.commit(&spec_principal, &manifest).await;
+        if let (Err(ClusterError::Meta(_)), Some(spare)) = (&committed, &spare) {
+            if self.epoch_destroyed(&manifest)? {
+                match self.epoch_for(policy.as_ref()).await {
+                    Ok(epoch) => {
+                        if let Some(enc) = manifest.encryption.as_mut() {
+                            enc.key = spare.wrap_epoch(&epoch);
+                        }
+                        committed = self.commit(&spec_principal, &manifest).await;
+                    }
+                    Err(e) => {
+                        self.abandon_upload(object, &manifest.segments);
+                        return Err(e);
+                    }
+                }
+            }
+        }
         // Fault point: the commit happened but its answer is lost, as when
         // the leader dies between committing and replying.
         let committed = match committed {
@@ -351,6 +364,34 @@ impl DataPlane {
             "object stored"
         );
         Ok(manifest)
+    }
+
+    /// Proposes the commit of `manifest`, with the put's audit record.
+    async fn commit(&self, principal: &str, manifest: &ObjectManifest) -> Result<(), ClusterError> {
+        self.cluster
+            .propose(Command::CreateObject {
+                audit: Some(self.audit_record(
+                    principal,
+                    "put",
+                    &manifest.bucket,
+                    &manifest.key,
+                    &manifest.sha256,
+                )),
+                manifest: Box::new(manifest.clone()),
+            })
+            .await
+    }
+
+    /// Whether the epoch that wraps `manifest`'s data key is gone.
+    fn epoch_destroyed(&self, manifest: &ObjectManifest) -> Result<bool, ObjectError> {
+        let Some(id) = manifest
+            .encryption
+            .as_ref()
+            .and_then(|e| crate::meta::epoch_of(&e.key.key_id))
+        else {
+            return Ok(false);
+        };
+        Ok(self.cluster.meta().epoch(id)?.is_none())
     }
 }
 

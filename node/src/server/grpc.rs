@@ -69,10 +69,11 @@ pub(super) async fn serve_grpc(
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let raft = InterceptedService::new(raft, guard.clone());
+    let epochs = plane.epochs().clone();
     let objects = ObjectsServer::new(objects::ObjectsService::new(plane, metrics, audit))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let shards = ShardsServer::new(shards::ShardsService::new(store))
+    let shards = ShardsServer::new(shards::ShardsService::new(store, epochs))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let shards = InterceptedService::new(shards, guard);

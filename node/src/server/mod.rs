@@ -276,9 +276,20 @@ pub async fn run(
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let epochs = Arc::new(
+        crate::crypto::EpochKeys::open(
+            config.data_dir.join(crate::crypto::epochs::DIR_NAME),
+            crate::crypto::Keyring::new(config.security.master_key_file.clone()),
+        )
+        .map_err(|e| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            message: e.to_string(),
+        })?,
+    );
     let plane = Arc::new(crate::objects::DataPlane::new(
         cluster.clone(),
         config.data.clone(),
+        epochs,
         signer,
     ));
     let metrics = crate::metrics::Metrics::new(config.node_id);
@@ -377,6 +388,10 @@ pub async fn run(
     }
 }
 
+/// How often the leader looks for key epochs to destroy, and every node
+/// makes its epoch key files follow the state.
+const SHRED_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How often the leader issues the receipts deletions left due.
 const RECEIPT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -388,8 +403,8 @@ fn spawn_workers(
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> crate::workers::Workers {
     use crate::workers::{
-        AuditSealer, Liveness, OrphanCollector, ReceiptIssuer, Repairer, RetentionExpiry, Scrubber,
-        UploadExpiry, Workers,
+        AuditSealer, EpochKeySync, Liveness, OrphanCollector, ReceiptIssuer, Repairer,
+        RetentionExpiry, Scrubber, Shredder, UploadExpiry, Workers,
     };
     use std::time::Duration;
     let h = &config.healing;
@@ -443,6 +458,18 @@ fn spawn_workers(
     );
     workers.spawn(
         ReceiptIssuer::new(plane.clone(), RECEIPT_INTERVAL),
+        stop.clone(),
+    );
+    workers.spawn(
+        Shredder::new(
+            plane.clone(),
+            Duration::from_secs(config.retention.shred_delay_secs),
+            SHRED_INTERVAL,
+        ),
+        stop.clone(),
+    );
+    workers.spawn(
+        EpochKeySync::new(plane.clone(), SHRED_INTERVAL),
         stop.clone(),
     );
     workers.spawn(
@@ -524,7 +551,13 @@ fn spawn_gauges(
                     Counters::Receipts(c) => {
                         metrics.receipts_progress(c.receipts_issued, c.receipts_due)
                     }
-                    Counters::Liveness(_) | Counters::Uploads(_) | Counters::Seal(_) => {}
+                    Counters::EpochKeys(c) => {
+                        metrics.epoch_keys_progress(c.keys_destroyed, c.keys_held, c.keys_missing)
+                    }
+                    Counters::Liveness(_)
+                    | Counters::Uploads(_)
+                    | Counters::Seal(_)
+                    | Counters::Shred(_) => {}
                 }
             }
             tokio::select! {

@@ -117,6 +117,8 @@ mod tests {
             shard_files_removed: 6,
             holders_unreached: vec![],
             data_key_removed: true,
+            key_epoch: Some("e:0123456789abcdef".into()),
+            key_destroyed_ms: Some(1_700_000_000_500),
             issued_ms: crate::meta::now_ms(),
         }
     }

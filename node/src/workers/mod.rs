@@ -1,5 +1,5 @@
 //! Background jobs: liveness, scrub, repair, orphan collection, upload and
-//! retention expiry, deletion receipts, audit sealing. Each implements [`Worker`]; [`Workers`]
+//! retention expiry, deletion receipts, crypto-shredding, audit sealing. Each implements [`Worker`]; [`Workers`]
 //! runs them on a schedule or on demand, keeps their status for
 //! `tresor-node workers`, and stops them with the node. Heavy workers pace
 //! themselves with a [`RateLimiter`].
@@ -36,6 +36,7 @@ mod liveness;
 mod receipts;
 mod repair;
 mod scrub;
+mod shred;
 mod uploads;
 
 use std::collections::BTreeMap;
@@ -52,6 +53,7 @@ pub use liveness::{Liveness, LivenessCounters};
 pub use receipts::{ReceiptCounters, ReceiptIssuer};
 pub use repair::{RepairCounters, Repairer};
 pub use scrub::{ScrubCounters, Scrubber};
+pub use shred::{EpochKeyCounters, EpochKeySync, ShredCounters, Shredder};
 pub use uploads::{UploadCounters, UploadExpiry};
 
 use crate::meta::{MetaError, StoreError};
@@ -146,6 +148,10 @@ pub enum Counters {
     Expiry(ExpiryCounters),
     /// Deletion receipts.
     Receipts(ReceiptCounters),
+    /// Crypto-shredding of key epochs.
+    Shred(ShredCounters),
+    /// This node's epoch key files.
+    EpochKeys(EpochKeyCounters),
 }
 
 impl Counters {
@@ -160,6 +166,8 @@ impl Counters {
             Counters::Seal(c) => c.pairs(),
             Counters::Expiry(c) => c.pairs(),
             Counters::Receipts(c) => c.pairs(),
+            Counters::Shred(c) => c.pairs(),
+            Counters::EpochKeys(c) => c.pairs(),
         }
     }
 }

@@ -62,6 +62,7 @@ pub async fn run(opts: ExpiryOptions) -> anyhow::Result<()> {
         retention: RetentionTuning {
             expiry_interval_secs: 1,
             expiry_objects_per_sec: opts.rate,
+            shred_delay_secs: 2,
         },
         ..LocalClusterSpec::default()
     };

@@ -1,4 +1,4 @@
-//! Re-wrapping data keys under the current master key.
+//! Re-wrapping epoch keys (and older data keys) under the current master key.
 
 use tonic::{Request, Response, Status};
 use tresor_proto::v1 as pb;
@@ -17,7 +17,9 @@ impl AdminService {
             .await?;
         // Not forwarded: the contacted node's key file names the new key,
         // and its proposals reach the leader by themselves.
-        let result = crate::objects::rotate_keys(&self.cluster)
+        let result = self
+            .plane
+            .rotate_keys()
             .await
             .map_err(crate::api::object_status);
         let detail = match &result {

@@ -56,6 +56,37 @@ pub(super) const RECEIPT_PREFIX: &[u8] = b"receipt/";
 /// deletion whose receipt is not yet recorded.
 pub(super) const RECEIPT_DUE_PREFIX: &[u8] = b"receiptdue/";
 
+/// `epoch/<id as 8 big-endian bytes>` → a live [`crate::meta::KeyEpoch`].
+pub(super) const EPOCH_PREFIX: &[u8] = b"epoch/";
+/// `epochgone/<id as 8 big-endian bytes>` → a destroyed epoch's record.
+pub(super) const EPOCH_GONE_PREFIX: &[u8] = b"epochgone/";
+/// `epochclass/<class>` → the id of the epoch new objects of the class use.
+pub(super) const EPOCH_CLASS_PREFIX: &[u8] = b"epochclass/";
+/// `epochobj/<epoch id as 8 big-endian bytes><16-byte object id>` →
+/// `<bucket>\0<key>`: the objects an epoch key wraps.
+pub(super) const EPOCH_OBJECT_PREFIX: &[u8] = b"epochobj/";
+/// `epochdirty/<epoch id as 8 big-endian bytes>` → nothing: live epochs one
+/// of whose objects was deleted, which the shredder must destroy.
+pub(super) const EPOCH_DIRTY_PREFIX: &[u8] = b"epochdirty/";
+
+pub(super) fn epoch_key(prefix: &[u8], id: u64) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub(super) fn epoch_class_key(class: &str) -> Vec<u8> {
+    let mut k = EPOCH_CLASS_PREFIX.to_vec();
+    k.extend_from_slice(class.as_bytes());
+    k
+}
+
+pub(super) fn epoch_object_key(epoch: u64, object: &ObjectId) -> Vec<u8> {
+    let mut k = epoch_key(EPOCH_OBJECT_PREFIX, epoch);
+    k.extend_from_slice(&object.0);
+    k
+}
+
 pub(super) fn receipt_key(bucket: &str, key: &str) -> Vec<u8> {
     let mut k = RECEIPT_PREFIX.to_vec();
     k.extend_from_slice(&object_name(bucket, key));

@@ -8,16 +8,20 @@
 //! same atomic batch as the data they cover.
 
 mod apply;
+mod epochs;
 mod holds;
 mod keys;
 mod reads;
 mod receipts;
 
+pub use epochs::EpochObject;
 pub use holds::{DueObject, HoldFilter};
 pub use reads::{ObjectCursor, PlacedShard};
 pub use receipts::StoredReceipt;
 #[cfg(test)]
 mod audit_tests;
+#[cfg(test)]
+mod epoch_tests;
 #[cfg(test)]
 mod health_tests;
 #[cfg(test)]

@@ -15,6 +15,7 @@ use tresor_proto::internal::v1::shards_client::ShardsClient;
 use tresor_proto::internal::v1::{self as ipb, shard_write, shard_write_reply};
 
 use super::{PeerError, ShardPeers, ShardSink};
+use crate::crypto::WrappedEpochKey;
 use crate::meta::{Digest, MetaStore, ObjectId};
 use crate::shards::ShardId;
 
@@ -172,6 +173,58 @@ impl ShardPeers for GrpcPeers {
             .into_inner();
         Ok(reply.exists.then_some(reply.bytes))
     }
+
+    async fn put_epoch_key(&self, node: u64, key: WrappedEpochKey) -> Result<bool, PeerError> {
+        let reply = self
+            .client(node)?
+            .put_epoch_key(epoch_key_to_proto(&key))
+            .await
+            .map_err(|s| peer_error(node, &s))?;
+        Ok(reply.into_inner().changed)
+    }
+
+    async fn get_epoch_key(
+        &self,
+        node: u64,
+        epoch: u64,
+    ) -> Result<Option<WrappedEpochKey>, PeerError> {
+        match self
+            .client(node)?
+            .get_epoch_key(ipb::GetEpochKeyRequest { epoch })
+            .await
+        {
+            Ok(reply) => epoch_key_from_proto(reply.into_inner())
+                .map(Some)
+                .map_err(|reason| PeerError::Corrupt { node, reason }),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(peer_error(node, &s)),
+        }
+    }
+}
+
+/// An epoch key file as the internal service carries it.
+pub fn epoch_key_to_proto(key: &WrappedEpochKey) -> ipb::EpochKeyFile {
+    ipb::EpochKeyFile {
+        epoch: key.id,
+        master_key_id: key.master_key_id.clone(),
+        nonce: key.nonce.to_vec(),
+        sealed: key.sealed.clone(),
+    }
+}
+
+/// An epoch key file from the internal service, checked for shape.
+pub fn epoch_key_from_proto(key: ipb::EpochKeyFile) -> Result<WrappedEpochKey, String> {
+    let nonce = <[u8; 12]>::try_from(key.nonce.as_slice())
+        .map_err(|_| "an epoch key's nonce must be 12 bytes".to_string())?;
+    if key.sealed.len() != 48 {
+        return Err("a wrapped epoch key must be 48 bytes".into());
+    }
+    Ok(WrappedEpochKey {
+        id: key.epoch,
+        master_key_id: key.master_key_id,
+        nonce,
+        sealed: key.sealed,
+    })
 }
 
 /// A shard file being written through a `WriteShard` stream.

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{PeerError, ShardPeers, ShardSink};
+use crate::crypto::WrappedEpochKey;
 use crate::meta::{Digest, ObjectId};
 use crate::shards::{ShardError, ShardId, ShardStore, ShardWriter};
 
@@ -31,6 +32,7 @@ pub struct LocalPeers {
     _dirs: Vec<tempfile::TempDir>,
     stores: HashMap<u64, Arc<ShardStore>>,
     faults: Arc<Mutex<HashMap<u64, Fault>>>,
+    epoch_keys: Mutex<HashMap<(u64, u64), WrappedEpochKey>>,
 }
 
 impl LocalPeers {
@@ -48,6 +50,7 @@ impl LocalPeers {
             _dirs: dirs,
             stores,
             faults: Arc::default(),
+            epoch_keys: Mutex::default(),
         }
     }
 
@@ -156,6 +159,22 @@ impl ShardPeers for LocalPeers {
     async fn stat(&self, node: u64, shard: ShardId) -> Result<Option<u64>, PeerError> {
         let store = self.reach(node)?;
         store.stat(&shard).map_err(|e| peer_error(node, e.into()))
+    }
+
+    async fn put_epoch_key(&self, node: u64, key: WrappedEpochKey) -> Result<bool, PeerError> {
+        self.reach(node)?;
+        let mut keys = self.epoch_keys.lock().expect("epoch keys");
+        Ok(keys.insert((node, key.id), key.clone()).as_ref() != Some(&key))
+    }
+
+    async fn get_epoch_key(
+        &self,
+        node: u64,
+        epoch: u64,
+    ) -> Result<Option<WrappedEpochKey>, PeerError> {
+        self.reach(node)?;
+        let keys = self.epoch_keys.lock().expect("epoch keys");
+        Ok(keys.get(&(node, epoch)).cloned())
     }
 }
 

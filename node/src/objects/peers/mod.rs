@@ -16,8 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use grpc::GrpcPeers;
+pub use grpc::{epoch_key_from_proto, epoch_key_to_proto, GrpcPeers};
 
+use crate::crypto::WrappedEpochKey;
 use crate::meta::{Digest, ObjectId};
 use crate::shards::ShardId;
 
@@ -39,6 +40,8 @@ pub mod timeouts {
     pub const DELETE: Duration = Duration::from_secs(10);
     /// Looking at one shard file.
     pub const STAT: Duration = Duration::from_secs(5);
+    /// Storing or fetching one epoch key (a small file, fsynced).
+    pub const EPOCH_KEY: Duration = Duration::from_secs(5);
 }
 
 /// Why a call to a peer failed.
@@ -130,6 +133,16 @@ pub trait ShardPeers: Send + Sync {
 
     /// The length of `node`'s committed file for `shard`, if it has one.
     async fn stat(&self, node: u64, shard: ShardId) -> Result<Option<u64>, PeerError>;
+
+    /// Stores an epoch key on `node`; whether its file changed.
+    async fn put_epoch_key(&self, node: u64, key: WrappedEpochKey) -> Result<bool, PeerError>;
+
+    /// `node`'s copy of epoch key `epoch`, if it has one.
+    async fn get_epoch_key(
+        &self,
+        node: u64,
+        epoch: u64,
+    ) -> Result<Option<WrappedEpochKey>, PeerError>;
 }
 
 /// One shard file being written on one node.
@@ -243,6 +256,32 @@ impl Peers {
             "look at a shard file",
             timeouts::STAT,
             self.transport.stat(node, shard),
+        )
+        .await
+    }
+
+    /// Stores an epoch key on `node`; whether its file changed.
+    pub async fn put_epoch_key(&self, node: u64, key: WrappedEpochKey) -> Result<bool, PeerError> {
+        timed(
+            node,
+            "store an epoch key",
+            timeouts::EPOCH_KEY,
+            self.transport.put_epoch_key(node, key),
+        )
+        .await
+    }
+
+    /// `node`'s copy of epoch key `epoch`, if it has one.
+    pub async fn get_epoch_key(
+        &self,
+        node: u64,
+        epoch: u64,
+    ) -> Result<Option<WrappedEpochKey>, PeerError> {
+        timed(
+            node,
+            "send an epoch key",
+            timeouts::EPOCH_KEY,
+            self.transport.get_epoch_key(node, epoch),
         )
         .await
     }

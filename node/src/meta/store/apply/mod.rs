@@ -5,6 +5,7 @@
 mod access;
 mod audit;
 mod cluster;
+mod epochs;
 mod health;
 mod objects;
 mod retention;
@@ -51,6 +52,9 @@ impl MetaStore {
             | Command::PlaceHold { .. }
             | Command::ReleaseHold { .. }
             | Command::RecordReceipts { .. } => self.apply_retention(command, batch),
+            Command::CreateEpoch { .. }
+            | Command::RetireEpoch { .. }
+            | Command::DestroyEpoch { .. } => self.apply_epochs(command, batch),
         }
     }
 }

@@ -84,6 +84,13 @@ impl MetaStore {
                         manifest.object_id, manifest.bucket, manifest.key
                     ))));
                 }
+                if let Some(enc) = &manifest.encryption {
+                    if let Some(refusal) = self.epoch_refusal(&enc.key.key_id, batch)? {
+                        return Ok(Err(refusal));
+                    }
+                    let name = object_name(&manifest.bucket, &manifest.key);
+                    self.epoch_gain(&enc.key.key_id, &manifest.object_id, &name, batch)?;
+                }
                 let name = object_name(&manifest.bucket, &manifest.key);
                 batch.remove(upload_key(&manifest.object_id));
                 batch.insert(object_id_key(&manifest.object_id), name.clone());
@@ -160,9 +167,15 @@ impl MetaStore {
                     let Some(enc) = manifest.encryption.as_mut() else {
                         continue;
                     };
-                    if manifest.object_id != r.object_id || enc.key.key_id != r.from_key_id {
+                    if manifest.object_id != r.object_id
+                        || enc.key.key_id != r.from_key_id
+                        || self.epoch_refusal(&r.wrapped.key_id, batch)?.is_some()
+                    {
                         continue;
                     }
+                    let name = object_name(&r.bucket, &r.key);
+                    self.epoch_lose(&r.from_key_id, &r.object_id, None, batch)?;
+                    self.epoch_gain(&r.wrapped.key_id, &r.object_id, &name, batch)?;
                     enc.key = r.wrapped.clone();
                     batch.insert(k, encode(&manifest));
                 }
@@ -329,11 +342,20 @@ impl MetaStore {
                 shard_files_removed: 0,
                 holders_unreached: Vec::new(),
                 data_key_removed: manifest.encryption.is_some(),
+                key_epoch: manifest
+                    .encryption
+                    .as_ref()
+                    .map(|e| e.key.key_id.clone())
+                    .filter(|id| crate::meta::epoch_of(id).is_some()),
+                key_destroyed_ms: None,
                 issued_ms: 0,
             },
             holders,
         };
         batch.insert(receipt_due_key(&manifest.object_id), encode(&due));
+        if let Some(enc) = &manifest.encryption {
+            self.epoch_lose(&enc.key.key_id, &manifest.object_id, Some(now_ms), batch)?;
+        }
         if let Some(at) = manifest.retention.as_ref().and_then(|r| r.delete_at_ms) {
             batch.remove(expiry_key(at, &manifest.object_id));
         }

@@ -24,6 +24,9 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use crate::meta::ObjectId;
 use crate::meta::{ObjectEncryption, WrappedKey};
 
+pub mod epochs;
+pub use epochs::{EpochKey, EpochKeys, WrappedEpochKey};
+
 /// Object bytes sealed together: the unit a range read decrypts.
 pub const CHUNK_BYTES: u32 = 64 * 1024;
 
@@ -45,6 +48,14 @@ pub enum CryptoError {
     /// wrapped under another key.
     #[error("{0} failed authentication")]
     Tampered(String),
+    /// An epoch key file could not be read or written.
+    #[error("epoch key file {path}: {reason}")]
+    EpochKeyFile {
+        /// The file or its directory.
+        path: PathBuf,
+        /// What went wrong (never key material).
+        reason: String,
+    },
     /// The node has no master key file but the object is encrypted.
     #[error("this node has no master key file configured")]
     NoKeyFile,
@@ -200,47 +211,88 @@ impl DataKey {
         }
     }
 
-    /// Wraps this key with `master` for the manifest.
+    /// Wraps this key with `master` (objects stored before key epochs;
+    /// new objects are wrapped by an epoch key, see [`epochs`]).
     pub fn wrap(&self, master: &MasterKey) -> WrappedKey {
+        self.wrap_under(&master.id, &master.key)
+    }
+
+    /// Wraps this key with the epoch key `epoch` for the manifest.
+    pub fn wrap_epoch(&self, epoch: &EpochKey) -> WrappedKey {
+        self.wrap_under(&epoch.key_id(), &epoch.key)
+    }
+
+    fn wrap_under(&self, key_id: &str, kek: &[u8; 32]) -> WrappedKey {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let mut sealed = self.bytes.to_vec();
-        aead_key(&master.key)
+        aead_key(kek)
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(wrap_aad(self.object, &master.id)),
+                Aad::from(wrap_aad(self.object, key_id)),
                 &mut sealed,
             )
             .expect("sealing 32 bytes cannot exceed GCM limits");
         WrappedKey {
-            key_id: master.id.clone(),
+            key_id: key_id.to_string(),
             nonce: hex::encode(nonce),
             sealed: hex::encode(sealed),
         }
     }
 
-    /// Unwraps the data key of `object` with the master keys.
+    /// Unwraps the data key of `object` with the master keys (a key wrapped
+    /// before key epochs).
     pub fn unwrap(
         object: ObjectId,
         wrapped: &WrappedKey,
         keys: &MasterKeys,
     ) -> Result<Self, CryptoError> {
         let master = keys.get(&wrapped.key_id)?;
+        Self::unwrap_under(object, wrapped, &master.key)
+    }
+
+    /// Unwraps the data key of `object` with the epoch key that wrapped it.
+    pub fn unwrap_epoch(
+        object: ObjectId,
+        wrapped: &WrappedKey,
+        epoch: &EpochKey,
+    ) -> Result<Self, CryptoError> {
+        if wrapped.key_id != epoch.key_id() {
+            return Err(CryptoError::UnknownKey(wrapped.key_id.clone()));
+        }
+        Self::unwrap_under(object, wrapped, &epoch.key)
+    }
+
+    fn unwrap_under(
+        object: ObjectId,
+        wrapped: &WrappedKey,
+        kek: &[u8; 32],
+    ) -> Result<Self, CryptoError> {
         let tampered = || CryptoError::Tampered(format!("data key of object {object}"));
         let nonce = hex::decode(&wrapped.nonce)
             .ok()
             .and_then(|n| <[u8; NONCE_LEN]>::try_from(n).ok())
             .ok_or_else(tampered)?;
         let mut sealed = hex::decode(&wrapped.sealed).map_err(|_| tampered())?;
-        let bytes = aead_key(&master.key)
+        let bytes = aead_key(kek)
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(wrap_aad(object, &master.id)),
+                Aad::from(wrap_aad(object, &wrapped.key_id)),
                 &mut sealed,
             )
             .map_err(|_| tampered())?;
         let bytes = <[u8; 32]>::try_from(&bytes[..]).map_err(|_| tampered())?;
         Ok(Self::from_bytes(object, bytes))
+    }
+
+    /// The raw key: for tests that look for it on disk.
+    pub fn expose(&self) -> [u8; 32] {
+        self.bytes
+    }
+
+    /// The same key again (the write path keeps one to re-wrap it).
+    pub fn duplicate(&self) -> Self {
+        Self::from_bytes(self.object, self.bytes)
     }
 
     fn nonce_aad(&self, index: u64) -> (Nonce, Aad<[u8; 24]>) {
