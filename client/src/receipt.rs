@@ -59,11 +59,13 @@ pub struct ReceiptBody {
     /// unencrypted).
     pub data_key_removed: bool,
     /// The key epoch that wrapped its data key (`e:<16 hex digits>`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// (Never skipped when empty: the node also stores bodies in a binary
+    /// format where every field must be present.)
+    #[serde(default)]
     pub key_epoch: Option<String>,
     /// When that epoch key was destroyed, Unix milliseconds: the receipt
     /// is issued only after.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub key_destroyed_ms: Option<u64>,
     /// When the receipt was signed, Unix milliseconds.
     pub issued_ms: u64,

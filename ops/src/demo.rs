@@ -429,16 +429,18 @@ async fn lifecycle(endpoint: &str) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("the receipt does not verify: {e}"))?;
     println!(
         "    clip-1 expired and its receipt was issued {} s after upload (the policy says 20 s; \
-         expiry looks every 5 s); the receipt verifies with the CA alone:",
+         expiry looks every 5 s, and the receipt waits until the key that could decrypt the \
+         clip is destroyed on every node); the receipt verifies with the CA alone:",
         uploaded.elapsed().as_secs()
     );
     println!(
-        "      deleted by {} ({}), audit seq {}, {} shard files removed, data key removed: {}",
+        "      deleted by {} ({}), audit seq {}, {} shard files removed, key epoch {} destroyed: {}",
         body.deleted_by,
         body.reason,
         body.audit_seq,
         body.shard_files_removed,
-        body.data_key_removed
+        body.key_epoch.as_deref().unwrap_or("-"),
+        body.data_key_removed && body.key_destroyed_ms.is_some()
     );
     let held = client
         .stat("patrol", "clip-2.mp4")

@@ -45,16 +45,17 @@ pub async fn run(command: KeysCmd, endpoint: &str, output: Output) -> anyhow::Re
                 })),
                 Output::Table => {
                     println!(
-                        "re-wrapped {} data keys with master key {}",
+                        "re-wrapped {} epoch key copies and data keys with master key {}",
                         r.rewrapped, r.current_key_id
                     );
                     if r.remaining > 0 {
                         println!(
-                            "{} objects are still under an older key (written meanwhile); run again",
+                            "{} epoch key copies or data keys are still under an older key \
+                             (nodes unreachable, or written meanwhile); run again",
                             r.remaining
                         );
                     } else {
-                        println!("no object needs an older master key any more");
+                        println!("nothing needs an older master key any more");
                     }
                     if r.unencrypted > 0 {
                         println!(

@@ -1,19 +1,21 @@
 //! Encryption at rest: every object is sealed with its own random data key
 //! before erasure coding, and the data key is stored only wrapped by the
-//! cluster's master key.
+//! key of its key epoch ([`epochs`]), itself wrapped by the cluster's
+//! master key.
 //!
 //! - Object bytes are cut into chunks of [`CHUNK_BYTES`]; chunk `i` is
 //!   sealed with AES-256-GCM under the object's data key, nonce `i`, and
 //!   the object id and `i` as associated data. A chunk moved to another
 //!   object or another position, or changed in any bit, fails to open.
 //!   Nonces never repeat because a data key seals exactly one object.
-//! - The data key is wrapped (AES-256-GCM, random nonce) by a master key,
-//!   with the object id and master key id as associated data, and the
-//!   wrapped key lives in the object's manifest in the replicated state.
+//! - The data key is wrapped (AES-256-GCM, random nonce) by an epoch key
+//!   (objects stored before key epochs: by a master key), with the object
+//!   id and the wrapping key's id as associated data, and the wrapped key
+//!   lives in the object's manifest in the replicated state.
 //! - Master keys come from a file named in the node's config, never from
 //!   the replicated state and never logged. Each line is `KEY-ID HEX-KEY`
 //!   (64 hex digits); `#` starts a comment; the last key is the current
-//!   one, used for new objects and by `keys rotate`. The file is read on
+//!   one, used for new epoch keys and by `keys rotate`. The file is read on
 //!   every use, so adding a key or retiring an old one needs no restart.
 
 use std::path::{Path, PathBuf};

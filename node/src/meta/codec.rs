@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The format byte of values written by this version.
-pub const FORMAT: u8 = 5;
+pub const FORMAT: u8 = 6;
 
 /// A stored value that cannot be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +102,41 @@ mod tests {
             decode::<ObjectManifest>(&[]),
             Err(CodecError::Format { found: None })
         ));
+    }
+
+    #[test]
+    fn a_due_receipt_round_trips_with_and_without_its_key_epoch() {
+        // Postcard has no field names: a field skipped when empty would
+        // shift every later one (the holders were read from the wrong
+        // bytes once).
+        for epoch in [None, Some("e:0123456789abcdef".to_string())] {
+            let due = crate::meta::ReceiptDue {
+                body: tresor_client::receipt::ReceiptBody {
+                    version: 1,
+                    cluster_id: "c".into(),
+                    bucket: "footage".into(),
+                    key: "k".into(),
+                    object_id: "00".repeat(16),
+                    size: 1,
+                    sha256: "ab".repeat(32),
+                    ingested_ms: 1,
+                    ingested_by: "ingest".into(),
+                    deleted_ms: 2,
+                    deleted_by: "admin".into(),
+                    reason: "deleted by admin".into(),
+                    audit_seq: 3,
+                    shard_files_removed: 0,
+                    holders_unreached: vec![],
+                    data_key_removed: epoch.is_some(),
+                    key_epoch: epoch.clone(),
+                    key_destroyed_ms: None,
+                    issued_ms: 0,
+                },
+                holders: vec![1, 2, 3],
+            };
+            let back: crate::meta::ReceiptDue = decode(&encode(&due)).expect("decodes");
+            assert_eq!(back, due);
+        }
     }
 
     #[test]
