@@ -495,3 +495,105 @@ async fn deleted_footage_is_crypto_shredded() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Crypto-shredding under faults: a node that is down when an epoch is
+/// destroyed destroys its copy once it is back; a node that lost its epoch
+/// key files still reads (fetching the keys from its peers) and gets them
+/// back on disk; nothing is lost meanwhile.
+#[tokio::test]
+async fn shredding_survives_a_node_down_and_a_node_without_key_files() -> anyhow::Result<()> {
+    let mut h = cluster!(data, shard = SHARD as u32)?;
+    let doomed = canary_footage(STRIPE + 5);
+    let kept = canary_footage(2 * STRIPE + 11);
+    h.put(1, "footage", "doomed", &doomed).await?;
+    h.put(1, "footage", "kept", &kept).await?;
+    // The epoch both share: the only key file every node has (a test
+    // straddling midnight UTC may see two; then take the doomed one's by
+    // elimination after the delete).
+    let keys_of = |h: &Harness, id: u64| -> Vec<PathBuf> {
+        let dir = h.data_dir(id).join(tresor_node::crypto::epochs::DIR_NAME);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "key"));
+        files.sort();
+        files
+    };
+    let before: Vec<PathBuf> = keys_of(&h, 5);
+    assert!(!before.is_empty(), "node 5 holds the epoch key");
+
+    h.stop(5).await;
+    h.objects(2)
+        .await?
+        .delete(pb::DeleteRequest {
+            bucket: "footage".into(),
+            key: "doomed".into(),
+        })
+        .await?;
+    // Destroyed on the running nodes; node 5's copy is still on its disk.
+    let gone = tresor_tests::wait_for(
+        "the epoch destroyed on the running nodes",
+        Duration::from_secs(60),
+        || async {
+            let names = |id| -> Vec<std::ffi::OsString> {
+                keys_of(&h, id)
+                    .iter()
+                    .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+                    .collect()
+            };
+            let gone: Vec<PathBuf> = before
+                .iter()
+                .filter(|p| {
+                    let name = p.file_name().map(|n| n.to_os_string());
+                    [1u64, 2, 3, 4, 6]
+                        .iter()
+                        .all(|&id| !names(id).iter().any(|n| Some(n) == name.as_ref()))
+                })
+                .cloned()
+                .collect();
+            Ok((!gone.is_empty()).then_some(gone))
+        },
+    )
+    .await?;
+    for path in &gone {
+        assert!(
+            path.exists(),
+            "node 5 was down: its copy {} is still there",
+            path.display()
+        );
+    }
+    h.restart(5).await?;
+    tresor_tests::wait_for(
+        "node 5 destroys its copy once back",
+        Duration::from_secs(60),
+        || async { Ok(gone.iter().all(|p| !p.exists()).then_some(())) },
+    )
+    .await?;
+
+    // Node 4 loses every epoch key file: it still reads, and gets them back.
+    h.stop(4).await;
+    for path in keys_of(&h, 4) {
+        std::fs::remove_file(path)?;
+    }
+    h.restart(4).await?;
+    let (_, back) = h.get(4, "footage", "kept", None, None).await?;
+    assert!(back == kept, "kept through node 4 differs");
+    tresor_tests::wait_for(
+        "node 4 holds the live epoch keys again",
+        Duration::from_secs(60),
+        || async {
+            let (four, one) = (keys_of(&h, 4), keys_of(&h, 1));
+            Ok((four
+                .iter()
+                .map(|p| p.file_name())
+                .eq(one.iter().map(|p| p.file_name())))
+            .then_some(()))
+        },
+    )
+    .await?;
+    for via in h.ids() {
+        let (_, back) = h.get(via, "footage", "kept", None, None).await?;
+        assert!(back == kept, "kept through node {via} differs");
+    }
+    Ok(())
+}

@@ -12,7 +12,8 @@ use crate::meta::{
     WrappedKey,
 };
 
-async fn blocking<T: Send + 'static>(
+/// Runs an epoch key file operation off the async workers.
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, CryptoError> + Send + 'static,
 ) -> Result<T, ObjectError> {
     tokio::task::spawn_blocking(f)

@@ -7,8 +7,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::epochs::blocking;
 use super::{DataPlane, ObjectError};
-use crate::crypto::{CryptoError, DataKey, EpochKey};
+use crate::crypto::{DataKey, EpochKey};
 use crate::meta::{epoch_key_id, now_ms, Command, KeyEpoch, KeyRewrap, MetaError};
 use crate::raft::ClusterError;
 
@@ -41,15 +42,6 @@ pub struct EpochSync {
     pub missing: u64,
     /// Key files this node holds after the sync.
     pub held: u64,
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, CryptoError> + Send + 'static,
-) -> Result<T, ObjectError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ObjectError::Internal(format!("epoch key task: {e}")))?
-        .map_err(ObjectError::from)
 }
 
 impl DataPlane {

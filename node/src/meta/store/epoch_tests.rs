@@ -2,6 +2,7 @@
 //! marking an epoch for the shredder, and an epoch destroyed only once no
 //! object's data key is wrapped by it.
 
+use super::retention_tests::delete;
 use super::tests::{bare_manifest, begin_upload, run, store};
 use super::*;
 use crate::meta::{
@@ -43,20 +44,6 @@ fn put(s: &MetaStore, key: &str, n: u8, epoch: u64) -> Result<(), MetaError> {
         s,
         Command::CreateObject {
             manifest: Box::new(manifest),
-            audit: None,
-        },
-    )
-}
-
-fn delete(s: &MetaStore, key: &str, now_ms: u64) -> Result<(), MetaError> {
-    run(
-        s,
-        Command::DeleteObject {
-            bucket: "footage".into(),
-            key: key.into(),
-            object_id: None,
-            now_ms,
-            expiry: false,
             audit: None,
         },
     )

@@ -59,7 +59,7 @@ fn put(s: &MetaStore, key: &str, n: u8, created_ms: u64) {
     run(s, create).expect("create");
 }
 
-fn delete(s: &MetaStore, key: &str, now_ms: u64) -> Result<(), MetaError> {
+pub(super) fn delete(s: &MetaStore, key: &str, now_ms: u64) -> Result<(), MetaError> {
     run(
         s,
         Command::DeleteObject {
