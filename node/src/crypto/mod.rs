@@ -169,6 +169,11 @@ impl MasterKeys {
         &self.keys[self.keys.len() - 1]
     }
 
+    /// The ids of the keys, oldest first.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| k.id.as_str())
+    }
+
     /// The key with `id`.
     pub fn get(&self, id: &str) -> Result<&MasterKey, CryptoError> {
         self.keys

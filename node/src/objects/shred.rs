@@ -166,6 +166,13 @@ impl DataPlane {
                 }
             }
         }
+        // Which keys this node can open, judged without decrypting: the
+        // file is there and names a master key of this node's key file.
+        let masters: Option<std::collections::HashSet<String>> = self
+            .epochs
+            .master_keys()
+            .ok()
+            .map(|k| k.ids().map(str::to_string).collect());
         let mut after = None;
         loop {
             let page = meta.live_epochs(after, PAGE)?;
@@ -175,7 +182,13 @@ impl DataPlane {
             for epoch in page {
                 let epochs = self.epochs.clone();
                 let id = epoch.id;
-                if matches!(blocking(move || epochs.key(id)).await, Ok(Some(_))) {
+                let held = blocking(move || epochs.wrapped(id)).await.ok().flatten();
+                let usable = held.is_some_and(|w| {
+                    masters
+                        .as_ref()
+                        .is_none_or(|m| m.contains(&w.master_key_id))
+                });
+                if usable {
                     continue;
                 }
                 match self.fetch_epoch_key(id).await? {
