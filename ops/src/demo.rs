@@ -429,8 +429,8 @@ async fn lifecycle(endpoint: &str) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("the receipt does not verify: {e}"))?;
     println!(
         "    clip-1 expired and its receipt was issued {} s after upload (the policy says 20 s; \
-         expiry looks every 5 s, and the receipt waits until the key that could decrypt the \
-         clip is destroyed on every node); the receipt verifies with the CA alone:",
+         expiry looks every 5 s, and the receipt waits until the key epoch that could decrypt \
+         the clip is destroyed); the receipt verifies with the CA alone:",
         uploaded.elapsed().as_secs()
     );
     println!(
