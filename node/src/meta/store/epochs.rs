@@ -71,20 +71,10 @@ impl MetaStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<KeyEpoch>, StoreError> {
-        let start = match after {
-            Some(id) => {
-                let mut k = epoch_key(prefix, id);
-                k.push(0);
-                k
-            }
-            None => prefix.to_vec(),
-        };
+        let after = after.map(|id| epoch_key(prefix, id));
         let mut out = Vec::new();
-        for kv in self.tree().range(start..) {
+        for kv in self.range_after(prefix, after).take(limit) {
             let (k, v) = kv?;
-            if !k.starts_with(prefix) || out.len() >= limit {
-                break;
-            }
             out.push(decode(&k, &v)?);
         }
         Ok(out)
@@ -99,20 +89,10 @@ impl MetaStore {
         limit: usize,
     ) -> Result<Vec<EpochObject>, StoreError> {
         let prefix = epoch_key(EPOCH_OBJECT_PREFIX, id);
-        let start = match after {
-            Some(object) => {
-                let mut k = epoch_object_key(id, object);
-                k.push(0);
-                k
-            }
-            None => prefix.clone(),
-        };
+        let after = after.map(|object| epoch_object_key(id, object));
         let mut out = Vec::new();
-        for kv in self.tree().range(start..) {
+        for kv in self.range_after(&prefix, after).take(limit) {
             let (k, v) = kv?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
             let Ok(object) = <[u8; 16]>::try_from(&k[prefix.len()..]) else {
                 continue;
             };

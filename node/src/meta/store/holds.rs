@@ -159,18 +159,11 @@ impl MetaStore {
             Some(case) => case_holds_prefix(case),
             None => HOLD_PREFIX.to_vec(),
         };
-        let start = match after {
-            Some((c, b, t)) => {
-                let mut k = hold_key(c, b, t);
-                k.push(0);
-                k
-            }
-            None => prefix.clone(),
-        };
+        let after = after.map(|(c, b, t)| hold_key(c, b, t));
         let mut out = Vec::new();
-        for kv in self.tree().range(start..) {
+        for kv in self.range_after(&prefix, after) {
             let (k, v) = kv?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
+            if out.len() >= limit {
                 break;
             }
             let hold: Hold = super::decode(&k, &v)?;

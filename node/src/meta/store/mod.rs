@@ -106,6 +106,27 @@ impl MetaStore {
         }
     }
 
+    /// The pairs under `prefix` in key order, from just after the key
+    /// `after` or from the first: the paging every listing uses.
+    pub(super) fn range_after(
+        &self,
+        prefix: &[u8],
+        after: Option<Vec<u8>>,
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> {
+        let start = match after {
+            Some(mut k) => {
+                k.push(0);
+                k
+            }
+            None => prefix.to_vec(),
+        };
+        let prefix = prefix.to_vec();
+        self.tree()
+            .range(start..)
+            .take_while(move |kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .map(|kv| kv.map_err(StoreError::from))
+    }
+
     pub(super) fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
         self.tree()
             .scan_prefix(prefix)

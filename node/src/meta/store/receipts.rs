@@ -24,18 +24,10 @@ impl MetaStore {
         after: Option<&ObjectId>,
         limit: usize,
     ) -> Result<Vec<(ObjectId, ReceiptDue)>, StoreError> {
-        let start = match after {
-            Some(id) => {
-                let mut k = receipt_due_key(id);
-                k.push(0);
-                k
-            }
-            None => RECEIPT_DUE_PREFIX.to_vec(),
-        };
         let mut out = Vec::new();
-        for kv in self.tree().range(start..) {
+        for kv in self.range_after(RECEIPT_DUE_PREFIX, after.map(receipt_due_key)) {
             let (k, v) = kv?;
-            if !k.starts_with(RECEIPT_DUE_PREFIX) || out.len() >= limit {
+            if out.len() >= limit {
                 break;
             }
             let Ok(id) = <[u8; 16]>::try_from(&k[RECEIPT_DUE_PREFIX.len()..]) else {
