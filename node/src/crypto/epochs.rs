@@ -60,7 +60,8 @@ impl EpochKey {
         epoch_key_id(self.id)
     }
 
-    /// The raw key: for tests that look for it on disk.
+    /// The raw key: for tests that look for it on disk (test builds only).
+    #[cfg(any(test, feature = "crash-points"))]
     pub fn expose(&self) -> [u8; 32] {
         self.key
     }
@@ -292,21 +293,6 @@ impl EpochKeys {
         wrapped.open(&self.keyring.keys()?).map(Some)
     }
 
-    /// Re-wraps the stored key of epoch `id` under the current master key.
-    /// `None` if this node does not have it, else whether it changed.
-    pub fn rewrap(&self, id: u64) -> Result<Option<bool>, CryptoError> {
-        let keys = self.keyring.keys()?;
-        let Some(wrapped) = self.wrapped(id)? else {
-            return Ok(None);
-        };
-        if wrapped.master_key_id == keys.current().id {
-            return Ok(Some(false));
-        }
-        let key = wrapped.open(&keys)?;
-        self.write(&WrappedEpochKey::wrap(&key, keys.current()))?;
-        Ok(Some(true))
-    }
-
     /// Destroys the key of epoch `id` on this node: the file is overwritten
     /// with zeros and fsynced before it is removed. Returns whether there
     /// was one.
@@ -435,14 +421,16 @@ mod tests {
     }
 
     #[test]
-    fn rewrap_moves_a_key_to_the_current_master_key() {
+    fn a_key_stored_again_under_a_new_master_key_replaces_the_old_wrapping() {
         let dir = tempfile::tempdir().expect("tempdir");
         let epochs =
             EpochKeys::open(dir.path().join(DIR_NAME), keyring(dir.path(), K1)).expect("open");
         let (key, _) = epochs.create().expect("create");
         keyring(dir.path(), &format!("{K1}{K2}"));
-        assert_eq!(epochs.rewrap(key.id).expect("rewrap"), Some(true));
-        assert_eq!(epochs.rewrap(key.id).expect("again"), Some(false));
+        let k2 = MasterKeys::parse(&format!("{K1}{K2}")).expect("keys");
+        let rewrapped = WrappedEpochKey::wrap(&key, k2.current());
+        assert!(epochs.store(&rewrapped).expect("rewrap"), "now under k2");
+        assert!(!epochs.store(&rewrapped).expect("again"), "unchanged");
         keyring(dir.path(), K2);
         let fresh =
             EpochKeys::open(dir.path().join(DIR_NAME), keyring(dir.path(), K2)).expect("reopen");

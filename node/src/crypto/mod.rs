@@ -292,7 +292,8 @@ impl DataKey {
         Ok(Self::from_bytes(object, bytes))
     }
 
-    /// The raw key: for tests that look for it on disk.
+    /// The raw key: for tests that look for it on disk (test builds only).
+    #[cfg(any(test, feature = "crash-points"))]
     pub fn expose(&self) -> [u8; 32] {
         self.bytes
     }

@@ -7,6 +7,7 @@
 
 use futures::future::join_all;
 
+use super::epochs::blocking;
 use super::{DataPlane, ObjectError};
 use crate::crypto::{DataKey, WrappedEpochKey};
 use crate::meta::{epoch_of, Command, KeyRewrap};
@@ -53,15 +54,14 @@ impl DataPlane {
                 break;
             };
             for epoch in page {
+                // This node's copy goes through the same check and write
+                // as every other node's.
                 let key = self.epoch_key(epoch.id).await?;
-                let epochs = self.epochs.clone();
-                let id = epoch.id;
-                let changed = tokio::task::spawn_blocking(move || epochs.rewrap(id))
-                    .await
-                    .map_err(|e| ObjectError::Internal(format!("epoch key task: {e}")))?
-                    .map_err(ObjectError::from)?;
-                report.rewrapped += u64::from(changed == Some(true));
                 let wrapped = WrappedEpochKey::wrap(&key, keys.current());
+                let epochs = self.epochs.clone();
+                let own = wrapped.clone();
+                let changed = blocking(move || epochs.store(&own)).await?;
+                report.rewrapped += u64::from(changed);
                 let stores = holders.iter().map(|&node| {
                     let wrapped = wrapped.clone();
                     async move { (node, self.peers.put_epoch_key(node, wrapped).await) }

@@ -152,6 +152,7 @@ impl DataPlane {
         let meta = self.cluster.meta();
         let epochs = self.epochs.clone();
         let files = blocking(move || epochs.list()).await?;
+        out.held = files.len() as u64;
         for (id, written) in files {
             if meta.epoch(id)?.is_some() {
                 continue;
@@ -163,6 +164,7 @@ impl DataPlane {
                 let epochs = self.epochs.clone();
                 if blocking(move || epochs.destroy(id)).await? {
                     out.destroyed += 1;
+                    out.held -= 1;
                 }
             }
         }
@@ -183,6 +185,7 @@ impl DataPlane {
                 let epochs = self.epochs.clone();
                 let id = epoch.id;
                 let held = blocking(move || epochs.wrapped(id)).await.ok().flatten();
+                let had_file = held.is_some();
                 let usable = held.is_some_and(|w| {
                     masters
                         .as_ref()
@@ -192,14 +195,15 @@ impl DataPlane {
                     continue;
                 }
                 match self.fetch_epoch_key(id).await? {
-                    Some(_) => out.fetched += 1,
+                    Some(_) => {
+                        out.fetched += 1;
+                        out.held += u64::from(!had_file);
+                    }
                     None => out.missing += 1,
                 }
             }
             after = Some(last);
         }
-        let epochs = self.epochs.clone();
-        out.held = blocking(move || epochs.list()).await?.len() as u64;
         Ok(out)
     }
 }

@@ -303,7 +303,9 @@ impl DataPlane {
         let mut manifest = manifest;
         let mut committed = self.commit(&spec_principal, &manifest).await;
         if let (Err(ClusterError::Meta(_)), Some(spare)) = (&committed, &spare) {
-            if self.epoch_destroyed(&manifest)? {
+            // Unreadable state counts as not destroyed: the refusal then
+            // stands and the upload is abandoned below like any other.
+            if self.epoch_destroyed(&manifest).unwrap_or(false) {
                 match self.epoch_for(policy.as_ref()).await {
                     Ok(epoch) => {
                         if let Some(enc) = manifest.encryption.as_mut() {
