@@ -11,13 +11,16 @@
 //! hash before it (the same SHA-256 the cluster chains with), checks that
 //! entries with consecutive numbers link, and that the cluster's signer
 //! signed the whole; the cluster's own `audit verify` checks the chain in
-//! between.
+//! between. A bundle anchored to a signed checkpoint also proves that each
+//! of its entries is in the history that checkpoint published (see
+//! [`crate::anchor`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::anchor::{verify_anchor, Anchor, AnchorReport, SignedCheckpoint};
 use crate::receipt::{verify_signed, ReceiptError, SignedReceipt};
 
 /// The bytes an audit entry's hash covers: its fields in a fixed order as
@@ -123,7 +126,7 @@ pub struct CustodyHold {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustodyBody {
-    /// Format (1).
+    /// Format (2: with `anchor`).
     pub version: u32,
     /// The cluster.
     pub cluster_id: String,
@@ -146,6 +149,10 @@ pub struct CustodyBody {
     pub head_seq: u64,
     /// See `head_seq`.
     pub head_hash: String,
+    /// Proofs that the entries up to a signed checkpoint are in its
+    /// history; `None` before the cluster's first checkpoint.
+    #[serde(default)]
+    pub anchor: Option<Anchor>,
     /// Who asked for the bundle.
     pub exported_by: String,
     /// When it was signed, Unix milliseconds.
@@ -184,6 +191,9 @@ pub enum CustodyError {
         /// What it names.
         named: String,
     },
+    /// The anchor to a checkpoint does not hold.
+    #[error("anchor: {0}")]
+    Anchor(String),
     /// The deletion receipt inside does not verify or is another object's.
     #[error("deletion receipt: {0}")]
     Receipt(String),
@@ -197,14 +207,25 @@ pub enum CustodyError {
     },
 }
 
-/// Checks `bundle` against the CA in `ca_pem` and, if given, the SHA-256
-/// of the footage (`footage_sha256`, hex); returns its body. The error
+/// A bundle that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedBundle {
+    /// What it states.
+    pub body: CustodyBody,
+    /// What its anchor proved, if it has one.
+    pub anchor: Option<AnchorReport>,
+}
+
+/// Checks `bundle` against the CA in `ca_pem`, its anchor if it has one
+/// (to the `published` checkpoint, if given: then it must have one), and,
+/// if given, the SHA-256 of the footage (`footage_sha256`, hex). The error
 /// names the first thing that failed.
 pub fn verify_bundle(
     bundle: &SignedBundle,
     ca_pem: &str,
     footage_sha256: Option<&str>,
-) -> Result<CustodyBody, CustodyError> {
+    published: Option<&SignedCheckpoint>,
+) -> Result<VerifiedBundle, CustodyError> {
     if bundle.signature.is_empty() || bundle.certificate.is_empty() {
         return Err(ReceiptError::Unsigned.into());
     }
@@ -248,6 +269,22 @@ pub fn verify_bundle(
         }
         before = Some(e);
     }
+    let anchor = match (&body.anchor, published) {
+        (Some(a), _) => Some(verify_anchor(
+            a,
+            &body.entries,
+            &body.cluster_id,
+            ca_pem,
+            published,
+        )?),
+        (None, Some(_)) => {
+            return Err(CustodyError::Anchor(
+                "the bundle has no anchor: it was made before the cluster's first checkpoint"
+                    .into(),
+            ))
+        }
+        (None, None) => None,
+    };
     let recorded = match (&body.object, &body.receipt) {
         (Some(o), None) => o.sha256.clone(),
         (None, Some(text)) => {
@@ -276,5 +313,5 @@ pub fn verify_bundle(
             });
         }
     }
-    Ok(body)
+    Ok(VerifiedBundle { body, anchor })
 }

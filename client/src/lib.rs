@@ -12,10 +12,12 @@
 
 #![deny(missing_docs)]
 
+pub mod anchor;
 pub mod channel;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod custody;
+pub mod merkle;
 pub mod objects;
 pub mod receipt;
 

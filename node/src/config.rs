@@ -217,6 +217,10 @@ pub struct AuditTuning {
     pub seal_entries: u64,
     /// Seconds an entry may stay unsealed: an hour by default, at least 1.
     pub seal_after_secs: u64,
+    /// Seconds between automatic signed checkpoints of the sealed history
+    /// (made only when segments were sealed since the last): an hour by
+    /// default, at least 1.
+    pub checkpoint_secs: u64,
 }
 
 impl Default for AuditTuning {
@@ -224,6 +228,7 @@ impl Default for AuditTuning {
         Self {
             seal_entries: 10_000,
             seal_after_secs: 3600,
+            checkpoint_secs: 3600,
         }
     }
 }
@@ -454,6 +459,9 @@ impl NodeConfig {
         }
         if self.audit.seal_after_secs == 0 {
             return Err(invalid("audit.seal_after_secs", "must be at least 1"));
+        }
+        if self.audit.checkpoint_secs == 0 {
+            return Err(invalid("audit.checkpoint_secs", "must be at least 1"));
         }
         let d = &self.data;
         if !(4096..=4 * 1024 * 1024).contains(&d.shard_bytes) {

@@ -2,12 +2,22 @@
 //! objects of the `tresor.audit` bucket, and the log reads and verifies the
 //! same across them; damage to a segment's shard files is healed like any
 //! object's, while a segment replaced by a different (validly encoded)
-//! chain is named by `audit verify` at the entry that changed.
+//! chain is named by `audit verify` at the entry that changed. Signed
+//! checkpoints of the sealed history anchor custody bundles: a bundle
+//! verifies against a published checkpoint, and says which one it needs.
 
+use std::time::Duration;
+
+use tresor_client::receipt::SignedReceipt;
 use tresor_node::config::{AuditTuning, RaftTuning};
 use tresor_node::meta::audit::{encode_segment, AuditEntry, AuditRecord, AUDIT_BUCKET};
 use tresor_proto::v1 as pb;
-use tresor_tests::{cluster, counter, fast_raft, flip_byte, spec, wait_for, Harness, HEAL_TIMEOUT};
+use tresor_tests::{
+    cluster, counter, fast_raft, flip_byte, process_pki, spec, wait_for, Harness, HEAL_TIMEOUT,
+};
+
+const NODE: &str = env!("CARGO_BIN_EXE_tresor-test-node");
+const CLI: &str = env!("CARGO_BIN_EXE_tresor-test-cli");
 
 /// Entries per sealed segment in these tests.
 const SEAL: u64 = 100;
@@ -51,7 +61,7 @@ async fn sealed_cluster(entries: u64, raft: RaftTuning) -> anyhow::Result<(Harne
     s.raft = raft;
     s.audit = AuditTuning {
         seal_entries: SEAL,
-        seal_after_secs: 3600,
+        ..AuditTuning::default()
     };
     let mut h = cluster!(spec = s)?;
     h.form().await?;
@@ -348,5 +358,131 @@ async fn new_node_catches_up_from_a_snapshot_with_sealed_audit() -> anyhow::Resu
         }
     }
     assert_eq!(seen, OBJECTS);
+    Ok(())
+}
+
+/// `tresor ARGS` (the user CLI) with the test CA: (success, stdout,
+/// stderr).
+fn user_cli(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let ca = process_pki()?.ca_cert.to_string_lossy().into_owned();
+    Harness::cli_env(CLI, args, &[("TRESOR_CA", &ca)], Duration::from_secs(30))
+        .map(|(ok, out, err)| (ok, String::from_utf8_lossy(&out).into_owned(), err))
+}
+
+/// `tresor-node audit checkpoint ARGS` through `endpoint`: its stdout.
+fn checkpoint_cli(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
+    let mut all = vec!["--endpoint", endpoint, "audit", "checkpoint"];
+    all.extend_from_slice(args);
+    let (fine, out, err) = Harness::cli(NODE, &all, Duration::from_secs(60))?;
+    anyhow::ensure!(fine, "audit checkpoint {args:?}: {err}");
+    Ok(out)
+}
+
+#[tokio::test]
+async fn checkpoints_anchor_custody_bundles_to_a_published_history() -> anyhow::Result<()> {
+    let (h, leader) = sealed_cluster(250, fast_raft()).await?;
+    let dir = tempfile::tempdir()?;
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    // The clip cam/7 was stat'ed (absent) in every sealed segment; now it
+    // is stored and read, in the unsealed tail.
+    let clip = b"footage of cam 7".repeat(100);
+    h.put(leader, "footage", "cam/7", &clip).await?;
+    std::fs::write(path("clip"), &clip)?;
+    h.get(2, "footage", "cam/7", None, None).await?;
+    let endpoint = h.endpoint(3);
+
+    // The sealer signed a checkpoint by itself after its first seals.
+    let sealer = h.worker(leader, "audit-seal").await?;
+    assert!(counter(&sealer, "checkpoints_signed") >= 1, "{sealer:?}");
+    // Asked for, a checkpoint covers the log to the request: the put and
+    // the read of the clip are sealed into it.
+    let head = h.audit_verify(leader).await?.entries;
+    let out = checkpoint_cli(&endpoint, &["-o", &path("cp1.json")])?;
+    let cp1: SignedReceipt = SignedReceipt::from_json(&std::fs::read_to_string(path("cp1.json"))?)?;
+    let body1: tresor_client::anchor::CheckpointBody = serde_json::from_str(&cp1.body)?;
+    assert!(
+        body1.last_seq >= head,
+        "{out}: covers {} < {head}",
+        body1.last_seq
+    );
+    assert!(body1.segments >= 3, "{out}: the tail was sealed for it");
+    assert!(!cp1.signature.is_empty());
+    // The same checkpoint is there to fetch by its size, from any node.
+    let size = body1.segments.to_string();
+    checkpoint_cli(
+        &h.endpoint(5),
+        &["--segments", &size, "-o", &path("again.json")],
+    )?;
+    assert_eq!(
+        std::fs::read_to_string(path("again.json"))?,
+        std::fs::read_to_string(path("cp1.json"))?
+    );
+
+    // A bundle made now is anchored to it: every entry of the clip (the
+    // five stats in sealed segments, the put, the read) is proven in the
+    // published history; only the export itself comes after.
+    let export = |args: &[&str]| -> anyhow::Result<()> {
+        let mut all = vec!["--endpoint", &endpoint, "custody", "footage/cam/7"];
+        all.extend_from_slice(args);
+        let (fine, _, err) = user_cli(&all)?;
+        anyhow::ensure!(fine, "custody export: {err}");
+        Ok(())
+    };
+    export(&["-o", &path("b1.json")])?;
+    let verify = |bundle: &str, checkpoint: &str| {
+        user_cli(&[
+            "--output",
+            "json",
+            "custody",
+            "verify",
+            &path(bundle),
+            "--file",
+            &path("clip"),
+            "--checkpoint",
+            &path(checkpoint),
+        ])
+    };
+    let (fine, out, err) = verify("b1.json", "cp1.json")?;
+    assert!(fine, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out)?;
+    let anchored = report["anchor"]["entries_anchored"].as_u64().unwrap_or(0);
+    assert!(anchored >= 7, "{out}");
+    assert_eq!(report["anchor"]["entries_after"].as_u64(), Some(1), "{out}");
+    assert_eq!(
+        report["anchor"]["checkpoint_segments"].as_u64(),
+        Some(body1.segments)
+    );
+
+    // A later checkpoint: a new default bundle is anchored to it, and
+    // checking that against the first one says how to get a matching one.
+    h.get(4, "footage", "cam/7", None, None).await?;
+    checkpoint_cli(&endpoint, &["-o", &path("cp2.json")])?;
+    export(&["-o", &path("b2.json")])?;
+    let (fine, _, err) = verify("b2.json", "cp1.json")?;
+    assert!(!fine);
+    assert!(
+        err.contains(&format!("--checkpoint {}", body1.segments)),
+        "{err}"
+    );
+    let (fine, _, err) = verify("b2.json", "cp2.json")?;
+    assert!(fine, "{err}");
+    export(&["-o", &path("b3.json"), "--checkpoint", &size])?;
+    let (fine, out, err) = verify("b3.json", "cp1.json")?;
+    assert!(fine, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(
+        report["anchor"]["entries_anchored"].as_u64(),
+        Some(anchored),
+        "{out}"
+    );
+    // After cp1: the first export, the read, the second export (the
+    // third export is recorded before its bundle is made, so it is in it).
+    assert_eq!(report["anchor"]["entries_after"].as_u64(), Some(4), "{out}");
+
+    // The whole history, checkpoints included, verifies on every node.
+    for id in h.ids() {
+        let v = h.audit_verify(id).await?;
+        assert!(v.intact, "node {id}: {}", v.reason);
+    }
     Ok(())
 }

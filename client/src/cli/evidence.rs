@@ -74,6 +74,7 @@ pub(super) async fn export(
     endpoints: &[String],
     object: &ObjectPath,
     out: &Path,
+    checkpoint: Option<u64>,
     output: Output,
 ) -> anyhow::Result<()> {
     let mut last = None;
@@ -89,6 +90,7 @@ pub(super) async fn export(
             .export_custody(pb::ExportCustodyRequest {
                 bucket: object.bucket.clone(),
                 key: object.key.clone(),
+                checkpoint_segments: checkpoint.unwrap_or(0),
             })
             .await;
         match got {
@@ -135,21 +137,41 @@ fn file_sha256(path: &Path) -> anyhow::Result<String> {
     }
 }
 
-/// Checks the custody bundle in `file` (and the footage in `footage`).
+/// The files `custody verify` checks.
+pub(super) struct CustodyFiles<'a> {
+    /// The bundle.
+    pub bundle: &'a Path,
+    /// The footage, to check its SHA-256.
+    pub footage: Option<&'a Path>,
+    /// A published checkpoint the bundle must be anchored to.
+    pub checkpoint: Option<&'a Path>,
+}
+
+/// A signed document (bundle, checkpoint) from `path`.
+fn read_signed(path: &Path, what: &str) -> anyhow::Result<SignedReceipt> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    SignedReceipt::from_json(&text).with_context(|| format!("{} is not a {what}", path.display()))
+}
+
+/// Checks a custody bundle (and the footage, and its anchor to a
+/// published checkpoint).
 pub(super) fn verify_custody(
-    file: &Path,
-    footage: Option<&Path>,
+    files: CustodyFiles<'_>,
     ca: Option<&Path>,
     output: Output,
 ) -> anyhow::Result<()> {
     let ca_pem = ca_pem(ca, "custody verify")?;
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let footage = files.footage;
+    let bundle = read_signed(files.bundle, "bundle")?;
+    let published = files
+        .checkpoint
+        .map(|p| read_signed(p, "checkpoint"))
+        .transpose()?;
     let sha = footage.map(file_sha256).transpose()?;
-    let bundle = SignedReceipt::from_json(&text)
-        .with_context(|| format!("{} is not a bundle", file.display()))?;
-    let body = verify_bundle(&bundle, &ca_pem, sha.as_deref())
-        .with_context(|| format!("{} does not verify", file.display()))?;
+    let verified = verify_bundle(&bundle, &ca_pem, sha.as_deref(), published.as_ref())
+        .with_context(|| format!("{} does not verify", files.bundle.display()))?;
+    let (body, anchor) = (verified.body, verified.anchor);
     match output {
         Output::Json => println!(
             "{}",
@@ -160,6 +182,15 @@ pub(super) fn verify_custody(
                 "entries_complete": body.entries_complete,
                 "footage_checked": footage.is_some(),
                 "deleted": body.receipt.is_some(),
+                "anchor": anchor.as_ref().map(|a| serde_json::json!({
+                    "checkpoint_segments": a.checkpoint.segments,
+                    "checkpoint_last_seq": a.checkpoint.last_seq,
+                    "checkpoint_root": a.checkpoint.root,
+                    "checkpoint_made_ms": a.checkpoint.made_ms,
+                    "entries_anchored": a.anchored,
+                    "entries_after": a.after,
+                    "published_checked": files.checkpoint.is_some(),
+                })),
             })
         ),
         Output::Table => {
@@ -197,6 +228,25 @@ pub(super) fn verify_custody(
                     "held by case {} ({}), placed by {}",
                     h.case_id, h.reason, h.placed_by
                 );
+            }
+            match &anchor {
+                Some(a) => println!(
+                    "anchored: {} entries proven in the history of the checkpoint of {} sealed \
+                     segments (to entry {}, root {}, signed at {} Unix ms){}; {} later entries \
+                     not yet in a checkpoint",
+                    a.anchored,
+                    a.checkpoint.segments,
+                    a.checkpoint.last_seq,
+                    a.checkpoint.root,
+                    a.checkpoint.made_ms,
+                    if files.checkpoint.is_some() {
+                        ", the published one given"
+                    } else {
+                        ""
+                    },
+                    a.after
+                ),
+                None => println!("not anchored: made before the cluster's first checkpoint"),
             }
             if footage.is_some() {
                 println!("the footage file has the recorded SHA-256");

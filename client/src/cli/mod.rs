@@ -195,6 +195,10 @@ enum Command {
         /// Where to write the bundle.
         #[arg(short = 'o', long = "out", value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Anchor the bundle to the signed checkpoint of this many sealed
+        /// segments (one already published) instead of the latest.
+        #[arg(long, value_name = "SEGMENTS")]
+        checkpoint: Option<u64>,
     },
 }
 
@@ -210,6 +214,10 @@ enum CustodyCommand {
         /// Also check that this footage file has the recorded SHA-256.
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
+        /// Also check that the bundle's entries are in the history of this
+        /// published checkpoint (from `tresor-node audit checkpoint -o`).
+        #[arg(long, value_name = "CHECKPOINT")]
+        checkpoint: Option<PathBuf>,
     },
 }
 
@@ -230,10 +238,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: ReceiptCommand::Verify { file },
         } => return evidence::verify(file, cli.ca.as_deref(), cli.output),
         Command::Custody {
-            command: Some(CustodyCommand::Verify { bundle, file }),
+            command:
+                Some(CustodyCommand::Verify {
+                    bundle,
+                    file,
+                    checkpoint,
+                }),
             ..
         } => {
-            return evidence::verify_custody(bundle, file.as_deref(), cli.ca.as_deref(), cli.output)
+            let files = evidence::CustodyFiles {
+                bundle,
+                footage: file.as_deref(),
+                checkpoint: checkpoint.as_deref(),
+            };
+            return evidence::verify_custody(files, cli.ca.as_deref(), cli.output);
         }
         _ => {}
     }
@@ -292,15 +310,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: ReceiptCommand::Verify { file },
         } => evidence::verify(&file, cli.ca.as_deref(), output),
         Command::Custody {
-            command: Some(CustodyCommand::Verify { bundle, file }),
+            command: Some(CustodyCommand::Verify { .. }),
             ..
-        } => evidence::verify_custody(&bundle, file.as_deref(), cli.ca.as_deref(), output),
+        } => bail!("custody verify is answered before connecting"),
         Command::Custody {
             command: None,
             object,
             out,
+            checkpoint,
         } => match (object, out) {
-            (Some(object), Some(out)) => evidence::export(&endpoints, &object, &out, output).await,
+            (Some(object), Some(out)) => {
+                evidence::export(&endpoints, &object, &out, checkpoint, output).await
+            }
             _ => bail!("custody needs BUCKET/KEY and -o FILE (or: custody verify BUNDLE)"),
         },
     }

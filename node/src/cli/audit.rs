@@ -32,6 +32,18 @@ pub enum AuditCmd {
     /// entry, or says it is intact with the head hash. Exit status 1 when
     /// broken.
     Verify,
+    /// A signed checkpoint of the audit history, to publish: custody
+    /// bundles prove their entries are in it (`tresor custody verify
+    /// --checkpoint FILE`). Without `--segments` a new one covering the log
+    /// as it is now (the unsealed tail is sealed first).
+    Checkpoint {
+        /// Fetch the checkpoint made when this many segments were sealed.
+        #[arg(long)]
+        segments: Option<u64>,
+        /// Write the signed checkpoint to this file.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 /// Runs one `audit` command through `endpoint`.
@@ -113,6 +125,36 @@ pub async fn run(command: AuditCmd, endpoint: &str, output: Output) -> anyhow::R
             }
             if !r.intact {
                 anyhow::bail!("audit chain broken at entry {}", r.broken_seq.unwrap_or(0));
+            }
+        }
+        AuditCmd::Checkpoint { segments, out } => {
+            let r = admin(endpoint)
+                .await?
+                .audit_checkpoint(pb::AuditCheckpointRequest {
+                    segments: segments.unwrap_or(0),
+                })
+                .await
+                .map_err(|s| rpc_error("audit checkpoint", s))?
+                .into_inner();
+            if let Some(out) = &out {
+                std::fs::write(out, format!("{}\n", r.checkpoint_json))
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+            }
+            match output {
+                Output::Json => print_json(json!({
+                    "segments": r.segments,
+                    "last_seq": r.last_seq,
+                    "root": r.root,
+                    "file": out,
+                })),
+                Output::Table => println!(
+                    "audit checkpoint: {} sealed segments, to entry {}, root {}{}",
+                    r.segments,
+                    r.last_seq,
+                    r.root,
+                    out.map(|o| format!(" (written to {})", o.display()))
+                        .unwrap_or_default()
+                ),
             }
         }
     }

@@ -104,6 +104,18 @@ pub enum Command {
         /// The index record.
         segment: super::audit::SealedSegment,
     },
+    /// Asks for a checkpoint covering the audit log as it is now: the
+    /// sealer seals up to the head whatever its thresholds, and a
+    /// checkpoint follows.
+    RequestCheckpoint,
+    /// Records a signed checkpoint of the history tree. Refused unless it
+    /// states the state's own root over its segments, the last entry of
+    /// its last segment and this cluster; a second checkpoint of the same
+    /// size is a no-op.
+    RecordCheckpoint {
+        /// The checkpoint.
+        checkpoint: super::audit::StoredCheckpoint,
+    },
     /// Re-wraps data keys under another key: from a master key into an
     /// epoch (`keys rotate`), or from a retiring epoch into a new one (the
     /// shredder). Each change applies only if the object is still the same

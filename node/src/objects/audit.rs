@@ -9,10 +9,12 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::{DataPlane, ObjectError, ObjectRange, PutSpec};
+use crate::meta::audit::anchor::segment_root;
 use crate::meta::audit::{
-    decode_segment, encode_segment, segment_key, AuditEntry, SealedSegment, Summary, AUDIT_BUCKET,
-    MAX_SEGMENT_BYTES,
+    decode_segment, encode_segment, segment_key, AuditEntry, SealedSegment, StoredCheckpoint,
+    Summary, AUDIT_BUCKET, MAX_SEGMENT_BYTES,
 };
+use crate::meta::now_ms;
 use crate::meta::{Command, MetaError, NodeState};
 use crate::raft::{CaughtUp, ClusterError};
 
@@ -58,6 +60,9 @@ impl DataPlane {
             return Ok(None);
         };
         let bytes = encode_segment(&entries);
+        let root = segment_root(&entries)
+            .map_err(|e| ObjectError::Internal(e.to_string()))?
+            .unwrap_or_default();
         let segment = SealedSegment {
             first_seq: first.seq,
             last_seq: last.seq,
@@ -66,6 +71,8 @@ impl DataPlane {
             key: segment_key(first.seq, last.seq),
             sha256: hex::encode(Sha256::digest(&bytes)),
             summary: Summary::of(&entries),
+            ordinal: meta.audit_segments()?,
+            root,
         };
         drop(entries);
         self.ensure_audit_bucket().await?;
@@ -110,6 +117,56 @@ impl DataPlane {
             .await
         {
             Ok(()) => Ok(Some(segment)),
+            Err(ClusterError::Meta(MetaError::FailedPrecondition(why))) => {
+                Err(ObjectError::Unavailable(why))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Signs a checkpoint of the history as sealed now and records it;
+    /// returns it, or `None` when nothing is sealed. A checkpoint of the
+    /// same size recorded meanwhile is kept (and returned).
+    pub async fn checkpoint_audit(&self) -> Result<Option<StoredCheckpoint>, ObjectError> {
+        let meta = self.cluster.meta();
+        let Some(last) = meta.last_sealed()? else {
+            return Ok(None);
+        };
+        let segments = last.ordinal + 1;
+        if let Some(done) = meta.checkpoint(segments)? {
+            return Ok(Some(done));
+        }
+        let root = tresor_client::merkle::to_hex(&meta.history_root(segments)?);
+        let body = tresor_client::anchor::CheckpointBody {
+            version: 1,
+            cluster_id: meta.cluster_id()?.unwrap_or_default(),
+            segments,
+            last_seq: last.last_seq,
+            last_hash: last.last_hash.clone(),
+            root: root.clone(),
+            made_ms: now_ms(),
+        };
+        let signed = match self.signer() {
+            Some(s) => s.sign(&body),
+            None => crate::tls::unsigned(&body),
+        }
+        .map_err(ObjectError::Internal)?;
+        let checkpoint = StoredCheckpoint {
+            segments,
+            last_seq: last.last_seq,
+            root,
+            made_ms: body.made_ms,
+            signed: serde_json::to_string(&signed)
+                .map_err(|e| ObjectError::Internal(e.to_string()))?,
+        };
+        match self
+            .cluster
+            .propose(Command::RecordCheckpoint {
+                checkpoint: checkpoint.clone(),
+            })
+            .await
+        {
+            Ok(()) => Ok(meta.checkpoint(segments)?.or(Some(checkpoint))),
             Err(ClusterError::Meta(MetaError::FailedPrecondition(why))) => {
                 Err(ObjectError::Unavailable(why))
             }

@@ -477,6 +477,7 @@ fn spawn_workers(
             plane.clone(),
             config.audit.seal_entries,
             Duration::from_secs(config.audit.seal_after_secs),
+            Duration::from_secs(config.audit.checkpoint_secs),
             Duration::from_secs(5),
         ),
         stop.clone(),

@@ -26,6 +26,8 @@
 //! identifies no one: internal RPCs refuse it, and public calls then need a
 //! bearer token.
 
+#[cfg(test)]
+mod anchor_tests;
 mod pki;
 mod signer;
 #[cfg(test)]

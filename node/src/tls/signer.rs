@@ -237,25 +237,26 @@ mod tests {
             entries_complete: true,
             head_seq: 20,
             head_hash: "33".repeat(32),
+            anchor: None,
             exported_by: "custodian".into(),
             exported_ms: crate::meta::now_ms(),
         };
         let ca = ca_pem(&ours);
         let sign = |b: &CustodyBody| signer.sign(b).expect("sign");
-        let ok = verify_bundle(&sign(&body), &ca, Some(&"AB".repeat(32))).expect("verifies");
-        assert_eq!(ok, body);
+        let ok = verify_bundle(&sign(&body), &ca, Some(&"AB".repeat(32)), None).expect("verifies");
+        assert_eq!((ok.body, ok.anchor), (body.clone(), None));
         // An entry's field altered after it was chained.
         let mut altered = body.clone();
         altered.entries[1].principal = "someone-else".into();
         assert_eq!(
-            verify_bundle(&sign(&altered), &ca, None),
+            verify_bundle(&sign(&altered), &ca, None, None),
             Err(CustodyError::Entry { seq: 8 })
         );
         // Consecutive entries that do not link.
         let mut unlinked = body.clone();
         unlinked.entries[1] = chain(8, record("get", "clip"), &"44".repeat(32)).custody();
         assert!(matches!(
-            verify_bundle(&sign(&unlinked), &ca, None),
+            verify_bundle(&sign(&unlinked), &ca, None, None),
             Err(CustodyError::Chain { seq: 8, .. })
         ));
         // Another object's entry.
@@ -264,24 +265,24 @@ mod tests {
             .entries
             .push(chain(13, record("get", "other"), &later.hash).custody());
         assert!(matches!(
-            verify_bundle(&sign(&foreign), &ca, None),
+            verify_bundle(&sign(&foreign), &ca, None, None),
             Err(CustodyError::OtherObject { seq: 13, .. })
         ));
         // Other footage.
         assert!(matches!(
-            verify_bundle(&sign(&body), &ca, Some(&"cd".repeat(32))),
+            verify_bundle(&sign(&body), &ca, Some(&"cd".repeat(32)), None),
             Err(CustodyError::Footage { .. })
         ));
         // The signed text changed after signing.
         let mut edited = sign(&body);
         edited.body = edited.body.replace("investigator-7", "investigator-8");
         assert_eq!(
-            verify_bundle(&edited, &ca, None),
+            verify_bundle(&edited, &ca, None, None),
             Err(CustodyError::Signed(ReceiptError::Signature))
         );
         // Another cluster's CA.
         assert!(matches!(
-            verify_bundle(&sign(&body), &ca_pem(&theirs), None),
+            verify_bundle(&sign(&body), &ca_pem(&theirs), None, None),
             Err(CustodyError::Signed(ReceiptError::Certificate(_)))
         ));
     }

@@ -1,6 +1,8 @@
 //! Audit sealing: on the leader, moves the audit log's oldest entries out
 //! of the replicated state into segment objects of the audit bucket, once
-//! the unsealed tail is long enough or its oldest entry old enough. Reads
+//! the unsealed tail is long enough or its oldest entry old enough (or a
+//! checkpoint was asked for), and signs a checkpoint of the sealed history
+//! at most every `checkpoint_every` (and whenever one was asked for). Reads
 //! at most one segment's worth of entries at a time.
 
 use std::sync::Arc;
@@ -21,6 +23,8 @@ counters! {
         entries_sealed,
         /// Unsealed entries in the replicated state at the last pass.
         tail_entries,
+        /// Checkpoints this node signed since it started.
+        checkpoints_signed,
     }
 }
 
@@ -33,22 +37,26 @@ pub struct AuditSealer {
     plane: Arc<DataPlane>,
     seal_entries: u64,
     seal_after: Duration,
+    checkpoint_every: Duration,
     interval: Duration,
 }
 
 impl AuditSealer {
     /// Seals segments of `seal_entries` entries, or whatever is older than
-    /// `seal_after`, checking every `interval`.
+    /// `seal_after`, and signs a checkpoint at most every
+    /// `checkpoint_every`, checking every `interval`.
     pub fn new(
         plane: Arc<DataPlane>,
         seal_entries: u64,
         seal_after: Duration,
+        checkpoint_every: Duration,
         interval: Duration,
     ) -> Self {
         Self {
             plane,
             seal_entries,
             seal_after,
+            checkpoint_every,
             interval,
         }
     }
@@ -62,7 +70,7 @@ impl AuditSealer {
         if tail == 0 {
             return Ok((false, 0));
         }
-        if tail >= self.seal_entries {
+        if tail >= self.seal_entries || meta.checkpoint_wanted()? >= start {
             return Ok((true, tail));
         }
         let oldest = meta.audit_entries(start, 1)?;
@@ -110,10 +118,47 @@ impl AuditSealer {
             );
         }
         status.count(|c| c.tail_entries = tail);
+        let signed = self.checkpoint_if_due().await?;
+        if signed {
+            status.count(|c| c.checkpoints_signed += 1);
+        }
         status.progress(format!(
-            "{sealed} segment(s) sealed this pass, {tail} entries unsealed"
+            "{sealed} segment(s) sealed this pass, {tail} entries unsealed{}",
+            if signed { ", checkpoint signed" } else { "" }
         ));
         Ok(())
+    }
+
+    /// Signs a checkpoint if segments were sealed since the last one and
+    /// it is `checkpoint_every` old, or one was asked for; whether it did.
+    async fn checkpoint_if_due(&self) -> Result<bool, WorkerError> {
+        let meta = self.plane.cluster().meta();
+        let segments = meta.audit_segments()?;
+        if segments == 0 {
+            return Ok(false);
+        }
+        let latest = meta.latest_checkpoint()?;
+        let (covered, covered_seq, made) = latest
+            .as_ref()
+            .map_or((0, 0, 0), |c| (c.segments, c.last_seq, c.made_ms));
+        if covered >= segments {
+            return Ok(false);
+        }
+        let asked = meta.checkpoint_wanted()? > covered_seq;
+        let old = now_ms().saturating_sub(made) >= self.checkpoint_every.as_millis() as u64;
+        if !(asked || old) {
+            return Ok(false);
+        }
+        let Some(c) = self.plane.checkpoint_audit().await? else {
+            return Ok(false);
+        };
+        tracing::info!(
+            segments = c.segments,
+            last_seq = c.last_seq,
+            root = c.root,
+            "audit checkpoint signed"
+        );
+        Ok(true)
     }
 }
 

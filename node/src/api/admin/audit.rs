@@ -9,6 +9,9 @@ use super::convert::*;
 use super::AdminService;
 use crate::api::auth::Action;
 use crate::api::{object_status, store_status};
+use tresor_client::merkle::{self, Perfect};
+
+use crate::meta::audit::anchor::{history_leaf, segment_root};
 use crate::meta::audit::{AuditEntry, ChainBreak, ChainWalker, Field, SealedSegment};
 use crate::raft::CaughtUp;
 
@@ -73,7 +76,9 @@ impl AdminService {
             0 => 1000,
             n => n.min(100_000) as usize,
         };
-        let entries = self.audit_entries(caught_up, request, limit).await?;
+        let entries = self
+            .audit_entries(caught_up, request, limit, |_, _| {})
+            .await?;
         Ok(Response::new(pb::AuditLogResponse {
             entries: entries.iter().map(entry_pb).collect(),
         }))
@@ -81,12 +86,13 @@ impl AdminService {
 
     /// Up to `limit` audit entries matching `request`'s filters, in order,
     /// across the sealed segments (those whose summaries may match) and
-    /// the tail.
+    /// the tail. `on_segment` sees every sealed segment read, whole.
     pub(super) async fn audit_entries(
         &self,
         caught_up: CaughtUp,
         request: pb::AuditLogRequest,
         limit: usize,
+        mut on_segment: impl FnMut(&SealedSegment, &[AuditEntry]),
     ) -> Result<Vec<AuditEntry>, Status> {
         let filter = Filter { request };
         let meta = self.cluster.meta();
@@ -112,6 +118,7 @@ impl AdminService {
                         segment.first_seq, segment.last_seq
                     ))
                 })?;
+                on_segment(segment, &entries);
                 if !filter.take(entries, &mut out, limit) {
                     break 'sealed;
                 }
@@ -194,13 +201,29 @@ impl AdminService {
                 .map_err(store_status)?;
             for segment in &page {
                 after = segment.last_seq;
-                if let Err(b) = self.verify_sealed(caught_up, segment, walker).await {
+                if let Err(b) = self.verify_sealed(caught_up, segment, sealed, walker).await {
                     return Ok((Err(b), sealed));
                 }
                 sealed += 1;
             }
             if page.len() < SEGMENT_PAGE {
                 break;
+            }
+        }
+        if let Some(c) = meta.latest_checkpoint().map_err(store_status)? {
+            let root = meta.history_root(c.segments).map_err(store_status)?;
+            if merkle::to_hex(&root) != c.root {
+                return Ok((
+                    Err(ChainBreak {
+                        seq: c.last_seq,
+                        reason: format!(
+                            "the history of {} sealed segments no longer has the root its \
+                             signed checkpoint states",
+                            c.segments
+                        ),
+                    }),
+                    sealed,
+                ));
             }
         }
         let mut next = walker.next_seq();
@@ -217,13 +240,15 @@ impl AdminService {
         Ok((Ok(()), sealed))
     }
 
-    /// Checks one sealed segment: readable, a valid chain going on from
-    /// where the log stood, covering exactly its range, ending at the hash
-    /// recorded when it was sealed, with the bytes that were sealed.
+    /// Checks one sealed segment (the `ordinal`-th): readable, a valid
+    /// chain going on from where the log stood, covering exactly its range,
+    /// ending at the hash recorded when it was sealed, with the bytes that
+    /// were sealed, the root recorded, and its leaf in the history tree.
     async fn verify_sealed(
         &self,
         caught_up: CaughtUp,
         segment: &SealedSegment,
+        ordinal: u64,
         walker: &mut ChainWalker,
     ) -> Result<(), ChainBreak> {
         let (first, last) = (segment.first_seq, segment.last_seq);
@@ -263,6 +288,17 @@ impl AdminService {
             return Err(at_start(
                 "its bytes differ from those recorded when it was sealed".into(),
             ));
+        }
+        if segment_root(&entries).ok().flatten().as_ref() != Some(&segment.root) {
+            return Err(at_start(
+                "its entries do not give the Merkle root recorded when it was sealed".into(),
+            ));
+        }
+        let in_history = self.cluster.meta().perfect(0, ordinal).ok();
+        if segment.ordinal != ordinal || history_leaf(segment).ok() != in_history {
+            return Err(at_start(format!(
+                "it is not leaf {ordinal} of the history tree checkpoints sign"
+            )));
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 mod access;
 mod audit;
 mod buckets;
+mod checkpoints;
 mod cluster;
 mod convert;
 mod custody;
@@ -442,5 +443,12 @@ impl Admin for AdminService {
         request: Request<pb::ExportCustodyRequest>,
     ) -> Result<Response<pb::ExportCustodyResponse>, Status> {
         AdminService::export_custody(self, request).await
+    }
+
+    async fn audit_checkpoint(
+        &self,
+        request: Request<pb::AuditCheckpointRequest>,
+    ) -> Result<Response<pb::AuditCheckpointResponse>, Status> {
+        AdminService::audit_checkpoint(self, request).await
     }
 }

@@ -42,6 +42,8 @@ pub enum Action {
     AuditLog,
     /// Admin.AuditVerify.
     AuditVerify,
+    /// Admin.AuditCheckpoint.
+    AuditCheckpoint,
     /// Admin.CreatePrincipal.
     CreatePrincipal,
     /// Admin.DeletePrincipal.
@@ -82,7 +84,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 35] = [
+    pub const ALL: [Action; 36] = [
         Action::Put,
         Action::Get,
         Action::Stat,
@@ -100,6 +102,7 @@ impl Action {
         Action::RunWorker,
         Action::AuditLog,
         Action::AuditVerify,
+        Action::AuditCheckpoint,
         Action::CreatePrincipal,
         Action::DeletePrincipal,
         Action::ListPrincipals,
@@ -140,6 +143,7 @@ impl Action {
             Action::RunWorker => "run worker",
             Action::AuditLog => "audit log",
             Action::AuditVerify => "audit verify",
+            Action::AuditCheckpoint => "audit checkpoint",
             Action::CreatePrincipal => "principal create",
             Action::DeletePrincipal => "principal delete",
             Action::ListPrincipals => "principal ls",
@@ -201,6 +205,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
             action,
             Action::AuditLog
                 | Action::AuditVerify
+                | Action::AuditCheckpoint
                 | Action::ListHolds
                 | Action::ListRetention
                 | Action::ListReceipts
@@ -217,6 +222,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
                 | Action::ListReceipts
                 | Action::GetReceipt
                 | Action::ExportCustody
+                | Action::AuditCheckpoint
         ),
     }
 }

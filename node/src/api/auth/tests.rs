@@ -30,6 +30,7 @@ fn expected(role: Role, action: Action) -> bool {
                 | ListReceipts
                 | GetReceipt
                 | ExportCustody
+                | AuditCheckpoint
         ),
         Role::Custodian => matches!(
             action,
@@ -41,6 +42,7 @@ fn expected(role: Role, action: Action) -> bool {
                 | ListReceipts
                 | GetReceipt
                 | ExportCustody
+                | AuditCheckpoint
         ),
     }
 }

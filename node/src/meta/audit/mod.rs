@@ -10,7 +10,10 @@
 //! a fixed order, without `hash`. Changing any stored entry breaks the
 //! chain at that entry; [`verify_chain`] finds the first break.
 
+pub mod anchor;
 mod sealed;
+
+pub use anchor::StoredCheckpoint;
 
 pub use sealed::{
     decode_segment, encode_segment, is_reserved_bucket, segment_key, Field, SealedSegment, Summary,

@@ -67,6 +67,12 @@ pub struct SealedSegment {
     pub sha256: String,
     /// What a filtered read needs to skip the segment.
     pub summary: Summary,
+    /// Its place among the sealed segments, from 0: its leaf in the
+    /// history tree that checkpoints sign.
+    pub ordinal: u64,
+    /// Root of the Merkle tree over its entries' chain hashes (hex; see
+    /// [`super::anchor`]).
+    pub root: String,
 }
 
 /// What a sealed segment is about: its time range, and a Bloom filter over

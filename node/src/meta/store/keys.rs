@@ -14,6 +14,14 @@ pub(super) const AUDIT_HEAD: &[u8] = b"audit_head";
 /// index record: keyed by its last entry, so the segment holding any seq
 /// is the first at or after it.
 pub(super) const AUDIT_SEALED_PREFIX: &[u8] = b"audit_sealed/";
+/// `audit_mmr/<height byte><index as 8 big-endian bytes>` → 32 bytes: the
+/// perfect subtrees of the history tree over the sealed segments.
+pub(super) const AUDIT_MMR_PREFIX: &[u8] = b"audit_mmr/";
+/// `audit_ckpt/<segments as 8 big-endian bytes>` → a signed checkpoint.
+pub(super) const AUDIT_CHECKPOINT_PREFIX: &[u8] = b"audit_ckpt/";
+/// The last audit entry a checkpoint was asked to cover (8 big-endian
+/// bytes): the sealer seals up to it whatever its thresholds say.
+pub(super) const AUDIT_CHECKPOINT_WANTED: &[u8] = b"audit_ckpt_wanted";
 /// `objid/<16 bytes>` → `<bucket>\0<key>`: finds an object from its shard files.
 pub(super) const OBJECT_ID_PREFIX: &[u8] = b"objid/";
 /// `upload/<16-byte object id>` → an upload in progress.
@@ -114,6 +122,19 @@ pub(super) fn audit_key(seq: u64) -> Vec<u8> {
 pub(super) fn sealed_key(last_seq: u64) -> Vec<u8> {
     let mut key = AUDIT_SEALED_PREFIX.to_vec();
     key.extend_from_slice(&last_seq.to_be_bytes());
+    key
+}
+
+pub(super) fn mmr_key(height: u32, index: u64) -> Vec<u8> {
+    let mut key = AUDIT_MMR_PREFIX.to_vec();
+    key.push(height as u8);
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+pub(super) fn checkpoint_key(segments: u64) -> Vec<u8> {
+    let mut key = AUDIT_CHECKPOINT_PREFIX.to_vec();
+    key.extend_from_slice(&segments.to_be_bytes());
     key
 }
 

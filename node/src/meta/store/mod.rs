@@ -7,6 +7,7 @@
 //! (applied log id, membership) in the same tree so that they change in the
 //! same atomic batch as the data they cover.
 
+mod anchors;
 mod apply;
 mod epochs;
 mod holds;

@@ -164,13 +164,7 @@ impl MetaStore {
 
     /// The first audit entry that is not sealed (1 when none is).
     pub fn audit_tail_start(&self) -> Result<u64, StoreError> {
-        match self.tree().scan_prefix(AUDIT_SEALED_PREFIX).next_back() {
-            Some(kv) => {
-                let (k, v) = kv?;
-                Ok(decode::<SealedSegment>(&k, &v)?.last_seq + 1)
-            }
-            None => Ok(1),
-        }
+        Ok(self.last_sealed()?.map_or(1, |s| s.last_seq + 1))
     }
 
     /// Up to `limit` sealed segments, in log order, from the one holding

@@ -37,9 +37,10 @@ impl MetaStore {
             | Command::RewrapKeys { .. }
             | Command::DeleteObject { .. }
             | Command::ExpireObjects { .. } => self.apply_objects(command, batch),
-            Command::AppendAudit { .. } | Command::SealAudit { .. } => {
-                self.apply_audit(command, batch)
-            }
+            Command::AppendAudit { .. }
+            | Command::SealAudit { .. }
+            | Command::RequestCheckpoint
+            | Command::RecordCheckpoint { .. } => self.apply_audit(command, batch),
             Command::CreatePrincipal { .. }
             | Command::DeletePrincipal { .. }
             | Command::Grant { .. }
