@@ -13,6 +13,7 @@ pub mod network;
 mod reads;
 pub mod service;
 pub mod snapshot;
+mod snapshot_send;
 pub mod state_machine;
 pub mod voters;
 
