@@ -281,6 +281,10 @@ pub struct RaftTuning {
     /// Log entries kept behind the last snapshot so that slightly lagging
     /// nodes catch up from the log rather than from a snapshot.
     pub keep_entries_after_snapshot: u64,
+    /// Seconds `nodes add` waits for the new node to catch up before it
+    /// answers (below the CLI's 60 s deadline). A node still catching up
+    /// then gets its vote from the leader once it has.
+    pub add_wait_secs: u64,
 }
 
 impl Default for RaftTuning {
@@ -291,6 +295,7 @@ impl Default for RaftTuning {
             election_timeout_max_ms: 2000,
             snapshot_after_entries: 10_000,
             keep_entries_after_snapshot: 1_000,
+            add_wait_secs: 45,
         }
     }
 }
@@ -459,6 +464,9 @@ impl NodeConfig {
         }
         if self.audit.seal_after_secs == 0 {
             return Err(invalid("audit.seal_after_secs", "must be at least 1"));
+        }
+        if self.raft.add_wait_secs == 0 {
+            return Err(invalid("raft.add_wait_secs", "must be at least 1"));
         }
         if self.audit.checkpoint_secs == 0 {
             return Err(invalid("audit.checkpoint_secs", "must be at least 1"));

@@ -491,7 +491,20 @@ impl Harness {
     /// Defines and starts a new node (next unused id) in `zone`, without
     /// adding it to the cluster; returns its id.
     pub async fn spawn_new_node(&mut self, zone: &str) -> anyhow::Result<u64> {
+        self.spawn_new_node_armed(zone, None).await
+    }
+
+    /// Like [`Harness::spawn_new_node`], with `FAILPOINTS=<failpoints>`
+    /// when given (e.g. `snapshot::before_load=sleep(4000)`).
+    pub async fn spawn_new_node_armed(
+        &mut self,
+        zone: &str,
+        failpoints: Option<&str>,
+    ) -> anyhow::Result<u64> {
         let index = self.cluster.define_node(zone)?;
+        if let Some(points) = failpoints {
+            self.cluster.nodes[index].env = vec![("FAILPOINTS".into(), points.into())];
+        }
         let id = self.cluster.nodes[index].config.node_id;
         self.cluster.start_node(id, START_TIMEOUT).await?;
         Ok(id)

@@ -1,9 +1,13 @@
-//! Adding and removing nodes; voters stay min(5, n) and spread over zones.
+//! Adding and removing nodes; voters stay min(5, n) and spread over zones;
+//! a node whose catch-up outlasts `nodes add` gets its vote once caught up.
 
 use std::collections::BTreeMap;
 
+use std::time::{Duration, Instant};
+
+use tresor_node::config::RaftTuning;
 use tresor_proto::v1 as pb;
-use tresor_tests::{cluster, wait_for, Harness, SETTLE_TIMEOUT};
+use tresor_tests::{cluster, fast_raft, spec, wait_for, Harness, SETTLE_TIMEOUT};
 
 fn roles(status: &pb::StatusResponse) -> BTreeMap<u64, String> {
     status
@@ -124,5 +128,59 @@ async fn add_node_then_remove_learner_voter_and_leader() -> anyhow::Result<()> {
         .await
         .expect_err("id of a removed node");
     assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_still_catching_up_gets_its_vote_once_caught_up() -> anyhow::Result<()> {
+    // Snapshots often and no log kept behind them: the new node catches
+    // up from a snapshot, whose loading it is told to stretch to 4 s.
+    let mut s = spec(3, 3);
+    s.raft = RaftTuning {
+        snapshot_after_entries: 50,
+        keep_entries_after_snapshot: 0,
+        add_wait_secs: 1,
+        ..fast_raft()
+    };
+    let mut h = cluster!(spec = s)?;
+    h.form().await?;
+    let leader = h.leader().await?;
+    h.create_bucket(leader, "footage", 2, 1).await?;
+    for i in 0..60 {
+        h.put(leader, "footage", &format!("clip-{i}"), b"clip")
+            .await?;
+    }
+    let applied = h.local_status(leader).await?.applied_index;
+    wait_for("the leader compacts its log", SETTLE_TIMEOUT, || async {
+        let s = h.local_status(leader).await?;
+        Ok(s.purged_index.filter(|p| *p + 60 > applied))
+    })
+    .await?;
+    let new = h
+        .spawn_new_node_armed("dc1", Some("snapshot::before_load=sleep(4000)"))
+        .await?;
+    let asked = Instant::now();
+    let answer = h.add_node(leader, new).await;
+    let refused = answer.expect_err("the new node cannot have caught up within 1 s");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("still catching up"),
+        "{}",
+        refused.message()
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "add waited {:?}",
+        asked.elapsed()
+    );
+    // Four nodes in three zones: four voters, the newcomer among them once
+    // it has caught up.
+    wait_for("the new node gets its vote", SETTLE_TIMEOUT, || async {
+        let status = status_via(&h, leader).await?;
+        Ok((roles(&status).get(&new).map(String::as_str) == Some("voter")).then_some(()))
+    })
+    .await?;
+    let status = status_via(&h, new).await?;
+    assert_eq!(voters_per_zone(&status).values().sum::<usize>(), 4);
     Ok(())
 }

@@ -17,8 +17,9 @@ use crate::config::NodeConfig;
 use crate::meta::{now_ms, Bucket, Command, MetaError, MetaStore, NodeRecord};
 use tresor_proto::internal::v1::raft_client::RaftClient;
 
-/// How long a new learner may take to catch up before `add` gives up waiting.
-pub(super) const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Log entries a learner may lag behind the leader's last and still count
+/// as caught up (be given a vote).
+pub(super) const CAUGHT_UP_LAG: u64 = 100;
 /// How long `init` waits for the new single-node cluster to elect itself.
 const INIT_LEADER_TIMEOUT: Duration = Duration::from_secs(15);
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use openraft::{BasicNode, ChangeMembers};
 
 use super::cluster::{
-    raft_write_error, Cluster, ClusterError, NodeView, CATCH_UP_TIMEOUT, MEMBERSHIP_TIMEOUT,
+    raft_write_error, Cluster, ClusterError, NodeView, CAUGHT_UP_LAG, MEMBERSHIP_TIMEOUT,
 };
 use super::voters::{choose_voters, Candidate};
 use super::NodeId;
@@ -50,20 +50,30 @@ impl Cluster {
             node: record.clone(),
         })
         .await?;
+        let wait = Duration::from_secs(self.config.raft.add_wait_secs);
+        let still = || {
+            ClusterError::Unavailable(format!(
+                "node {} is added and still catching up after {} s (a large state takes \
+                 minutes); the leader gives it a vote once it has — see `status`",
+                record.id,
+                wait.as_secs()
+            ))
+        };
+        let deadline = tokio::time::Instant::now() + wait;
         let add = self
             .raft
             .add_learner(record.id, BasicNode::new(record.addr.clone()), true);
-        match tokio::time::timeout(CATCH_UP_TIMEOUT, add).await {
-            Err(_) => {
-                return Err(ClusterError::Unavailable(format!(
-                    "node {} was added as a learner but did not catch up within {} s",
-                    record.id,
-                    CATCH_UP_TIMEOUT.as_secs()
-                )))
+        tokio::time::timeout_at(deadline, add)
+            .await
+            .map_err(|_| still())?
+            .map_err(raft_write_error)?;
+        // openraft calls a learner caught up thousands of entries behind; a
+        // vote waits until it is within `CAUGHT_UP_LAG`.
+        while !caught_up(&self.raft.metrics().borrow(), record.id) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(still());
             }
-            Ok(r) => {
-                r.map_err(raft_write_error)?;
-            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.rebalance_voters(None).await?;
         tracing::info!(
@@ -241,7 +251,8 @@ impl Cluster {
 
     /// Recomputes the voter set over the members that are not removed
     /// (and not `leaving`), and commits it if it changed. A voter that
-    /// loses its seat stays a learner unless it is `leaving`.
+    /// loses its seat stays a learner unless it is `leaving`. A learner is
+    /// a candidate only once caught up.
     pub(super) async fn rebalance_voters(
         &self,
         leaving: Option<NodeId>,
@@ -249,10 +260,13 @@ impl Cluster {
         let membership = self.raft.metrics().borrow().membership_config.clone();
         let current: BTreeSet<NodeId> = membership.membership().voter_ids().collect();
         let records = self.meta.nodes()?;
+        let metrics = self.raft.metrics().borrow().clone();
         let candidates: Vec<Candidate<'_>> = records
             .iter()
             .filter(|r| r.state != NodeState::Removed && Some(r.id) != leaving)
             .filter(|r| membership.membership().get_node(&r.id).is_some())
+            // A learner still catching up would hold back every commit.
+            .filter(|r| current.contains(&r.id) || caught_up(&metrics, r.id))
             .map(|r| Candidate {
                 id: r.id,
                 zone: &r.zone,
@@ -265,6 +279,31 @@ impl Cluster {
         tracing::info!(?current, ?wanted, "changing voters");
         self.change_membership(ChangeMembers::ReplaceAllVoters(wanted), leaving.is_none())
             .await
+    }
+
+    /// On the leader: gives a vote to learners that have caught up where
+    /// the zone quotas want one (a node whose `nodes add` answered before
+    /// it caught up). Whether the voters changed.
+    pub async fn seat_caught_up_learners(&self) -> Result<bool, ClusterError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.config.node_id) {
+            return Ok(false);
+        }
+        let membership = metrics.membership_config.membership();
+        let before: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if !membership.learner_ids().any(|id| caught_up(&metrics, id)) {
+            return Ok(false);
+        }
+        self.rebalance_voters(None).await?;
+        let after: BTreeSet<NodeId> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        Ok(after != before)
     }
 
     /// Commits a membership change, waiting at most [`MEMBERSHIP_TIMEOUT`].
@@ -289,4 +328,16 @@ impl Cluster {
             ))),
         }
     }
+}
+
+/// Whether `id` is within [`CAUGHT_UP_LAG`] entries of the leader's log,
+/// as the leader's replication metrics say (false elsewhere).
+fn caught_up(metrics: &openraft::RaftMetrics<NodeId, BasicNode>, id: NodeId) -> bool {
+    let last = metrics.last_log_index.unwrap_or(0);
+    metrics
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&id))
+        .and_then(|matched| matched.as_ref())
+        .is_some_and(|m| m.index + CAUGHT_UP_LAG >= last)
 }

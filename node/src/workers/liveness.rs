@@ -101,6 +101,9 @@ impl Liveness {
             }
         }
         status.count(|c| c.nodes_down = down);
+        if self.cluster.seat_caught_up_learners().await? {
+            tracing::info!("a learner that caught up was given a vote");
+        }
         status.progress(format!("{down} node(s) down"));
         Ok(())
     }

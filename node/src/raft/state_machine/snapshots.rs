@@ -204,6 +204,8 @@ impl StateMachine {
         {
             let (tree, file) = (tree.clone(), file.clone());
             blocking(move || {
+                // A test can make loading slow here (`sleep(ms)`).
+                crate::crash::point("snapshot::before_load");
                 std::fs::rename(&received, &file)?;
                 tree.clear().map_err(std::io::Error::other)?;
                 let loaded = load(&file, &tree, &[APPLIED, MEMBERSHIP])?;
