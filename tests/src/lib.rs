@@ -422,6 +422,18 @@ impl Harness {
             .into_inner())
     }
 
+    /// Waits until node `id` has applied everything the leader had
+    /// committed when asked (an acknowledged write is on a majority, not
+    /// necessarily on `id` yet).
+    pub async fn wait_caught_up(&mut self, id: u64) -> anyhow::Result<()> {
+        let leader = self.leader().await?;
+        let target = self.local_status(leader).await?.commit_index;
+        wait_for(&format!("node {id} catches up"), SETTLE_TIMEOUT, || async {
+            Ok((self.local_status(id).await?.applied_index >= target).then_some(()))
+        })
+        .await
+    }
+
     /// SIGKILL node `id`.
     pub fn kill(&mut self, id: u64) {
         if let Some(n) = self.cluster.node_mut(id) {

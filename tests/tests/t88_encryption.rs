@@ -354,6 +354,7 @@ async fn deleted_footage_is_crypto_shredded() -> anyhow::Result<()> {
 
     // The manifests as a node's state holds them (read with the node
     // stopped), as someone with a copy of its disk would.
+    h.wait_caught_up(6).await?;
     h.stop(6).await;
     let (gone_wrapped, gone_id, kept_key_id) = {
         let db = sled::open(h.data_dir(6).join("meta"))?;

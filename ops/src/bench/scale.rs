@@ -336,21 +336,30 @@ async fn catch_up(cluster: &mut LocalCluster, endpoints: &[String]) -> anyhow::R
         .into_inner()
         .commit_index;
     let started = Instant::now();
-    admin
+    let added = admin
         .add_node(pb::AddNodeRequest {
             id,
             addr: node.config.listen.to_string(),
             zone: node.config.zone.clone(),
             capacity: 0,
         })
-        .await?;
+        .await;
+    match added {
+        Ok(_) => {}
+        // Added, and still loading its snapshot: timed below.
+        Err(s) if s.code() == tonic::Code::Unavailable && s.message().contains("catching up") => {}
+        Err(s) => return Err(anyhow!("nodes add: {}", s.message())),
+    }
     let mut own = tresor_client::admin(&node.endpoint()).await?;
     loop {
-        let s = own
-            .status(pb::StatusRequest { local: true })
-            .await?
-            .into_inner();
-        if s.applied_index >= target {
+        // A node busy loading a snapshot may not answer in time: ask again.
+        let applied =
+            tokio::time::timeout(CALL_TIMEOUT, own.status(pb::StatusRequest { local: true }))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .map_or(0, |r| r.into_inner().applied_index);
+        if applied >= target {
             break;
         }
         if started.elapsed() > Duration::from_secs(600) {
