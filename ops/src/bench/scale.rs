@@ -522,7 +522,14 @@ async fn scale(
                 }
             }
             eprintln!("adding a node and timing its catch-up");
-            Some(catch_up(cluster, endpoints).await?)
+            match catch_up(cluster, endpoints).await {
+                Ok(c) => Some(c),
+                // The rows measured so far are still worth printing.
+                Err(e) => {
+                    eprintln!("the new node did not catch up: {e:#}");
+                    None
+                }
+            }
         }
         None => None,
     };
