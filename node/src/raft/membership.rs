@@ -232,15 +232,7 @@ impl Cluster {
         if let Err(e) = changed {
             // A leader removing itself may lose leadership before it hears
             // the change commit; what it knows of the membership decides.
-            let voter = self
-                .raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == id);
-            if voter || id != self.config.node_id {
+            if self.voters_now().contains(&id) || id != self.config.node_id {
                 return Err(e);
             }
             tracing::warn!(node_id = id, error = %e, "removed myself; the change's last step was not confirmed here");
@@ -290,20 +282,23 @@ impl Cluster {
             return Ok(false);
         }
         let membership = metrics.membership_config.membership();
-        let before: BTreeSet<NodeId> = membership.voter_ids().collect();
         if !membership.learner_ids().any(|id| caught_up(&metrics, id)) {
             return Ok(false);
         }
+        let before = self.voters_now();
         self.rebalance_voters(None).await?;
-        let after: BTreeSet<NodeId> = self
-            .raft
+        Ok(self.voters_now() != before)
+    }
+
+    /// The voters as this node's Raft knows them now.
+    fn voters_now(&self) -> BTreeSet<NodeId> {
+        self.raft
             .metrics()
             .borrow()
             .membership_config
             .membership()
             .voter_ids()
-            .collect();
-        Ok(after != before)
+            .collect()
     }
 
     /// Commits a membership change, waiting at most [`MEMBERSHIP_TIMEOUT`].
