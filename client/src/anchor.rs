@@ -13,7 +13,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::custody::{CustodyEntry, CustodyError};
 use crate::merkle::{self, Hash};
 use crate::receipt::{verify_signed, ReceiptError, SignedReceipt};
 
@@ -115,23 +114,29 @@ pub struct AnchorReport {
     pub after: usize,
 }
 
+/// Why an anchor does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AnchorError(pub String);
+
 fn hashes(hex: &[String]) -> Option<Vec<Hash>> {
     hex.iter().map(|h| merkle::from_hex(h)).collect()
 }
 
-/// Checks `anchor` for `entries` (whose own hashes the caller has
-/// checked) of a bundle of cluster `cluster_id`: the checkpoint's
-/// signature, each segment's path to its root, each entry's path to its
-/// segment's root, and that every entry the checkpoint covers is proven.
-/// With `published`, the checkpoint must state the same history.
+/// Checks `anchor` for `entries` (sequence number and chain hash, which
+/// the caller has checked against the entries' fields) of a bundle of
+/// cluster `cluster_id`: the checkpoint's signature, each segment's path
+/// to its root, each entry's path to its segment's root, and that every
+/// entry the checkpoint covers is proven. With `published`, the checkpoint
+/// must state the same history.
 pub fn verify_anchor(
     anchor: &Anchor,
-    entries: &[CustodyEntry],
+    entries: &[(u64, &str)],
     cluster_id: &str,
     ca_pem: &str,
     published: Option<&SignedCheckpoint>,
-) -> Result<AnchorReport, CustodyError> {
-    let fail = |why: String| CustodyError::Anchor(why);
+) -> Result<AnchorReport, AnchorError> {
+    let fail = AnchorError;
     let checkpoint = verify_checkpoint(&anchor.checkpoint, ca_pem)
         .map_err(|e| fail(format!("the checkpoint does not verify: {e}")))?;
     if checkpoint.cluster_id != cluster_id {
@@ -162,8 +167,7 @@ pub fn verify_anchor(
     }
     let root = merkle::from_hex(&checkpoint.root)
         .ok_or_else(|| fail("the checkpoint's root is not a hash".into()))?;
-    let by_seq: std::collections::BTreeMap<u64, &CustodyEntry> =
-        entries.iter().map(|e| (e.seq, e)).collect();
+    let by_seq: std::collections::BTreeMap<u64, &str> = entries.iter().copied().collect();
     let mut proven = std::collections::BTreeSet::new();
     for s in &anchor.segments {
         let at = |why: &str| {
@@ -189,13 +193,13 @@ pub fn verify_anchor(
         let size = s.last_seq - s.first_seq + 1;
         for p in &s.entries {
             let fail_entry = |why: &str| fail(format!("audit entry {}: {why}", p.seq));
-            let Some(e) = by_seq.get(&p.seq) else {
+            let Some(entry_hash) = by_seq.get(&p.seq).copied() else {
                 return Err(fail_entry("proven but not in the bundle"));
             };
             if p.seq < s.first_seq || p.seq > s.last_seq {
                 return Err(fail_entry("not in the segment its proof names"));
             }
-            let (Some(hash), Some(path)) = (merkle::from_hex(&e.hash), hashes(&p.path)) else {
+            let (Some(hash), Some(path)) = (merkle::from_hex(entry_hash), hashes(&p.path)) else {
                 return Err(fail_entry("a hash is not 64 hex digits"));
             };
             let leaf = merkle::entry_leaf(&hash);
@@ -205,20 +209,20 @@ pub fn verify_anchor(
                      sealed there",
                 ));
             }
-            if p.seq == s.last_seq && e.hash != s.last_hash {
+            if p.seq == s.last_seq && entry_hash != s.last_hash {
                 return Err(fail_entry("its hash is not the segment's last"));
             }
             proven.insert(p.seq);
         }
     }
     let mut after = 0;
-    for e in entries {
-        if e.seq > checkpoint.last_seq {
+    for (seq, _) in entries {
+        if *seq > checkpoint.last_seq {
             after += 1;
-        } else if !proven.contains(&e.seq) {
+        } else if !proven.contains(seq) {
             return Err(fail(format!(
-                "audit entry {} is before the checkpoint's end (entry {}) but has no proof",
-                e.seq, checkpoint.last_seq
+                "audit entry {seq} is before the checkpoint's end (entry {}) but has no proof",
+                checkpoint.last_seq
             )));
         }
     }

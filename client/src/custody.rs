@@ -270,13 +270,16 @@ pub fn verify_bundle(
         before = Some(e);
     }
     let anchor = match (&body.anchor, published) {
-        (Some(a), _) => Some(verify_anchor(
-            a,
-            &body.entries,
-            &body.cluster_id,
-            ca_pem,
-            published,
-        )?),
+        (Some(a), _) => {
+            let entries: Vec<(u64, &str)> = body
+                .entries
+                .iter()
+                .map(|e| (e.seq, e.hash.as_str()))
+                .collect();
+            let report = verify_anchor(a, &entries, &body.cluster_id, ca_pem, published)
+                .map_err(|e| CustodyError::Anchor(e.0))?;
+            Some(report)
+        }
         (None, Some(_)) => {
             return Err(CustodyError::Anchor(
                 "the bundle has no anchor: it was made before the cluster's first checkpoint"
