@@ -477,8 +477,8 @@ async fn anchored_custody(admin: &mut tresor_client::AdminClient, ca: &str) -> a
         .map_err(|e| anyhow!("clip-2's custody bundle does not verify: {e}"))?;
     let anchored = verified.anchor.map_or(0, |a| a.anchored);
     println!(
-        "    signed audit checkpoint: {} sealed segments to entry {}, root {}…; clip-2's custody \
-         bundle proves {anchored} of its {} audit entries are in that published history",
+        "    signed audit checkpoint of {} sealed segment(s) to entry {}, root {}…; clip-2's \
+         custody bundle proves {anchored} of its {} audit entries are in that published history",
         checkpoint.segments,
         checkpoint.last_seq,
         &checkpoint.root[..16.min(checkpoint.root.len())],
