@@ -16,11 +16,15 @@ use tresor_client::{Client, Credentials, PutOptions};
 use tresor_node::devcluster::{LocalCluster, LocalClusterSpec, NodeLauncher};
 use tresor_proto::v1 as pb;
 
+mod catch_up;
 pub mod expiry;
 mod heal;
 pub mod scale;
 mod security;
 mod stopped;
+
+/// Deadline of each status or measuring call a benchmark makes.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 use heal::heal;
 use security::{security_cost, SECURITY_ROUNDS};

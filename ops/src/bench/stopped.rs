@@ -10,8 +10,8 @@ use tresor_node::devcluster::fill::Fill;
 use tresor_node::devcluster::LocalCluster;
 use tresor_proto::v1 as pb;
 
-/// Deadline of each status call.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+use super::CALL_TIMEOUT;
+
 /// Longest wait for the cluster to settle (stop, restart, sealing).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(900);
 
