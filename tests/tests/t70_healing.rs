@@ -423,6 +423,14 @@ async fn orphans_of_a_killed_upload_are_collected_and_referenced_shards_never() 
         Ok((now as u64 == referenced).then_some(()))
     })
     .await?;
+    // Every referenced file is past the grace now: passes that follow must
+    // keep all of them (orphan collection runs every second).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let now: usize = h.ids().iter().map(|id| h.shard_files(*id).len()).sum();
+    assert_eq!(
+        now as u64, referenced,
+        "referenced shard files were collected"
+    );
     let err = h
         .stat(1, "footage", "cut-off")
         .await

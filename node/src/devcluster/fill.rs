@@ -192,6 +192,12 @@ fn apply_fill(
             };
             apply(&create, &mut batch)?;
             store.tree().apply_batch(batch.into())?;
+            // Writing far faster than the disk takes it can stall sled (its
+            // I/O threads all wait on its log while a file truncation waits
+            // for one of them): a flush per hundred keeps the backlog short.
+            if i % 100 == 99 {
+                store.tree().flush()?;
+            }
         }
     }
     Ok(())

@@ -11,6 +11,8 @@ use std::path::Path;
 /// sled frees the pages a batch replaces only when the batch is done, so
 /// a batch of a few MiB held a few hundred MiB of garbage at its peak.
 const LOAD_BATCH_BYTES: usize = 64 << 10;
+/// Batches loaded between two flushes (1 MiB).
+const FLUSH_EVERY_BATCHES: u64 = 16;
 
 /// Malformed snapshot bytes.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +137,7 @@ pub fn dump(
 pub fn load(path: &Path, tree: &sled::Tree, skip: &[&[u8]]) -> io::Result<u64> {
     let mut pairs = PairReader::new(BufReader::with_capacity(1 << 20, File::open(path)?));
     let mut batch = sled::Batch::default();
-    let (mut in_batch, mut loaded) = (0usize, 0u64);
+    let (mut in_batch, mut loaded, mut batches) = (0usize, 0u64, 0u64);
     while let Some((k, v)) = pairs.next_pair()? {
         if skip.contains(&k.as_slice()) {
             continue;
@@ -147,6 +149,14 @@ pub fn load(path: &Path, tree: &sled::Tree, skip: &[&[u8]]) -> io::Result<u64> {
             tree.apply_batch(std::mem::take(&mut batch))
                 .map_err(io::Error::other)?;
             in_batch = 0;
+            batches += 1;
+            // Writing far faster than the disk takes it can stall sled for
+            // good (its I/O threads all wait on its log while a file
+            // truncation waits for one of them): flushing every 1 MiB keeps
+            // its backlog short.
+            if batches % FLUSH_EVERY_BATCHES == 0 {
+                tree.flush().map_err(io::Error::other)?;
+            }
         }
     }
     tree.apply_batch(batch).map_err(io::Error::other)?;

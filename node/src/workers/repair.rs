@@ -14,10 +14,10 @@ use futures::future::BoxFuture;
 
 use super::{StatusHandle, Worker, WorkerError};
 use crate::meta::{
-    now_ms, segment_health, MetaStore, NodeRecord, NodeState, ObjectId, ObjectManifest,
+    now_ms, segment_health, MetaStore, NodeRecord, NodeState, ObjectCursor, ObjectId,
+    ObjectManifest,
 };
 use crate::objects::DataPlane;
-use crate::shards::ShardId;
 
 counters! {
     /// What repair has done.
@@ -191,7 +191,7 @@ struct Walk {
     short_after: Option<(ObjectId, u32)>,
     short_done: bool,
     draining: Vec<u64>,
-    placed_after: Option<ShardId>,
+    placed_after: Option<ObjectCursor>,
 }
 
 impl Walk {
@@ -219,11 +219,10 @@ impl Walk {
             }
         }
         while let Some(&node) = self.draining.first() {
-            let page = meta.placed_on(node, self.placed_after.as_ref(), limit)?;
-            self.placed_after = page.last().map(|p| p.shard);
-            if page.len() < limit {
+            let (page, next) = meta.placed_on(node, self.placed_after.as_ref(), limit)?;
+            self.placed_after = next;
+            if self.placed_after.is_none() {
                 self.draining.remove(0);
-                self.placed_after = None;
             }
             let mut segments = Vec::new();
             for p in page {

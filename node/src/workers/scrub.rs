@@ -74,11 +74,11 @@ impl Scrubber {
         let (mut checked, mut bad) = (0u64, 0u64);
         let mut after = None;
         loop {
-            // This node's files only, a page at a time, from the index the
-            // state machine keeps: never every manifest.
-            let page = meta.placed_on(me, after.as_ref(), PAGE)?;
-            after = page.last().map(|p| p.shard);
-            let last_page = page.len() < PAGE;
+            // This node's files only, a page of manifests at a time: never
+            // every manifest at once.
+            let (page, next) = meta.placed_on(me, after.as_ref(), PAGE)?;
+            let last_page = next.is_none();
+            after = next;
             for placed in page {
                 let id = placed.shard;
                 let store = self.store.clone();

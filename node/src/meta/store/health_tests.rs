@@ -234,7 +234,7 @@ proptest! {
             let counted = s.recount().expect("recount");
             prop_assert_eq!(&kept, &counted, "after step {} ({:?})", n, step);
             for node in 1..=u64::from(NODES) {
-                let listed = s.placed_on(node, None, 10_000).expect("index").len() as u64;
+                let listed = s.placed_on(node, None, 10_000).expect("walk").0.len() as u64;
                 prop_assert_eq!(listed, counted.shards_per_node.get(&node).copied().unwrap_or(0));
             }
             let short = s.short_segments(None, 10_000).expect("short").len() as u64;
@@ -270,16 +270,26 @@ fn paging_walks_every_object_and_shard_once() {
     assert_eq!(seen, want);
     let mut placed = Vec::new();
     let mut after = None;
+    let mut pages = 0;
     loop {
-        let page = s.placed_on(2, after.as_ref(), 4).expect("placed");
-        after = page.last().map(|p| p.shard);
-        let done = page.len() < 4;
+        let (page, next) = s.placed_on(2, after.as_ref(), 4).expect("placed");
+        pages += 1;
         placed.extend(page);
-        if done {
-            break;
+        match next {
+            Some(c) => after = Some(c),
+            None => break,
         }
     }
+    assert_eq!(pages, 7, "25 manifests, 4 a page");
     assert_eq!(placed.len(), 50, "two segments of 25 objects on node 2");
+    let mut unique: Vec<_> = placed.iter().map(|p| p.shard).collect();
+    unique.sort_by_key(|id| id.to_string());
+    unique.dedup();
+    assert_eq!(unique.len(), 50, "each shard once");
+    for p in &placed {
+        assert!(s.is_placed(2, &p.shard).expect("lookup"));
+        assert!(!s.is_placed(3, &p.shard).expect("lookup"));
+    }
     assert!(placed
         .iter()
         .all(|p| p.digest == Some(Digest([2; 32])) && !p.damaged));

@@ -1,6 +1,5 @@
 //! How the tree's keys are spelled: one prefix per kind of record.
 
-use crate::ids::ShardId;
 use crate::meta::{Grant, HoldTarget, ObjectId};
 
 pub(super) const CLUSTER_ID: &[u8] = b"cluster_id";
@@ -27,9 +26,6 @@ pub(super) const OBJECT_ID_PREFIX: &[u8] = b"objid/";
 /// `upload/<16-byte object id>` → an upload in progress.
 pub(super) const UPLOAD_PREFIX: &[u8] = b"upload/";
 pub(super) const PRINCIPAL_PREFIX: &[u8] = b"principal/";
-/// `placed/<node as 8 big-endian bytes><shard id>` → `<damaged byte>[digest]`:
-/// the shard files the manifests place on each node.
-pub(super) const PLACED_PREFIX: &[u8] = b"placed/";
 /// `short/<object id><segment as 4 big-endian bytes>` → how many of the
 /// segment's shards are not healthy (4 big-endian bytes); only for segments
 /// short of at least one.
@@ -169,28 +165,6 @@ pub(super) fn upload_key(id: &ObjectId) -> Vec<u8> {
     let mut k = UPLOAD_PREFIX.to_vec();
     k.extend_from_slice(&id.0);
     k
-}
-
-/// The bytes of a shard id in keys: object id, segment, index.
-fn push_shard(key: &mut Vec<u8>, shard: &ShardId) {
-    key.extend_from_slice(&shard.to_key_bytes());
-}
-
-pub(super) fn placed_prefix(node: u64) -> Vec<u8> {
-    let mut k = PLACED_PREFIX.to_vec();
-    k.extend_from_slice(&node.to_be_bytes());
-    k
-}
-
-pub(super) fn placed_key(node: u64, shard: &ShardId) -> Vec<u8> {
-    let mut k = placed_prefix(node);
-    push_shard(&mut k, shard);
-    k
-}
-
-/// The shard id at the end of a `placed/` key.
-pub(super) fn placed_shard(key: &[u8]) -> Option<ShardId> {
-    ShardId::from_key_bytes(key.get(PLACED_PREFIX.len() + 8..)?)
 }
 
 pub(super) fn short_key(object: &ObjectId, segment: u32) -> Vec<u8> {

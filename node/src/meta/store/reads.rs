@@ -309,39 +309,37 @@ impl MetaStore {
         Ok(survey)
     }
 
-    /// Up to `limit` of the shard files the manifests place on `node`, in
-    /// id order, after `after`.
+    /// The shard files the manifests place on `node`, among up to `limit`
+    /// manifests after where the last page stopped (in key order); and
+    /// where this page stopped, unless it was the last. A page may hold no
+    /// shard of the node and still not be the last. Memory is one page,
+    /// however many objects there are.
     pub fn placed_on(
         &self,
         node: u64,
-        after: Option<&ShardId>,
+        after: Option<&ObjectCursor>,
         limit: usize,
-    ) -> Result<Vec<PlacedShard>, StoreError> {
-        let prefix = placed_prefix(node);
-        let start = match after {
-            Some(shard) => {
-                let mut k = placed_key(node, shard);
-                k.push(0);
-                k
+    ) -> Result<(Vec<PlacedShard>, Option<ObjectCursor>), StoreError> {
+        let (page, next) = self.objects_page(after, limit)?;
+        let mut placed = Vec::new();
+        for m in &page {
+            for (segment, s) in m.segments.iter().enumerate() {
+                for (index, l) in s.shards.iter().enumerate() {
+                    if l.node == Some(node) {
+                        placed.push(PlacedShard {
+                            shard: ShardId {
+                                object_id: m.object_id,
+                                segment: segment as u32,
+                                index: index as u32,
+                            },
+                            digest: l.digest,
+                            damaged: l.damaged,
+                        });
+                    }
+                }
             }
-            None => prefix.clone(),
-        };
-        let mut out = Vec::new();
-        for kv in self.tree().range(start..) {
-            let (k, v) = kv?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
-            let Some(shard) = placed_shard(&k) else {
-                continue;
-            };
-            out.push(PlacedShard {
-                shard,
-                damaged: v.first().is_some_and(|d| *d != 0),
-                digest: v.get(1..).and_then(Digest::from_slice),
-            });
         }
-        Ok(out)
+        Ok((placed, next))
     }
 
     /// Whether a segment is short of at least one healthy shard.
@@ -349,9 +347,16 @@ impl MetaStore {
         Ok(self.tree().contains_key(short_key(object, segment))?)
     }
 
-    /// Whether a manifest places shard file `shard` on `node`.
+    /// Whether a manifest places shard file `shard` on `node`: two key
+    /// lookups (the object's id, then its manifest).
     pub fn is_placed(&self, node: u64, shard: &ShardId) -> Result<bool, StoreError> {
-        Ok(self.tree().contains_key(placed_key(node, shard))?)
+        let Some(m) = self.object_by_id(&shard.object_id)? else {
+            return Ok(false);
+        };
+        Ok(m.segments
+            .get(shard.segment as usize)
+            .and_then(|s| s.shards.get(shard.index as usize))
+            .is_some_and(|l| l.node == Some(node)))
     }
 
     /// Up to `limit` segments short of at least one healthy shard, in id

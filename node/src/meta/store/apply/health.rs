@@ -1,14 +1,17 @@
 //! The health index, kept in step with every change to shards and nodes so
-//! that status, metrics and repair never scan the manifests: which shard
-//! files each node holds (`placed/`), which segments are short of healthy
-//! shards and by how many (`short/`), and counters over both (`count/`).
-//! Every change is applied in the same batch as the change it follows.
+//! that status, metrics and repair never scan the manifests: which segments
+//! are short of healthy shards and by how many (`short/`), and counters of
+//! those and of the shard files on each node (`count/`). Every change is
+//! applied in the same batch as the change it follows.
+//!
+//! Which files a node holds is read from the manifests themselves (they
+//! name each shard's node): a key per shard file would be six of the eight
+//! keys a small object costs, and the state's memory and size go by keys.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::super::keys::*;
 use super::super::{MetaStore, StoreError};
-use crate::ids::ShardId;
 use crate::meta::Writes;
 use crate::meta::{is_healthy, serves, NodeRecord, NodeState, ObjectId, ShardLocation};
 
@@ -28,15 +31,6 @@ fn read_u32(value: Option<sled::IVec>) -> u32 {
         .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
         .map(u32::from_be_bytes)
         .unwrap_or(0)
-}
-
-/// A `placed/` value: the damaged flag, then the digest if there is one.
-fn placed_value(location: &ShardLocation) -> Vec<u8> {
-    let mut v = vec![u8::from(location.damaged)];
-    if let Some(d) = location.digest {
-        v.extend_from_slice(&d.0);
-    }
-    v
 }
 
 /// The changes one command makes to the counters, summed before they are
@@ -87,19 +81,12 @@ impl MetaStore {
         shards: &[ShardLocation],
         nodes: &Nodes,
         tally: &mut Tally,
-        batch: &mut Writes,
     ) -> Result<(), StoreError> {
         tally.segments += 1;
         let mut short = 0i64;
-        for (index, location) in shards.iter().enumerate() {
+        for location in shards {
             short += i64::from(!is_healthy(location, nodes));
             if let Some(node) = location.node {
-                let shard = ShardId {
-                    object_id: object,
-                    segment,
-                    index: index as u32,
-                };
-                batch.insert(placed_key(node, &shard), placed_value(location));
                 tally.placed(node, 1);
             }
         }
@@ -114,17 +101,10 @@ impl MetaStore {
         segment: u32,
         shards: &[ShardLocation],
         tally: &mut Tally,
-        batch: &mut Writes,
     ) -> Result<(), StoreError> {
         tally.segments -= 1;
-        for (index, location) in shards.iter().enumerate() {
+        for location in shards {
             if let Some(node) = location.node {
-                let shard = ShardId {
-                    object_id: object,
-                    segment,
-                    index: index as u32,
-                };
-                batch.remove(placed_key(node, &shard));
                 tally.placed(node, -1);
             }
         }
@@ -142,23 +122,12 @@ impl MetaStore {
         new: &[ShardLocation],
         nodes: &Nodes,
         tally: &mut Tally,
-        batch: &mut Writes,
     ) -> Result<(), StoreError> {
-        for (index, (before, after)) in old.iter().zip(new).enumerate() {
-            if before == after {
-                continue;
-            }
-            let shard = ShardId {
-                object_id: object,
-                segment,
-                index: index as u32,
-            };
+        for (before, after) in old.iter().zip(new) {
             if let Some(node) = before.node {
-                batch.remove(placed_key(node, &shard));
                 tally.placed(node, -1);
             }
             if let Some(node) = after.node {
-                batch.insert(placed_key(node, &shard), placed_value(after));
                 tally.placed(node, 1);
             }
         }
@@ -169,7 +138,8 @@ impl MetaStore {
 
     /// A node's state changes from `before` to `after`: when that changes
     /// whether it serves its shards, every segment it holds a sound shard
-    /// of gains or loses one healthy shard. Walks that node's index only.
+    /// of gains or loses one healthy shard. Walks the manifests a page at a
+    /// time (a node's state changes seldom; puts and reads never walk).
     pub(super) fn node_state_changed(
         &self,
         node: u64,
@@ -182,18 +152,21 @@ impl MetaStore {
             (false, true) => -1,
             _ => return Ok(()),
         };
-        for kv in self.tree().scan_prefix(placed_prefix(node)) {
-            let (k, v) = kv?;
-            let damaged = v.first().is_some_and(|d| *d != 0);
-            let Some(shard) = placed_shard(&k) else {
-                continue;
-            };
-            // A damaged file is unhealthy wherever it is.
-            if !damaged {
-                self.shortfall(tally, shard.object_id, shard.segment)?.1 += change;
+        let mut cursor = None;
+        loop {
+            let (page, next) = self.placed_on(node, cursor.as_ref(), 1000)?;
+            for placed in page {
+                // A damaged file is unhealthy wherever it is.
+                if !placed.damaged {
+                    let shard = placed.shard;
+                    self.shortfall(tally, shard.object_id, shard.segment)?.1 += change;
+                }
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(()),
             }
         }
-        Ok(())
     }
 
     /// Writes the summed changes of `tally`.

@@ -115,7 +115,7 @@ impl MetaStore {
                 let mut tally = Tally::default();
                 for (i, seg) in manifest.segments.iter().enumerate() {
                     let object = manifest.object_id;
-                    self.index_segment(object, i as u32, &seg.shards, &nodes, &mut tally, batch)?;
+                    self.index_segment(object, i as u32, &seg.shards, &nodes, &mut tally)?;
                 }
                 self.write_tally(tally, batch)?;
                 self.append_audit(audit.iter(), batch)?;
@@ -154,7 +154,7 @@ impl MetaStore {
                 let new = seg.shards.clone();
                 let nodes = self.nodes_by_id()?;
                 let mut tally = Tally::default();
-                self.reindex_segment(*object_id, *segment, &old, &new, &nodes, &mut tally, batch)?;
+                self.reindex_segment(*object_id, *segment, &old, &new, &nodes, &mut tally)?;
                 self.write_tally(tally, batch)?;
                 batch.insert(k, encode(&manifest));
             }
@@ -374,7 +374,7 @@ impl MetaStore {
         batch.remove(object_key(bucket, key));
         for (i, seg) in manifest.segments.iter().enumerate() {
             let object = manifest.object_id;
-            self.unindex_segment(object, i as u32, &seg.shards, tally, batch)?;
+            self.unindex_segment(object, i as u32, &seg.shards, tally)?;
         }
         Ok(())
     }
