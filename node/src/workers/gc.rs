@@ -62,12 +62,17 @@ impl OrphanCollector {
         let me = self.cluster.config().node_id;
         let now = SystemTime::now();
         let (mut kept, mut deleted, mut bytes) = (0u64, 0u64, 0u64);
-        for (id, len, modified) in files {
+        for (n, (id, len, modified)) in files.into_iter().enumerate() {
+            // Each file costs a manifest read: let other tasks (Raft's
+            // heartbeats among them) run between thousands of them.
+            if n % 1000 == 999 {
+                tokio::task::yield_now().await;
+            }
             let old = now
                 .duration_since(modified)
                 .is_ok_and(|age| age >= self.grace);
-            // One key lookup in the index the state machine keeps, not a
-            // manifest per file.
+            // The file's object, by its id, and where its manifest puts
+            // that shard.
             let referenced = self.cluster.meta().is_placed(me, &id)?;
             let uploading = || -> Result<bool, WorkerError> {
                 Ok(self.cluster.meta().upload(&id.object_id)?.is_some())

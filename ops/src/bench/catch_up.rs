@@ -9,12 +9,23 @@ use tresor_proto::v1 as pb;
 
 use super::{current_rss, CALL_TIMEOUT};
 
+/// How a node added at the end caught up.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CaughtUp {
+    /// Seconds from `nodes add` to the leader's commit index.
+    pub secs: f64,
+    /// Its RSS then.
+    pub rss: u64,
+    /// The snapshot it installed (its size), if it kept one.
+    pub snapshot_bytes: Option<u64>,
+}
+
 /// Adds a node to the local cluster and times its catch-up to the
 /// leader's commit index at the time it was added.
 pub(super) async fn catch_up(
     cluster: &mut LocalCluster,
     endpoints: &[String],
-) -> anyhow::Result<(f64, u64)> {
+) -> anyhow::Result<CaughtUp> {
     let index = cluster.define_node("dc1")?;
     let id = cluster.nodes[index].config.node_id;
     cluster.start_node(id, Duration::from_secs(30)).await?;
@@ -57,7 +68,22 @@ pub(super) async fn catch_up(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let took = started.elapsed().as_secs_f64();
+    let secs = started.elapsed().as_secs_f64();
     let rss = node.pid().and_then(current_rss).unwrap_or(0);
-    Ok((took, rss))
+    Ok(CaughtUp {
+        secs,
+        rss,
+        snapshot_bytes: latest_snapshot_bytes(&node.config.data_dir),
+    })
+}
+
+/// The size of the newest snapshot file a node keeps.
+pub(super) fn latest_snapshot_bytes(data_dir: &std::path::Path) -> Option<u64> {
+    std::fs::read_dir(data_dir.join("snapshots"))
+        .ok()?
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "snap"))
+        .filter_map(|e| e.metadata().ok())
+        .max_by_key(|m| m.modified().ok())
+        .map(|m| m.len())
 }

@@ -25,7 +25,7 @@ use tresor_node::devcluster::{LocalCluster, LocalClusterSpec};
 use tresor_proto::v1 as pb;
 use tresor_proto::v1::objects_client::ObjectsClient;
 
-use super::catch_up::catch_up;
+use super::catch_up::{catch_up, latest_snapshot_bytes, CaughtUp};
 use super::stopped::{fill_stopped, settle, status};
 use super::{current_rss, percentile, CALL_TIMEOUT};
 
@@ -285,15 +285,7 @@ async fn measure_step(
         }
         step.disk_bytes_per_object = Some(per(bytes));
         step.shard_files_per_object = Some(per(files));
-        step.snapshot_bytes = std::fs::read_dir(first.join("snapshots"))
-            .ok()
-            .and_then(|d| {
-                d.flatten()
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "snap"))
-                    .filter_map(|e| e.metadata().ok())
-                    .max_by_key(|m| m.modified().ok())
-                    .map(|m| m.len())
-            });
+        step.snapshot_bytes = latest_snapshot_bytes(first);
     }
     Ok(step)
 }
@@ -485,7 +477,7 @@ async fn scale(
     print(opts.json, &steps, caught_up)
 }
 
-fn print(json_out: bool, steps: &[Step], caught_up: Option<(f64, u64)>) -> anyhow::Result<()> {
+fn print(json_out: bool, steps: &[Step], caught_up: Option<CaughtUp>) -> anyhow::Result<()> {
     if json_out {
         let doc = json!({
             "object_bytes": OBJECT_BYTES,
@@ -503,9 +495,10 @@ fn print(json_out: bool, steps: &[Step], caught_up: Option<(f64, u64)>) -> anyho
                 "shard_files_per_object": s.shard_files_per_object,
                 "snapshot_bytes": s.snapshot_bytes,
             })).collect::<Vec<_>>(),
-            "new_node_catch_up": caught_up.map(|(secs, rss)| json!({
-                "seconds": secs,
-                "rss_bytes": rss,
+            "new_node_catch_up": caught_up.map(|c| json!({
+                "seconds": c.secs,
+                "rss_bytes": c.rss,
+                "snapshot_bytes": c.snapshot_bytes,
             })),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -550,11 +543,22 @@ fn print(json_out: bool, steps: &[Step], caught_up: Option<(f64, u64)>) -> anyho
             mib(s.snapshot_bytes),
         );
     }
-    if let Some((secs, rss)) = caught_up {
-        println!(
-            "a node added at the end caught up in {secs:.1} s, RSS {:.0} MiB",
-            rss as f64 / 1048576.0
-        );
+    if let Some(c) = caught_up {
+        let objects = steps.last().map_or(0, |s| s.objects).max(1);
+        match c.snapshot_bytes {
+            Some(bytes) => println!(
+                "a node added at the end caught up in {:.1} s from a {:.0} MiB snapshot ({:.0} B/object), RSS {:.0} MiB",
+                c.secs,
+                bytes as f64 / 1048576.0,
+                bytes as f64 / objects as f64,
+                c.rss as f64 / 1048576.0
+            ),
+            None => println!(
+                "a node added at the end caught up in {:.1} s (from the log), RSS {:.0} MiB",
+                c.secs,
+                c.rss as f64 / 1048576.0
+            ),
+        }
     }
     Ok(())
 }

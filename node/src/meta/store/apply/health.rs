@@ -152,10 +152,19 @@ impl MetaStore {
             (false, true) => -1,
             _ => return Ok(()),
         };
+        // The files left to find: a node that holds none (every node that
+        // joins) costs no walk, and the walk ends at its last file. (When
+        // this command has itself placed or moved files, the whole walk.)
+        let stored = read_u64(self.tree().get(node_shards_key(node))?);
+        let mut left = match tally.node_shards.contains_key(&node) {
+            false => i64::try_from(stored).unwrap_or(i64::MAX),
+            true => i64::MAX,
+        };
         let mut cursor = None;
-        loop {
+        while left > 0 {
             let (page, next) = self.placed_on(node, cursor.as_ref(), 1000)?;
             for placed in page {
+                left -= 1;
                 // A damaged file is unhealthy wherever it is.
                 if !placed.damaged {
                     let shard = placed.shard;
@@ -164,9 +173,10 @@ impl MetaStore {
             }
             match next {
                 Some(c) => cursor = Some(c),
-                None => return Ok(()),
+                None => break,
             }
         }
+        Ok(())
     }
 
     /// Writes the summed changes of `tally`.
