@@ -124,6 +124,9 @@ impl MetaStore {
         tally: &mut Tally,
     ) -> Result<(), StoreError> {
         for (before, after) in old.iter().zip(new) {
+            if before.node == after.node {
+                continue;
+            }
             if let Some(node) = before.node {
                 tally.placed(node, -1);
             }
