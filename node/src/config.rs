@@ -169,15 +169,16 @@ impl Default for DataTuning {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetaTuning {
-    /// Bytes of sled's page cache: the metadata kept in memory. At least
-    /// 1 MiB; 64 MiB by default.
+    /// Bytes of sled's page cache: the metadata kept in memory, counted as
+    /// stored (zstd-compressed, about a quarter of its size in memory). At
+    /// least 1 MiB; 8 MiB by default.
     pub cache_bytes: u64,
 }
 
 impl Default for MetaTuning {
     fn default() -> Self {
         Self {
-            cache_bytes: 64 * 1024 * 1024,
+            cache_bytes: 8 * 1024 * 1024,
         }
     }
 }

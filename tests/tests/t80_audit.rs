@@ -101,7 +101,7 @@ async fn session_is_on_record_and_tampering_is_caught() -> anyhow::Result<()> {
     .await?;
     h.stop(victim).await;
     {
-        let db = sled::open(h.data_dir(victim).join("meta"))?;
+        let db = tresor_node::meta::database::open(&h.data_dir(victim).join("meta"), 1 << 20)?;
         let tree = tresor_node::raft::state_machine::state_tree(&db)?;
         let mut key = b"audit/".to_vec();
         key.extend_from_slice(&put.seq.to_be_bytes());

@@ -262,7 +262,7 @@ async fn replaced_segment_is_named_at_the_changed_entry() -> anyhow::Result<()> 
     h.stop(victim).await;
     {
         // On the victim, the segment's key now names the forged object.
-        let db = sled::open(h.data_dir(victim).join("meta"))?;
+        let db = tresor_node::meta::database::open(&h.data_dir(victim).join("meta"), 1 << 20)?;
         let tree = tresor_node::raft::state_machine::state_tree(&db)?;
         let object_key = |bucket: &str, key: &str| {
             [b"object/", bucket.as_bytes(), b"\0", key.as_bytes()].concat()

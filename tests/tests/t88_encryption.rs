@@ -225,7 +225,7 @@ async fn delete_destroys_the_data_key() -> anyhow::Result<()> {
     h.stop_all().await;
     let raw_id = hex::decode(&object)?;
     for id in h.ids() {
-        let db = sled::open(h.data_dir(id).join("meta"))?;
+        let db = tresor_node::meta::database::open(&h.data_dir(id).join("meta"), 1 << 20)?;
         let tree = tresor_node::raft::state_machine::state_tree(&db)?;
         let mut tombstones = 0;
         for item in tree.iter() {
@@ -357,7 +357,7 @@ async fn deleted_footage_is_crypto_shredded() -> anyhow::Result<()> {
     h.wait_caught_up(6).await?;
     h.stop(6).await;
     let (gone_wrapped, gone_id, kept_key_id) = {
-        let db = sled::open(h.data_dir(6).join("meta"))?;
+        let db = tresor_node::meta::database::open(&h.data_dir(6).join("meta"), 1 << 20)?;
         let meta =
             tresor_node::meta::MetaStore::new(tresor_node::raft::state_machine::state_tree(&db)?);
         let doomed = meta.object("footage", "doomed")?.expect("doomed stored");

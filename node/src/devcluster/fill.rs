@@ -16,6 +16,10 @@ use crate::meta::{
     UploadRecord,
 };
 
+/// sled's cache while filling (the nodes are stopped: the fill is the only
+/// user of the machine's memory).
+const FILL_CACHE_BYTES: u64 = 256 << 20;
+
 /// The manifest of synthetic object `i` of `bucket`: one 4 KiB segment,
 /// 4+2, its six shards on nodes 1..=6.
 pub fn synthetic_manifest(bucket: &str, i: u64) -> ObjectManifest {
@@ -97,7 +101,7 @@ pub fn fill(data_dirs: &[PathBuf], fill: &Fill) -> anyhow::Result<()> {
     let Some((first, others)) = data_dirs.split_first() else {
         return Ok(());
     };
-    let db = sled::open(first.join("meta"))?;
+    let db = crate::meta::database::open(&first.join("meta"), FILL_CACHE_BYTES)?;
     let source = crate::raft::state_machine::state_tree(&db)?;
     let store = MetaStore::new(source.clone());
     let recent_from = fill.recent_from.unwrap_or(u64::MAX);
@@ -122,7 +126,7 @@ pub fn fill(data_dirs: &[PathBuf], fill: &Fill) -> anyhow::Result<()> {
 /// Inserts every key of `source` but the Raft bookkeeping into the state
 /// of the stopped node at `dir`.
 fn copy_state(source: &sled::Tree, dir: &std::path::Path) -> anyhow::Result<()> {
-    let db = sled::open(dir.join("meta"))?;
+    let db = crate::meta::database::open(&dir.join("meta"), FILL_CACHE_BYTES)?;
     let target = crate::raft::state_machine::state_tree(&db)?;
     let mut batch = Writes::default();
     let mut pending = 0;

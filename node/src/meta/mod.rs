@@ -10,6 +10,7 @@ mod access;
 pub mod audit;
 pub mod codec;
 mod command;
+pub mod database;
 mod encryption;
 pub mod epochs;
 mod health;

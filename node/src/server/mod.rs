@@ -196,14 +196,12 @@ pub async fn run(
     };
 
     let meta_dir = config.data_dir.join("meta");
-    let db = sled::Config::new()
-        .path(&meta_dir)
-        .cache_capacity(config.meta.cache_bytes)
-        .open()
-        .map_err(|source| ServeError::Store {
+    let db = crate::meta::database::open(&meta_dir, config.meta.cache_bytes).map_err(|source| {
+        ServeError::Store {
             path: meta_dir.clone(),
             source,
-        })?;
+        }
+    })?;
     let store_err = |source| ServeError::Store {
         path: meta_dir.clone(),
         source,

@@ -55,11 +55,7 @@ fn peak_while<T>(f: impl FnOnce() -> T) -> (T, usize) {
 }
 
 fn open_at(dir: &std::path::Path, name: &str) -> StateMachine {
-    let db = sled::Config::new()
-        .path(dir.join(name))
-        .cache_capacity(4 << 20)
-        .open()
-        .expect("sled");
+    let db = crate::meta::database::open(&dir.join(name), 4 << 20).expect("sled");
     StateMachine::open(&db, &dir.join(format!("{name}-snapshots"))).expect("open")
 }
 
