@@ -64,6 +64,9 @@ pub struct NodeConfig {
     /// TLS, authentication and encryption at rest.
     #[serde(default)]
     pub security: SecurityConfig,
+    /// How much work the node takes on at once.
+    #[serde(default)]
+    pub admission: AdmissionTuning,
 }
 
 /// Transport security and encryption at rest. Secure unless `insecure` is
@@ -160,6 +163,32 @@ impl Default for DataTuning {
         Self {
             shard_bytes: 1024 * 1024,
             segment_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// Admission control: how many uploads and downloads a node carries at
+/// once. A call over a limit is refused at once with `RESOURCE_EXHAUSTED`
+/// and a retry hint (`grpc-retry-pushback-ms`), never queued: a node's
+/// memory for object traffic is these limits times what one call holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionTuning {
+    /// Put calls in flight on this node (1 to 10,000; 32 by default).
+    pub max_uploads: u32,
+    /// Get calls in flight on this node (1 to 10,000; 64 by default).
+    pub max_downloads: u32,
+    /// How long a refused client is told to wait before trying again, ms
+    /// (1 to 600,000; 1,000 by default).
+    pub retry_after_ms: u64,
+}
+
+impl Default for AdmissionTuning {
+    fn default() -> Self {
+        Self {
+            max_uploads: 32,
+            max_downloads: 64,
+            retry_after_ms: 1000,
         }
     }
 }
@@ -438,6 +467,17 @@ impl NodeConfig {
         }
         if r.snapshot_after_entries == 0 {
             return Err(invalid("raft.snapshot_after_entries", "must be at least 1"));
+        }
+        for (field, limit) in [
+            ("admission.max_uploads", self.admission.max_uploads),
+            ("admission.max_downloads", self.admission.max_downloads),
+        ] {
+            if !(1..=10_000).contains(&limit) {
+                return Err(invalid(field, "must be 1 to 10000"));
+            }
+        }
+        if !(1..=600_000).contains(&self.admission.retry_after_ms) {
+            return Err(invalid("admission.retry_after_ms", "must be 1 to 600000"));
         }
         if self.meta.cache_bytes < 1024 * 1024 {
             return Err(invalid("meta.cache_bytes", "must be at least 1048576"));

@@ -87,8 +87,11 @@ impl Harness {
             })
             .await?
             .into_inner();
-        let info = match stream.message().await?.and_then(|m| m.msg) {
-            Some(pb::get_response::Msg::Info(info)) => info,
+        let (info, range) = match stream.message().await? {
+            Some(pb::GetResponse {
+                msg: Some(pb::get_response::Msg::Info(info)),
+                range,
+            }) => (info, range),
             other => {
                 return Err(tonic::Status::internal(format!(
                     "first message was {other:?}"
@@ -101,6 +104,16 @@ impl Harness {
                 Some(pb::get_response::Msg::Data(d)) => data.extend_from_slice(&d),
                 other => return Err(tonic::Status::internal(format!("unexpected {other:?}"))),
             }
+        }
+        // The first message announces exactly the bytes that came.
+        let sent = pb::ByteRange {
+            offset: offset.unwrap_or(0),
+            length: data.len() as u64,
+        };
+        if range.as_ref() != Some(&sent) {
+            return Err(tonic::Status::internal(format!(
+                "the first message announced {range:?}; {sent:?} came"
+            )));
         }
         Ok((info, data))
     }

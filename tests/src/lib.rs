@@ -119,6 +119,7 @@ pub fn spec(nodes: usize, zones: usize) -> LocalClusterSpec {
             packed_shard_bytes: 0,
         },
         security,
+        admission: Default::default(),
     }
 }
 

@@ -359,3 +359,124 @@ async fn malformed_protobuf_is_invalid_argument() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The retry hint of a refusal, in milliseconds.
+fn pushback(status: &tonic::Status) -> Option<String> {
+    status
+        .metadata()
+        .get("grpc-retry-pushback-ms")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// A node carries at most `[admission]` uploads and downloads at once; one
+/// more is refused at once with RESOURCE_EXHAUSTED and a retry hint, and is
+/// admitted once a permit comes back. Other nodes keep their own permits.
+#[tokio::test]
+async fn calls_over_a_nodes_limits_are_refused_with_a_retry_hint() -> anyhow::Result<()> {
+    let mut s = tresor_tests::spec(6, 3);
+    s.admission = tresor_node::config::AdmissionTuning {
+        max_uploads: 1,
+        max_downloads: 1,
+        retry_after_ms: 250,
+    };
+    let h = cluster!(data, spec = s)?;
+    let via = 2;
+    // Larger than what the node and the client buffer between them, so a
+    // download that is not read stays open.
+    let big: Vec<u8> = (0..40u32 << 20).map(|i| (i % 251) as u8).collect();
+    h.put(via, "footage", "big", &big).await?;
+
+    // Downloads: the first message of one proves it holds the permit.
+    let mut reader = h.objects(via).await?;
+    let mut held = reader
+        .get(pb::GetRequest {
+            bucket: "footage".into(),
+            key: "big".into(),
+            offset: None,
+            length: None,
+        })
+        .await?
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(30), held.message()).await??;
+    assert!(
+        matches!(
+            first.and_then(|m| m.msg),
+            Some(pb::get_response::Msg::Info(_))
+        ),
+        "the held download started"
+    );
+    let err = h
+        .get(via, "footage", "big", Some(0), Some(10))
+        .await
+        .expect_err("a second download on the node");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    assert_eq!(pushback(&err).as_deref(), Some("250"), "{err:?}");
+    h.get(3, "footage", "big", Some(0), Some(10)).await?;
+    drop(held);
+    drop(reader);
+    tresor_tests::wait_for(
+        "the download's permit back",
+        tresor_tests::SETTLE_TIMEOUT,
+        || async {
+            Ok(h.get(via, "footage", "big", Some(0), Some(10))
+                .await
+                .ok()
+                .map(|_| ()))
+        },
+    )
+    .await?;
+
+    // Uploads: one held open, its body not sent yet. Until the node has
+    // admitted it, a probe may pass (or take the permit first and get the
+    // held one refused): either way one of two uploads in flight at once
+    // is refused.
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::PutRequest>(4);
+    tx.send(pb::PutRequest {
+        msg: Some(pb::put_request::Msg::Header(tresor_tests::header(
+            "footage", "held",
+        ))),
+    })
+    .await?;
+    let mut writer = h.objects(via).await?;
+    let held_put = tokio::spawn(async move {
+        let body =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+        writer.put(body).await
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut refused = None;
+    for probe in 0.. {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no upload was refused"
+        );
+        if held_put.is_finished() {
+            break;
+        }
+        match h.put(via, "footage", &format!("probe-{probe}"), b"x").await {
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    tx.send(pb::PutRequest {
+        msg: Some(pb::put_request::Msg::Data(b"held bytes".to_vec())),
+    })
+    .await
+    .ok();
+    drop(tx);
+    let held_result = tokio::time::timeout(Duration::from_secs(60), held_put).await??;
+    let refused = match (refused, held_result) {
+        (Some(status), Ok(_)) => status,
+        (None, Err(status)) => status,
+        (refused, held) => panic!("probe refused {refused:?}, held upload answered {held:?}"),
+    };
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    assert_eq!(pushback(&refused).as_deref(), Some("250"), "{refused:?}");
+    h.put(via, "footage", "after", b"the permit came back")
+        .await?;
+    Ok(())
+}

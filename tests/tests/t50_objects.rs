@@ -84,7 +84,7 @@ async fn random_ranges_match_the_original() -> anyhow::Result<()> {
     // Ranges drawn by proptest (deterministic seed, so failures reproduce).
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let len = data.len() as u64;
-    let strategy = (0..=len, 0..=len + 10);
+    let strategy = (0..len, 0..=len + 10);
     let mut cases = Vec::new();
     for _ in 0..40 {
         let tree = strategy
@@ -103,11 +103,13 @@ async fn random_ranges_match_the_original() -> anyhow::Result<()> {
     // Open-ended range and one past the end.
     let (_, tail) = h.get(3, "footage", "ranged", Some(len - 5), None).await?;
     assert_eq!(tail, &data[data.len() - 5..]);
-    let err = h
-        .get(3, "footage", "ranged", Some(len + 1), None)
-        .await
-        .expect_err("past the end");
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    for past in [len, len + 1, u64::MAX] {
+        let err = h
+            .get(3, "footage", "ranged", Some(past), Some(1))
+            .await
+            .expect_err("past the end");
+        assert_eq!(err.code(), tonic::Code::OutOfRange, "offset {past}: {err}");
+    }
     Ok(())
 }
 
@@ -160,11 +162,64 @@ async fn bad_puts_are_refused_and_store_nothing() -> anyhow::Result<()> {
     garbage.expected_sha256 = "xyz".into();
     let err = h.put_with(3, garbage, &data).await.expect_err("bad hex");
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+
+    // Content type and metadata past their limits; a message past the
+    // size limit, streamed and unary.
+    let mut long_type = header("footage", "checked");
+    long_type.content_type = "v".repeat(257);
+    let mut many = header("footage", "checked");
+    many.metadata = (0..65).map(|i| (format!("k{i}"), "v".into())).collect();
+    let mut large = header("footage", "checked");
+    large.metadata = [("note".to_string(), "n".repeat(8 * 1024 - 3))].into();
+    for (what, bad) in [("type", long_type), ("entries", many), ("bytes", large)] {
+        let err = h.put_with(3, bad, &data).await.expect_err(what);
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{what}: {err}");
+    }
+    // (this client sends what the server must refuse)
+    let mut client = h.objects(2).await?.max_encoding_message_size(usize::MAX);
+    let oversized = vec![
+        tresor_proto::v1::PutRequest {
+            msg: Some(tresor_proto::v1::put_request::Msg::Header(header(
+                "footage", "checked",
+            ))),
+        },
+        tresor_proto::v1::PutRequest {
+            msg: Some(tresor_proto::v1::put_request::Msg::Data(vec![
+                0;
+                16 * 1024
+                    * 1024
+            ])),
+        },
+    ];
+    let err = client
+        .put(futures::stream::iter(oversized))
+        .await
+        .expect_err("oversized message");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    let err = client
+        .stat(tresor_proto::v1::StatRequest {
+            bucket: "footage".into(),
+            key: "k".repeat(16 * 1024 * 1024),
+        })
+        .await
+        .expect_err("oversized unary message");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
     let err = h
         .stat(4, "footage", "checked")
         .await
         .expect_err("nothing stored");
     assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+
+    // At the limits exactly, the attributes are stored as sent.
+    let mut full = header("footage", "full");
+    full.content_type = "v".repeat(256);
+    full.metadata = (0..64)
+        .map(|i| (format!("k{i:02}"), "v".repeat(128 - 3)))
+        .collect();
+    h.put_with(4, full.clone(), b"bytes").await?;
+    let info = h.stat(5, "footage", "full").await?;
+    assert_eq!(info.content_type, full.content_type);
+    assert_eq!(info.metadata, full.metadata);
 
     // The right one works; a second put to the same key does not.
     let mut right = header("footage", "checked");
@@ -179,7 +234,7 @@ async fn bad_puts_are_refused_and_store_nothing() -> anyhow::Result<()> {
     assert!(got == data, "the first version must be intact");
 
     // Refused uploads leave no shard files behind (cleanup is asynchronous).
-    let expected_files = 6; // one object of one segment, one file per node
+    let expected_files = 12; // two objects of one segment, one file per node
     tresor_tests::wait_for("orphans cleaned", tresor_tests::SETTLE_TIMEOUT, || async {
         let files: usize = h.ids().iter().map(|id| h.shard_files(*id).len()).sum();
         Ok((files == expected_files).then_some(()))

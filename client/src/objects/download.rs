@@ -135,23 +135,32 @@ where
     let mut stream = bounded(CALL_TIMEOUT, "to a download", rpc.get(request))
         .await?
         .into_inner();
-    let info = match bounded(STREAM_STALL_TIMEOUT, "in a download", stream.message()).await? {
-        Some(message) => match message.msg {
-            Some(get_response::Msg::Info(info)) => info,
-            _ => {
+    let (info, announced) =
+        match bounded(STREAM_STALL_TIMEOUT, "in a download", stream.message()).await? {
+            Some(message) => match message.msg {
+                Some(get_response::Msg::Info(info)) => (info, message.range),
+                _ => {
+                    return Err(ObjectError::Protocol(
+                        "the node sent data before the object's info".into(),
+                    ))
+                }
+            },
+            None => {
                 return Err(ObjectError::Protocol(
-                    "the node sent data before the object's info".into(),
+                    "the node ended the download without sending the object's info".into(),
                 ))
             }
-        },
-        None => {
-            return Err(ObjectError::Protocol(
-                "the node ended the download without sending the object's info".into(),
-            ))
-        }
-    };
+        };
     let remaining = info.size.saturating_sub(offset);
     let expected = length.map_or(remaining, |length| length.min(remaining));
+    if let Some(range) = announced {
+        if (range.offset, range.length) != (offset, expected) {
+            return Err(ObjectError::Protocol(format!(
+                "the node announced bytes {}+{} of {} for a request of {offset}+{expected}",
+                range.offset, range.length, info.size
+            )));
+        }
+    }
     let whole_object = offset == 0 && expected == info.size;
     let mut hasher = whole_object.then(Sha256::new);
 

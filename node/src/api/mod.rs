@@ -5,13 +5,14 @@
 //! nodes. The server that hosts them all is built in `server`.
 
 pub mod admin;
+pub mod admission;
 pub mod audit;
 pub mod auth;
 pub mod connections;
 mod guard;
 pub mod objects;
 pub mod shards;
-mod status;
+pub(crate) mod status;
 
 pub use guard::{MemberGuard, REMOVAL_GRACE};
 pub use status::{

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tresor_proto::v1 as pb;
 use tresor_proto::v1::objects_server::Objects;
 
+use super::admission::{Admission, Traffic};
 use super::audit::AuditSink;
 use super::auth::{peer_name, Action, Authorizer, Caller};
 use super::{object_status, outcome_of, store_status};
@@ -36,6 +37,7 @@ pub struct ObjectsService {
     metrics: Metrics,
     audit: AuditSink,
     auth: Authorizer,
+    admission: Admission,
 }
 
 impl ObjectsService {
@@ -43,11 +45,13 @@ impl ObjectsService {
     /// in `audit`.
     pub fn new(plane: Arc<DataPlane>, metrics: Metrics, audit: AuditSink) -> Self {
         let auth = Authorizer::new(plane.cluster().clone(), audit.clone());
+        let admission = Admission::new(&plane.cluster().config().admission);
         Self {
             plane,
             metrics,
             audit,
             auth,
+            admission,
         }
     }
 
@@ -298,7 +302,10 @@ impl Objects for ObjectsService {
         // put into the bucket once the header names it.
         let (principal, result) = match self.auth.authenticate(&request, Action::Put).await {
             Ok(caller) => {
-                let result = self.put_inner(request, &caller, &mut named).await;
+                let result = match self.admission.enter(Traffic::Upload) {
+                    Ok(_permit) => self.put_inner(request, &caller, &mut named).await,
+                    Err(busy) => Err(busy),
+                };
                 (caller.name().to_string(), result)
             }
             Err(status) => (peer_name(&request), Err(status)),
@@ -430,6 +437,12 @@ impl ObjectsService {
                     "a Put carries one header, as its first message".into(),
                 ))),
                 Ok(pb::PutRequest { msg: None }) => None,
+                Err(status) if crate::api::status::is_over_size_limit(&status) => {
+                    Some(Err(ObjectError::ResourceExhausted(format!(
+                        "{}; nothing was stored",
+                        status.message()
+                    ))))
+                }
                 Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
                     Some(Err(ObjectError::Cancelled(format!(
                         "upload stalled: {}; nothing was stored",
@@ -465,6 +478,8 @@ impl ObjectsService {
         request: Request<pb::GetRequest>,
         caller: &Caller,
     ) -> Result<(Response<GetStream>, Served), Status> {
+        // Held by the stream until its last message.
+        let permit = self.admission.enter(Traffic::Download)?;
         let caught_up = self.caught_up(caller).await?;
         let req = request.into_inner();
         let range = ObjectRange {
@@ -479,15 +494,25 @@ impl ObjectsService {
         let sha = manifest.sha256.clone();
         let info = pb::GetResponse {
             msg: Some(pb::get_response::Msg::Info(object_info(&manifest))),
+            range: Some(pb::ByteRange {
+                offset: start,
+                length: end - start,
+            }),
         };
         let data = bytes.map(|chunk| {
             chunk
                 .map(|data| pb::GetResponse {
                     msg: Some(pb::get_response::Msg::Data(data)),
+                    range: None,
                 })
                 .map_err(object_status)
         });
-        let stream = futures::stream::once(async { Ok(info) }).chain(data);
+        let stream = futures::stream::once(async { Ok(info) })
+            .chain(data)
+            .map(move |message| {
+                let _held = &permit;
+                message
+            });
         let served = Served {
             sha256: sha,
             bytes_out: end - start,

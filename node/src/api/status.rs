@@ -72,6 +72,8 @@ pub fn object_status(e: crate::objects::ObjectError) -> Status {
         ObjectError::FailedPrecondition(m) => Status::failed_precondition(m),
         ObjectError::Unavailable(m) => Status::unavailable(m),
         ObjectError::Cancelled(m) => Status::cancelled(m),
+        ObjectError::OutOfRange(m) => Status::out_of_range(m),
+        ObjectError::ResourceExhausted(m) => Status::resource_exhausted(m),
         ObjectError::DataLoss(m) => Status::data_loss(m),
         ObjectError::Internal(m) => Status::internal(m),
     }
@@ -96,6 +98,35 @@ fn snake_case(name: &str) -> String {
         out.push(c.to_ascii_lowercase());
     }
     out
+}
+
+/// Whether `status` is tonic refusing a message over the size limit (tonic
+/// says `OUT_OF_RANGE`, with this wording, and only there).
+pub fn is_over_size_limit(status: &Status) -> bool {
+    status.code() == tonic::Code::OutOfRange
+        && status.message().contains("message length too large")
+}
+
+/// A response carrying tonic's refusal of an oversized request message,
+/// rewritten to `RESOURCE_EXHAUSTED` as gRPC specifies (a client must not
+/// mistake it for a range error, or retry it unchanged). Every other
+/// response passes as it is.
+pub fn over_size_as_resource_exhausted<B>(
+    mut response: tonic::codegen::http::Response<B>,
+) -> tonic::codegen::http::Response<B> {
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    if is_over_size_limit(&status) {
+        let exhausted = Status::resource_exhausted(format!(
+            "{}: send object bytes in messages of 1 MiB or less",
+            status.message()
+        ));
+        if exhausted.add_header(response.headers_mut()).is_err() {
+            tracing::warn!("could not rewrite an oversized message's refusal");
+        }
+    }
+    response
 }
 
 #[cfg(test)]

@@ -32,8 +32,8 @@ use tresor_client::Credentials;
 use tresor_proto::v1 as pb;
 
 use crate::config::{
-    AuditTuning, DataTuning, HealingTuning, NodeConfig, RaftTuning, RetentionTuning,
-    SecurityConfig, ShardTuning,
+    AdmissionTuning, AuditTuning, DataTuning, HealingTuning, NodeConfig, RaftTuning,
+    RetentionTuning, SecurityConfig, ShardTuning,
 };
 use crate::tls::{CertFiles, Subject, Validity};
 
@@ -60,6 +60,8 @@ pub struct LocalClusterSpec {
     pub shards: ShardTuning,
     /// TLS, authentication and encryption at rest.
     pub security: DevSecurity,
+    /// Uploads and downloads each node carries at once.
+    pub admission: AdmissionTuning,
 }
 
 /// Security of a local cluster.
@@ -94,6 +96,7 @@ impl Default for LocalClusterSpec {
             retention: RetentionTuning::default(),
             shards: ShardTuning::default(),
             security: DevSecurity::default(),
+            admission: AdmissionTuning::default(),
         }
     }
 }
@@ -349,6 +352,7 @@ impl LocalCluster {
             retention: self.spec.retention.clone(),
             shards: self.spec.shards.clone(),
             security: self.node_security(id, ca_dir)?,
+            admission: self.spec.admission.clone(),
         };
         config.validate()?;
         let config_path = self.dir.join(format!("node-{id}.toml"));

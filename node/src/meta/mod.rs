@@ -30,7 +30,8 @@ pub use model::{
     MetaError, NodeRecord, NodeState,
 };
 pub use object::{
-    validate_key, Digest, ObjectId, ObjectManifest, SegmentManifest, ShardLocation, StripeRef,
+    validate_attributes, validate_key, Digest, ObjectId, ObjectManifest, SegmentManifest,
+    ShardLocation, StripeRef,
 };
 pub use retention::{Hold, HoldTarget, ObjectRetention, ReceiptDue, RetentionPolicy, Tombstone};
 pub use store::{

@@ -209,9 +209,85 @@ pub fn validate_key(key: &str) -> Result<(), super::MetaError> {
     Ok(())
 }
 
+/// Most user metadata entries an object may carry.
+pub const MAX_METADATA_ENTRIES: usize = 64;
+/// Most bytes of user metadata, keys and values together.
+pub const MAX_METADATA_BYTES: usize = 8 * 1024;
+/// Longest content type, in bytes.
+pub const MAX_CONTENT_TYPE_BYTES: usize = 256;
+
+/// Checks an object's content type and user metadata against the limits
+/// above: they travel in its manifest, so in the Raft log, every node's
+/// state and every snapshot.
+pub fn validate_attributes(
+    content_type: &str,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), super::MetaError> {
+    let invalid = |m: String| Err(super::MetaError::InvalidArgument(m));
+    if content_type.len() > MAX_CONTENT_TYPE_BYTES {
+        return invalid(format!(
+            "content type is {} bytes; at most {MAX_CONTENT_TYPE_BYTES} are allowed",
+            content_type.len()
+        ));
+    }
+    if metadata.len() > MAX_METADATA_ENTRIES {
+        return invalid(format!(
+            "metadata has {} entries; at most {MAX_METADATA_ENTRIES} are allowed",
+            metadata.len()
+        ));
+    }
+    let bytes: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_METADATA_BYTES {
+        return invalid(format!(
+            "metadata is {bytes} bytes (keys and values); at most {MAX_METADATA_BYTES} are allowed"
+        ));
+    }
+    if metadata.keys().any(|k| k.is_empty()) {
+        return invalid("metadata keys must not be empty".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_are_refused_past_their_limits_only() {
+        let entries = |n: usize, value: usize| -> BTreeMap<String, String> {
+            (0..n)
+                .map(|i| (format!("k{i:02}"), "v".repeat(value)))
+                .collect()
+        };
+        let at_limit = entries(64, 128 - 3);
+        assert_eq!(
+            at_limit
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>(),
+            MAX_METADATA_BYTES
+        );
+        assert!(validate_attributes(&"t".repeat(256), &at_limit).is_ok());
+        let refused = [
+            ("type", "t".repeat(257), BTreeMap::new()),
+            ("entries", String::new(), entries(65, 1)),
+            ("bytes", String::new(), entries(64, 128 - 2)),
+            (
+                "empty key",
+                String::new(),
+                [(String::new(), "v".into())].into(),
+            ),
+        ];
+        for (what, content_type, metadata) in refused {
+            assert!(
+                matches!(
+                    validate_attributes(&content_type, &metadata),
+                    Err(super::super::MetaError::InvalidArgument(_))
+                ),
+                "{what}"
+            );
+        }
+    }
 
     fn manifest(size: u64, data: u32, block: u32, per_segment: u32) -> ObjectManifest {
         ObjectManifest {

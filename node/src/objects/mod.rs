@@ -61,6 +61,12 @@ pub enum ObjectError {
     /// The request was cut off by the client.
     #[error("{0}")]
     Cancelled(String),
+    /// A range that starts past the end of the object.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A message over the size limit.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// Stored bytes failed authentication and could not be rebuilt.
     #[error("{0}")]
     DataLoss(String),

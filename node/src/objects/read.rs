@@ -119,8 +119,8 @@ impl DataPlane {
         range: ObjectRange,
     ) -> Result<(ObjectManifest, (u64, u64), ObjectStream), ObjectError> {
         let manifest = self.manifest(caught_up, bucket, key)?;
-        if range.offset > manifest.size {
-            return Err(ObjectError::InvalidArgument(format!(
+        if range.offset > 0 && range.offset >= manifest.size {
+            return Err(ObjectError::OutOfRange(format!(
                 "range starts at byte {}, but {bucket}/{key} has {} bytes",
                 range.offset, manifest.size
             )));

@@ -19,8 +19,8 @@ use crate::crypto::{DataKey, CHUNK_BYTES};
 use crate::erasure::Codec;
 use crate::meta::ObjectEncryption;
 use crate::meta::{
-    now_ms, validate_bucket_name, validate_key, Command, ObjectId, ObjectManifest, SegmentManifest,
-    ShardLocation, UploadRecord,
+    now_ms, validate_attributes, validate_bucket_name, validate_key, Command, ObjectId,
+    ObjectManifest, SegmentManifest, ShardLocation, UploadRecord,
 };
 use crate::placement::Candidate;
 use crate::raft::CaughtUp;
@@ -148,6 +148,7 @@ impl DataPlane {
     ) -> Result<ObjectManifest, ObjectError> {
         validate_bucket_name(&spec.bucket)?;
         validate_key(&spec.key)?;
+        validate_attributes(&spec.content_type, &spec.metadata)?;
         let expected = match &spec.expected_sha256 {
             Some(hex_sum) => {
                 let bytes = hex::decode(hex_sum)

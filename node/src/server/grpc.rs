@@ -94,6 +94,9 @@ pub(super) async fn serve_grpc(
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .tcp_keepalive(Some(Duration::from_secs(60)))
+        .layer(tower::util::MapResponseLayer::new(
+            crate::api::status::over_size_as_resource_exhausted::<tonic::body::Body>,
+        ))
         .add_service(health_service)
         .add_optional_service(reflection)
         .add_service(admin)
