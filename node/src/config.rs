@@ -306,14 +306,8 @@ pub struct RaftTuning {
     /// greater than `election_timeout_min_ms`.
     pub election_timeout_max_ms: u64,
     /// A snapshot of the state machine is built after this many log entries
-    /// since the last one — or more, see `snapshot_pairs_per_entry` — and
-    /// the log before it is purged.
+    /// since the last one, and the log before it is purged.
     pub snapshot_after_entries: u64,
-    /// A build reads every pair of the state: it waits for at least one
-    /// log entry per this many pairs (about two per object), so its cost
-    /// per entry stays bounded as the state grows. 0: builds are spaced by
-    /// `snapshot_after_entries` alone. 20 by default.
-    pub snapshot_pairs_per_entry: u64,
     /// Log entries kept behind the last snapshot so that slightly lagging
     /// nodes catch up from the log rather than from a snapshot.
     pub keep_entries_after_snapshot: u64,
@@ -330,7 +324,6 @@ impl Default for RaftTuning {
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
             snapshot_after_entries: 10_000,
-            snapshot_pairs_per_entry: 20,
             keep_entries_after_snapshot: 1_000,
             add_wait_secs: 45,
         }

@@ -86,9 +86,6 @@ async fn leadership_is_stable_under_metadata_load() -> anyhow::Result<()> {
     // synthetic objects have no files).
     s.raft = RaftTuning {
         snapshot_after_entries: 1_000,
-        // (builds every 1,000 entries whatever the state's size: the
-        // stress this test is for)
-        snapshot_pairs_per_entry: 0,
         keep_entries_after_snapshot: 0,
         ..RaftTuning::default()
     };

@@ -13,7 +13,6 @@ pub mod network;
 mod reads;
 pub mod service;
 pub mod snapshot;
-pub mod snapshot_policy;
 mod snapshot_send;
 pub mod state_machine;
 pub mod voters;
@@ -56,8 +55,7 @@ pub fn raft_config(
         heartbeat_interval: tuning.heartbeat_ms,
         election_timeout_min: tuning.election_timeout_min_ms,
         election_timeout_max: tuning.election_timeout_max_ms,
-        // Builds are asked for by `snapshot_policy`, by the state's size.
-        snapshot_policy: openraft::SnapshotPolicy::Never,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(tuning.snapshot_after_entries),
         max_in_snapshot_log_to_keep: tuning.keep_entries_after_snapshot,
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
         install_snapshot_timeout: 10_000,

@@ -292,7 +292,6 @@ pub async fn run(
     ));
     let metrics = crate::metrics::Metrics::new(config.node_id);
     let workers = Arc::new(spawn_workers(&config, &cluster, &plane, &store, &stop_rx));
-    crate::raft::snapshot_policy::spawn(cluster.clone(), stop_rx.clone());
     spawn_gauges(
         cluster.clone(),
         workers.clone(),
