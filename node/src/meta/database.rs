@@ -16,7 +16,7 @@
 //! pins free, so the rest waits for pins that may not come: loading
 //! 800,000 pairs left ~440 MiB of such garbage behind (RSS 490 MiB), freed
 //! only by pinning a few hundred thousand times afterwards. One thread
-//! ([`start_reclaimer`]) pins and flushes the collector in short bursts, so
+//! (`sled-reclaim`, started by [`open`]) pins and flushes the collector in short bursts, so
 //! the backlog is what sled defers in a few milliseconds (the same load:
 //! RSS 77 MiB).
 
@@ -46,7 +46,7 @@ pub fn open(path: &Path, cache_bytes: u64) -> sled::Result<sled::Db> {
 
 /// Starts the thread that frees sled's deferred garbage, once per process
 /// (later calls do nothing).
-pub fn start_reclaimer() {
+fn start_reclaimer() {
     static STARTED: Once = Once::new();
     STARTED.call_once(|| {
         let spawned = std::thread::Builder::new()
@@ -64,7 +64,7 @@ pub fn start_reclaimer() {
 /// Pins and flushes the collector `pins` times: each flush hands this
 /// thread's deferred objects to the global queue and frees what the epoch
 /// allows.
-pub fn reclaim(pins: usize) {
+fn reclaim(pins: usize) {
     for _ in 0..pins {
         crossbeam_epoch::pin().flush();
     }

@@ -129,7 +129,6 @@ impl StateMachine {
     /// `dir`. Leftovers of a snapshot install or build that did not finish
     /// (a tree being loaded, a file being written) are removed.
     pub fn open(db: &sled::Db, dir: &Path) -> Result<Self, OpenError> {
-        crate::meta::database::start_reclaimer();
         std::fs::create_dir_all(dir)?;
         let snapshots = db.open_tree("sm_snapshot")?;
         let active = active_tree_name(&snapshots)?;
