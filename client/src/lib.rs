@@ -26,8 +26,8 @@ pub use channel::{
     set_default_credentials, ClientError, Credentials, Transport,
 };
 pub use objects::{
-    code_name, range_to_offset_length, Client, ObjectError, ObjectInfo, Progress, PutOptions,
-    PutResult,
+    code_name, range_to_offset_length, Client, ObjectError, ObjectInfo, OnResume, OnSession,
+    Progress, PutOptions, PutResult, ResumablePut, ResumeOptions, UploadSession,
 };
 
 /// Generated admin client, re-exported so callers need not depend on the proto crate.

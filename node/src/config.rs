@@ -126,6 +126,10 @@ pub struct HealingTuning {
     /// leader, and its shard files become orphans. At least 60; uploads in
     /// progress show progress every 20 s.
     pub upload_expiry_secs: u64,
+    /// A resumable upload session with no progress for this many seconds
+    /// is aborted by the leader and its shard files become orphans. At
+    /// least 60; 24 hours by default.
+    pub session_expiry_secs: u64,
 }
 
 impl Default for HealingTuning {
@@ -140,6 +144,7 @@ impl Default for HealingTuning {
             orphan_grace_secs: 3600,
             gc_interval_secs: 600,
             upload_expiry_secs: 3600,
+            session_expiry_secs: 24 * 3600,
         }
     }
 }
@@ -156,6 +161,10 @@ pub struct DataTuning {
     /// of its placement, so fewer, larger segments mean fewer files and
     /// fsyncs. At least one stripe.
     pub segment_bytes: u64,
+    /// Object bytes per part of a resumable upload, about (rounded down to
+    /// whole stripes): what a cut connection may have to send again. 1 MiB
+    /// to 1 GiB; 64 MiB by default.
+    pub part_bytes: u64,
 }
 
 impl Default for DataTuning {
@@ -163,6 +172,7 @@ impl Default for DataTuning {
         Self {
             shard_bytes: 1024 * 1024,
             segment_bytes: 1024 * 1024 * 1024,
+            part_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -181,6 +191,9 @@ pub struct AdmissionTuning {
     /// How long a refused client is told to wait before trying again, ms
     /// (1 to 600,000; 1,000 by default).
     pub retry_after_ms: u64,
+    /// Resumable upload sessions one principal may have open (1 to 10,000;
+    /// 100 by default).
+    pub max_sessions_per_principal: u32,
 }
 
 impl Default for AdmissionTuning {
@@ -189,6 +202,7 @@ impl Default for AdmissionTuning {
             max_uploads: 32,
             max_downloads: 64,
             retry_after_ms: 1000,
+            max_sessions_per_principal: 100,
         }
     }
 }
@@ -471,6 +485,10 @@ impl NodeConfig {
         for (field, limit) in [
             ("admission.max_uploads", self.admission.max_uploads),
             ("admission.max_downloads", self.admission.max_downloads),
+            (
+                "admission.max_sessions_per_principal",
+                self.admission.max_sessions_per_principal,
+            ),
         ] {
             if !(1..=10_000).contains(&limit) {
                 return Err(invalid(field, "must be 1 to 10000"));
@@ -529,8 +547,11 @@ impl NodeConfig {
                 return Err(invalid(field, "must be at least 1"));
             }
         }
-        if h.upload_expiry_secs < 60 {
-            return Err(invalid("healing.upload_expiry_secs", "must be at least 60"));
+        if h.upload_expiry_secs < 60 || h.session_expiry_secs < 60 {
+            return Err(invalid(
+                "healing.upload_expiry_secs and session_expiry_secs",
+                "must be at least 60",
+            ));
         }
         let sec = &self.security;
         if !sec.insecure {
@@ -549,6 +570,9 @@ impl NodeConfig {
                     ));
                 }
             }
+        }
+        if !(1 << 20..=1 << 30).contains(&d.part_bytes) {
+            return Err(invalid("data.part_bytes", "must be 1048576 to 1073741824"));
         }
         if d.segment_bytes < d.shard_bytes as u64 {
             return Err(invalid(

@@ -28,15 +28,13 @@ impl Harness {
         Self::cli_env(binary, args, &[], timeout)
     }
 
-    /// Like [`Harness::cli_bytes`], with `env` set on top of the
-    /// credentials variables; a pair with an empty value removes that
-    /// variable (for example `("TRESOR_CERT", "")` to use only a token).
-    pub fn cli_env(
+    /// Starts the CLI as [`Harness::cli_env`] does, without waiting for
+    /// it: stdout and stderr are piped.
+    pub fn cli_spawn(
         binary: &str,
         args: &[&str],
         env: &[(&str, &str)],
-        timeout: Duration,
-    ) -> anyhow::Result<(bool, Vec<u8>, String)> {
+    ) -> anyhow::Result<std::process::Child> {
         let pki = process_pki()?;
         let mut command = std::process::Command::new(binary);
         command
@@ -51,13 +49,25 @@ impl Harness {
                 command.env(key, value);
             }
         }
-        let mut child = command
+        command
             .args(args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .context("cannot start the CLI")?;
+            .context("cannot start the CLI")
+    }
+
+    /// Like [`Harness::cli_bytes`], with `env` set on top of the
+    /// credentials variables; a pair with an empty value removes that
+    /// variable (for example `("TRESOR_CERT", "")` to use only a token).
+    pub fn cli_env(
+        binary: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> anyhow::Result<(bool, Vec<u8>, String)> {
+        let mut child = Self::cli_spawn(binary, args, env)?;
         // Read both pipes on threads so a chatty child cannot block on a
         // full pipe while we wait for it.
         let mut stdout = child.stdout.take().context("no stdout")?;

@@ -268,6 +268,7 @@ pub async fn data_cluster(binary: &str, shard_bytes: u32) -> anyhow::Result<Harn
     s.data = tresor_node::config::DataTuning {
         shard_bytes,
         segment_bytes: 1 << 30,
+        ..Default::default()
     };
     data_cluster_with(binary, s).await
 }

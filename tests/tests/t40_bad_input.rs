@@ -379,6 +379,7 @@ async fn calls_over_a_nodes_limits_are_refused_with_a_retry_hint() -> anyhow::Re
         max_uploads: 1,
         max_downloads: 1,
         retry_after_ms: 250,
+        ..Default::default()
     };
     let h = cluster!(data, spec = s)?;
     let via = 2;

@@ -13,6 +13,7 @@ fn small_data() -> DataTuning {
     DataTuning {
         shard_bytes: SHARD as u32,
         segment_bytes: 4 * STRIPE as u64,
+        ..Default::default()
     }
 }
 

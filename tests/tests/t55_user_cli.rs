@@ -18,6 +18,7 @@ async fn put_get_ls_stat_verify_rm() -> anyhow::Result<()> {
     s.data = DataTuning {
         shard_bytes: 4096,
         segment_bytes: 1 << 20,
+        ..Default::default()
     };
     let mut h = cluster!(spec = s)?;
     h.form().await?;

@@ -22,6 +22,7 @@ fn healing() -> HealingTuning {
         orphan_grace_secs: 3600,
         gc_interval_secs: 3600,
         upload_expiry_secs: 3600,
+        ..Default::default()
     }
 }
 
@@ -33,6 +34,7 @@ async fn healing_cluster(
     s.data = DataTuning {
         shard_bytes: SHARD as u32,
         segment_bytes: 4 * STRIPE as u64,
+        ..Default::default()
     };
     s.healing = healing();
     tune(&mut s.healing);

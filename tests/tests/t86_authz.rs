@@ -215,6 +215,12 @@ async fn call(
         Op::Workers => {
             admin().await?.workers(pb::WorkersRequest {}).await?;
         }
+        Op::ListUploads => {
+            admin()
+                .await?
+                .list_uploads(pb::ListUploadsRequest::default())
+                .await?;
+        }
         Op::RunWorker => {
             admin()
                 .await?

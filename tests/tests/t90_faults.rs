@@ -39,6 +39,7 @@ async fn fault_cluster_of(
     s.data = DataTuning {
         shard_bytes: SHARD as u32,
         segment_bytes: segment_stripes * STRIPE as u64,
+        ..Default::default()
     };
     tune(&mut s.healing);
     cluster!(data, spec = s)

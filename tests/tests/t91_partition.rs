@@ -57,6 +57,7 @@ async fn isolated_leader_acknowledges_nothing_and_history_is_linearizable() -> a
     s.data = DataTuning {
         shard_bytes: SHARD as u32,
         segment_bytes: 64 * 4 * SHARD as u64,
+        ..Default::default()
     };
     s.healing.down_after_secs = 3;
     let mut h: Harness = cluster!(network, spec = s)?;

@@ -25,6 +25,7 @@ async fn tmpfs_cluster(nodes: usize) -> anyhow::Result<Option<Harness>> {
     s.data = DataTuning {
         shard_bytes: SHARD as u32,
         segment_bytes: 64 * 4 * SHARD as u64,
+        ..Default::default()
     };
     s.healing.down_after_secs = 3;
     s.http = true;

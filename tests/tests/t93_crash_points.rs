@@ -21,6 +21,7 @@ async fn crash_cluster() -> anyhow::Result<Harness> {
     s.data = DataTuning {
         shard_bytes: SHARD as u32,
         segment_bytes: 2 * STRIPE as u64,
+        ..Default::default()
     };
     s.healing.orphan_grace_secs = 1;
     s.healing.gc_interval_secs = 1;

@@ -10,6 +10,7 @@ mod objects;
 mod parse;
 mod progress;
 mod render;
+mod resume;
 mod transfer;
 
 use std::path::PathBuf;
@@ -137,6 +138,10 @@ enum Command {
         /// Metadata stored with the object; repeat for more pairs.
         #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse::parse_metadata)]
         metadata: Vec<(String, String)>,
+        /// Continue the interrupted upload of this file to BUCKET/KEY
+        /// (files of 64 MiB or more are sent in resumable parts).
+        #[arg(long)]
+        resume: bool,
     },
     /// Download BUCKET/KEY to a file, or to stdout.
     Get {
@@ -289,6 +294,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             content_type,
             sha256,
             metadata,
+            resume,
         } => {
             let opts = PutOptions {
                 content_type,
@@ -296,7 +302,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 expected_sha256: sha256,
                 progress: None,
             };
-            put(&client, output, &object, &file, opts).await
+            put(&client, output, &object, &file, opts, resume).await
         }
         Command::Get { object, out, range } => {
             get(&client, output, &object, out.as_deref(), range).await

@@ -50,6 +50,22 @@ impl TransferBar {
         Some(Arc::new(move |bytes| bar.set_position(bytes)))
     }
 
+    /// The callback that notes a resumption above the bar (or on stderr
+    /// when no bar is drawn) and moves the bar back to where it resumes.
+    pub fn on_resume(&self) -> crate::objects::OnResume {
+        let bar = self.bar.clone();
+        Arc::new(move |from, why| {
+            let note = format!("resuming from byte {from}: {why}");
+            match &bar {
+                Some(bar) => {
+                    bar.println(note);
+                    bar.set_position(from);
+                }
+                None => eprintln!("{note}"),
+            }
+        })
+    }
+
     /// Clears the bar after success; leaves it showing how far a failed
     /// transfer got.
     pub fn finish<T, E>(&self, result: &Result<T, E>) {

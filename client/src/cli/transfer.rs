@@ -9,12 +9,16 @@ use serde_json::json;
 use super::parse::{ByteRange, ObjectPath};
 use super::progress::{self, TransferBar};
 use super::render::{print_fields, print_json};
+use super::resume;
 use super::Output;
-use crate::objects::{Client, PutOptions};
+use crate::objects::{Client, PutOptions, PutResult, ResumeOptions};
 
 fn is_stdio(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
+
+/// Files at least this large go through a resumable session.
+const RESUMABLE_FROM: u64 = 64 * 1024 * 1024;
 
 pub(super) async fn put(
     client: &Client,
@@ -22,32 +26,83 @@ pub(super) async fn put(
     object: &ObjectPath,
     file: &Path,
     mut opts: PutOptions,
+    resume: bool,
 ) -> anyhow::Result<()> {
     let context = || format!("uploading {object}");
     let show_bar = progress::wanted(false);
-    let stored = if is_stdio(file) {
+    if is_stdio(file) {
+        if resume {
+            anyhow::bail!("--resume needs the file itself, not stdin");
+        }
         let bar = TransferBar::new(show_bar, None);
         opts.progress = bar.callback();
         let stdin = tokio::io::stdin();
         let result = client.put(&object.bucket, &object.key, stdin, opts).await;
         bar.finish(&result);
-        result.with_context(context)?
-    } else {
-        let total = if show_bar {
-            tokio::fs::metadata(file).await.ok().map(|m| m.len())
-        } else {
-            None
-        };
-        let bar = TransferBar::new(show_bar, total);
-        opts.progress = bar.callback();
+        return print_stored(output, &result.with_context(context)?);
+    }
+    let size = tokio::fs::metadata(file)
+        .await
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    let bar = TransferBar::new(show_bar, Some(size).filter(|_| show_bar));
+    opts.progress = bar.callback();
+    if !resume && size < RESUMABLE_FROM {
         let result = client
             .put_file(&object.bucket, &object.key, file, opts)
             .await;
         bar.finish(&result);
-        result.with_context(context)?
+        return print_stored(output, &result.with_context(context)?);
+    }
+    let upload_id = if resume {
+        let pending = resume::recall(&object.bucket, &object.key, file, async |id| {
+            Ok(client.get_upload(id).await?.part_bytes)
+        })
+        .await?;
+        pending.upload_id
+    } else {
+        let session = client
+            .create_upload(&object.bucket, &object.key, &opts)
+            .await
+            .with_context(context)?;
+        resume::remember(&session, file).await?;
+        session.upload_id
     };
+    let resume_opts = ResumeOptions {
+        upload_id: Some(upload_id),
+        on_session: None,
+        on_resume: Some(bar.on_resume()),
+    };
+    let result = client
+        .put_file_resumable(&object.bucket, &object.key, file, opts, resume_opts)
+        .await;
+    bar.finish(&result);
+    match &result {
+        Ok(_) => resume::forget(&object.bucket, &object.key),
+        Err(_) => eprintln!(
+            "the parts stored so far are kept: continue with `tresor put --resume {object} {}`",
+            file.display()
+        ),
+    }
+    let stored = result.with_context(context)?;
     match output {
         Output::Json => print_json(&serde_json::to_value(&stored)?),
+        Output::Table => {
+            print_fields(&[
+                ("bucket", stored.stored.bucket.clone()),
+                ("key", stored.stored.key.clone()),
+                ("size", stored.stored.size.to_string()),
+                ("sha256", stored.stored.sha256.clone()),
+                ("resumed", format!("{} times", stored.resumes)),
+            ]);
+            Ok(())
+        }
+    }
+}
+
+fn print_stored(output: Output, stored: &PutResult) -> anyhow::Result<()> {
+    match output {
+        Output::Json => print_json(&serde_json::to_value(stored)?),
         Output::Table => {
             print_fields(&[
                 ("bucket", stored.bucket.clone()),

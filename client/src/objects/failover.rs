@@ -2,6 +2,7 @@
 //! error.
 
 use tresor_proto::v1::objects_client::ObjectsClient;
+use tresor_proto::v1::uploads_client::UploadsClient;
 
 use crate::channel::{self, Transport, MAX_MESSAGE_BYTES};
 
@@ -20,6 +21,12 @@ pub(super) fn objects_client(channel: Transport) -> ObjectsClient<Transport> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
+pub(super) fn uploads_client(channel: Transport) -> UploadsClient<Transport> {
+    UploadsClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
 /// The endpoints one call may still try.
 pub(super) struct Failover<'a> {
     pub(super) client: &'a Client,
@@ -32,8 +39,13 @@ impl Failover<'_> {
     /// A client for the next endpoint to try, connecting to it if it is not
     /// the current one; `None` once every endpoint has had its try.
     pub(super) async fn next(&mut self) -> Option<ObjectsClient<Transport>> {
+        self.next_channel().await.map(objects_client)
+    }
+
+    /// The channel to the next endpoint to try; see [`Failover::next`].
+    pub(super) async fn next_channel(&mut self) -> Option<Transport> {
         if let Some(current) = self.first.take() {
-            return Some(objects_client(current.channel));
+            return Some(current.channel);
         }
         while let Some(index) = self.others.pop_front() {
             let endpoint = self.client.endpoints.get(index)?;
@@ -41,7 +53,7 @@ impl Failover<'_> {
                 Ok(channel) => {
                     let channel = channel::transport(channel, &self.client.credentials);
                     self.client.set_current(index, channel.clone());
-                    return Some(objects_client(channel));
+                    return Some(channel);
                 }
                 Err(err) => self.failed(err.into()),
             }

@@ -16,11 +16,13 @@
 mod download;
 mod error;
 mod failover;
+mod resumable;
 #[cfg(test)]
 mod tests;
 mod upload;
 
 pub use error::{code_name, ObjectError};
+pub use resumable::{OnResume, OnSession, ResumablePut, ResumeOptions, UploadSession};
 pub use upload::{PutOptions, PutResult};
 
 use error::*;
@@ -290,14 +292,28 @@ impl Client {
     }
 
     /// Runs a unary call with failover.
-    async fn unary<T, F, Fut>(&self, mut call: F) -> Result<T, ObjectError>
+    async fn unary<T, F, Fut>(&self, call: F) -> Result<T, ObjectError>
     where
         F: FnMut(ObjectsClient<Transport>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        self.unary_on(objects_client, call).await
+    }
+
+    /// Runs a unary call of the service `make` builds on a channel, with
+    /// failover.
+    async fn unary_on<C, T, F, Fut>(
+        &self,
+        make: fn(Transport) -> C,
+        mut call: F,
+    ) -> Result<T, ObjectError>
+    where
+        F: FnMut(C) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
         let mut failover = self.failover();
-        while let Some(rpc) = failover.next().await {
-            match bounded(CALL_TIMEOUT, "from the node", call(rpc)).await {
+        while let Some(channel) = failover.next_channel().await {
+            match bounded(CALL_TIMEOUT, "from the node", call(make(channel))).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) if is_retryable(&status) => failover.failed(status.into()),
                 Err(status) => return Err(status.into()),

@@ -51,15 +51,24 @@ impl Admission {
         };
         permits.clone().try_acquire_owned().map_err(|_| {
             let wait = self.limits.retry_after_ms;
-            let mut status = Status::resource_exhausted(format!(
+            self.with_hint(Status::resource_exhausted(format!(
                 "this node is carrying {limit} {what}, its limit; retry in {wait} ms (or through \
                  another node)"
-            ));
-            if let Ok(value) = wait.to_string().parse() {
-                status.metadata_mut().insert(RETRY_PUSHBACK, value);
-            }
-            status
+            )))
         })
+    }
+
+    /// `status` with the retry hint in its metadata.
+    pub fn with_hint(&self, mut status: Status) -> Status {
+        if let Ok(value) = self.limits.retry_after_ms.to_string().parse() {
+            status.metadata_mut().insert(RETRY_PUSHBACK, value);
+        }
+        status
+    }
+
+    /// Upload sessions one principal may have open.
+    pub fn max_sessions(&self) -> u32 {
+        self.limits.max_sessions_per_principal
     }
 }
 
@@ -73,6 +82,7 @@ mod tests {
             max_uploads: 2,
             max_downloads: 1,
             retry_after_ms: 250,
+            max_sessions_per_principal: 1,
         });
         let first = admission.enter(Traffic::Upload).expect("first upload");
         let _second = admission.enter(Traffic::Upload).expect("second upload");

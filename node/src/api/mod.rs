@@ -13,6 +13,7 @@ mod guard;
 pub mod objects;
 pub mod shards;
 pub(crate) mod status;
+pub mod uploads;
 
 pub use guard::{MemberGuard, REMOVAL_GRACE};
 pub use status::{

@@ -21,7 +21,21 @@ use std::time::{Duration, Instant};
 
 /// How long a Put may go without a message from its client before it is
 /// cut off and nothing is stored.
-const PUT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const PUT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why an upload's stream of bytes broke off, as the data plane reports it.
+pub(super) fn broken_upload(status: Status) -> ObjectError {
+    if crate::api::status::is_over_size_limit(&status) {
+        return ObjectError::ResourceExhausted(format!("{}; nothing was stored", status.message()));
+    }
+    if status.code() == tonic::Code::DeadlineExceeded {
+        return ObjectError::Cancelled(format!(
+            "upload stalled: {}; nothing was stored",
+            status.message()
+        ));
+    }
+    ObjectError::Cancelled(format!("upload stream broke off: {}", status.message()))
+}
 
 /// The refusal of a write into a bucket the cluster keeps for itself.
 fn kept_by_cluster(bucket: &str) -> Status {
@@ -53,6 +67,11 @@ impl ObjectsService {
             auth,
             admission,
         }
+    }
+
+    /// The node's admission limits, shared with the Uploads service.
+    pub fn admission(&self) -> Admission {
+        self.admission.clone()
     }
 
     /// Authenticates and authorises a call naming `bucket` and `key`; a
@@ -437,22 +456,7 @@ impl ObjectsService {
                     "a Put carries one header, as its first message".into(),
                 ))),
                 Ok(pb::PutRequest { msg: None }) => None,
-                Err(status) if crate::api::status::is_over_size_limit(&status) => {
-                    Some(Err(ObjectError::ResourceExhausted(format!(
-                        "{}; nothing was stored",
-                        status.message()
-                    ))))
-                }
-                Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
-                    Some(Err(ObjectError::Cancelled(format!(
-                        "upload stalled: {}; nothing was stored",
-                        status.message()
-                    ))))
-                }
-                Err(status) => Some(Err(ObjectError::Cancelled(format!(
-                    "upload stream broke off: {}",
-                    status.message()
-                )))),
+                Err(status) => Some(Err(broken_upload(status))),
             }
         });
         let (bucket, key) = (spec.bucket.clone(), spec.key.clone());

@@ -70,6 +70,7 @@ pub fn object_status(e: crate::objects::ObjectError) -> Status {
         ObjectError::NotFound(m) => Status::not_found(m),
         ObjectError::AlreadyExists(m) => Status::already_exists(m),
         ObjectError::FailedPrecondition(m) => Status::failed_precondition(m),
+        ObjectError::PermissionDenied(m) => Status::permission_denied(m),
         ObjectError::Unavailable(m) => Status::unavailable(m),
         ObjectError::Cancelled(m) => Status::cancelled(m),
         ObjectError::OutOfRange(m) => Status::out_of_range(m),

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod nodes;
 pub mod receipts;
 pub mod retention;
+pub mod uploads;
 mod workers;
 
 /// Default admin endpoint when neither `--endpoint` nor `TRESOR_ENDPOINT` is
@@ -111,6 +112,12 @@ pub enum Cmd {
         /// What to do.
         #[command(subcommand)]
         command: receipts::ReceiptsCmd,
+    },
+    /// Resumable upload sessions still open: `uploads ls`.
+    Uploads {
+        /// What to do.
+        #[command(subcommand)]
+        command: uploads::UploadsCmd,
     },
     /// Show every node's background workers: state, progress, counters.
     Workers,
@@ -439,6 +446,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Hold { command } => retention::run_hold(command, &cli.endpoint, output).await?,
         Cmd::Receipts { command } => receipts::run(command, &cli.endpoint, output).await?,
+        Cmd::Uploads { command } => uploads::run(command, &cli.endpoint, output).await?,
         Cmd::Workers => workers::list(&cli.endpoint, output).await?,
         Cmd::Audit { command } => audit::run(command, &cli.endpoint, output).await?,
         Cmd::Access(command) => access::run(command, admin(&cli.endpoint).await?, output).await?,

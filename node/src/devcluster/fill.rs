@@ -184,6 +184,7 @@ fn apply_fill(
                 coordinator: 1,
                 started_ms: manifest.created_ms,
                 touched_ms: manifest.created_ms,
+                session: None,
             };
             apply(&Command::BeginUpload { upload }, &mut batch)?;
         }

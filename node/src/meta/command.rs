@@ -53,6 +53,41 @@ pub enum Command {
     AbortUpload {
         /// The upload's object id.
         object_id: super::ObjectId,
+        /// The abort's audit record (a resumable session's abort or
+        /// expiry), appended if the upload was open.
+        #[serde(default)]
+        audit: Option<super::audit::AuditRecord>,
+    },
+    /// Makes `writer` the only one that may record the next parts of a
+    /// resumable upload (a writer cut off but still running can then
+    /// record nothing). Refused if the upload is not an open session.
+    ClaimUpload {
+        /// The session's object id.
+        object_id: super::ObjectId,
+        /// A random id of the claiming `UploadParts` call.
+        writer: u64,
+        /// When, Unix milliseconds (chosen by the proposer).
+        touched_ms: u64,
+    },
+    /// Records a part of a resumable upload made durable. Refused unless
+    /// `writer` holds the session's claim, `part` is the next part, the
+    /// session is not finished and `hash` goes exactly one part further
+    /// (or less, ending the object, when `finished`).
+    RecordPart {
+        /// The session's object id.
+        object_id: super::ObjectId,
+        /// The writer, as claimed.
+        writer: u64,
+        /// Which part (0-based): the object's segment of the same index.
+        part: u32,
+        /// Its shard files.
+        segment: super::SegmentManifest,
+        /// SHA-256 of the object's bytes up to the end of this part.
+        hash: super::HashState,
+        /// This part ends the object.
+        finished: bool,
+        /// When, Unix milliseconds (chosen by the proposer).
+        touched_ms: u64,
     },
     /// Makes an object visible and ends its upload. Refused if the bucket
     /// is unknown, the key exists (keys are immutable) or the upload was
@@ -281,6 +316,10 @@ pub struct UploadRecord {
     /// Last sign of progress, Unix milliseconds: an upload silent for longer
     /// than the expiry is aborted by the leader.
     pub touched_ms: u64,
+    /// For a resumable upload: the session (`None` for a single-stream
+    /// upload, which lives only as long as its coordinator's call).
+    #[serde(default)]
+    pub session: Option<Box<super::UploadSession>>,
 }
 
 /// One object of [`Command::ExpireObjects`].

@@ -17,6 +17,7 @@ mod health;
 mod model;
 mod object;
 pub mod retention;
+mod session;
 mod store;
 mod writes;
 
@@ -34,6 +35,7 @@ pub use object::{
     ShardLocation, StripeRef,
 };
 pub use retention::{Hold, HoldTarget, ObjectRetention, ReceiptDue, RetentionPolicy, Tombstone};
+pub use session::{HashState, UploadSession};
 pub use store::{
     DueObject, EpochObject, HoldFilter, MetaStore, ObjectCursor, PlacedShard, StoreError,
     StoredReceipt,

@@ -10,6 +10,7 @@ mod peers;
 mod read;
 mod receipts;
 mod repair;
+mod sessions;
 mod shred;
 mod targets;
 #[cfg(test)]
@@ -27,6 +28,7 @@ pub use peers::{
 };
 pub use read::{ObjectRange, ObjectStream};
 pub use receipts::ReceiptsIssued;
+pub use sessions::parse_upload_id;
 pub use shred::{EpochSync, Shredded};
 pub use write::{PutBody, PutSpec};
 
@@ -55,6 +57,9 @@ pub enum ObjectError {
     /// The object may not be changed now: a legal hold or its retention.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller may not use this (another principal's upload session).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Not enough nodes or shards right now.
     #[error("{0}")]
     Unavailable(String),

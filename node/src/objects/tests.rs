@@ -82,6 +82,7 @@ async fn write(
     let mut segments = Vec::new();
     let layout = Layout {
         object,
+        first_segment: 0,
         codec: &codec,
         block_size: BLOCK,
         segment_stripes,

@@ -74,7 +74,10 @@ impl DataPlane {
         let cluster = self.cluster.clone();
         tokio::spawn(async move {
             if let Err(e) = cluster
-                .propose(Command::AbortUpload { object_id: object })
+                .propose(Command::AbortUpload {
+                    object_id: object,
+                    audit: None,
+                })
                 .await
             {
                 tracing::debug!(%object, error = %e, "upload record left to expire");
@@ -91,7 +94,10 @@ impl DataPlane {
         loop {
             match self
                 .cluster
-                .propose(Command::AbortUpload { object_id: object })
+                .propose(Command::AbortUpload {
+                    object_id: object,
+                    audit: None,
+                })
                 .await
             {
                 Ok(()) => return Settled::Aborted,

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use sha2::{Digest, Sha256};
 
 use super::peers::Peers;
 use super::targets::{commit_all, open_segment};
@@ -19,7 +18,7 @@ use crate::crypto::{DataKey, CHUNK_BYTES};
 use crate::erasure::Codec;
 use crate::meta::ObjectEncryption;
 use crate::meta::{
-    now_ms, validate_attributes, validate_bucket_name, validate_key, Command, ObjectId,
+    now_ms, validate_attributes, validate_bucket_name, validate_key, Command, HashState, ObjectId,
     ObjectManifest, SegmentManifest, ShardLocation, UploadRecord,
 };
 use crate::placement::Candidate;
@@ -54,35 +53,54 @@ pub(super) struct Body<S> {
     stream: S,
     pending: Vec<u8>,
     pos: usize,
-    hasher: Sha256,
-    size: u64,
+    /// SHA-256 of the object's bytes so far (a resumed upload's included).
+    pub(super) hasher: HashState,
+    /// Object bytes taken from this stream.
+    pub(super) size: u64,
+    /// Object bytes that may still be taken before the body pauses (a
+    /// part's end); the stream goes on after [`Body::allow`].
+    allowed: u64,
     /// The data key and the next chunk's index, when encrypting.
     seal: Option<(DataKey, u64)>,
     /// A sealed chunk being handed out, and how far.
     sealed: Vec<u8>,
     sealed_pos: usize,
     /// The client's stream has ended.
-    ended: bool,
+    pub(super) ended: bool,
 }
 
 impl<S: PutBody> Body<S> {
     pub(super) fn new(stream: S, key: Option<DataKey>) -> Self {
+        Self::resume(stream, key, 0, HashState::default())
+    }
+
+    /// A body that goes on after `hasher.bytes()` object bytes stored
+    /// before, whose next sealed chunk is `chunk`.
+    pub(super) fn resume(stream: S, key: Option<DataKey>, chunk: u64, hasher: HashState) -> Self {
         Self {
             stream,
             pending: Vec::new(),
             pos: 0,
-            hasher: Sha256::new(),
+            hasher,
             size: 0,
-            seal: key.map(|k| (k, 0)),
+            allowed: u64::MAX,
+            seal: key.map(|k| (k, chunk)),
             sealed: Vec::new(),
             sealed_pos: 0,
             ended: false,
         }
     }
 
-    /// Fills `buf` with up to `want` object bytes; fewer only at the end.
+    /// Lets `bytes` more object bytes be taken, then pauses again.
+    pub(super) fn allow(&mut self, bytes: u64) {
+        self.allowed = bytes;
+    }
+
+    /// Fills `buf` with up to `want` object bytes; fewer only at the end
+    /// (of the stream, or of what is allowed).
     async fn fill_plain(&mut self, buf: &mut Vec<u8>, want: usize) -> Result<(), ObjectError> {
         buf.clear();
+        let want = want.min(usize::try_from(self.allowed).unwrap_or(usize::MAX));
         while buf.len() < want && !self.ended {
             if self.pos == self.pending.len() {
                 match self.stream.next().await {
@@ -104,6 +122,7 @@ impl<S: PutBody> Body<S> {
         }
         self.hasher.update(&buf[..]);
         self.size += buf.len() as u64;
+        self.allowed -= buf.len() as u64;
         Ok(())
     }
 
@@ -149,20 +168,11 @@ impl DataPlane {
         validate_bucket_name(&spec.bucket)?;
         validate_key(&spec.key)?;
         validate_attributes(&spec.content_type, &spec.metadata)?;
-        let expected = match &spec.expected_sha256 {
-            Some(hex_sum) => {
-                let bytes = hex::decode(hex_sum)
-                    .ok()
-                    .filter(|b| b.len() == 32)
-                    .ok_or_else(|| {
-                        ObjectError::InvalidArgument(format!(
-                            "expected_sha256 {hex_sum:?} is not 64 hex digits"
-                        ))
-                    })?;
-                Some(hex::encode(bytes))
-            }
-            None => None,
-        };
+        let expected = spec
+            .expected_sha256
+            .as_deref()
+            .map(super::sessions::normalize_sha256)
+            .transpose()?;
         let bucket = self
             .cluster
             .meta()
@@ -222,6 +232,7 @@ impl DataPlane {
                     coordinator: self.cluster.config().node_id,
                     started_ms: started,
                     touched_ms: started,
+                    session: None,
                 },
             })
             .await?;
@@ -232,6 +243,7 @@ impl DataPlane {
         let mut segments = Vec::new();
         let layout = Layout {
             object,
+            first_segment: 0,
             codec: &codec,
             block_size,
             segment_stripes,
@@ -248,7 +260,7 @@ impl DataPlane {
             self.abandon_upload(object, &segments);
             return Err(e);
         }
-        let sha256 = hex::encode(body.hasher.finalize());
+        let sha256 = hex::encode(body.hasher.finish());
         if let Some(expected) = expected {
             if expected != sha256 {
                 self.abandon_upload(object, &segments);
@@ -302,25 +314,21 @@ impl DataPlane {
         }
         crate::crash::point("put::before_commit");
         let mut manifest = manifest;
-        let mut committed = self.commit(&spec_principal, &manifest).await;
-        if let (Err(ClusterError::Meta(_)), Some(spare)) = (&committed, &spare) {
-            // Unreadable state counts as not destroyed: the refusal then
-            // stands and the upload is abandoned below like any other.
-            if self.epoch_destroyed(&manifest).unwrap_or(false) {
-                match self.epoch_for(policy.as_ref()).await {
-                    Ok(epoch) => {
-                        if let Some(enc) = manifest.encryption.as_mut() {
-                            enc.key = spare.wrap_epoch(&epoch);
-                        }
-                        committed = self.commit(&spec_principal, &manifest).await;
-                    }
-                    Err(e) => {
-                        self.abandon_upload(object, &manifest.segments);
-                        return Err(e);
-                    }
-                }
+        let committed = match self
+            .commit_rewrapping(
+                &spec_principal,
+                &mut manifest,
+                spare.as_ref(),
+                policy.as_ref(),
+            )
+            .await
+        {
+            Ok(committed) => committed,
+            Err(e) => {
+                self.abandon_upload(object, &manifest.segments);
+                return Err(e);
             }
-        }
+        };
         // Fault point: the commit happened but its answer is lost, as when
         // the leader dies between committing and replying.
         let committed = match committed {
@@ -369,6 +377,34 @@ impl DataPlane {
         Ok(manifest)
     }
 
+    /// Proposes the commit of `manifest`, with the put's audit record; if
+    /// the epoch wrapping its data key was destroyed meanwhile (it had no
+    /// objects left), wraps `spare` (the same data key) by the epoch of
+    /// `policy`'s class now and proposes again. `Err` when no epoch key
+    /// could be had for that; `Ok` holds the commit's own outcome.
+    pub(super) async fn commit_rewrapping(
+        &self,
+        principal: &str,
+        manifest: &mut ObjectManifest,
+        spare: Option<&DataKey>,
+        policy: Option<&crate::meta::RetentionPolicy>,
+    ) -> Result<Result<(), ClusterError>, ObjectError> {
+        let committed = self.commit(principal, manifest).await;
+        let (Err(ClusterError::Meta(_)), Some(spare)) = (&committed, spare) else {
+            return Ok(committed);
+        };
+        // Unreadable state counts as not destroyed: the refusal then
+        // stands.
+        if !self.epoch_destroyed(manifest).unwrap_or(false) {
+            return Ok(committed);
+        }
+        let epoch = self.epoch_for(policy).await?;
+        if let Some(enc) = manifest.encryption.as_mut() {
+            enc.key = spare.wrap_epoch(&epoch);
+        }
+        Ok(self.commit(principal, manifest).await)
+    }
+
     /// Proposes the commit of `manifest`, with the put's audit record.
     async fn commit(&self, principal: &str, manifest: &ObjectManifest) -> Result<(), ClusterError> {
         self.cluster
@@ -403,6 +439,8 @@ impl DataPlane {
 #[derive(Clone, Copy)]
 pub(super) struct Layout<'a> {
     pub(super) object: ObjectId,
+    /// The index of the first segment written.
+    pub(super) first_segment: u32,
     pub(super) codec: &'a Codec,
     pub(super) block_size: u32,
     pub(super) segment_stripes: u32,
@@ -422,6 +460,7 @@ pub(super) async fn write_segments<S: PutBody>(
 ) -> Result<(), ObjectError> {
     let Layout {
         object,
+        first_segment,
         codec,
         block_size,
         segment_stripes,
@@ -429,7 +468,7 @@ pub(super) async fn write_segments<S: PutBody>(
     let stripe_bytes = codec.data_shards() * block_size as usize;
     let mut stripe = Vec::with_capacity(stripe_bytes);
     body.fill(&mut stripe, stripe_bytes).await?;
-    let mut segment = 0u32;
+    let mut segment = first_segment;
     while !stripe.is_empty() {
         let mut targets =
             open_segment(peers, candidates()?, object, segment, codec, block_size).await?;

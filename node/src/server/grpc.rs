@@ -13,8 +13,9 @@ use tresor_proto::internal::v1::raft_server::RaftServer;
 use tresor_proto::internal::v1::shards_server::ShardsServer;
 use tresor_proto::v1::admin_server::AdminServer;
 use tresor_proto::v1::objects_server::ObjectsServer;
+use tresor_proto::v1::uploads_server::UploadsServer;
 
-use crate::api::{admin, audit, connections, objects, shards, MemberGuard};
+use crate::api::{admin, audit, connections, objects, shards, uploads, MemberGuard};
 use crate::objects::DataPlane;
 use crate::raft::service::RaftService;
 use crate::raft::Cluster;
@@ -45,6 +46,9 @@ pub(super) async fn serve_grpc(
     health_reporter
         .set_serving::<ObjectsServer<objects::ObjectsService>>()
         .await;
+    health_reporter
+        .set_serving::<UploadsServer<uploads::UploadsService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tresor_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -70,9 +74,17 @@ pub(super) async fn serve_grpc(
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let raft = InterceptedService::new(raft, guard.clone());
     let epochs = plane.epochs().clone();
-    let objects = ObjectsServer::new(objects::ObjectsService::new(plane, metrics, audit))
+    let objects_service =
+        objects::ObjectsService::new(plane.clone(), metrics.clone(), audit.clone());
+    let admission = objects_service.admission();
+    let objects = ObjectsServer::new(objects_service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let uploads = UploadsServer::new(uploads::UploadsService::new(
+        plane, metrics, audit, admission,
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let shards = ShardsServer::new(shards::ShardsService::new(store, epochs))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -102,6 +114,7 @@ pub(super) async fn serve_grpc(
         .add_service(admin)
         .add_service(raft)
         .add_service(objects)
+        .add_service(uploads)
         .add_service(shards);
     router
         .serve_with_incoming_shutdown(incoming, shutdown)

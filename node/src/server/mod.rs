@@ -442,6 +442,7 @@ fn spawn_workers(
         UploadExpiry::new(
             cluster.clone(),
             Duration::from_secs(h.upload_expiry_secs),
+            Duration::from_secs(h.session_expiry_secs),
             Duration::from_secs(5),
         ),
         stop.clone(),

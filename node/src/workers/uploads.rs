@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::{StatusHandle, Worker, WorkerError};
+use crate::meta::audit::AuditRecord;
 use crate::meta::{now_ms, Command, MetaError, ObjectId};
 use crate::raft::Cluster;
 
@@ -32,18 +33,26 @@ const PAGE: usize = 500;
 pub struct UploadExpiry {
     cluster: Arc<Cluster>,
     expiry: Duration,
+    /// The same for resumable upload sessions.
+    session_expiry: Duration,
     interval: Duration,
     /// When this process started, Unix milliseconds.
     boot_ms: u64,
 }
 
 impl UploadExpiry {
-    /// Aborts uploads silent for longer than `expiry`, checking every
-    /// `interval`.
-    pub fn new(cluster: Arc<Cluster>, expiry: Duration, interval: Duration) -> Self {
+    /// Aborts uploads silent for longer than `expiry` (`session_expiry`
+    /// for resumable sessions), checking every `interval`.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        expiry: Duration,
+        session_expiry: Duration,
+        interval: Duration,
+    ) -> Self {
         Self {
             cluster,
             expiry,
+            session_expiry,
             interval,
             boot_ms: now_ms(),
         }
@@ -53,7 +62,6 @@ impl UploadExpiry {
         let leader = self.cluster.is_leader();
         let me = self.cluster.config().node_id;
         self.cluster.linearizable_read().await?;
-        let expiry_ms = self.expiry.as_millis() as u64;
         let mut after: Option<ObjectId> = None;
         let (mut live, mut expired) = (0u64, 0u64);
         loop {
@@ -61,13 +69,22 @@ impl UploadExpiry {
             let Some(last) = page.last() else { break };
             after = Some(last.object_id);
             for upload in &page {
-                // An upload this node coordinated before it restarted is
-                // dead. Otherwise the leader's clock against the
+                // A single-stream upload this node coordinated before it
+                // restarted is dead (a session lives on: any node resumes
+                // it). Otherwise the leader's clock against the
                 // coordinator's: a leader whose clock runs ahead expires
                 // early by its lead, which the expiry (an hour by default)
                 // dwarfs.
-                let orphaned = upload.coordinator == me && upload.started_ms < self.boot_ms;
-                let silent = now_ms().saturating_sub(upload.touched_ms) >= expiry_ms;
+                let session = upload.session.is_some();
+                let orphaned =
+                    !session && upload.coordinator == me && upload.started_ms < self.boot_ms;
+                let expiry = if session {
+                    self.session_expiry
+                } else {
+                    self.expiry
+                };
+                let silent =
+                    now_ms().saturating_sub(upload.touched_ms) >= expiry.as_millis() as u64;
                 if !(orphaned || leader && silent) {
                     live += 1;
                     continue;
@@ -76,6 +93,10 @@ impl UploadExpiry {
                     .cluster
                     .propose(Command::AbortUpload {
                         object_id: upload.object_id,
+                        audit: upload
+                            .session
+                            .as_ref()
+                            .map(|s| expiry_record(me, upload, s)),
                     })
                     .await
                 {
@@ -104,6 +125,29 @@ impl UploadExpiry {
             "{live} upload(s) in progress, {expired} expired this pass"
         ));
         Ok(())
+    }
+}
+
+/// The audit record of a resumable session's expiry: on record as the
+/// session's principal's upload, aborted by the cluster.
+fn expiry_record(
+    node: u64,
+    upload: &crate::meta::UploadRecord,
+    session: &crate::meta::UploadSession,
+) -> AuditRecord {
+    AuditRecord {
+        time_ms: now_ms(),
+        node,
+        principal: session.principal.clone(),
+        action: "upload expire".into(),
+        bucket: upload.bucket.clone(),
+        key: upload.key.clone(),
+        object_sha256: String::new(),
+        outcome: format!(
+            "ok: no progress since {}; {} bytes durable were discarded",
+            upload.touched_ms,
+            session.durable_bytes()
+        ),
     }
 }
 

@@ -11,6 +11,7 @@ mod custody;
 mod keys;
 mod receipts;
 mod retention;
+mod uploads;
 mod workers;
 
 use std::sync::Arc;
@@ -450,5 +451,11 @@ impl Admin for AdminService {
         request: Request<pb::AuditCheckpointRequest>,
     ) -> Result<Response<pb::AuditCheckpointResponse>, Status> {
         AdminService::audit_checkpoint(self, request).await
+    }
+    async fn list_uploads(
+        &self,
+        request: Request<pb::ListUploadsRequest>,
+    ) -> Result<Response<pb::ListUploadsResponse>, Status> {
+        AdminService::list_uploads(self, request).await
     }
 }

@@ -80,11 +80,13 @@ pub enum Action {
     GetReceipt,
     /// Admin.ExportCustody.
     ExportCustody,
+    /// Admin.ListUploads.
+    ListUploads,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 36] = [
+    pub const ALL: [Action; 37] = [
         Action::Put,
         Action::Get,
         Action::Stat,
@@ -121,6 +123,7 @@ impl Action {
         Action::ListReceipts,
         Action::GetReceipt,
         Action::ExportCustody,
+        Action::ListUploads,
     ];
 
     /// The name in the audit log and in refusals (the CLI's words).
@@ -162,6 +165,7 @@ impl Action {
             Action::ListReceipts => "receipts ls",
             Action::GetReceipt => "receipts get",
             Action::ExportCustody => "custody export",
+            Action::ListUploads => "uploads ls",
         }
     }
 

@@ -102,6 +102,7 @@ fn apply(store: &MetaStore, step: &Step, n: usize) {
                         coordinator: 1,
                         started_ms: 0,
                         touched_ms: 0,
+                        session: None,
                     },
                 },
             );

@@ -52,6 +52,7 @@ pub(super) fn begin_upload(s: &MetaStore, manifest: &ObjectManifest) {
         coordinator: 1,
         started_ms: 0,
         touched_ms: 0,
+        session: None,
     };
     run(s, Command::BeginUpload { upload }).expect("upload");
 }

@@ -9,6 +9,7 @@ mod epochs;
 mod health;
 mod objects;
 mod retention;
+mod sessions;
 
 use super::{MetaStore, StoreError};
 use crate::meta::Writes;
@@ -37,6 +38,9 @@ impl MetaStore {
             | Command::RewrapKeys { .. }
             | Command::DeleteObject { .. }
             | Command::ExpireObjects { .. } => self.apply_objects(command, batch),
+            Command::ClaimUpload { .. } | Command::RecordPart { .. } => {
+                self.apply_sessions(command, batch)
+            }
             Command::AppendAudit { .. }
             | Command::SealAudit { .. }
             | Command::RequestCheckpoint

@@ -39,9 +39,10 @@ impl MetaStore {
                 upload.touched_ms = upload.touched_ms.max(*touched_ms);
                 batch.insert(upload_key(object_id), encode(&upload));
             }
-            Command::AbortUpload { object_id } => {
+            Command::AbortUpload { object_id, audit } => {
                 if self.tree().contains_key(upload_key(object_id))? {
                     batch.remove(upload_key(object_id));
+                    self.append_audit(audit.iter(), batch)?;
                 } else if self.tree().contains_key(object_id_key(object_id))? {
                     return Ok(Err(MetaError::AlreadyExists(format!(
                         "upload {object_id} was committed"
@@ -78,11 +79,14 @@ impl MetaStore {
                 }
                 // Only a live upload may commit: once aborted (by its
                 // coordinator or by expiry) its shards may be deleted.
-                if !self.tree().contains_key(upload_key(&manifest.object_id))? {
+                let Some(upload) = self.upload(&manifest.object_id)? else {
                     return Ok(Err(MetaError::FailedPrecondition(format!(
                         "upload {} of {}/{} was aborted or expired; nothing was stored",
                         manifest.object_id, manifest.bucket, manifest.key
                     ))));
+                };
+                if let Some(refusal) = Self::session_refusal(&upload, manifest, audit.as_ref()) {
+                    return Ok(Err(refusal));
                 }
                 if let Some(enc) = &manifest.encryption {
                     if let Some(refusal) = self.epoch_refusal(&enc.key.key_id, batch)? {
