@@ -194,6 +194,12 @@ pub struct AdmissionTuning {
     /// Resumable upload sessions one principal may have open (1 to 10,000;
     /// 100 by default).
     pub max_sessions_per_principal: u32,
+    /// Refused calls (no or bad credentials, no role) one caller — a
+    /// principal, or an address before authentication — may have per
+    /// second; past it its calls are refused at once (1 to 100,000; 100
+    /// by default). Refusals are on record merged, one audit entry per
+    /// caller, action and outcome per second, with their count.
+    pub max_refusals_per_sec: u32,
 }
 
 impl Default for AdmissionTuning {
@@ -203,6 +209,7 @@ impl Default for AdmissionTuning {
             max_downloads: 64,
             retry_after_ms: 1000,
             max_sessions_per_principal: 100,
+            max_refusals_per_sec: 100,
         }
     }
 }
@@ -493,6 +500,12 @@ impl NodeConfig {
             if !(1..=10_000).contains(&limit) {
                 return Err(invalid(field, "must be 1 to 10000"));
             }
+        }
+        if !(1..=100_000).contains(&self.admission.max_refusals_per_sec) {
+            return Err(invalid(
+                "admission.max_refusals_per_sec",
+                "must be 1 to 100000",
+            ));
         }
         if !(1..=600_000).contains(&self.admission.retry_after_ms) {
             return Err(invalid("admission.retry_after_ms", "must be 1 to 600000"));

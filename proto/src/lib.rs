@@ -21,5 +21,10 @@ pub mod internal {
     }
 }
 
-/// Encoded `FileDescriptorSet` of every service, for gRPC server reflection.
+/// Encoded `FileDescriptorSet` of every service.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tresor_descriptor");
+
+/// Encoded `FileDescriptorSet` of the public services (`tresor.v1`) only:
+/// what gRPC server reflection shows.
+pub const PUBLIC_FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("tresor_public_descriptor");

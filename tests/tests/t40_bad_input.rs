@@ -481,3 +481,91 @@ async fn calls_over_a_nodes_limits_are_refused_with_a_retry_hint() -> anyhow::Re
         .await?;
     Ok(())
 }
+
+/// How many refused calls an audit outcome stands for (`code xN`: N).
+fn refusals_in(outcome: &str) -> u64 {
+    outcome
+        .rsplit_once(" x")
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(1)
+}
+
+#[tokio::test]
+async fn a_flood_of_refused_calls_is_on_record_in_a_bounded_number_of_entries() -> anyhow::Result<()>
+{
+    let mut h = cluster!(3)?;
+    h.form().await?;
+    let via = 2;
+    let nobody = h.client_credentials("nobody")?.without_identity();
+    let client = h.objects_with(via, &nobody).await?;
+    const CALLS: u64 = 10_000;
+    const TASKS: u64 = 20;
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let mut client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut codes = std::collections::BTreeMap::<String, u64>::new();
+            for i in 0..CALLS / TASKS {
+                let request = pb::StatRequest {
+                    bucket: "footage".into(),
+                    key: format!("k-{t}-{i}"),
+                };
+                let call = client.stat(request);
+                let code = match tokio::time::timeout(Duration::from_secs(30), call).await {
+                    Ok(Ok(_)) => "ok".to_string(),
+                    Ok(Err(status)) => format!("{:?}", status.code()),
+                    Err(_) => "timeout".to_string(),
+                };
+                *codes.entry(code).or_default() += 1;
+            }
+            codes
+        }));
+    }
+    let mut codes = std::collections::BTreeMap::<String, u64>::new();
+    for task in tasks {
+        for (code, n) in task.await? {
+            *codes.entry(code).or_default() += n;
+        }
+    }
+    let flood_secs = started.elapsed().as_secs() + 1;
+    // Past the caller's limit of refusals per second, calls are refused at
+    // once with a retry hint.
+    assert_eq!(
+        codes.keys().cloned().collect::<Vec<_>>(),
+        vec![
+            "ResourceExhausted".to_string(),
+            "Unauthenticated".to_string()
+        ],
+        "{codes:?}"
+    );
+    let on_record = tresor_tests::wait_for(
+        "every refusal on record",
+        Duration::from_secs(60),
+        || async {
+            let log = h.audit_log(via, 100_000).await?;
+            let entries: Vec<_> = log
+                .into_iter()
+                .filter(|e| e.action == "stat" && e.principal.starts_with("anonymous@"))
+                .collect();
+            let total: u64 = entries.iter().map(|e| refusals_in(&e.outcome)).sum();
+            Ok((total >= CALLS).then_some((entries, total)))
+        },
+    )
+    .await?;
+    let (entries, total) = on_record;
+    assert_eq!(total, CALLS, "each refused call counted once");
+    // One entry per outcome per second (and per node, the caller's calls
+    // all reached one).
+    let bound = 2 * (flood_secs + 2) as usize;
+    assert!(
+        entries.len() <= bound,
+        "{} entries for {CALLS} refusals over {flood_secs} s",
+        entries.len()
+    );
+    println!(
+        "{CALLS} refused calls in {flood_secs} s: {} audit entries ({codes:?})",
+        entries.len()
+    );
+    Ok(())
+}

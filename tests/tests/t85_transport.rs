@@ -396,3 +396,88 @@ async fn a_node_certificate_cannot_act_for_a_principal_on_object_calls() -> anyh
     h.objects(1).await?.list(list(false)).await?;
     Ok(())
 }
+
+/// The services reflection lists through `channel`, in v1 and in v1alpha.
+async fn reflected_services(channel: Transport) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let v1_request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter([v1_request]))
+        .await?
+        .into_inner();
+    let mut listed_v1 = Vec::new();
+    if let Some(answer) = answers.message().await? {
+        if let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(l)) =
+            answer.message_response
+        {
+            listed_v1 = l.service.into_iter().map(|s| s.name).collect();
+        }
+    }
+    let alpha_request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter([alpha_request]))
+        .await?
+        .into_inner();
+    let mut listed_alpha = Vec::new();
+    if let Some(answer) = answers.message().await? {
+        if let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(l)) =
+            answer.message_response
+        {
+            listed_alpha = l.service.into_iter().map(|s| s.name).collect();
+        }
+    }
+    Ok((listed_v1, listed_alpha))
+}
+
+#[tokio::test]
+async fn reflection_lists_the_public_services_in_both_versions_and_never_the_internal_ones(
+) -> anyhow::Result<()> {
+    let mut h = cluster!(3)?;
+    h.form().await?;
+    // A caller with no credentials at all, and the administrator.
+    let nobody = h.client_credentials("nobody")?.without_identity();
+    for creds in [&nobody, h.credentials()] {
+        let channel = channel(&h.endpoint(1), creds)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let (v1, v1alpha) = reflected_services(channel).await?;
+        // Each version lists itself; everything else is the same.
+        let others = |names: &[String]| -> Vec<String> {
+            let mut names: Vec<String> = names
+                .iter()
+                .filter(|s| !s.starts_with("grpc.reflection."))
+                .cloned()
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            others(&v1),
+            others(&v1alpha),
+            "both versions list the same services"
+        );
+        assert!(v1alpha
+            .iter()
+            .any(|s| s == "grpc.reflection.v1alpha.ServerReflection"));
+        for public in ["tresor.v1.Objects", "tresor.v1.Uploads", "tresor.v1.Admin"] {
+            assert!(v1.iter().any(|s| s == public), "{public} not in {v1:?}");
+        }
+        assert!(
+            v1.iter().all(|s| !s.starts_with("tresor.internal")),
+            "internal services advertised: {v1:?}"
+        );
+    }
+    Ok(())
+}

@@ -83,6 +83,7 @@ mod tests {
             max_downloads: 1,
             retry_after_ms: 250,
             max_sessions_per_principal: 1,
+            max_refusals_per_sec: 1,
         });
         let first = admission.enter(Traffic::Upload).expect("first upload");
         let _second = admission.enter(Traffic::Upload).expect("second upload");

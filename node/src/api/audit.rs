@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::refusals::{Refusals, REFUSAL_INTERVAL};
 use crate::meta::audit::AuditRecord;
 use crate::meta::{now_ms, Command};
 use crate::raft::Cluster;
@@ -25,13 +26,39 @@ type Pending = (AuditRecord, oneshot::Sender<Result<(), String>>);
 pub struct AuditSink {
     node: u64,
     tx: mpsc::Sender<Pending>,
+    /// Refused calls of the current interval (see [`Refusals`]).
+    refusals: Arc<Refusals>,
+    /// Refusals a caller may have per interval before it is refused at
+    /// once.
+    refusal_limit: u64,
 }
 
 impl AuditSink {
-    /// Starts the batching task for `cluster`'s node.
+    /// Starts the batching task for `cluster`'s node, and the task that
+    /// records the refusals of each interval.
     pub fn spawn(cluster: Arc<Cluster>) -> Self {
         let (tx, mut rx) = mpsc::channel::<Pending>(4096);
         let node = cluster.config().node_id;
+        let refusals = Arc::new(Refusals::default());
+        let refusal_limit = cluster.config().admission.max_refusals_per_sec as u64;
+        {
+            let (refusals, tx) = (refusals.clone(), tx.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(REFUSAL_INTERVAL);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    for record in refusals.drain(node) {
+                        // Nobody waits for these: the refused calls have
+                        // been answered.
+                        let (done, _) = oneshot::channel();
+                        if tx.send((record, done)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -55,7 +82,24 @@ impl AuditSink {
                 }
             }
         });
-        Self { node, tx }
+        Self {
+            node,
+            tx,
+            refusals,
+            refusal_limit,
+        }
+    }
+
+    /// Counts a refused call of `caller` (the principal, or
+    /// `anonymous@IP`): on record with the others of this interval.
+    pub fn refused(&self, caller: &str, action: &str, bucket: &str, key: &str, outcome: &str) {
+        self.refusals.count(caller, action, bucket, key, outcome);
+    }
+
+    /// Whether `caller` has had its limit of refusals this interval: its
+    /// calls are then refused at once.
+    pub fn refusing(&self, caller: &str) -> bool {
+        self.refusals.of(caller) >= self.refusal_limit
     }
 
     /// Records an event and waits until it is committed.
@@ -86,4 +130,15 @@ impl AuditSink {
             .map_err(|_| "audit sink stopped".to_string())?;
         rx.await.map_err(|_| "audit sink stopped".to_string())?
     }
+}
+
+/// Whether a failed call was refused at the door (no or bad credentials,
+/// no role, over a limit): such refusals are on record merged.
+pub fn is_refusal(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unauthenticated
+            | tonic::Code::PermissionDenied
+            | tonic::Code::ResourceExhausted
+    )
 }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod connections;
 mod guard;
 pub mod objects;
+pub mod refusals;
 pub mod shards;
 pub(crate) mod status;
 pub mod uploads;

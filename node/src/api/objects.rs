@@ -207,6 +207,12 @@ impl ObjectsService {
         result: &Result<T, Status>,
     ) {
         let outcome = outcome_of(result);
+        if let Err(status) = result {
+            if super::audit::is_refusal(status) {
+                self.audit.refused(principal, action, bucket, key, &outcome);
+                return;
+            }
+        }
         if let Err(e) = self
             .audit
             .record(principal, action, bucket, key, sha, &outcome)

@@ -149,6 +149,12 @@ async fn audit_after<T>(
     result: &Result<T, Status>,
 ) {
     let outcome = outcome_of(result);
+    if let Err(status) = result {
+        if super::audit::is_refusal(status) {
+            audit.refused(principal, action, bucket, key, &outcome);
+            return;
+        }
+    }
     if let Err(e) = audit
         .record(principal, action, bucket, key, "", &outcome)
         .await

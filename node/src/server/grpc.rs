@@ -49,14 +49,19 @@ pub(super) async fn serve_grpc(
     health_reporter
         .set_serving::<UploadsServer<uploads::UploadsService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tresor_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| {
-            tracing::error!(error = %e, "reflection service disabled");
-        })
-        .ok();
+    // Reflection shows the public services, to anyone: the internal ones
+    // (Raft, Shards) are for member nodes only and are not advertised.
+    // Both versions, as older tools speak only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tresor_proto::PUBLIC_FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let disabled = |e: tonic_reflection::server::Error| {
+        tracing::error!(error = %e, "reflection service disabled");
+    };
+    let reflection_v1 = reflection().build_v1().map_err(disabled).ok();
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(disabled).ok();
     let audit = audit::AuditSink::spawn(cluster.clone());
     let admin = AdminServer::new(admin::AdminService::new(
         plane.clone(),
@@ -110,7 +115,8 @@ pub(super) async fn serve_grpc(
             crate::api::status::over_size_as_resource_exhausted::<tonic::body::Body>,
         ))
         .add_service(health_service)
-        .add_optional_service(reflection)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
         .add_service(admin)
         .add_service(raft)
         .add_service(objects)

@@ -161,12 +161,21 @@ impl Authorizer {
         request: &Request<T>,
         action: Action,
     ) -> Result<Caller, Status> {
+        // A caller refused too often this interval is refused at once,
+        // before its credentials cost a look-up.
+        let peer = peer_name(request);
+        if self.audit.refusing(&peer) {
+            return Err(refusing(&peer));
+        }
         let in_cluster = self.in_cluster()?;
         let caught_up = match in_cluster {
             true => self.catch_up(action).await?,
             false => None,
         };
         let mut caller = self.identify(request, action, in_cluster)?;
+        if self.audit.refusing(&caller.name) {
+            return Err(refusing(&caller.name));
+        }
         caller.caught_up = caught_up;
         Ok(caller)
     }
@@ -392,13 +401,23 @@ impl Authorizer {
             tracing::warn!(principal, %action, bucket, outcome, reason = status.message(), "refused (not in a cluster: not audited)");
             return;
         }
-        tracing::info!(principal, %action, bucket, outcome, reason = status.message(), "refused");
-        if let Err(e) = self
-            .audit
-            .record(principal, action.name(), bucket, key, "", &outcome)
-            .await
-        {
-            tracing::error!(principal, %action, bucket, key, outcome, error = %e, "AUDIT RECORD LOST");
-        }
+        tracing::debug!(principal, %action, bucket, outcome, reason = status.message(), "refused");
+        // On record with the caller's other refusals of this interval.
+        self.audit
+            .refused(principal, action.name(), bucket, key, &outcome);
     }
+}
+
+/// The refusal of a caller past its limit of refusals for this interval.
+fn refusing(caller: &str) -> Status {
+    let wait = super::refusals::REFUSAL_INTERVAL.as_millis() as u64;
+    let mut status = Status::resource_exhausted(format!(
+        "{caller} was refused too often in the last second; retry in {wait} ms"
+    ));
+    if let Ok(value) = wait.to_string().parse() {
+        status
+            .metadata_mut()
+            .insert(super::admission::RETRY_PUSHBACK, value);
+    }
+    status
 }
