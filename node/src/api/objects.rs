@@ -183,6 +183,14 @@ impl ObjectsService {
         result: Result<T, Status>,
     ) -> Result<T, Status> {
         let outcome = outcome_of(&result);
+        if let Err(status) = &result {
+            // Nothing is served: a refusal is on record with its caller's
+            // others of this second.
+            if super::audit::is_refusal(status) {
+                self.audit.refused(principal, action, bucket, key, &outcome);
+                return result;
+            }
+        }
         match self
             .audit
             .record(principal, action, bucket, key, sha, &outcome)
@@ -415,7 +423,12 @@ impl ObjectsService {
         named: &mut (String, String),
     ) -> Result<Response<pb::PutResponse>, Status> {
         let mut inbound = request.into_inner();
-        let header = match inbound.message().await?.and_then(|m| m.msg) {
+        // The upload's permit is held from here: a client that never sends
+        // its header does not keep it.
+        let first = tokio::time::timeout(PUT_STALL_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::cancelled(format!("no header within {PUT_STALL_TIMEOUT:?}")))??;
+        let header = match first.and_then(|m| m.msg) {
             Some(pb::put_request::Msg::Header(h)) => h,
             _ => {
                 return Err(Status::invalid_argument(

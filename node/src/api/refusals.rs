@@ -63,7 +63,11 @@ impl Refusals {
         } else {
             caller
         };
-        if inner.callers.len() < MAX_GROUPS || inner.callers.contains_key(caller) {
+        // Only refusals for who the caller is or what it may do count
+        // towards its limit: a caller told to wait (a node's limits, or
+        // this one) is not locked out for retrying.
+        let counts = matches!(outcome, "unauthenticated" | "permission_denied");
+        if counts && (inner.callers.len() < MAX_GROUPS || inner.callers.contains_key(caller)) {
             *inner.callers.entry(caller.to_string()).or_default() += 1;
         }
         let group = inner
@@ -80,7 +84,8 @@ impl Refusals {
         same_or_various(&mut group.key, key);
     }
 
-    /// Refusals of `caller` counted in this interval, all actions.
+    /// Refusals of `caller` for its credentials or its roles in this
+    /// interval, all actions.
     pub fn of(&self, caller: &str) -> u64 {
         self.lock().callers.get(caller).copied().unwrap_or(0)
     }
@@ -148,7 +153,8 @@ mod tests {
             "resource_exhausted",
         );
         r.count("cam-7", "delete", "cams", "k", "permission_denied");
-        assert_eq!(r.of("anonymous@10.0.0.1"), 11);
+        // Told to wait is not counted towards the caller's limit.
+        assert_eq!(r.of("anonymous@10.0.0.1"), 10);
         let records = r.drain(3);
         assert_eq!(records.len(), 3);
         let total: u64 = records.iter().map(|r| refusals_in(&r.outcome)).sum();

@@ -270,7 +270,9 @@ impl Uploads for UploadsService {
             let mut inbound = request.into_inner();
             let first = tokio::time::timeout(PUT_STALL_TIMEOUT, inbound.message())
                 .await
-                .map_err(|_| Status::deadline_exceeded("no header"))??;
+                .map_err(|_| {
+                    Status::cancelled(format!("no header within {PUT_STALL_TIMEOUT:?}"))
+                })??;
             let Some(pb::upload_parts_request::Msg::Header(header)) = first.and_then(|m| m.msg)
             else {
                 return Err(Status::invalid_argument(
