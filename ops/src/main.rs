@@ -77,6 +77,23 @@ enum BenchCmd {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Resumable upload sessions against single-stream Puts in the same
+    /// run (64 MiB and 1 GiB), the time a cut upload takes to send again,
+    /// and a node's peak memory while `--clients` upload through it.
+    Uploads {
+        /// Rounds of the 64 MiB comparison (medians are reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Clients uploading 64 MiB each at once through one node.
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        /// Output format.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+        /// Keep the local cluster here.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// How the cluster behaves as its metadata grows: real 4 KiB puts to
     /// `--objects`, a row at each decade (put rate and p99, status and
     /// list latency, node memory, metadata and disk bytes per object,
@@ -159,6 +176,21 @@ fn main() -> ExitCode {
             objects,
             due_percent,
             rate,
+            json: output == "json",
+            dir,
+        })),
+        Cmd::Bench {
+            what:
+                Some(BenchCmd::Uploads {
+                    rounds,
+                    clients,
+                    output,
+                    dir,
+                }),
+            ..
+        } => run_async(bench::uploads::run(bench::uploads::UploadsOptions {
+            rounds,
+            clients,
             json: output == "json",
             dir,
         })),

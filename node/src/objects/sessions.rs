@@ -234,6 +234,8 @@ impl DataPlane {
     ) -> Result<(), ObjectError> {
         let (_, session) = self.upload_session(caught_up, id, principal)?;
         check_offset(id, &session, offset)?;
+        // Whether an earlier call may have left files of the next part.
+        let resumed = session.writer != 0;
         // From this commit on, no other call can record a part.
         let writer = rand::random::<u64>() | 1;
         self.cluster
@@ -265,7 +267,9 @@ impl DataPlane {
         // A call cut off before recording this part may have left its
         // files; the claim above stops it from recording, and a file left
         // under a name this part needs would refuse the new one.
-        self.clear_part(id, part, codec.total_shards()).await;
+        if resumed {
+            self.clear_part(id, part, codec.total_shards()).await;
+        }
         loop {
             let before = body.hasher.bytes();
             body.allow(session.part_bytes);

@@ -22,6 +22,7 @@ mod heal;
 pub mod scale;
 mod security;
 mod stopped;
+pub mod uploads;
 
 /// Deadline of each status or measuring call a benchmark makes.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
