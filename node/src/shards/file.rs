@@ -5,6 +5,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +19,10 @@ use super::{sync_dir, Digest, ShardError, ShardId};
 /// Block writes go straight through when at least this large; smaller ones
 /// are gathered.
 const WRITE_BUFFER: usize = 64 * 1024;
+/// A file's bytes are handed to the disk (writeback started, not waited
+/// for) every this many bytes, so its commit's fsync finds little left to
+/// write instead of the whole file.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Writes one shard file: blocks in order, then `commit`.
 ///
@@ -44,6 +49,8 @@ pub struct ShardWriter {
     /// Commit replaces whatever is at the final path (repair rebuilding a
     /// damaged file in place).
     replace: bool,
+    /// File bytes whose writeback was started.
+    written_back: u64,
 }
 
 impl fmt::Debug for ShardWriter {
@@ -88,6 +95,7 @@ impl ShardWriter {
             data_len: 0,
             failed: false,
             replace: false,
+            written_back: 0,
         };
         writer.write(&header)?;
         Ok(writer)
@@ -131,6 +139,33 @@ impl ShardWriter {
         // Checked against block_size above, which is a u32.
         self.last_block_len = data.len() as u32;
         self.data_len += data.len() as u64;
+        self.start_writeback()
+    }
+
+    /// Starts the writeback of what was written since the last time, once
+    /// that is [`WRITEBACK_EVERY`] bytes: `POSIX_FADV_DONTNEED` on Linux
+    /// starts writing dirty pages out without waiting for them (and drops
+    /// pages already written, which a shard holder does not read back
+    /// soon). Only a hint: durability still comes from the commit's fsync.
+    fn start_writeback(&mut self) -> Result<(), ShardError> {
+        let Sink::File(file) = &mut self.sink else {
+            return Ok(());
+        };
+        let end = HEADER_LEN as u64 + self.data_len;
+        if end - self.written_back < WRITEBACK_EVERY {
+            return Ok(());
+        }
+        if let Err(e) = file.flush() {
+            self.failed = true;
+            return Err(ShardError::Io(e));
+        }
+        let (start, len) = (self.written_back as i64, (end - self.written_back) as i64);
+        let fd = file.get_ref().as_file().as_raw_fd();
+        let advice = nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED;
+        if let Err(e) = nix::fcntl::posix_fadvise(fd, start, len, advice) {
+            tracing::debug!(shard = %self.id, error = %e, "writeback hint refused");
+        }
+        self.written_back = end;
         Ok(())
     }
 
