@@ -494,3 +494,84 @@ async fn the_cli_resumes_an_interrupted_put_of_the_same_file() -> anyhow::Result
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn session_calls_refuse_what_the_proto_says_they_refuse() -> anyhow::Result<()> {
+    use tresor_proto::v1::uploads_client::UploadsClient;
+    let mut s = spec(6, 3);
+    s.data = DataTuning {
+        part_bytes: MIB,
+        ..Default::default()
+    };
+    s.admission.max_sessions_per_principal = 2;
+    s.admission.retry_after_ms = 750;
+    let h = cluster!(data, spec = s)?;
+    let channel = tresor_client::connect_with(&h.endpoint(2), h.credentials()).await?;
+    let mut raw = UploadsClient::new(tresor_client::channel::transport(channel, h.credentials()));
+    let create = |bucket: &str, key: &str, content_type: &str| pb::CreateUploadRequest {
+        header: Some(pb::PutHeader {
+            bucket: bucket.into(),
+            key: key.into(),
+            content_type: content_type.into(),
+            ..Default::default()
+        }),
+    };
+    let code_of =
+        |r: Result<tonic::Response<pb::UploadInfo>, tonic::Status>| r.err().map(|s| s.code());
+
+    // Creating: unknown bucket, bad key, attributes over their limits.
+    let r = raw.create_upload(create("nowhere", "k", "")).await;
+    assert_eq!(code_of(r), Some(Code::NotFound));
+    let r = raw.create_upload(create("footage", "", "")).await;
+    assert_eq!(code_of(r), Some(Code::InvalidArgument));
+    let r = raw
+        .create_upload(create("footage", "k", &"x".repeat(257)))
+        .await;
+    assert_eq!(code_of(r), Some(Code::InvalidArgument));
+    let r = raw.create_upload(create("tresor.audit", "k", "")).await;
+    assert_eq!(code_of(r), Some(Code::PermissionDenied));
+
+    // Naming a session: malformed, unknown.
+    let get = |id: &str| pb::UploadRef {
+        upload_id: id.into(),
+    };
+    assert_eq!(
+        code_of(raw.get_upload(get("zz")).await),
+        Some(Code::InvalidArgument)
+    );
+    let unknown = "00".repeat(16);
+    assert_eq!(
+        code_of(raw.get_upload(get(&unknown)).await),
+        Some(Code::NotFound)
+    );
+
+    // UploadParts must start with its header.
+    let data_first = pb::UploadPartsRequest {
+        msg: Some(pb::upload_parts_request::Msg::Data(vec![1, 2, 3])),
+    };
+    let r = raw.upload_parts(tokio_stream::iter([data_first])).await;
+    assert_eq!(r.err().map(|s| s.code()), Some(Code::InvalidArgument));
+
+    // A principal's open sessions are limited; past it, a retry hint.
+    let first = raw
+        .create_upload(create("footage", "a", ""))
+        .await?
+        .into_inner();
+    raw.create_upload(create("footage", "b", "")).await?;
+    let over = raw
+        .create_upload(create("footage", "c", ""))
+        .await
+        .expect_err("a third session is one too many");
+    assert_eq!(over.code(), Code::ResourceExhausted, "{over}");
+    assert_eq!(
+        over.metadata()
+            .get("grpc-retry-pushback-ms")
+            .and_then(|v| v.to_str().ok()),
+        Some("750")
+    );
+    raw.abort_upload(get(&first.upload_id)).await?;
+    let again = raw.abort_upload(get(&first.upload_id)).await;
+    assert_eq!(again.err().map(|s| s.code()), Some(Code::NotFound));
+    raw.create_upload(create("footage", "c", "")).await?;
+    Ok(())
+}

@@ -523,7 +523,15 @@ pub(super) async fn send_segment<S: PutBody>(
     let stripe_bytes = codec.data_shards() * block_size as usize;
     let mut targets = open_segment(peers, candidates, object, segment, codec, block_size)
         .await
-        .map_err(|e| (e, SegmentManifest { bytes: 0, shards: Vec::new() }))?;
+        .map_err(|e| {
+            (
+                e,
+                SegmentManifest {
+                    bytes: 0,
+                    shards: Vec::new(),
+                },
+            )
+        })?;
     // Record the nodes now so a failure below still cleans them up.
     let placed = SegmentManifest {
         bytes: 0,
