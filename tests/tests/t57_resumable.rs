@@ -260,6 +260,17 @@ async fn a_session_resumes_through_another_node_and_only_for_its_principal() -> 
     );
     denied(stranger.abort_upload(&session.upload_id).await);
     assert_eq!(second.get_upload(&session.upload_id).await?, now);
+    // An administrator may abort another's session (one whose client lost
+    // its id): it may delete in the bucket.
+    let theirs = stranger
+        .create_upload("footage", "cam-8-lost", &Default::default())
+        .await?;
+    first.abort_upload(&theirs.upload_id).await?;
+    let gone = stranger
+        .get_upload(&theirs.upload_id)
+        .await
+        .expect_err("aborted");
+    assert_eq!(code(&gone), Some(Code::NotFound));
 
     // Data from the wrong offset is refused and changes nothing.
     let wrong = UploadSession {
@@ -488,6 +499,23 @@ async fn the_cli_resumes_an_interrupted_put_of_the_same_file() -> anyhow::Result
         "resumed from {durable_before}, yet sent {sent} bytes"
     );
     assert!(uploads()?.iter().all(|u| u["key"] != "shift.mp4"));
+
+    // `uploads abort` ends a session whose client is gone.
+    let client = client_of(&h, &[1]).await?;
+    let left = client
+        .create_upload("footage", "left-behind", &Default::default())
+        .await?;
+    let endpoint = h.endpoint(3);
+    let args = [
+        "--endpoint",
+        endpoint.as_str(),
+        "uploads",
+        "abort",
+        left.upload_id.as_str(),
+    ];
+    let (ok, _, err) = Harness::cli(NODE_CLI, &args, Duration::from_secs(60))?;
+    assert!(ok, "uploads abort: {err}");
+    assert!(uploads()?.iter().all(|u| u["key"] != "left-behind"));
     assert!(
         std::fs::read_dir(&state)?.next().is_none(),
         "the note of a finished upload is removed"

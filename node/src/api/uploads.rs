@@ -413,12 +413,32 @@ impl Uploads for UploadsService {
         let caller = self.caller(&request, "upload abort").await?;
         let mut named = (String::new(), String::new());
         let result = async {
-            let (upload, _) = self
-                .session_of(&caller, &request.get_ref().upload_id, &mut named)
-                .await?;
+            let id = parse_upload_id(&request.get_ref().upload_id).map_err(object_status)?;
             let caught_up = self.caught_up(&caller).await?;
+            let (upload, session) = self
+                .plane
+                .upload_record(caught_up, id)
+                .map_err(object_status)?;
+            named = (upload.bucket.clone(), upload.key.clone());
+            // Its own principal may abort it; so may whoever may delete in
+            // its bucket (an administrator, for a session whose id is lost).
+            let owner = session.principal == caller.name();
+            let action = if owner { Action::Put } else { Action::Delete };
+            if !owner
+                && self
+                    .auth
+                    .authorize(&caller, Action::Delete, Some(&upload.bucket))
+                    .is_err()
+            {
+                return Err(Status::permission_denied(format!(
+                    "upload {id} belongs to another principal; only it, or a principal who \
+                     may delete in bucket {}, may abort it",
+                    upload.bucket
+                )));
+            }
+            self.auth.authorize(&caller, action, Some(&upload.bucket))?;
             self.plane
-                .abort_upload_session(caught_up, upload.object_id, caller.name())
+                .abort_upload_session(caught_up, id, caller.name(), !owner)
                 .await
                 .map_err(object_status)?;
             Ok(Response::new(pb::AbortUploadResponse {}))

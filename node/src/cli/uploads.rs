@@ -1,4 +1,5 @@
-//! `tresor-node uploads ls`: the resumable upload sessions still open.
+//! `tresor-node uploads ls|abort`: the resumable upload sessions still
+//! open, and ending one.
 
 use clap::Subcommand;
 use serde_json::json;
@@ -12,11 +13,29 @@ use crate::meta::now_ms;
 pub enum UploadsCmd {
     /// List the open sessions: principal, bytes durably stored, age.
     Ls,
+    /// End a session without an object and delete its stored parts (one
+    /// whose client lost its id, say). Needs the right to delete in its
+    /// bucket, unless it is the caller's own.
+    Abort {
+        /// The session, as `uploads ls` shows it.
+        upload_id: String,
+    },
 }
 
 /// Runs an `uploads` subcommand.
 pub async fn run(command: UploadsCmd, endpoint: &str, output: Output) -> anyhow::Result<()> {
-    let UploadsCmd::Ls = command;
+    if let UploadsCmd::Abort { upload_id } = command {
+        let client = tresor_client::Client::connect(&[endpoint.to_string()]).await?;
+        client
+            .abort_upload(&upload_id)
+            .await
+            .map_err(|e| anyhow::anyhow!("uploads abort: {e}"))?;
+        match output {
+            Output::Json => print_json(json!({ "upload_id": upload_id, "aborted": true })),
+            Output::Table => println!("upload {upload_id} aborted; its parts are deleted"),
+        }
+        return Ok(());
+    }
     let mut admin = admin(endpoint).await?;
     let mut all = Vec::new();
     let mut page_token = String::new();

@@ -433,14 +433,21 @@ impl DataPlane {
     }
 
     /// Ends session `id` without an object, on record as `principal`'s
-    /// abort; its shard files are deleted from every node.
+    /// abort; its shard files are deleted from every node. Only its own
+    /// principal may, unless `any_owner` (the caller may delete in the
+    /// session's bucket: an administrator clearing a session whose id its
+    /// client lost).
     pub async fn abort_upload_session(
         &self,
         caught_up: CaughtUp,
         id: ObjectId,
         principal: &str,
+        any_owner: bool,
     ) -> Result<(), ObjectError> {
-        let (upload, _) = self.upload_session(caught_up, id, principal)?;
+        let (upload, _) = match any_owner {
+            true => self.upload_record(caught_up, id)?,
+            false => self.upload_session(caught_up, id, principal)?,
+        };
         let audit = self.audit_record(principal, "upload abort", &upload.bucket, &upload.key, "");
         self.cluster
             .propose(Command::AbortUpload {
