@@ -90,6 +90,32 @@ impl AuditSink {
         }
     }
 
+    /// Records a call after the fact (a change already made cannot be
+    /// undone by a record that fails, which is logged loudly instead); a
+    /// refusal is counted with its caller's others of this interval.
+    pub async fn after<T>(
+        &self,
+        principal: &str,
+        action: &str,
+        (bucket, key): (&str, &str),
+        sha: &str,
+        result: &Result<T, tonic::Status>,
+    ) {
+        let outcome = super::outcome_of(result);
+        if let Err(status) = result {
+            if is_refusal(status) {
+                self.refused(principal, action, bucket, key, &outcome);
+                return;
+            }
+        }
+        if let Err(e) = self
+            .record(principal, action, bucket, key, sha, &outcome)
+            .await
+        {
+            tracing::error!(action, bucket, key, outcome, error = %e, "AUDIT RECORD LOST");
+        }
+    }
+
     /// Counts a refused call of `caller` (the principal, or
     /// `anonymous@IP`): on record with the others of this interval.
     pub fn refused(&self, caller: &str, action: &str, bucket: &str, key: &str, outcome: &str) {

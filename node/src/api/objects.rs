@@ -214,20 +214,9 @@ impl ObjectsService {
         sha: &str,
         result: &Result<T, Status>,
     ) {
-        let outcome = outcome_of(result);
-        if let Err(status) = result {
-            if super::audit::is_refusal(status) {
-                self.audit.refused(principal, action, bucket, key, &outcome);
-                return;
-            }
-        }
-        if let Err(e) = self
-            .audit
-            .record(principal, action, bucket, key, sha, &outcome)
+        self.audit
+            .after(principal, action, (bucket, key), sha, result)
             .await
-        {
-            tracing::error!(action, bucket, key, outcome, error = %e, "AUDIT RECORD LOST");
-        }
     }
 
     fn record<T>(

@@ -139,7 +139,7 @@ impl UploadsService {
 }
 
 /// Records a call that changed nothing or whose change has no record of
-/// its own; a record that cannot be made is logged loudly.
+/// its own.
 async fn audit_after<T>(
     audit: &AuditSink,
     principal: &str,
@@ -148,19 +148,9 @@ async fn audit_after<T>(
     key: &str,
     result: &Result<T, Status>,
 ) {
-    let outcome = outcome_of(result);
-    if let Err(status) = result {
-        if super::audit::is_refusal(status) {
-            audit.refused(principal, action, bucket, key, &outcome);
-            return;
-        }
-    }
-    if let Err(e) = audit
-        .record(principal, action, bucket, key, "", &outcome)
+    audit
+        .after(principal, action, (bucket, key), "", result)
         .await
-    {
-        tracing::error!(action, bucket, key, outcome, error = %e, "AUDIT RECORD LOST");
-    }
 }
 
 /// The bytes of an `UploadParts` stream after its header: `None` only
@@ -282,10 +272,11 @@ impl Uploads for UploadsService {
             let (upload, _) = self
                 .session_of(&caller, &header.upload_id, &mut named)
                 .await?;
-            Ok((permit, inbound, header, upload))
+            let caught_up = self.caught_up(&caller).await?;
+            Ok((permit, inbound, header, upload, caught_up))
         }
         .await;
-        let (permit, inbound, header, upload) = match opened {
+        let (permit, inbound, header, upload, caught_up) = match opened {
             Ok(opened) => opened,
             Err(status) => {
                 let failed: Result<(), Status> = Err(status.clone());
@@ -299,9 +290,7 @@ impl Uploads for UploadsService {
         let plane = self.plane.clone();
         let audit = self.audit.clone();
         let metrics = self.metrics.clone();
-        let caught_up = self.caught_up(&caller).await?;
         tokio::spawn(async move {
-            let _permit = permit;
             let offset = header.offset;
             let mut sent = 0u64;
             let mut durable = |part: u32, bytes: u64| {
@@ -325,6 +314,9 @@ impl Uploads for UploadsService {
                 )
                 .await
                 .map_err(object_status);
+            // The node's upload permit is free again before the answer goes
+            // out: a client retrying at once is not refused for its own call.
+            drop(permit);
             if let Err(status) = &result {
                 tracing::info!(upload = %upload.object_id, error = %status.message(), "upload parts ended");
                 let _ = tx.send(Err(status.clone()));

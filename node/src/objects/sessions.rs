@@ -12,8 +12,8 @@ use super::{DataPlane, ObjectError};
 use crate::crypto::{DataKey, CHUNK_BYTES};
 use crate::erasure::Codec;
 use crate::meta::{
-    now_ms, validate_attributes, validate_bucket_name, validate_key, Command, HashState, MetaError,
-    ObjectEncryption, ObjectId, ObjectManifest, UploadRecord, UploadSession, TAG_BYTES,
+    now_ms, Command, HashState, MetaError, ObjectEncryption, ObjectId, ObjectManifest,
+    UploadRecord, UploadSession, TAG_BYTES,
 };
 use crate::raft::{CaughtUp, ClusterError};
 use crate::shards::ShardId;
@@ -61,29 +61,7 @@ impl DataPlane {
         spec: PutSpec,
         max_open: u32,
     ) -> Result<UploadRecord, ObjectError> {
-        validate_bucket_name(&spec.bucket)?;
-        validate_key(&spec.key)?;
-        validate_attributes(&spec.content_type, &spec.metadata)?;
-        let expected = spec
-            .expected_sha256
-            .as_deref()
-            .map(normalize_sha256)
-            .transpose()?;
-        let meta = self.cluster.meta();
-        let bucket = meta
-            .bucket(&spec.bucket)?
-            .ok_or_else(|| ObjectError::NotFound(format!("no bucket named {}", spec.bucket)))?;
-        if meta.object(&spec.bucket, &spec.key)?.is_some() {
-            return Err(ObjectError::AlreadyExists(format!(
-                "{}/{} already exists (objects are immutable)",
-                spec.bucket, spec.key
-            )));
-        }
-        if let Some(tomb) = meta.tombstone(&spec.bucket, &spec.key)? {
-            return Err(ObjectError::AlreadyExists(
-                tomb.refusal(&spec.bucket, &spec.key).to_string(),
-            ));
-        }
+        let (bucket, expected) = self.check_new_object(&spec)?;
         if self.sessions_of(&spec.principal, max_open as usize)? >= max_open as usize {
             return Err(ObjectError::ResourceExhausted(format!(
                 "{} has {max_open} upload sessions open, the most allowed; complete or abort one",

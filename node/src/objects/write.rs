@@ -165,35 +165,7 @@ impl DataPlane {
         spec: PutSpec,
         body: S,
     ) -> Result<ObjectManifest, ObjectError> {
-        validate_bucket_name(&spec.bucket)?;
-        validate_key(&spec.key)?;
-        validate_attributes(&spec.content_type, &spec.metadata)?;
-        let expected = spec
-            .expected_sha256
-            .as_deref()
-            .map(super::sessions::normalize_sha256)
-            .transpose()?;
-        let bucket = self
-            .cluster
-            .meta()
-            .bucket(&spec.bucket)?
-            .ok_or_else(|| ObjectError::NotFound(format!("no bucket named {}", spec.bucket)))?;
-        if self
-            .cluster
-            .meta()
-            .object(&spec.bucket, &spec.key)?
-            .is_some()
-        {
-            return Err(ObjectError::AlreadyExists(format!(
-                "{}/{} already exists (objects are immutable)",
-                spec.bucket, spec.key
-            )));
-        }
-        if let Some(tomb) = self.cluster.meta().tombstone(&spec.bucket, &spec.key)? {
-            return Err(ObjectError::AlreadyExists(
-                tomb.refusal(&spec.bucket, &spec.key).to_string(),
-            ));
-        }
+        let (bucket, expected) = self.check_new_object(&spec)?;
         let codec = Codec::new(bucket.data as usize, bucket.parity as usize)
             .map_err(|e| ObjectError::Internal(format!("bucket {}: {e}", bucket.name)))?;
         let block_size = self.tuning.shard_bytes;
@@ -375,6 +347,41 @@ impl DataPlane {
             "object stored"
         );
         Ok(manifest)
+    }
+
+    /// What a new object must pass before a byte of it is stored: its
+    /// names and attributes, a well-formed expected SHA-256 (returned
+    /// normalised), a bucket that exists (returned) and a key that never
+    /// held an object. Checked against state this node caught up to; the
+    /// commit refuses a key taken meanwhile.
+    pub(super) fn check_new_object(
+        &self,
+        spec: &PutSpec,
+    ) -> Result<(crate::meta::Bucket, Option<String>), ObjectError> {
+        validate_bucket_name(&spec.bucket)?;
+        validate_key(&spec.key)?;
+        validate_attributes(&spec.content_type, &spec.metadata)?;
+        let expected = spec
+            .expected_sha256
+            .as_deref()
+            .map(super::sessions::normalize_sha256)
+            .transpose()?;
+        let meta = self.cluster.meta();
+        let bucket = meta
+            .bucket(&spec.bucket)?
+            .ok_or_else(|| ObjectError::NotFound(format!("no bucket named {}", spec.bucket)))?;
+        if meta.object(&spec.bucket, &spec.key)?.is_some() {
+            return Err(ObjectError::AlreadyExists(format!(
+                "{}/{} already exists (objects are immutable)",
+                spec.bucket, spec.key
+            )));
+        }
+        if let Some(tomb) = meta.tombstone(&spec.bucket, &spec.key)? {
+            return Err(ObjectError::AlreadyExists(
+                tomb.refusal(&spec.bucket, &spec.key).to_string(),
+            ));
+        }
+        Ok((bucket, expected))
     }
 
     /// Proposes the commit of `manifest`, with the put's audit record; if
