@@ -243,3 +243,52 @@ async fn bad_puts_are_refused_and_store_nothing() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn of_two_racing_deletes_one_deletes_and_the_other_says_not_found() -> anyhow::Result<()> {
+    let h = data_cluster(6, 3).await?;
+    const KEYS: usize = 12;
+    for i in 0..KEYS {
+        h.put(1 + (i as u64 % 6), "footage", &format!("race-{i}"), b"x")
+            .await?;
+    }
+    // Two deletes of each key at once, through two different nodes.
+    let mut outcomes = Vec::new();
+    for i in 0..KEYS {
+        let key = format!("race-{i}");
+        let (a, b) = (1 + (i as u64 % 6), 1 + ((i as u64 + 3) % 6));
+        let delete = |via: u64| {
+            let key = key.clone();
+            let h = &h;
+            async move {
+                let mut client = h.objects(via).await?;
+                let call = client.delete(tresor_proto::v1::DeleteRequest {
+                    bucket: "footage".into(),
+                    key,
+                });
+                let answer = tokio::time::timeout(std::time::Duration::from_secs(60), call).await?;
+                anyhow::Ok(answer.map(|_| ()).map_err(|s| s.code()))
+            }
+        };
+        let (first, second) = tokio::join!(delete(a), delete(b));
+        outcomes.push((key, first?, second?));
+    }
+    let log = h.audit_log(2, 100_000).await?;
+    for (key, first, second) in &outcomes {
+        // Exactly one says it deleted; the other is told the key is gone.
+        let oks = [first, second].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(oks, 1, "{key}: {first:?} {second:?}");
+        for r in [first, second] {
+            if let Err(code) = r {
+                assert_eq!(*code, tonic::Code::NotFound, "{key}");
+            }
+        }
+        // And the audit log agrees: one delete on record as done.
+        let done = log
+            .iter()
+            .filter(|e| e.action == "delete" && &e.key == key && e.outcome == "ok")
+            .count();
+        assert_eq!(done, 1, "{key}");
+    }
+    Ok(())
+}

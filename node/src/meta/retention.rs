@@ -156,6 +156,9 @@ pub struct Tombstone {
     pub principal: String,
     /// The retention policy it expired by, for an expiry.
     pub policy: Option<String>,
+    /// The sequence number of the delete's audit entry (0: none).
+    #[serde(default)]
+    pub audit_seq: u64,
 }
 
 impl Tombstone {

@@ -345,6 +345,7 @@ impl DataPlane {
         now_ms: u64,
         audit: AuditRecord,
     ) -> Result<(), ObjectError> {
+        let mine = audit.clone();
         let deleted = self
             .cluster
             .propose(Command::DeleteObject {
@@ -357,9 +358,32 @@ impl DataPlane {
             })
             .await;
         match deleted {
-            // A retried proposal whose first attempt committed finds the
-            // object gone: the delete happened.
-            Ok(()) | Err(ClusterError::Meta(MetaError::NotFound(_))) => {}
+            Ok(()) => {}
+            // Gone: either a retried proposal whose first attempt committed
+            // (this delete happened, on record), or another delete that won
+            // the race — then this call deleted nothing and must not say it
+            // did. The delete's audit entry tells which.
+            Err(ClusterError::Meta(MetaError::NotFound(m))) => {
+                self.cluster.linearizable_read().await?;
+                let meta = self.cluster.meta();
+                let tomb = meta.tombstone(&manifest.bucket, &manifest.key)?;
+                let entry = match &tomb {
+                    Some(t) if t.object_id == manifest.object_id && t.audit_seq > 0 => {
+                        meta.audit_entries(t.audit_seq, 1)?.pop()
+                    }
+                    _ => None,
+                };
+                let ours = entry.is_some_and(|e| e.record == mine);
+                if !ours {
+                    return Err(ObjectError::NotFound(match tomb {
+                        Some(t) => format!(
+                            "{}/{} was deleted meanwhile by {} at {} (Unix ms)",
+                            manifest.bucket, manifest.key, t.principal, t.deleted_ms
+                        ),
+                        None => m,
+                    }));
+                }
+            }
             // Held, or kept by its retention: a refusal to report as such.
             Err(ClusterError::Meta(MetaError::FailedPrecondition(m))) => {
                 return Err(ObjectError::FailedPrecondition(m))

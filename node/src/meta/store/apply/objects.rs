@@ -372,6 +372,7 @@ impl MetaStore {
                 true => manifest.retention.as_ref().map(|r| r.policy.clone()),
                 false => None,
             },
+            audit_seq,
         };
         batch.insert(tombstone_key(bucket, key), encode(&tomb));
         batch.remove(object_id_key(&manifest.object_id));
