@@ -4,12 +4,14 @@
 //! (through `cluster`, for linearizable manifest reads and commits).
 
 mod audit;
+mod body;
 mod epochs;
 mod keys;
 mod peers;
 mod read;
 mod receipts;
 mod repair;
+mod segments;
 mod sessions;
 mod shred;
 mod targets;
@@ -21,6 +23,7 @@ mod write;
 use std::sync::Arc;
 
 pub use audit::SealedRead;
+pub use body::PutBody;
 pub use keys::RotationReport;
 pub use peers::{
     epoch_key_from_proto, epoch_key_to_proto, timeouts, GrpcPeers, PeerError, Peers, ShardPeers,
@@ -30,7 +33,7 @@ pub use read::{ObjectRange, ObjectStream};
 pub use receipts::ReceiptsIssued;
 pub use sessions::parse_upload_id;
 pub use shred::{EpochSync, Shredded};
-pub use write::{PutBody, PutSpec};
+pub use write::PutSpec;
 
 use crate::config::DataTuning;
 use crate::crypto::{EpochKeys, Keyring};

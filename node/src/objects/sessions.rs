@@ -6,8 +6,10 @@
 //! go on. Completing commits the object from the recorded parts exactly as
 //! a Put commits it.
 
+use super::body::{Body, PutBody};
+use super::segments::{write_segments, Layout};
 use super::upload::{keep_alive, KeepAlive};
-use super::write::{write_segments, Body, Layout, PutBody, PutSpec};
+use super::write::{normalize_sha256, PutSpec};
 use super::{DataPlane, ObjectError};
 use crate::crypto::{DataKey, CHUNK_BYTES};
 use crate::erasure::Codec;
@@ -457,19 +459,6 @@ fn check_offset(id: ObjectId, session: &UploadSession, offset: u64) -> Result<()
         )));
     }
     Ok(())
-}
-
-/// A SHA-256 given by a client, as 64 lowercase hex digits.
-pub(super) fn normalize_sha256(hex_sum: &str) -> Result<String, ObjectError> {
-    hex::decode(hex_sum)
-        .ok()
-        .filter(|b| b.len() == 32)
-        .map(hex::encode)
-        .ok_or_else(|| {
-            ObjectError::InvalidArgument(format!(
-                "expected_sha256 {hex_sum:?} is not 64 hex digits"
-            ))
-        })
 }
 
 #[cfg(test)]

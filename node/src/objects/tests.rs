@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
+use super::body::Body;
 use super::peers::local::{Fault, LocalPeers};
 use super::peers::{PeerError, Peers};
 use super::read::fetch_stripe;
 use super::repair::rebuild_segment;
-use super::write::{write_segments, Body, Layout};
+use super::segments::{write_segments, Layout};
 use super::ObjectError;
 use crate::erasure::Codec;
 use crate::meta::{

@@ -7,21 +7,17 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
-
-use super::peers::Peers;
-use super::targets::{commit_all, open_segment};
+use super::body::{Body, PutBody};
+use super::segments::{write_segments, Layout};
 use super::upload::{delete_shards_of, keep_alive, KeepAlive, Settled};
 use super::{DataPlane, ObjectError};
 use crate::crypto::{DataKey, CHUNK_BYTES};
 use crate::erasure::Codec;
 use crate::meta::ObjectEncryption;
 use crate::meta::{
-    now_ms, validate_attributes, validate_bucket_name, validate_key, Command, HashState, ObjectId,
-    ObjectManifest, SegmentManifest, ShardLocation, UploadRecord,
+    now_ms, validate_attributes, validate_bucket_name, validate_key, Command, ObjectId,
+    ObjectManifest, UploadRecord,
 };
-use crate::placement::Candidate;
 use crate::raft::CaughtUp;
 use crate::raft::ClusterError;
 
@@ -40,119 +36,6 @@ pub struct PutSpec {
     pub expected_sha256: Option<String>,
     /// Who is storing it: the object commits with its audit record.
     pub principal: String,
-}
-
-/// The object's bytes, as the client sends them.
-pub trait PutBody: Stream<Item = Result<Vec<u8>, ObjectError>> + Unpin + Send {}
-impl<T: Stream<Item = Result<Vec<u8>, ObjectError>> + Unpin + Send> PutBody for T {}
-
-/// Pulls the body into stripe-sized buffers of stored bytes, hashing the
-/// object's bytes as it goes and, with a data key, sealing them chunk by
-/// chunk first.
-pub(super) struct Body<S> {
-    stream: S,
-    pending: Vec<u8>,
-    pos: usize,
-    /// SHA-256 of the object's bytes so far (a resumed upload's included).
-    pub(super) hasher: HashState,
-    /// Object bytes taken from this stream.
-    pub(super) size: u64,
-    /// Object bytes that may still be taken before the body pauses (a
-    /// part's end); the stream goes on after [`Body::allow`].
-    allowed: u64,
-    /// The data key and the next chunk's index, when encrypting.
-    seal: Option<(DataKey, u64)>,
-    /// A sealed chunk being handed out, and how far.
-    sealed: Vec<u8>,
-    sealed_pos: usize,
-    /// The client's stream has ended.
-    pub(super) ended: bool,
-}
-
-impl<S: PutBody> Body<S> {
-    pub(super) fn new(stream: S, key: Option<DataKey>) -> Self {
-        Self::resume(stream, key, 0, HashState::default())
-    }
-
-    /// A body that goes on after `hasher.bytes()` object bytes stored
-    /// before, whose next sealed chunk is `chunk`.
-    pub(super) fn resume(stream: S, key: Option<DataKey>, chunk: u64, hasher: HashState) -> Self {
-        Self {
-            stream,
-            pending: Vec::new(),
-            pos: 0,
-            hasher,
-            size: 0,
-            allowed: u64::MAX,
-            seal: key.map(|k| (k, chunk)),
-            sealed: Vec::new(),
-            sealed_pos: 0,
-            ended: false,
-        }
-    }
-
-    /// Lets `bytes` more object bytes be taken, then pauses again.
-    pub(super) fn allow(&mut self, bytes: u64) {
-        self.allowed = bytes;
-    }
-
-    /// Fills `buf` with up to `want` object bytes; fewer only at the end
-    /// (of the stream, or of what is allowed).
-    async fn fill_plain(&mut self, buf: &mut Vec<u8>, want: usize) -> Result<(), ObjectError> {
-        buf.clear();
-        let want = want.min(usize::try_from(self.allowed).unwrap_or(usize::MAX));
-        while buf.len() < want && !self.ended {
-            if self.pos == self.pending.len() {
-                match self.stream.next().await {
-                    Some(Ok(chunk)) => {
-                        self.pending = chunk;
-                        self.pos = 0;
-                        continue;
-                    }
-                    Some(Err(e)) => return Err(e),
-                    None => {
-                        self.ended = true;
-                        break;
-                    }
-                }
-            }
-            let take = (want - buf.len()).min(self.pending.len() - self.pos);
-            buf.extend_from_slice(&self.pending[self.pos..self.pos + take]);
-            self.pos += take;
-        }
-        self.hasher.update(&buf[..]);
-        self.size += buf.len() as u64;
-        self.allowed -= buf.len() as u64;
-        Ok(())
-    }
-
-    /// Fills `buf` with up to `want` stored bytes; fewer only at the end.
-    async fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> Result<(), ObjectError> {
-        if self.seal.is_none() {
-            return self.fill_plain(buf, want).await;
-        }
-        buf.clear();
-        while buf.len() < want {
-            if self.sealed_pos == self.sealed.len() {
-                let mut chunk = std::mem::take(&mut self.sealed);
-                self.fill_plain(&mut chunk, CHUNK_BYTES as usize).await?;
-                self.sealed_pos = 0;
-                if chunk.is_empty() {
-                    self.sealed = chunk;
-                    break;
-                }
-                if let Some((key, index)) = &mut self.seal {
-                    key.seal(*index, &mut chunk);
-                    *index += 1;
-                }
-                self.sealed = chunk;
-            }
-            let take = (want - buf.len()).min(self.sealed.len() - self.sealed_pos);
-            buf.extend_from_slice(&self.sealed[self.sealed_pos..self.sealed_pos + take]);
-            self.sealed_pos += take;
-        }
-        Ok(())
-    }
 }
 
 impl DataPlane {
@@ -364,7 +247,7 @@ impl DataPlane {
         let expected = spec
             .expected_sha256
             .as_deref()
-            .map(super::sessions::normalize_sha256)
+            .map(normalize_sha256)
             .transpose()?;
         let meta = self.cluster.meta();
         let bucket = meta
@@ -441,189 +324,15 @@ impl DataPlane {
     }
 }
 
-/// How an object's bytes are cut: its id, erasure code, block size and
-/// stripes per segment.
-#[derive(Clone, Copy)]
-pub(super) struct Layout<'a> {
-    pub(super) object: ObjectId,
-    /// The index of the first segment written.
-    pub(super) first_segment: u32,
-    pub(super) codec: &'a Codec,
-    pub(super) block_size: u32,
-    pub(super) segment_stripes: u32,
-}
-
-/// Streams `body` into segments of shard files on nodes chosen among
-/// `candidates()` (asked again for each segment), pushing each segment's
-/// manifest onto `segments` — its placement as soon as it is chosen, so a
-/// failure part-way still knows which nodes to clean up. Fails when a
-/// segment cannot get `data + 1` durable shard files.
-pub(super) async fn write_segments<S: PutBody>(
-    peers: &Peers,
-    candidates: impl Fn() -> Result<Vec<Candidate>, ObjectError>,
-    layout: Layout<'_>,
-    body: &mut Body<S>,
-    segments: &mut Vec<SegmentManifest>,
-) -> Result<(), ObjectError> {
-    let stripe_bytes = layout.codec.data_shards() * layout.block_size as usize;
-    let mut stripe = Vec::with_capacity(stripe_bytes);
-    body.fill(&mut stripe, stripe_bytes).await?;
-    let mut segment = layout.first_segment;
-    while !stripe.is_empty() {
-        let sent = send_segment(peers, candidates()?, layout, segment, body, &mut stripe).await;
-        let sent = match sent {
-            Ok(sent) => sent,
-            Err((e, placed)) => {
-                if !placed.shards.is_empty() {
-                    segments.push(placed);
-                }
-                return Err(e);
-            }
-        };
-        segments.push(sent.placed.clone());
-        let written = commit_segment(sent, layout).await;
-        if let Some(last) = segments.last_mut() {
-            match written {
-                Ok(done) => *last = done,
-                Err((e, placed)) => {
-                    *last = placed;
-                    return Err(e);
-                }
-            }
-        }
-        crate::crash::point("put::after_segment");
-        segment += 1;
-    }
-    Ok(())
-}
-
-/// A segment whose blocks are all sent, its shard files not yet
-/// committed.
-pub(super) struct SentSegment {
-    segment: u32,
-    targets: Vec<Option<super::peers::Target>>,
-    /// Object (stored) bytes in it.
-    bytes: u64,
-    /// Where its shard files are being written, for clean-up.
-    pub(super) placed: SegmentManifest,
-}
-
-/// Places segment `segment` and streams its stripes to its nodes, from
-/// `stripe` (filled already) on: at most `segment_stripes` of them, or to
-/// the body's end. Leaves the next stripe in `stripe`. A failure comes
-/// with the placement so far, for clean-up.
-pub(super) async fn send_segment<S: PutBody>(
-    peers: &Peers,
-    candidates: Vec<Candidate>,
-    layout: Layout<'_>,
-    segment: u32,
-    body: &mut Body<S>,
-    stripe: &mut Vec<u8>,
-) -> Result<SentSegment, (ObjectError, SegmentManifest)> {
-    let Layout {
-        object,
-        codec,
-        block_size,
-        segment_stripes,
-        ..
-    } = layout;
-    let stripe_bytes = codec.data_shards() * block_size as usize;
-    let mut targets = open_segment(peers, candidates, object, segment, codec, block_size)
-        .await
-        .map_err(|e| {
-            (
-                e,
-                SegmentManifest {
-                    bytes: 0,
-                    shards: Vec::new(),
-                },
-            )
-        })?;
-    // Record the nodes now so a failure below still cleans them up.
-    let placed = SegmentManifest {
-        bytes: 0,
-        shards: targets
-            .iter()
-            .map(|t| ShardLocation {
-                node: t.as_ref().map(|t| t.node),
-                digest: None,
-                damaged: false,
-            })
-            .collect(),
-    };
-    let mut bytes = 0u64;
-    let mut stripes = 0u32;
-    loop {
-        let shards = match codec.encode(stripe) {
-            Ok(shards) => shards,
-            Err(e) => return Err((ObjectError::Internal(format!("encoding: {e}")), placed)),
-        };
-        let sends = targets
-            .iter_mut()
-            .zip(shards)
-            .filter_map(|(t, shard)| t.as_mut().map(|t| t.send(Bytes::from(shard))));
-        futures::future::join_all(sends).await;
-        bytes += stripe.len() as u64;
-        stripes += 1;
-
-        let full = stripe.len() == stripe_bytes;
-        if let Err(e) = body.fill(stripe, stripe_bytes).await {
-            return Err((e, placed));
-        }
-        if !full || stripe.is_empty() || stripes == segment_stripes {
-            break;
-        }
-    }
-    Ok(SentSegment {
-        segment,
-        targets,
-        bytes,
-        placed,
-    })
-}
-
-/// Commits the shard files of a sent segment: its manifest once at least
-/// `data + 1` are durable, else the error with the placement (the nodes
-/// of failed writes included) for clean-up.
-pub(super) async fn commit_segment(
-    sent: SentSegment,
-    layout: Layout<'_>,
-) -> Result<SegmentManifest, (ObjectError, SegmentManifest)> {
-    let SentSegment {
-        segment,
-        mut targets,
-        bytes,
-        mut placed,
-    } = sent;
-    let (object, codec) = (layout.object, layout.codec);
-    let needed = (codec.data_shards() + 1).min(codec.total_shards());
-    let results = commit_all(&mut targets, needed).await;
-    let mut shards = Vec::with_capacity(results.len());
-    for (index, result) in results.into_iter().enumerate() {
-        shards.push(match result {
-            Some(Ok((node, digest))) => ShardLocation::at(node, digest),
-            Some(Err(e)) => {
-                tracing::warn!(%object, segment, index, error = %e, "shard write failed");
-                ShardLocation::missing()
-            }
-            None => ShardLocation::missing(),
-        });
-    }
-    let durable = shards.iter().filter(|s| s.node.is_some()).count();
-    if durable < needed {
-        // Keep the recorded nodes of failed writes for clean-up.
-        for (slot, written) in placed.shards.iter_mut().zip(&shards) {
-            if written.node.is_some() {
-                *slot = written.clone();
-            }
-        }
-        return Err((
-            ObjectError::Unavailable(format!(
-                "only {durable} of {} shard files of segment {segment} could be made durable; {needed} are needed",
-                codec.total_shards()
-            )),
-            placed,
-        ));
-    }
-    Ok(SegmentManifest { bytes, shards })
+/// A SHA-256 given by a client, as 64 lowercase hex digits.
+pub(super) fn normalize_sha256(hex_sum: &str) -> Result<String, ObjectError> {
+    hex::decode(hex_sum)
+        .ok()
+        .filter(|b| b.len() == 32)
+        .map(hex::encode)
+        .ok_or_else(|| {
+            ObjectError::InvalidArgument(format!(
+                "expected_sha256 {hex_sum:?} is not 64 hex digits"
+            ))
+        })
 }
