@@ -37,8 +37,21 @@ pub(super) fn broken_upload(status: Status) -> ObjectError {
     ObjectError::Cancelled(format!("upload stream broke off: {}", status.message()))
 }
 
+/// What a Put's (or a session's) header asks to store, on `principal`'s
+/// behalf.
+pub(super) fn put_spec(header: pb::PutHeader, principal: &str) -> PutSpec {
+    PutSpec {
+        bucket: header.bucket,
+        key: header.key,
+        content_type: header.content_type,
+        metadata: header.metadata.into_iter().collect(),
+        expected_sha256: Some(header.expected_sha256).filter(|s| !s.is_empty()),
+        principal: principal.to_string(),
+    }
+}
+
 /// The refusal of a write into a bucket the cluster keeps for itself.
-fn kept_by_cluster(bucket: &str) -> Status {
+pub(super) fn kept_by_cluster(bucket: &str) -> Status {
     Status::permission_denied(format!(
         "bucket {bucket} is kept by the cluster: it can be read with the audit role, and nobody \
          writes or deletes in it"
@@ -431,14 +444,7 @@ impl ObjectsService {
         if is_reserved_bucket(&header.bucket) {
             return Err(kept_by_cluster(&header.bucket));
         }
-        let spec = PutSpec {
-            bucket: header.bucket,
-            key: header.key,
-            content_type: header.content_type,
-            metadata: header.metadata.into_iter().collect(),
-            expected_sha256: Some(header.expected_sha256).filter(|s| !s.is_empty()),
-            principal: caller.name().to_string(),
-        };
+        let spec = put_spec(header, caller.name());
         // A client that stops sending mid-upload is cut off rather than
         // holding the upload's buffers and shard streams for ever.
         let inbound = futures::stream::unfold(inbound, |mut inbound| async move {

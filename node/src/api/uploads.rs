@@ -17,12 +17,12 @@ use tresor_proto::v1::uploads_server::Uploads;
 use super::admission::{Admission, Traffic};
 use super::audit::AuditSink;
 use super::auth::{peer_name, Action, Authorizer, Caller};
-use super::objects::{broken_upload, PUT_STALL_TIMEOUT};
+use super::objects::{broken_upload, kept_by_cluster, put_spec, PUT_STALL_TIMEOUT};
 use super::{object_status, outcome_of};
 use crate::meta::audit::is_reserved_bucket;
 use crate::meta::{UploadRecord, UploadSession};
 use crate::metrics::Metrics;
-use crate::objects::{parse_upload_id, DataPlane, ObjectError, PutSpec};
+use crate::objects::{parse_upload_id, DataPlane, ObjectError};
 
 type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::UploadProgress, Status>> + Send>>;
 
@@ -213,19 +213,10 @@ impl Uploads for UploadsService {
             .await?;
         let result = async {
             if is_reserved_bucket(&bucket) {
-                return Err(Status::permission_denied(format!(
-                    "bucket {bucket} is kept by the cluster; nobody writes in it"
-                )));
+                return Err(kept_by_cluster(&bucket));
             }
             let caught_up = self.caught_up(&caller).await?;
-            let spec = PutSpec {
-                bucket: header.bucket,
-                key: header.key,
-                content_type: header.content_type,
-                metadata: header.metadata.into_iter().collect(),
-                expected_sha256: Some(header.expected_sha256).filter(|s| !s.is_empty()),
-                principal: caller.name().to_string(),
-            };
+            let spec = put_spec(header, caller.name());
             let max = self.admission.max_sessions();
             match self.plane.create_upload(caught_up, spec, max).await {
                 Ok(upload) => match &upload.session {
