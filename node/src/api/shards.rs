@@ -14,6 +14,11 @@ use crate::crypto::{CryptoError, EpochKeys};
 use crate::objects::{epoch_key_from_proto, epoch_key_to_proto};
 use crate::shards::{Digest, ObjectId, ShardError, ShardId, ShardStore, ShardWriter};
 
+/// How long a single-shard delete may wait for its turn on this node:
+/// well under the caller's deadline for it (`objects::timeouts::DELETE`),
+/// so a delete its caller saw time out is never carried out later.
+const DELETE_STILL_WANTED: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Largest block accepted (the config allows shards of up to 4 MiB).
 const MAX_BLOCK: u32 = 4 * 1024 * 1024;
 /// How long a shard write may wait for the coordinator's next message
@@ -201,10 +206,21 @@ impl Shards for ShardsService {
     ) -> Result<Response<ipb::DeleteObjectShardsReply>, Status> {
         let id = shard_id(Some(request.get_ref()))?;
         let store = self.store.clone();
-        let deleted = tokio::task::spawn_blocking(move || store.delete(&id))
-            .await
-            .map_err(task_status)?
-            .map_err(|e| Status::internal(format!("deleting a shard: {e}")))?;
+        // A delete that waited here longer than its caller waits for the
+        // answer is not carried out: the caller has given up on it and may
+        // have written the shard anew meanwhile (a resumed upload's part).
+        let received = std::time::Instant::now();
+        let deleted = tokio::task::spawn_blocking(move || {
+            if received.elapsed() > DELETE_STILL_WANTED {
+                return Err(std::io::Error::other(
+                    "the delete waited too long; its caller has given up",
+                ));
+            }
+            store.delete(&id)
+        })
+        .await
+        .map_err(task_status)?
+        .map_err(|e| Status::internal(format!("deleting a shard: {e}")))?;
         Ok(Response::new(ipb::DeleteObjectShardsReply {
             deleted: deleted as u32,
         }))

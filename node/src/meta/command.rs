@@ -49,7 +49,9 @@ pub enum Command {
     /// Ends an upload without an object: from this commit on its
     /// `CreateObject` can never succeed, and its shard files are garbage.
     /// Refused with `AlreadyExists` if the object was committed — so the
-    /// answer tells a coordinator that lost track which way it went.
+    /// answer tells a coordinator that lost track which way it went — and
+    /// with `NotFound` if the upload was aborted already (by expiry, or a
+    /// first attempt of this proposal).
     AbortUpload {
         /// The upload's object id.
         object_id: super::ObjectId,
@@ -57,6 +59,10 @@ pub enum Command {
         /// expiry), appended if the upload was open.
         #[serde(default)]
         audit: Option<super::audit::AuditRecord>,
+        /// Only if the upload shows no progress since this (an expiry
+        /// judged by it): refused with `FailedPrecondition` otherwise.
+        #[serde(default)]
+        if_touched_ms: Option<u64>,
     },
     /// Makes `writer` the only one that may record the next parts of a
     /// resumable upload (a writer cut off but still running can then

@@ -376,7 +376,9 @@ impl DataPlane {
                     }
                     _ => None,
                 };
-                let ours = entry.is_some_and(|e| e.record == mine);
+                let ours = entry.is_some_and(|e| {
+                    tomb.as_ref().is_some_and(|t| t.audit_seq == e.seq) && e.record == mine
+                });
                 if !ours {
                     return Err(ObjectError::NotFound(match tomb {
                         Some(t) => format!(

@@ -248,7 +248,7 @@ impl DataPlane {
         // files; the claim above stops it from recording, and a file left
         // under a name this part needs would refuse the new one.
         if resumed {
-            self.clear_part(id, part, codec.total_shards()).await;
+            self.clear_part(id, part, codec.total_shards()).await?;
         }
         loop {
             let before = body.hasher.bytes();
@@ -297,8 +297,12 @@ impl DataPlane {
     }
 
     /// Deletes whatever files of `part` of `id` any active node holds.
-    async fn clear_part(&self, id: ObjectId, part: u32, width: usize) {
-        let Ok(nodes) = self.candidates() else { return };
+    /// Fails if a node did not answer in time: its delete may still be
+    /// pending, and must not meet this call's new files (a holder drops a
+    /// delete that waited longer than the caller waits, so the call can be
+    /// retried).
+    async fn clear_part(&self, id: ObjectId, part: u32, width: usize) -> Result<(), ObjectError> {
+        let nodes = self.candidates()?;
         let deletes = nodes.iter().flat_map(|node| {
             (0..width as u32).map(move |index| {
                 let shard = ShardId {
@@ -310,10 +314,20 @@ impl DataPlane {
             })
         });
         for (node, result) in futures::future::join_all(deletes).await {
-            if let Err(e) = result {
-                tracing::debug!(node, upload = %id, part, error = %e, "stale part file not cleared");
+            match result {
+                Ok(_) => {}
+                Err(e @ super::peers::PeerError::TimedOut { .. }) => {
+                    return Err(ObjectError::Unavailable(format!(
+                        "node {node} did not confirm clearing part {part} of upload {id} ({e}); retry"
+                    )))
+                }
+                // Unreachable: it received nothing to carry out later.
+                Err(e) => {
+                    tracing::debug!(node, upload = %id, part, error = %e, "stale part file not cleared")
+                }
             }
         }
+        Ok(())
     }
 
     /// Commits session `id` as its object, once `size` (what the client
@@ -433,12 +447,16 @@ impl DataPlane {
             .propose(Command::AbortUpload {
                 object_id: id,
                 audit: Some(audit),
+                if_touched_ms: None,
             })
             .await
             .map_err(refused)?;
         // The abort committed: no manifest can name these files any more.
-        let nodes = self.candidates()?.iter().map(|c| c.id).collect();
-        self.delete_shards(id, nodes);
+        // Files not deleted now are orphans for collection.
+        match self.candidates() {
+            Ok(nodes) => self.delete_shards(id, nodes.iter().map(|c| c.id).collect()),
+            Err(e) => tracing::warn!(upload = %id, error = %e, "aborted; files left to GC"),
+        }
         Ok(())
     }
 }

@@ -77,6 +77,7 @@ impl DataPlane {
                 .propose(Command::AbortUpload {
                     object_id: object,
                     audit: None,
+                    if_touched_ms: None,
                 })
                 .await
             {
@@ -97,10 +98,15 @@ impl DataPlane {
                 .propose(Command::AbortUpload {
                     object_id: object,
                     audit: None,
+                    if_touched_ms: None,
                 })
                 .await
             {
-                Ok(()) => return Settled::Aborted,
+                // Aborted now, or before (by expiry, or by a first attempt
+                // of this proposal): either way it can never commit.
+                Ok(()) | Err(ClusterError::Meta(MetaError::NotFound(_))) => {
+                    return Settled::Aborted
+                }
                 Err(ClusterError::Meta(MetaError::AlreadyExists(_))) => {
                     tracing::info!(%object, "commit answer was lost, but the object is committed");
                     return Settled::Committed;

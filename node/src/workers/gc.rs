@@ -71,13 +71,16 @@ impl OrphanCollector {
             let old = now
                 .duration_since(modified)
                 .is_ok_and(|age| age >= self.grace);
-            // The file's object, by its id, and where its manifest puts
-            // that shard.
-            let referenced = self.cluster.meta().is_placed(me, &id)?;
-            let uploading = || -> Result<bool, WorkerError> {
-                Ok(self.cluster.meta().upload(&id.object_id)?.is_some())
-            };
-            if referenced || !old || uploading()? {
+            // An upload in progress, then the file's object and where its
+            // manifest puts that shard — in this order: a commit removes
+            // the upload record and places the object in one batch, so a
+            // file whose upload is gone by the first read is placed by the
+            // second if it was committed (the other order could see
+            // neither, and delete a file a manifest just took).
+            let uploading = self.cluster.meta().upload(&id.object_id)?.is_some();
+            let referenced =
+                || -> Result<bool, WorkerError> { Ok(self.cluster.meta().is_placed(me, &id)?) };
+            if uploading || !old || referenced()? {
                 kept += 1;
                 bytes += len;
                 continue;

@@ -97,6 +97,9 @@ impl UploadExpiry {
                             .session
                             .as_ref()
                             .map(|s| expiry_record(me, upload, s)),
+                        // Judged by this progress: a client that resumed
+                        // meanwhile keeps its session.
+                        if_touched_ms: Some(upload.touched_ms),
                     })
                     .await
                 {
@@ -111,8 +114,13 @@ impl UploadExpiry {
                             "upload expired: no progress; its shard files are orphans now"
                         );
                     }
-                    // Committed meanwhile: not ours to expire.
-                    Err(crate::raft::ClusterError::Meta(MetaError::AlreadyExists(_))) => {}
+                    // Committed, aborted or resumed meanwhile: not ours to
+                    // expire.
+                    Err(crate::raft::ClusterError::Meta(
+                        MetaError::AlreadyExists(_)
+                        | MetaError::NotFound(_)
+                        | MetaError::FailedPrecondition(_),
+                    )) => {}
                     Err(e) => return Err(e.into()),
                 }
             }

@@ -470,3 +470,36 @@ fn deleting_a_principal_takes_its_grants_and_tokens() {
         Err(MetaError::NotFound(_))
     ));
 }
+
+#[test]
+fn an_expiry_abort_is_refused_after_progress_and_a_second_abort_finds_nothing() {
+    let (_dir, s) = store();
+    let manifest = bare_manifest("footage", "slow", crate::meta::ObjectId::random());
+    let id = manifest.object_id;
+    begin_upload(&s, &manifest);
+    let abort = |if_touched_ms| Command::AbortUpload {
+        object_id: id,
+        audit: None,
+        if_touched_ms,
+    };
+    // The expiry judged it silent at 0; it showed progress at 5 meanwhile.
+    run(
+        &s,
+        Command::TouchUpload {
+            object_id: id,
+            touched_ms: 5,
+        },
+    )
+    .expect("touch");
+    assert!(matches!(
+        run(&s, abort(Some(0))),
+        Err(MetaError::FailedPrecondition(_))
+    ));
+    assert!(
+        s.upload(&id).expect("read").is_some(),
+        "the upload lives on"
+    );
+    run(&s, abort(Some(5))).expect("judged by its latest progress");
+    // Aborted already: nothing to abort, and the answer says so.
+    assert!(matches!(run(&s, abort(None)), Err(MetaError::NotFound(_))));
+}

@@ -39,13 +39,26 @@ impl MetaStore {
                 upload.touched_ms = upload.touched_ms.max(*touched_ms);
                 batch.insert(upload_key(object_id), encode(&upload));
             }
-            Command::AbortUpload { object_id, audit } => {
-                if self.tree().contains_key(upload_key(object_id))? {
+            Command::AbortUpload {
+                object_id,
+                audit,
+                if_touched_ms,
+            } => {
+                if let Some(upload) = self.upload(object_id)? {
+                    if if_touched_ms.is_some_and(|t| t != upload.touched_ms) {
+                        return Ok(Err(MetaError::FailedPrecondition(format!(
+                            "upload {object_id} made progress since; not aborted"
+                        ))));
+                    }
                     batch.remove(upload_key(object_id));
                     self.append_audit(audit.iter(), batch)?;
                 } else if self.tree().contains_key(object_id_key(object_id))? {
                     return Ok(Err(MetaError::AlreadyExists(format!(
                         "upload {object_id} was committed"
+                    ))));
+                } else {
+                    return Ok(Err(MetaError::NotFound(format!(
+                        "upload {object_id} is not open (aborted or expired already)"
                     ))));
                 }
             }
