@@ -15,6 +15,7 @@ pub mod refusals;
 pub mod shards;
 pub(crate) mod status;
 pub mod uploads;
+pub mod views;
 
 pub use guard::{MemberGuard, REMOVAL_GRACE};
 pub use status::{

@@ -11,12 +11,11 @@ use tresor_proto::v1::objects_server::Objects;
 use super::admission::{Admission, Traffic};
 use super::audit::AuditSink;
 use super::auth::{peer_name, Action, Authorizer, Caller};
+use super::views::{hold_pb, object_info};
 use super::{object_status, outcome_of, store_status};
 use crate::meta::audit::is_reserved_bucket;
-use crate::meta::ObjectManifest;
 use crate::metrics::Metrics;
 use crate::objects::{DataPlane, ObjectError, ObjectRange, PutSpec};
-use crate::raft::CaughtUp;
 use std::time::{Duration, Instant};
 
 /// How long a Put may go without a message from its client before it is
@@ -91,18 +90,6 @@ impl ObjectsService {
     /// refusal is audited (by the authorizer) and counted in the metrics.
     /// Proof that this node caught up during the request: the one the
     /// authorizer took, or a fresh one where it answered locally.
-    async fn caught_up(&self, caller: &Caller) -> Result<CaughtUp, Status> {
-        match caller.caught_up() {
-            Some(caught_up) => Ok(caught_up),
-            None => self
-                .plane
-                .cluster()
-                .linearizable_read()
-                .await
-                .map_err(|e| object_status(e.into())),
-        }
-    }
-
     /// The shape of every call naming one bucket: admit the caller, carry
     /// the call out (`inner`, which also says what it served), put it on
     /// record as `when` says, and count it.
@@ -279,50 +266,6 @@ impl Served {
     }
 }
 
-/// The public view of a manifest.
-pub fn object_info(m: &ObjectManifest) -> pb::ObjectInfo {
-    pb::ObjectInfo {
-        bucket: m.bucket.clone(),
-        key: m.key.clone(),
-        size: m.size,
-        sha256: m.sha256.clone(),
-        content_type: m.content_type.clone(),
-        metadata: m.metadata.clone().into_iter().collect(),
-        data: m.data,
-        parity: m.parity,
-        stripes: m.stripes(),
-        created_ms: m.created_ms,
-        missing_shards: m.missing_shards() as u32,
-        retention: m.retention.as_ref().map(retention_pb),
-        holds: Vec::new(),
-    }
-}
-
-/// An object's retention on the wire.
-pub fn retention_pb(r: &crate::meta::ObjectRetention) -> pb::ObjectRetention {
-    pb::ObjectRetention {
-        policy: r.policy.clone(),
-        keep_until_ms: r.keep_until_ms,
-        delete_at_ms: r.delete_at_ms,
-    }
-}
-
-/// A hold on the wire.
-pub fn hold_pb(h: &crate::meta::Hold) -> pb::Hold {
-    use crate::meta::HoldTarget;
-    pb::Hold {
-        case_id: h.case_id.clone(),
-        bucket: h.bucket.clone(),
-        target: Some(match &h.target {
-            HoldTarget::Key(k) => pb::hold::Target::Key(k.clone()),
-            HoldTarget::Prefix(p) => pb::hold::Target::Prefix(p.clone()),
-        }),
-        reason: h.reason.clone(),
-        placed_by: h.placed_by.clone(),
-        placed_ms: h.placed_ms,
-    }
-}
-
 type GetStream = Pin<Box<dyn Stream<Item = Result<pb::GetResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -474,7 +417,7 @@ impl ObjectsService {
             }
         });
         let (bucket, key) = (spec.bucket.clone(), spec.key.clone());
-        let caught_up = self.caught_up(caller).await?;
+        let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
         let manifest = self
             .plane
             .put(caught_up, spec, Box::pin(body))
@@ -498,7 +441,7 @@ impl ObjectsService {
     ) -> Result<(Response<GetStream>, Served), Status> {
         // Held by the stream until its last message.
         let permit = self.admission.enter(Traffic::Download)?;
-        let caught_up = self.caught_up(caller).await?;
+        let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
         let req = request.into_inner();
         let range = ObjectRange {
             offset: req.offset.unwrap_or(0),
@@ -543,7 +486,7 @@ impl ObjectsService {
         request: Request<pb::StatRequest>,
         caller: &Caller,
     ) -> Result<(Response<pb::ObjectInfo>, Served), Status> {
-        let caught_up = self.caught_up(caller).await?;
+        let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
         let req = request.into_inner();
         let manifest = self
             .plane
@@ -567,7 +510,7 @@ impl ObjectsService {
         request: Request<pb::ListRequest>,
         caller: &Caller,
     ) -> Result<(Response<pb::ListResponse>, Served), Status> {
-        let caught_up = self.caught_up(caller).await?;
+        let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
         let req = request.into_inner();
         let after = Some(req.page_token.as_str()).filter(|t| !t.is_empty());
         let (objects, next) = self
@@ -592,7 +535,7 @@ impl ObjectsService {
         request: Request<pb::DeleteRequest>,
         caller: &Caller,
     ) -> Result<(Response<pb::DeleteResponse>, Served), Status> {
-        let caught_up = self.caught_up(caller).await?;
+        let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
         let req = request.into_inner();
         self.plane
             .delete(caught_up, &req.bucket, &req.key, caller.name())

@@ -18,6 +18,7 @@ use super::admission::{Admission, Traffic};
 use super::audit::AuditSink;
 use super::auth::{peer_name, Action, Authorizer, Caller};
 use super::objects::{broken_upload, kept_by_cluster, put_spec, PUT_STALL_TIMEOUT};
+use super::views::upload_info;
 use super::{object_status, outcome_of};
 use crate::meta::audit::is_reserved_bucket;
 use crate::meta::{UploadRecord, UploadSession};
@@ -33,22 +34,6 @@ pub struct UploadsService {
     audit: AuditSink,
     auth: Authorizer,
     admission: Admission,
-}
-
-/// A session on the wire.
-pub fn upload_info(upload: &UploadRecord, session: &UploadSession) -> pb::UploadInfo {
-    pb::UploadInfo {
-        upload_id: upload.object_id.to_hex(),
-        bucket: upload.bucket.clone(),
-        key: upload.key.clone(),
-        part_bytes: session.part_bytes,
-        durable_bytes: session.durable_bytes(),
-        parts: session.parts.len() as u32,
-        finished: session.finished,
-        principal: session.principal.clone(),
-        started_ms: upload.started_ms,
-        touched_ms: upload.touched_ms,
-    }
 }
 
 impl UploadsService {
@@ -93,7 +78,7 @@ impl UploadsService {
         named: &mut (String, String),
     ) -> Result<(UploadRecord, UploadSession), Status> {
         let id = parse_upload_id(upload_id).map_err(object_status)?;
-        let caught_up = self.caught_up(caller).await?;
+        let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
         let (upload, _) = self
             .plane
             .upload_record(caught_up, id)
@@ -106,18 +91,6 @@ impl UploadsService {
         self.auth
             .authorize(caller, Action::Put, Some(&upload.bucket))?;
         Ok((upload, session))
-    }
-
-    async fn caught_up(&self, caller: &Caller) -> Result<crate::raft::CaughtUp, Status> {
-        match caller.caught_up() {
-            Some(c) => Ok(c),
-            None => self
-                .plane
-                .cluster()
-                .linearizable_read()
-                .await
-                .map_err(|e| object_status(e.into())),
-        }
     }
 
     async fn audit_after<T>(
@@ -215,7 +188,7 @@ impl Uploads for UploadsService {
             if is_reserved_bucket(&bucket) {
                 return Err(kept_by_cluster(&bucket));
             }
-            let caught_up = self.caught_up(&caller).await?;
+            let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
             let spec = put_spec(header, caller.name());
             let max = self.admission.max_sessions();
             match self.plane.create_upload(caught_up, spec, max).await {
@@ -263,7 +236,7 @@ impl Uploads for UploadsService {
             let (upload, _) = self
                 .session_of(&caller, &header.upload_id, &mut named)
                 .await?;
-            let caught_up = self.caught_up(&caller).await?;
+            let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
             Ok((permit, inbound, header, upload, caught_up))
         }
         .await;
@@ -357,7 +330,7 @@ impl Uploads for UploadsService {
         let mut named = (String::new(), String::new());
         let result = async {
             let (upload, _) = self.session_of(&caller, &req.upload_id, &mut named).await?;
-            let caught_up = self.caught_up(&caller).await?;
+            let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
             let expected = Some(req.expected_sha256.as_str()).filter(|s| !s.is_empty());
             let manifest = self
                 .plane
@@ -397,7 +370,7 @@ impl Uploads for UploadsService {
         let mut named = (String::new(), String::new());
         let result = async {
             let id = parse_upload_id(&request.get_ref().upload_id).map_err(object_status)?;
-            let caught_up = self.caught_up(&caller).await?;
+            let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
             let (upload, session) = self
                 .plane
                 .upload_record(caught_up, id)

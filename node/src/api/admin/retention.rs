@@ -6,7 +6,7 @@ use tresor_proto::v1 as pb;
 use super::convert::*;
 use super::{AdminService, Audited};
 use crate::api::auth::Action;
-use crate::api::objects::{hold_pb, retention_pb};
+use crate::api::views::{hold_pb, retention_pb};
 use crate::api::{meta_status, store_status, to_status};
 use crate::meta::retention::{format_duration, validate_hold};
 use crate::meta::{now_ms, Command, Hold, HoldFilter, HoldTarget, MetaError, RetentionPolicy};

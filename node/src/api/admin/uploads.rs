@@ -5,7 +5,7 @@ use tresor_proto::v1 as pb;
 
 use super::AdminService;
 use crate::api::auth::Action;
-use crate::api::uploads::upload_info;
+use crate::api::views::upload_info;
 use crate::objects::parse_upload_id;
 
 /// Sessions per page when the caller does not say, and at most.

@@ -94,6 +94,18 @@ impl Caller {
         self.caught_up
     }
 
+    /// Proof that this node caught up during the request: the one taken
+    /// while checking this caller, or a fresh one where it answered locally.
+    pub async fn caught_up_with(&self, cluster: &crate::raft::Cluster) -> Result<CaughtUp, Status> {
+        match self.caught_up {
+            Some(caught_up) => Ok(caught_up),
+            None => cluster
+                .linearizable_read()
+                .await
+                .map_err(|e| super::object_status(e.into())),
+        }
+    }
+
     /// The name a node puts in [`PRINCIPAL_HEADER`] when it forwards this
     /// caller's call to the leader (`None` for a node acting for itself).
     pub fn forwarded_name(&self) -> Option<&str> {
