@@ -174,12 +174,14 @@ async fn tour(cluster: &mut LocalCluster) -> anyhow::Result<()> {
         3,
         "Security: every connection is TLS with the cluster's own CA, every call needs a certificate or a token.",
     );
-    let token = cluster
-        .create_admin_token()
-        .await?
-        .ok_or_else(|| anyhow!("the demo cluster should be secure"))?;
-    println!("    an admin token was made; to use this cluster from a shell while it runs:");
-    for line in cluster.env_lines(Some(&token)).lines() {
+    let access = cluster.create_admin_access().await?;
+    if access.token.is_none() {
+        bail!("the demo cluster should be secure");
+    }
+    println!(
+        "    an admin token and S3 key were made; to use this cluster from a shell while it runs:"
+    );
+    for line in cluster.env_lines(&access).lines() {
         println!("      {line}");
     }
     let ca_only = Credentials::new(

@@ -104,6 +104,8 @@ pub fn spec(nodes: usize, zones: usize) -> LocalClusterSpec {
         zones,
         raft: fast_raft(),
         http: false,
+        // The S3 port only where a test speaks S3 (`t56_s3`).
+        s3: false,
         data: Default::default(),
         healing: Default::default(),
         audit: Default::default(),
@@ -317,6 +319,14 @@ impl Harness {
         self.cluster
             .node(id)
             .map(|n| n.endpoint())
+            .unwrap_or_default()
+    }
+
+    /// The S3 endpoint URL of node `id` (empty: it serves no S3 port).
+    pub fn s3_endpoint(&self, id: u64) -> String {
+        self.cluster
+            .node(id)
+            .and_then(|n| n.s3_endpoint())
             .unwrap_or_default()
     }
 

@@ -302,6 +302,55 @@ async fn call(
                 })
                 .await?;
         }
+        Op::CreateS3Key => {
+            // No such principal: NOT_FOUND when allowed.
+            let got = admin()
+                .await?
+                .create_s3_key(pb::CreateS3KeyRequest {
+                    principal: "ghost".into(),
+                })
+                .await;
+            match got {
+                Err(s) if s.code() == Code::NotFound => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        Op::ListS3Keys => {
+            admin()
+                .await?
+                .list_s3_keys(pb::ListS3KeysRequest {})
+                .await?;
+        }
+        Op::RevokeS3Key => {
+            let got = admin()
+                .await?
+                .revoke_s3_key(pb::RevokeS3KeyRequest {
+                    access_key_id: "TRS00000000000000000".into(),
+                })
+                .await;
+            match got {
+                Err(s) if s.code() == Code::NotFound => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        Op::DeleteBucket => {
+            let got = admin()
+                .await?
+                .delete_bucket(pb::DeleteBucketRequest {
+                    name: format!("never-made-{n}"),
+                })
+                .await;
+            match got {
+                Err(s) if s.code() == Code::NotFound => {}
+                other => {
+                    other?;
+                }
+            }
+        }
         Op::KeysRotate => {
             admin().await?.rotate_keys(pb::RotateKeysRequest {}).await?;
         }

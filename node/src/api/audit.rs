@@ -90,6 +90,35 @@ impl AuditSink {
         }
     }
 
+    /// Records a read before its answer is sent: if the record cannot be
+    /// committed, the answer is withheld (`Unavailable`). A refusal is
+    /// counted with its caller's others of this interval instead.
+    pub async fn before<T>(
+        &self,
+        principal: &str,
+        action: &str,
+        (bucket, key): (&str, &str),
+        sha: &str,
+        result: Result<T, tonic::Status>,
+    ) -> Result<T, tonic::Status> {
+        let outcome = super::outcome_of(&result);
+        if let Err(status) = &result {
+            if is_refusal(status) {
+                self.refused(principal, action, bucket, key, &outcome);
+                return result;
+            }
+        }
+        match self
+            .record(principal, action, bucket, key, sha, &outcome)
+            .await
+        {
+            Ok(()) => result,
+            Err(e) => Err(tonic::Status::unavailable(format!(
+                "the {action} could not be recorded in the audit log ({e}); it is not served"
+            ))),
+        }
+    }
+
     /// Records a call after the fact (a change already made cannot be
     /// undone by a record that fails, which is logged loudly instead); a
     /// refusal is counted with its caller's others of this interval.

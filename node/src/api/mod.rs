@@ -12,6 +12,7 @@ pub mod connections;
 mod guard;
 pub mod objects;
 pub mod refusals;
+pub mod s3;
 pub mod shards;
 pub(crate) mod status;
 pub mod uploads;

@@ -10,7 +10,7 @@ use tresor_proto::v1::objects_server::Objects;
 
 use super::admission::{Admission, Traffic};
 use super::audit::AuditSink;
-use super::auth::{peer_name, Action, Authorizer, Caller};
+use super::auth::{kept_by_cluster, peer_name, Action, Authorizer, Caller};
 use super::views::{hold_pb, object_info};
 use super::{object_status, outcome_of, store_status};
 use crate::meta::audit::is_reserved_bucket;
@@ -46,15 +46,8 @@ pub(super) fn put_spec(header: pb::PutHeader, principal: &str) -> PutSpec {
         metadata: header.metadata.into_iter().collect(),
         expected_sha256: Some(header.expected_sha256).filter(|s| !s.is_empty()),
         principal: principal.to_string(),
+        md5: None,
     }
-}
-
-/// The refusal of a write into a bucket the cluster keeps for itself.
-pub(super) fn kept_by_cluster(bucket: &str) -> Status {
-    Status::permission_denied(format!(
-        "bucket {bucket} is kept by the cluster: it can be read with the audit role, and nobody \
-         writes or deletes in it"
-    ))
 }
 
 /// Object API of one node; any node coordinates any request.
@@ -67,11 +60,16 @@ pub struct ObjectsService {
 }
 
 impl ObjectsService {
-    /// Serves `plane`, counting requests in `metrics` and recording them
-    /// in `audit`.
-    pub fn new(plane: Arc<DataPlane>, metrics: Metrics, audit: AuditSink) -> Self {
+    /// Serves `plane`, counting requests in `metrics`, recording them in
+    /// `audit`, and taking on what `admission` (the node's, shared with
+    /// every service that moves objects) lets in.
+    pub fn new(
+        plane: Arc<DataPlane>,
+        metrics: Metrics,
+        audit: AuditSink,
+        admission: Admission,
+    ) -> Self {
         let auth = Authorizer::new(plane.cluster().clone(), audit.clone());
-        let admission = Admission::new(&plane.cluster().config().admission);
         Self {
             plane,
             metrics,
@@ -79,11 +77,6 @@ impl ObjectsService {
             auth,
             admission,
         }
-    }
-
-    /// The node's admission limits, shared with the Uploads service.
-    pub fn admission(&self) -> Admission {
-        self.admission.clone()
     }
 
     /// Authenticates and authorises a call naming `bucket` and `key`; a
@@ -109,15 +102,15 @@ impl ObjectsService {
         let result = result.map(|(r, _)| r);
         let result = match when {
             Audit::BeforeAnswer => {
-                self.audit_before(
-                    principal,
-                    action.name(),
-                    &bucket,
-                    &key,
-                    &served.sha256,
-                    result,
-                )
-                .await
+                self.audit
+                    .before(
+                        principal,
+                        action.name(),
+                        (&bucket, &key),
+                        &served.sha256,
+                        result,
+                    )
+                    .await
             }
             Audit::FailuresOnly => {
                 if let Err(status) = &result {
@@ -141,66 +134,11 @@ impl ObjectsService {
         key: &str,
         started: Instant,
     ) -> Result<Caller, Status> {
-        let checked = if is_reserved_bucket(bucket) {
-            self.admit_reserved(request, action, bucket, key).await
-        } else {
-            self.auth.check(request, action, Some(bucket), key).await
-        };
+        let checked = self.auth.check(request, action, Some(bucket), key).await;
         if checked.is_err() {
             self.record(action.name(), started, &checked, 0, 0);
         }
         checked
-    }
-
-    /// The buckets the cluster keeps for itself (the sealed audit log):
-    /// read with the right to read the audit log, written by nobody.
-    async fn admit_reserved<T>(
-        &self,
-        request: &Request<T>,
-        action: Action,
-        bucket: &str,
-        key: &str,
-    ) -> Result<Caller, Status> {
-        let caller = self.auth.check(request, Action::AuditLog, None, "").await?;
-        if matches!(action, Action::Get | Action::Stat | Action::List) {
-            return Ok(caller);
-        }
-        let refused: Result<Caller, Status> = Err(kept_by_cluster(bucket));
-        self.audit_after(caller.name(), action.name(), bucket, key, "", &refused)
-            .await;
-        refused
-    }
-
-    /// Audits a read before its answer is sent: if the record cannot be
-    /// committed, the answer is withheld.
-    async fn audit_before<T>(
-        &self,
-        principal: &str,
-        action: &str,
-        bucket: &str,
-        key: &str,
-        sha: &str,
-        result: Result<T, Status>,
-    ) -> Result<T, Status> {
-        let outcome = outcome_of(&result);
-        if let Err(status) = &result {
-            // Nothing is served: a refusal is on record with its caller's
-            // others of this second.
-            if super::audit::is_refusal(status) {
-                self.audit.refused(principal, action, bucket, key, &outcome);
-                return result;
-            }
-        }
-        match self
-            .audit
-            .record(principal, action, bucket, key, sha, &outcome)
-            .await
-        {
-            Ok(()) => result,
-            Err(e) => Err(Status::unavailable(format!(
-                "the {action} could not be recorded in the audit log ({e}); it is not served"
-            ))),
-        }
     }
 
     /// Audits a change after it happened (it cannot be undone by a failed

@@ -16,8 +16,9 @@ use tresor_proto::v1::uploads_server::Uploads;
 
 use super::admission::{Admission, Traffic};
 use super::audit::AuditSink;
+use super::auth::kept_by_cluster;
 use super::auth::{peer_name, Action, Authorizer, Caller};
-use super::objects::{broken_upload, kept_by_cluster, put_spec, PUT_STALL_TIMEOUT};
+use super::objects::{broken_upload, put_spec, PUT_STALL_TIMEOUT};
 use super::views::upload_info;
 use super::{object_status, outcome_of};
 use crate::meta::audit::is_reserved_bucket;

@@ -1,4 +1,4 @@
-//! `principal`, `grant`, `revoke` and `token`: who may do what.
+//! `principal`, `grant`, `revoke`, `token` and `s3-key`: who may do what.
 
 use clap::Subcommand;
 use serde_json::json;
@@ -49,6 +49,31 @@ pub enum AccessCmd {
         /// What to do.
         #[command(subcommand)]
         command: TokenCmd,
+    },
+    /// Create, list or revoke S3 access keys (the S3 port's credentials).
+    S3Key {
+        /// What to do.
+        #[command(subcommand)]
+        command: S3KeyCmd,
+    },
+}
+
+/// `s3-key` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum S3KeyCmd {
+    /// Create an S3 access key for a principal: S3 requests signed with it
+    /// act as the principal, with its roles. The secret is printed once.
+    Create {
+        /// The principal.
+        name: String,
+    },
+    /// List S3 access keys (ids and principals, never secrets).
+    Ls,
+    /// Revoke an S3 access key: requests signed with it are refused from
+    /// the next one on.
+    Revoke {
+        /// The access key id.
+        id: String,
     },
 }
 
@@ -245,6 +270,7 @@ pub async fn run(
                 }
             }
         }
+        AccessCmd::S3Key { command } => s3_key(command, admin, output).await?,
         AccessCmd::Token {
             command: TokenCmd::Revoke { id },
         } => {
@@ -255,6 +281,82 @@ pub async fn run(
             match output {
                 Output::Json => print_json(json!({"revoked_token": id})),
                 Output::Table => println!("revoked token {id}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn s3_key(
+    command: S3KeyCmd,
+    mut admin: tresor_client::AdminClient,
+    output: Output,
+) -> anyhow::Result<()> {
+    match command {
+        S3KeyCmd::Create { name } => {
+            let r = admin
+                .create_s3_key(pb::CreateS3KeyRequest { principal: name })
+                .await
+                .map_err(|s| rpc_error("s3-key create", s))?
+                .into_inner();
+            match output {
+                Output::Json => print_json(json!({
+                    "principal": r.principal,
+                    "access_key_id": r.access_key_id,
+                    "secret_access_key": r.secret_access_key,
+                })),
+                Output::Table => {
+                    println!("S3 access key for {}:", r.principal);
+                    println!("AWS_ACCESS_KEY_ID={}", r.access_key_id);
+                    println!("AWS_SECRET_ACCESS_KEY={}", r.secret_access_key);
+                    println!(
+                        "The secret will not be shown again: store it now. Revoke the key with \
+                         `tresor-node s3-key revoke {}`.",
+                        r.access_key_id
+                    );
+                }
+            }
+        }
+        S3KeyCmd::Ls => {
+            let r = admin
+                .list_s3_keys(pb::ListS3KeysRequest {})
+                .await
+                .map_err(|s| rpc_error("s3-key ls", s))?
+                .into_inner();
+            match output {
+                Output::Json => print_json(serde_json::Value::Array(
+                    r.keys
+                        .iter()
+                        .map(|k| {
+                            json!({
+                                "access_key_id": k.access_key_id,
+                                "principal": k.principal,
+                                "created_ms": k.created_ms,
+                            })
+                        })
+                        .collect(),
+                )),
+                Output::Table => {
+                    println!("{:<22} {:<24} CREATED_MS", "ACCESS_KEY_ID", "PRINCIPAL");
+                    for k in &r.keys {
+                        println!(
+                            "{:<22} {:<24} {}",
+                            k.access_key_id, k.principal, k.created_ms
+                        );
+                    }
+                }
+            }
+        }
+        S3KeyCmd::Revoke { id } => {
+            admin
+                .revoke_s3_key(pb::RevokeS3KeyRequest {
+                    access_key_id: id.clone(),
+                })
+                .await
+                .map_err(|s| rpc_error("s3-key revoke", s))?;
+            match output {
+                Output::Json => print_json(json!({"revoked_s3_key": id})),
+                Output::Table => println!("revoked S3 access key {id}"),
             }
         }
     }

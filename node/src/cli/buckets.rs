@@ -1,4 +1,4 @@
-//! `tresor-node bucket`: create and list buckets.
+//! `tresor-node bucket`: create, list and delete buckets.
 
 use anyhow::anyhow;
 use clap::Subcommand;
@@ -37,6 +37,11 @@ pub enum BucketCmd {
     },
     /// List buckets.
     Ls,
+    /// Delete an empty bucket (no objects, uploads or legal holds in it).
+    Delete {
+        /// The bucket.
+        name: String,
+    },
 }
 
 /// Runs one `bucket` command through `endpoint`.
@@ -89,6 +94,17 @@ pub async fn run(command: BucketCmd, endpoint: &str, output: Output) -> anyhow::
                     "bucket {}: new objects get retention policy {}",
                     b.name, b.retention
                 ),
+            }
+        }
+        BucketCmd::Delete { name } => {
+            admin(endpoint)
+                .await?
+                .delete_bucket(pb::DeleteBucketRequest { name: name.clone() })
+                .await
+                .map_err(|s| rpc_error("bucket delete", s))?;
+            match output {
+                Output::Json => print_json(serde_json::json!({"deleted_bucket": name})),
+                Output::Table => println!("deleted bucket {name}"),
             }
         }
         BucketCmd::Ls => {

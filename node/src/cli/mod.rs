@@ -513,21 +513,24 @@ async fn dev(nodes: usize, zones: usize, dir: Option<PathBuf>) -> anyhow::Result
     println!("endpoints written to {}", endpoints.display());
     // Users of a dev cluster authenticate with an admin token (the admin
     // client certificate stays in the certs directory as the fallback).
-    let token = match cluster.create_admin_token().await {
-        Ok(token) => token,
+    let access = match cluster.create_admin_access().await {
+        Ok(access) => access,
         Err(e) => {
             cluster.stop_all(Duration::from_secs(5)).await;
             return Err(e);
         }
     };
-    let env = cluster.write_env(token.as_deref())?;
+    let env = cluster.write_env(&access)?;
     println!();
     println!("to use it from a shell (or `source {}`):", env.display());
-    print!("{}", cluster.env_lines(token.as_deref()));
+    print!("{}", cluster.env_lines(&access));
     println!();
     println!("try:");
     println!("  tresor-node status");
     println!("  tresor-node bucket create footage --data 4 --parity 2");
+    if access.s3_key.is_some() {
+        println!("  aws s3 cp ./clip.mp4 s3://footage/clip.mp4   # the S3 port, as admin");
+    }
     println!();
     println!("Ctrl-C stops every node.");
     shutdown_signal(false).await;

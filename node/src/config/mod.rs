@@ -40,6 +40,14 @@ pub struct NodeConfig {
     /// absent.
     #[serde(default)]
     pub http_listen: Option<SocketAddr>,
+    /// Address of the S3-compatible HTTP port (TLS with the node's
+    /// certificate; plaintext only when `security.insecure`). Off when
+    /// absent.
+    #[serde(default)]
+    pub s3_listen: Option<SocketAddr>,
+    /// What the S3 port does on its own account.
+    #[serde(default)]
+    pub s3: S3Tuning,
     /// Bytes this node offers for shards. Defaults to the size of the file
     /// system holding `data_dir`.
     #[serde(default)]
@@ -216,6 +224,27 @@ impl NodeConfig {
             if http == self.listen {
                 return Err(invalid("http_listen", "must differ from `listen`"));
             }
+        }
+        if let Some(s3) = self.s3_listen {
+            if s3.port() == 0 {
+                return Err(invalid("s3_listen", "needs a fixed port, not 0"));
+            }
+            if s3 == self.listen || Some(s3) == self.http_listen {
+                return Err(invalid(
+                    "s3_listen",
+                    "must differ from `listen` and `http_listen`",
+                ));
+            }
+        }
+        // The bounds of a bucket's scheme (`meta::validate_scheme`).
+        if !(1..=16).contains(&self.s3.bucket_data) {
+            return Err(invalid("s3.bucket_data", "must be 1 to 16"));
+        }
+        if !(1..=8).contains(&self.s3.bucket_parity) {
+            return Err(invalid("s3.bucket_parity", "must be 1 to 8"));
+        }
+        if !(1..=100_000).contains(&self.s3.max_connections) {
+            return Err(invalid("s3.max_connections", "must be 1 to 100000"));
         }
         if self.capacity == Some(0) {
             return Err(invalid("capacity", "must be more than 0 bytes"));

@@ -257,3 +257,28 @@ impl Default for RaftTuning {
         }
     }
 }
+
+/// The S3 port's own settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Tuning {
+    /// Data shards per stripe of a bucket made by S3 CreateBucket (S3 has
+    /// no word for an erasure scheme; `tresor-node bucket create` makes
+    /// buckets with any other). 4 by default.
+    pub bucket_data: u32,
+    /// Parity shards per stripe of such a bucket. 2 by default.
+    pub bucket_parity: u32,
+    /// S3 connections served at once; further ones wait in the kernel's
+    /// accept queue (1 to 100,000; 1,024 by default).
+    pub max_connections: u32,
+}
+
+impl Default for S3Tuning {
+    fn default() -> Self {
+        Self {
+            bucket_data: 4,
+            bucket_parity: 2,
+            max_connections: 1024,
+        }
+    }
+}

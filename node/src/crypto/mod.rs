@@ -28,6 +28,8 @@ use crate::meta::{ObjectEncryption, WrappedKey};
 
 pub mod epochs;
 pub use epochs::{EpochKey, EpochKeys, WrappedEpochKey};
+mod secrets;
+pub use secrets::{new_s3_credentials, open_s3_secret, seal_s3_secret};
 
 /// Object bytes sealed together: the unit a range read decrypts.
 pub const CHUNK_BYTES: u32 = 64 * 1024;

@@ -53,6 +53,7 @@ pub fn synthetic_manifest(bucket: &str, i: u64) -> ObjectManifest {
         encryption: None,
         retention: None,
         ingested_by: String::new(),
+        etag: String::new(),
     }
 }
 

@@ -48,6 +48,8 @@ pub struct LocalClusterSpec {
     pub raft: RaftTuning,
     /// Whether nodes serve `/health` on an HTTP port.
     pub http: bool,
+    /// Whether nodes serve the S3 API on a port of its own.
+    pub s3: bool,
     /// Stripe and segment sizes.
     pub data: DataTuning,
     /// Liveness and healing timing.
@@ -90,6 +92,7 @@ impl Default for LocalClusterSpec {
                 ..RaftTuning::default()
             },
             http: true,
+            s3: true,
             data: DataTuning::default(),
             healing: HealingTuning::default(),
             audit: AuditTuning::default(),
@@ -99,6 +102,22 @@ impl Default for LocalClusterSpec {
             admission: AdmissionTuning::default(),
         }
     }
+}
+
+/// The region a dev cluster's env file gives S3 tools (they need one to
+/// sign; the cluster answers to any).
+pub const DEV_REGION: &str = "us-east-1";
+
+/// The AWS CLI config file a dev cluster writes in its directory.
+const AWS_CONFIG_FILE: &str = "aws-config";
+
+/// The admin credentials a dev cluster's user is given.
+#[derive(Debug, Clone, Default)]
+pub struct DevAccess {
+    /// A bearer token (`tresor_<id>_<secret>`).
+    pub token: Option<String>,
+    /// An S3 access key id and its secret.
+    pub s3_key: Option<(String, String)>,
 }
 
 /// Zone of node `id` in a spec with `zones` zones.
@@ -220,20 +239,22 @@ impl LocalCluster {
     }
 
     /// The shell lines a user runs to reach this cluster with the `tresor`
-    /// and `tresor-node` command lines: endpoint, CA, and either `token` or
-    /// the admin client certificate.
-    pub fn env_lines(&self, token: Option<&str>) -> String {
+    /// and `tresor-node` command lines (endpoint, CA, and either the admin
+    /// token or the admin client certificate) and with S3 tools (the AWS
+    /// variables boto3, the AWS CLI and rclone's `tresor:` remote read).
+    pub fn env_lines(&self, access: &DevAccess) -> String {
         let export = |k: &str, v: &str| format!("export {k}={}\n", shell_quote(v));
         let mut out = String::new();
         if let Some(first) = self.nodes.first() {
             out.push_str(&export("TRESOR_ENDPOINT", &first.endpoint()));
         }
+        out.push_str(&self.s3_env_lines(access));
         let (Some(ca), Some(admin)) = (self.ca_cert(), self.admin_cert_files()) else {
             out.push_str("unset TRESOR_CA TRESOR_CERT TRESOR_KEY TRESOR_TOKEN\n");
             return out;
         };
         out.push_str(&export("TRESOR_CA", &ca.display().to_string()));
-        match token {
+        match &access.token {
             Some(token) => {
                 out.push_str(&export("TRESOR_TOKEN", token));
                 out.push_str("unset TRESOR_CERT TRESOR_KEY\n");
@@ -247,35 +268,96 @@ impl LocalCluster {
         out
     }
 
-    /// Creates a bearer token for the bootstrap `admin` principal (with the
-    /// admin client certificate); `None` for an insecure cluster.
-    pub async fn create_admin_token(&self) -> anyhow::Result<Option<String>> {
+    /// The S3 part of [`LocalCluster::env_lines`]: nothing when the nodes
+    /// serve no S3 port.
+    fn s3_env_lines(&self, access: &DevAccess) -> String {
+        let export = |k: &str, v: &str| format!("export {k}={}\n", shell_quote(v));
+        let Some(endpoint) = self.nodes.first().and_then(|n| n.s3_endpoint()) else {
+            return String::new();
+        };
+        let mut out = export("AWS_ENDPOINT_URL", &endpoint);
+        out.push_str(&export("AWS_REGION", DEV_REGION));
+        // Multipart uploads are not served yet: the AWS CLI and rclone are
+        // told to send files up to 5 GiB in one PutObject instead.
+        let config = self.dir.join(AWS_CONFIG_FILE);
+        out.push_str(&export("AWS_CONFIG_FILE", &config.display().to_string()));
+        out.push_str(&export("RCLONE_CONFIG_TRESOR_UPLOAD_CUTOFF", "5G"));
+        // Insecure nodes verify no signatures, but the tools still sign.
+        let (id, secret) = access
+            .s3_key
+            .clone()
+            .unwrap_or_else(|| ("anonymous".into(), "anonymous".into()));
+        out.push_str(&export("AWS_ACCESS_KEY_ID", &id));
+        out.push_str(&export("AWS_SECRET_ACCESS_KEY", &secret));
+        // rclone: a remote named `tresor` configured from the environment.
+        out.push_str(&export("RCLONE_CONFIG_TRESOR_TYPE", "s3"));
+        out.push_str(&export("RCLONE_CONFIG_TRESOR_PROVIDER", "Other"));
+        out.push_str(&export("RCLONE_CONFIG_TRESOR_ENV_AUTH", "true"));
+        out.push_str(&export("RCLONE_CONFIG_TRESOR_ENDPOINT", &endpoint));
+        match self.ca_cert() {
+            Some(ca) => {
+                out.push_str(&export("AWS_CA_BUNDLE", &ca.display().to_string()));
+                out.push_str(&export("RCLONE_CA_CERT", &ca.display().to_string()));
+            }
+            None => out.push_str("unset AWS_CA_BUNDLE RCLONE_CA_CERT\n"),
+        }
+        out
+    }
+
+    /// Creates the credentials a dev cluster's user works with: a bearer
+    /// token and an S3 access key of the bootstrap `admin` principal (with
+    /// the admin client certificate); none for an insecure cluster.
+    pub async fn create_admin_access(&self) -> anyhow::Result<DevAccess> {
         if self.admin_cert_files().is_none() {
-            return Ok(None);
+            return Ok(DevAccess::default());
         }
         let first = self
             .nodes
             .first()
             .ok_or_else(|| anyhow!("no nodes"))?
             .endpoint();
-        let created = tresor_client::admin_with(&first, self.credentials())
-            .await?
+        let mut admin = tresor_client::admin_with(&first, self.credentials()).await?;
+        let token = admin
             .create_token(tresor_proto::v1::CreateTokenRequest {
                 principal: ADMIN_PRINCIPAL.to_string(),
             })
             .await
             .map_err(|s| anyhow!("creating the admin token: {}", s.message()))?
             .into_inner();
-        Ok(Some(created.token))
+        let s3_key = match self.spec.s3 {
+            false => None,
+            true => {
+                let key = admin
+                    .create_s3_key(tresor_proto::v1::CreateS3KeyRequest {
+                        principal: ADMIN_PRINCIPAL.to_string(),
+                    })
+                    .await
+                    .map_err(|s| anyhow!("creating the admin S3 key: {}", s.message()))?
+                    .into_inner();
+                Some((key.access_key_id, key.secret_access_key))
+            }
+        };
+        Ok(DevAccess {
+            token: Some(token.token),
+            s3_key,
+        })
     }
 
-    /// Writes [`LocalCluster::env_lines`] to `<dir>/env` (mode 0600: it may
-    /// hold a token), ready to `source`.
-    pub fn write_env(&self, token: Option<&str>) -> anyhow::Result<PathBuf> {
+    /// Writes [`LocalCluster::env_lines`] to `<dir>/env` (mode 0600: it
+    /// holds secrets), ready to `source`.
+    pub fn write_env(&self, access: &DevAccess) -> anyhow::Result<PathBuf> {
         let path = self.dir.join("env");
         // write_durably's temp file is created 0600 and keeps that mode.
-        crate::server::write_durably(&path, self.env_lines(token).as_bytes())
+        crate::server::write_durably(&path, self.env_lines(access).as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
+        let aws = self.dir.join(AWS_CONFIG_FILE);
+        let config = format!(
+            "# The AWS CLI's settings for this dev cluster (AWS_CONFIG_FILE in env).\n\
+             [default]\nregion = {DEV_REGION}\ns3 =\n  multipart_threshold = 5GB\n  \
+             multipart_chunksize = 5GB\n"
+        );
+        crate::server::write_durably(&aws, config.as_bytes())
+            .with_context(|| format!("cannot write {}", aws.display()))?;
         Ok(path)
     }
 
@@ -335,6 +417,11 @@ impl LocalCluster {
         } else {
             None
         };
+        let s3_listen = if self.spec.s3 {
+            Some(format!("127.0.0.1:{}", free_port()?).parse()?)
+        } else {
+            None
+        };
         let config = NodeConfig {
             node_id: id,
             zone: zone.to_string(),
@@ -343,6 +430,8 @@ impl LocalCluster {
             advertise: None,
             source_ip: None,
             http_listen,
+            s3_listen,
+            s3: Default::default(),
             capacity: None,
             raft: self.spec.raft.clone(),
             data: self.spec.data.clone(),

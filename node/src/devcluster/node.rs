@@ -72,6 +72,18 @@ impl LocalNode {
         format!("{scheme}://{}", self.config.listen)
     }
 
+    /// The S3 endpoint URL of this node (`None`: it serves no S3 port).
+    pub fn s3_endpoint(&self) -> Option<String> {
+        let scheme = if self.config.security.insecure {
+            "http"
+        } else {
+            "https"
+        };
+        self.config
+            .s3_listen
+            .map(|addr| format!("{scheme}://{addr}"))
+    }
+
     /// Changes the config (for the next start) and rewrites its file.
     pub fn update_config(&mut self, change: impl FnOnce(&mut NodeConfig)) -> anyhow::Result<()> {
         change(&mut self.config);

@@ -111,6 +111,35 @@ pub struct Token {
     pub created_ms: u64,
 }
 
+/// An S3 access key of a principal: the id S3 clients send in the clear,
+/// and the secret they sign requests with. Verifying a signature needs the
+/// secret itself, so it is kept wrapped by the master key (see
+/// `crypto::seal_s3_secret`), never in plain; it is shown once, when
+/// created.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3Key {
+    /// The access key id: `TRS` and 17 upper-case letters or digits (20
+    /// characters, the shape S3 tools expect).
+    pub id: String,
+    /// Whose key it is: S3 calls made with it act as this principal.
+    pub principal: String,
+    /// The secret, wrapped by the master key with the id as associated
+    /// data (a wrapped secret moved to another id does not open).
+    pub secret: super::WrappedKey,
+    /// Unix milliseconds (chosen by the proposer).
+    pub created_ms: u64,
+}
+
+/// Whether `id` has the shape of an access key id this cluster issues.
+pub fn is_s3_key_id(id: &str) -> bool {
+    id.len() == 20
+        && id.starts_with("TRS")
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
 /// Name of the principal every new cluster starts with, holding `admin` on
 /// all buckets. The operator's first credential is a client certificate
 /// with this name.

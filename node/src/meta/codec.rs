@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The format byte of values written by this version.
-pub const FORMAT: u8 = 6;
+pub const FORMAT: u8 = 7;
 
 /// A stored value that cannot be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,7 @@ mod tests {
             }),
             retention: None,
             ingested_by: String::new(),
+            etag: String::new(),
         }
     }
 

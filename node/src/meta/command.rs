@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Bucket, Grant, Hold, HoldTarget, NodeRecord, NodeState, Principal, RetentionPolicy, Token,
+    Bucket, Grant, Hold, HoldTarget, NodeRecord, NodeState, Principal, RetentionPolicy, S3Key,
+    Token,
 };
 
 /// A change to the metadata, proposed through Raft.
@@ -32,6 +33,14 @@ pub enum Command {
     CreateBucket {
         /// The bucket.
         bucket: Bucket,
+    },
+    /// Deletes an empty bucket and the grants on it. Refused while it
+    /// holds an object, an upload in progress or a legal hold. Tombstones
+    /// of the objects once in it stay: a bucket made again under the name
+    /// still never reuses a deleted object's key.
+    DeleteBucket {
+        /// The bucket's name.
+        name: String,
     },
     /// Records an upload in progress: its shard files are not orphans
     /// while the record lives. Refused if the object id is in use.
@@ -259,6 +268,17 @@ pub enum Command {
     /// Deletes a token: it stops working at once.
     RevokeToken {
         /// The token's id.
+        id: String,
+    },
+    /// Stores a new S3 access key (its secret wrapped). Refused for an
+    /// unknown principal or an id in use.
+    CreateS3Key {
+        /// The key.
+        key: S3Key,
+    },
+    /// Deletes an S3 access key: it stops working at once.
+    RevokeS3Key {
+        /// The access key id.
         id: String,
     },
     /// Creates a retention policy. Refused if the name exists: policies

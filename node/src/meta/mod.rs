@@ -21,7 +21,7 @@ mod session;
 mod store;
 mod writes;
 
-pub use access::{Grant, Principal, Role, Token, BOOTSTRAP_ADMIN};
+pub use access::{is_s3_key_id, Grant, Principal, Role, S3Key, Token, BOOTSTRAP_ADMIN};
 pub use command::{Command, ExpiryItem, KeyRewrap, RecordedReceipt, UploadRecord};
 pub use encryption::{ObjectEncryption, WrappedKey, TAG_BYTES};
 pub use epochs::{epoch_class, epoch_key_id, epoch_of, KeyEpoch};

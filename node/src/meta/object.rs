@@ -113,6 +113,11 @@ pub struct ObjectManifest {
     /// from the commit's audit record (what a proposer puts here is
     /// replaced).
     pub ingested_by: String,
+    /// The entity tag S3 clients were given: the lowercase hex MD5 of the
+    /// bytes for an object stored by an S3 PutObject; empty for objects
+    /// stored through gRPC (S3 then shows the SHA-256, whose 64 digits no
+    /// S3 tool mistakes for an MD5).
+    pub etag: String,
 }
 
 /// Where one stripe lies.
@@ -307,6 +312,7 @@ mod tests {
             encryption: None,
             retention: None,
             ingested_by: String::new(),
+            etag: String::new(),
         }
     }
 

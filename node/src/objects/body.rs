@@ -4,6 +4,7 @@
 //! data key, sealed chunk by chunk.
 
 use futures::{Stream, StreamExt};
+use md5::Digest as _;
 
 use super::ObjectError;
 use crate::crypto::{DataKey, CHUNK_BYTES};
@@ -34,6 +35,8 @@ pub(super) struct Body<S> {
     sealed_pos: usize,
     /// The client's stream has ended.
     pub(super) ended: bool,
+    /// MD5 of the object's bytes, when the client expects one (S3's ETag).
+    pub(super) md5: Option<md5::Md5>,
 }
 
 impl<S: PutBody> Body<S> {
@@ -55,7 +58,14 @@ impl<S: PutBody> Body<S> {
             sealed: Vec::new(),
             sealed_pos: 0,
             ended: false,
+            md5: None,
         }
+    }
+
+    /// Also takes the MD5 of the object's bytes.
+    pub(super) fn with_md5(mut self) -> Self {
+        self.md5 = Some(md5::Md5::new());
+        self
     }
 
     /// Lets `bytes` more object bytes be taken, then pauses again.
@@ -88,6 +98,9 @@ impl<S: PutBody> Body<S> {
             self.pos += take;
         }
         self.hasher.update(&buf[..]);
+        if let Some(md5) = &mut self.md5 {
+            md5.update(&buf[..]);
+        }
         self.size += buf.len() as u64;
         self.allowed -= buf.len() as u64;
         Ok(())

@@ -1,3 +1,5 @@
+//! What the master key guards besides data: rotation, and S3 secrets.
+//!
 //! Master key rotation. The master key wraps the epoch keys in every
 //! node's epoch key files (and, for objects stored before key epochs, data
 //! keys directly): rotation re-wraps each live epoch key under the current
@@ -9,8 +11,8 @@ use futures::future::join_all;
 
 use super::epochs::blocking;
 use super::{DataPlane, ObjectError};
-use crate::crypto::{DataKey, WrappedEpochKey};
-use crate::meta::{epoch_of, Command, KeyRewrap};
+use crate::crypto::{new_s3_credentials, open_s3_secret, seal_s3_secret, DataKey, WrappedEpochKey};
+use crate::meta::{epoch_of, is_s3_key_id, now_ms, Command, KeyRewrap, S3Key};
 
 /// Data keys re-wrapped per Raft proposal.
 const REWRAPS_PER_PROPOSAL: usize = 256;
@@ -137,5 +139,54 @@ impl DataPlane {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// An S3 access key opened for a signature check.
+#[derive(Debug, Clone)]
+pub struct S3Credential {
+    /// Whom the key acts for.
+    pub principal: String,
+    /// The secret it signs with.
+    pub secret: String,
+}
+
+impl DataPlane {
+    /// A new S3 access key for `principal`, its secret sealed by the current
+    /// master key, and the secret in plain (to be shown once). Not yet
+    /// stored: propose `Command::CreateS3Key` with it.
+    pub fn new_s3_key(&self, principal: &str) -> Result<(S3Key, String), ObjectError> {
+        if !self.keyring.enabled() {
+            return Err(ObjectError::FailedPrecondition(
+                "S3 keys are kept sealed by the master key, and this node has no master key \
+                 file (security.master_key_file)"
+                    .into(),
+            ));
+        }
+        let keys = self.keyring.keys()?;
+        let (id, secret) = new_s3_credentials();
+        let key = S3Key {
+            secret: seal_s3_secret(&keys, &id, &secret),
+            id,
+            principal: principal.to_string(),
+            created_ms: now_ms(),
+        };
+        Ok((key, secret))
+    }
+
+    /// The principal and secret of S3 access key `id`, from this node's
+    /// state (`None`: no such key, or revoked).
+    pub fn s3_credential(&self, id: &str) -> Result<Option<S3Credential>, ObjectError> {
+        if !is_s3_key_id(id) {
+            return Ok(None);
+        }
+        let Some(key) = self.cluster.meta().s3_key(id)? else {
+            return Ok(None);
+        };
+        let keys = self.keyring.keys()?;
+        Ok(Some(S3Credential {
+            secret: open_s3_secret(&keys, id, &key.secret)?,
+            principal: key.principal,
+        }))
     }
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 pub use audit::SealedRead;
 pub use body::PutBody;
-pub use keys::RotationReport;
+pub use keys::{RotationReport, S3Credential};
 pub use peers::{
     epoch_key_from_proto, epoch_key_to_proto, timeouts, GrpcPeers, PeerError, Peers, ShardPeers,
     ShardSink, Target,
@@ -33,7 +33,7 @@ pub use read::{ObjectRange, ObjectStream};
 pub use receipts::ReceiptsIssued;
 pub use sessions::parse_upload_id;
 pub use shred::{EpochSync, Shredded};
-pub use write::PutSpec;
+pub use write::{Md5Check, PutSpec};
 
 use crate::config::DataTuning;
 use crate::crypto::{EpochKeys, Keyring};

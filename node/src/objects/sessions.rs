@@ -402,6 +402,7 @@ impl DataPlane {
             encryption,
             retention: None,
             ingested_by: String::new(),
+            etag: String::new(),
         };
         let stored: u64 = manifest.segments.iter().map(|s| s.bytes).sum();
         if stored != manifest.stored_size() {

@@ -113,6 +113,7 @@ async fn write(
         encryption: None,
         retention: None,
         ingested_by: String::new(),
+        etag: String::new(),
     })
 }
 

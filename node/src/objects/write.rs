@@ -20,6 +20,7 @@ use crate::meta::{
 };
 use crate::raft::CaughtUp;
 use crate::raft::ClusterError;
+use md5::Digest as _;
 
 /// What the client asked to store.
 #[derive(Debug, Clone)]
@@ -36,6 +37,17 @@ pub struct PutSpec {
     pub expected_sha256: Option<String>,
     /// Who is storing it: the object commits with its audit record.
     pub principal: String,
+    /// Take the MD5 of the bytes as the object's ETag (S3 clients expect
+    /// it), and refuse them unless it is `expected`, when given.
+    pub md5: Option<Md5Check>,
+}
+
+/// An S3 upload's MD5: taken as its ETag, and checked when the client
+/// sent one (`Content-MD5`).
+#[derive(Debug, Clone, Default)]
+pub struct Md5Check {
+    /// The MD5 the bytes must have.
+    pub expected: Option<[u8; 16]>,
 }
 
 impl DataPlane {
@@ -95,6 +107,9 @@ impl DataPlane {
         // While this upload runs, it shows it is alive; dropped with it.
         let _alive = KeepAlive(tokio::spawn(keep_alive(self.cluster.clone(), object)));
         let mut body = Body::new(body, key);
+        if spec.md5.is_some() {
+            body = body.with_md5();
+        }
         let mut segments = Vec::new();
         let layout = Layout {
             object,
@@ -124,6 +139,21 @@ impl DataPlane {
                 )));
             }
         }
+        let etag = match body.md5.take().map(|m| <[u8; 16]>::from(m.finalize())) {
+            None => String::new(),
+            Some(md5) => {
+                let wanted = spec.md5.as_ref().and_then(|c| c.expected);
+                if wanted.is_some_and(|w| w != md5) {
+                    self.abandon_upload(object, &segments);
+                    return Err(ObjectError::InvalidArgument(format!(
+                        "MD5 mismatch: the Content-MD5 given is not the MD5 of the bytes \
+                         received ({}); nothing was stored",
+                        hex::encode(md5)
+                    )));
+                }
+                hex::encode(md5)
+            }
+        };
         let spec_principal = spec.principal;
         // Retention counts from the ingest time: in cluster time, so that a
         // coordinator whose clock runs behind cannot bring the deletion of
@@ -157,6 +187,7 @@ impl DataPlane {
             retention: None,
             // Set at commit from the audit record's principal.
             ingested_by: String::new(),
+            etag,
         };
         let stored: u64 = manifest.segments.iter().map(|s| s.bytes).sum();
         if stored != manifest.stored_size() {

@@ -356,4 +356,15 @@ impl Cluster {
             Err(e) => Err(e),
         }
     }
+
+    /// Deletes the empty bucket `name` (see `Command::DeleteBucket`). A
+    /// retry whose first attempt committed finds the bucket gone:
+    /// `NotFound`, as for any bucket not there.
+    pub async fn delete_bucket(&self, name: &str) -> Result<(), ClusterError> {
+        crate::meta::validate_bucket_name(name)?;
+        self.propose(Command::DeleteBucket {
+            name: name.to_string(),
+        })
+        .await
+    }
 }

@@ -15,6 +15,7 @@ use tresor_proto::v1::admin_server::AdminServer;
 use tresor_proto::v1::objects_server::ObjectsServer;
 use tresor_proto::v1::uploads_server::UploadsServer;
 
+use crate::api::admission::Admission;
 use crate::api::{admin, audit, connections, objects, shards, uploads, MemberGuard};
 use crate::objects::DataPlane;
 use crate::raft::service::RaftService;
@@ -30,6 +31,7 @@ pub(super) async fn serve_grpc(
     store: Arc<ShardStore>,
     workers: Arc<crate::workers::Workers>,
     metrics: crate::metrics::Metrics,
+    (audit, admission): (audit::AuditSink, Admission),
     listener: TcpListener,
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -62,7 +64,6 @@ pub(super) async fn serve_grpc(
     };
     let reflection_v1 = reflection().build_v1().map_err(disabled).ok();
     let reflection_v1alpha = reflection().build_v1alpha().map_err(disabled).ok();
-    let audit = audit::AuditSink::spawn(cluster.clone());
     let admin = AdminServer::new(admin::AdminService::new(
         plane.clone(),
         workers,
@@ -79,9 +80,12 @@ pub(super) async fn serve_grpc(
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let raft = InterceptedService::new(raft, guard.clone());
     let epochs = plane.epochs().clone();
-    let objects_service =
-        objects::ObjectsService::new(plane.clone(), metrics.clone(), audit.clone());
-    let admission = objects_service.admission();
+    let objects_service = objects::ObjectsService::new(
+        plane.clone(),
+        metrics.clone(),
+        audit.clone(),
+        admission.clone(),
+    );
     let objects = ObjectsServer::new(objects_service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

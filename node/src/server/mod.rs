@@ -80,9 +80,13 @@ pub enum ServeError {
 /// every outgoing connection of this process (Raft, shard transfer,
 /// forwarding to the leader, checks of new nodes). `None` when `insecure`,
 /// which is logged loudly.
-fn transport_security(
-    config: &NodeConfig,
-) -> Result<Option<tonic::transport::ServerTlsConfig>, ServeError> {
+/// The TLS of the gRPC port and of the S3 port (none: `insecure`).
+type PortsTls = (
+    Option<tonic::transport::ServerTlsConfig>,
+    Option<Arc<rustls::ServerConfig>>,
+);
+
+fn transport_security(config: &NodeConfig) -> Result<PortsTls, ServeError> {
     if config.security.insecure {
         tracing::warn!(
             node_id = config.node_id,
@@ -90,11 +94,15 @@ fn transport_security(
              AUTHENTICATION: anyone who can reach it can read, write and delete every \
              object and change the cluster. Never run this in production."
         );
-        return Ok(None);
+        return Ok((None, None));
     }
     let tls = crate::tls::NodeTls::load(&config.security, config.node_id)?;
     tresor_client::set_default_credentials(tls.credentials()?);
-    Ok(Some(tls.server_config()))
+    let s3 = match config.s3_listen {
+        Some(_) => Some(tls.s3_server_config()?),
+        None => None,
+    };
+    Ok((Some(tls.server_config()), s3))
 }
 
 /// Written into a data dir on first start, so the dir can never be used by a
@@ -173,7 +181,7 @@ pub async fn run(
     config.validate()?;
     crate::crash::arm_from_env();
     tresor_client::channel::set_source_ip(config.source_ip);
-    let tls = transport_security(&config)?;
+    let (tls, s3_tls) = transport_security(&config)?;
     let incarnation = check_data_dir(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -188,6 +196,18 @@ pub async fn run(
                 .await
                 .map_err(|source| ServeError::Bind {
                     field: "http_listen",
+                    addr,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let s3_listener = match config.s3_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    field: "s3_listen",
                     addr,
                     source,
                 })?,
@@ -338,6 +358,26 @@ pub async fn run(
         });
     }
 
+    // One audit sink and one set of admission limits for every API of the
+    // node: refusals merge across them, and uploads and downloads count
+    // against one limit whichever port they came through.
+    let audit = crate::api::audit::AuditSink::spawn(cluster.clone());
+    let admission = crate::api::admission::Admission::new(&config.admission);
+    if let Some(listener) = s3_listener {
+        let gateway = crate::api::s3::S3Gateway::new(
+            plane.clone(),
+            metrics.clone(),
+            audit.clone(),
+            admission.clone(),
+        );
+        tokio::spawn(crate::api::s3::serve(
+            gateway,
+            listener,
+            s3_tls,
+            config.s3.max_connections as usize,
+            stop_rx.clone(),
+        ));
+    }
     let mut stop = stop_rx;
     let grpc_shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -348,6 +388,7 @@ pub async fn run(
         store,
         workers,
         metrics,
+        (audit, admission),
         listener,
         tls,
         grpc_shutdown,

@@ -271,6 +271,25 @@ impl NodeTls {
             .timeout(Duration::from_secs(10))
     }
 
+    /// The S3 port's side: this node's certificate, HTTP/2 or HTTP/1.1,
+    /// no client certificates (S3 requests carry a SigV4 signature).
+    pub fn s3_server_config(&self) -> Result<std::sync::Arc<rustls::ServerConfig>, TlsError> {
+        let certs = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Invalid(format!("security.cert: not PEM: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| TlsError::Invalid(format!("security.key: not a PEM private key: {e}")))?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Invalid(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsError::Invalid(format!("security.cert and security.key: {e}")))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(std::sync::Arc::new(config))
+    }
+
     /// The client side: what this node presents when it calls other nodes.
     pub fn credentials(&self) -> Result<tresor_client::Credentials, tresor_client::ClientError> {
         tresor_client::Credentials::new(

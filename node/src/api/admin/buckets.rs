@@ -52,6 +52,32 @@ impl AdminService {
         .await
     }
 
+    pub(super) async fn delete_bucket(
+        &self,
+        request: Request<pb::DeleteBucketRequest>,
+    ) -> Result<Response<pb::DeleteBucketResponse>, Status> {
+        let check = |req: &pb::DeleteBucketRequest| {
+            validate_bucket_name(&req.name).map_err(|e| to_status(e.into()))
+        };
+        let run = async |req: pb::DeleteBucketRequest| {
+            let result = self
+                .cluster
+                .delete_bucket(&req.name)
+                .await
+                .map_err(to_status)
+                .map(|()| pb::DeleteBucketResponse {});
+            (Audited::new("bucket delete", req.name, ""), result)
+        };
+        self.change(
+            request,
+            Action::DeleteBucket,
+            check,
+            async |mut leader, r| leader.delete_bucket(r).await,
+            run,
+        )
+        .await
+    }
+
     pub(super) async fn list_buckets(
         &self,
         request: Request<pb::ListBucketsRequest>,

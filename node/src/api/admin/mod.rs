@@ -11,6 +11,7 @@ mod custody;
 mod keys;
 mod receipts;
 mod retention;
+mod s3_keys;
 mod uploads;
 mod workers;
 
@@ -367,6 +368,34 @@ impl Admin for AdminService {
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
         AdminService::revoke_token(self, request).await
+    }
+
+    async fn delete_bucket(
+        &self,
+        request: Request<pb::DeleteBucketRequest>,
+    ) -> Result<Response<pb::DeleteBucketResponse>, Status> {
+        AdminService::delete_bucket(self, request).await
+    }
+
+    async fn create_s3_key(
+        &self,
+        request: Request<pb::CreateS3KeyRequest>,
+    ) -> Result<Response<pb::CreateS3KeyResponse>, Status> {
+        AdminService::create_s3_key(self, request).await
+    }
+
+    async fn list_s3_keys(
+        &self,
+        request: Request<pb::ListS3KeysRequest>,
+    ) -> Result<Response<pb::ListS3KeysResponse>, Status> {
+        AdminService::list_s3_keys(self, request).await
+    }
+
+    async fn revoke_s3_key(
+        &self,
+        request: Request<pb::RevokeS3KeyRequest>,
+    ) -> Result<Response<pb::RevokeS3KeyResponse>, Status> {
+        AdminService::revoke_s3_key(self, request).await
     }
 
     async fn rotate_keys(

@@ -82,11 +82,19 @@ pub enum Action {
     ExportCustody,
     /// Admin.ListUploads.
     ListUploads,
+    /// Admin.CreateS3Key.
+    CreateS3Key,
+    /// Admin.ListS3Keys.
+    ListS3Keys,
+    /// Admin.RevokeS3Key.
+    RevokeS3Key,
+    /// Admin.DeleteBucket (and S3 DeleteBucket).
+    DeleteBucket,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 37] = [
+    pub const ALL: [Action; 41] = [
         Action::Put,
         Action::Get,
         Action::Stat,
@@ -124,6 +132,10 @@ impl Action {
         Action::GetReceipt,
         Action::ExportCustody,
         Action::ListUploads,
+        Action::CreateS3Key,
+        Action::ListS3Keys,
+        Action::RevokeS3Key,
+        Action::DeleteBucket,
     ];
 
     /// The name in the audit log and in refusals (the CLI's words).
@@ -166,6 +178,10 @@ impl Action {
             Action::GetReceipt => "receipts get",
             Action::ExportCustody => "custody export",
             Action::ListUploads => "uploads ls",
+            Action::CreateS3Key => "s3-key create",
+            Action::ListS3Keys => "s3-key ls",
+            Action::RevokeS3Key => "s3-key revoke",
+            Action::DeleteBucket => "bucket delete",
         }
     }
 

@@ -41,6 +41,7 @@ use tonic::{Request, Status};
 
 use super::audit::AuditSink;
 use super::{outcome_of, store_status, to_status};
+use crate::meta::audit::is_reserved_bucket;
 use crate::meta::{Grant, NodeState, BOOTSTRAP_ADMIN};
 use crate::raft::{CaughtUp, Cluster};
 use crate::tls::{peer_identity, PeerIdentity};
@@ -379,17 +380,144 @@ impl Authorizer {
         bucket: Option<&str>,
         key: &str,
     ) -> Result<Caller, Status> {
-        let caller = match self.authenticate(request, action).await {
+        let authenticated = self.authenticate(request, action).await;
+        self.admit(authenticated, &peer_name(request), action, bucket, key)
+            .await
+    }
+
+    /// Authenticates and authorises an S3 request for `action` on
+    /// `bucket`, recording a refusal like [`Authorizer::check`]. s3s has
+    /// verified its signature with the secret of `access_key` (`None`: an
+    /// unsigned request, allowed only in insecure mode, as `peer`).
+    pub async fn check_s3(
+        &self,
+        access_key: Option<&str>,
+        peer: &str,
+        action: Action,
+        bucket: Option<&str>,
+        key: &str,
+    ) -> Result<Caller, Status> {
+        let authenticated = self.authenticate_s3(access_key, peer, action).await;
+        self.admit(authenticated, peer, action, bucket, key).await
+    }
+
+    /// Like [`Authorizer::check_s3`], for a call any of `also` allows as
+    /// well as `action` (S3's HeadBucket: any role that reads or writes
+    /// the bucket's objects). A refusal is recorded as `action`'s.
+    pub async fn check_s3_any(
+        &self,
+        access_key: Option<&str>,
+        peer: &str,
+        (action, also): (Action, &[Action]),
+        bucket: Option<&str>,
+    ) -> Result<Caller, Status> {
+        let authenticated = self.authenticate_s3(access_key, peer, action).await;
+        if let Ok(caller) = &authenticated {
+            if also
+                .iter()
+                .any(|a| self.authorize(caller, *a, bucket).is_ok())
+            {
+                return authenticated;
+            }
+        }
+        self.admit(authenticated, peer, action, bucket, "").await
+    }
+
+    /// Resolves the principal of an S3 request. The signature was checked
+    /// against this node's state before it caught up with the leader, so
+    /// the key is looked up again afterwards: a key revoked anywhere is
+    /// refused on the very next request, on any node.
+    async fn authenticate_s3(
+        &self,
+        access_key: Option<&str>,
+        peer: &str,
+        action: Action,
+    ) -> Result<Caller, Status> {
+        if self.audit.refusing(peer) {
+            return Err(refusing(peer));
+        }
+        let caught_up = match self.in_cluster()? {
+            true => self.catch_up(action).await?,
+            false => None,
+        };
+        if self.insecure() {
+            return Ok(Caller {
+                name: peer.to_string(),
+                kind: Kind::Anonymous,
+                caught_up,
+            });
+        }
+        let Some(id) = access_key else {
+            return Err(Status::unauthenticated(
+                "unsigned S3 request: sign it with an access key (tresor-node s3-key create)",
+            ));
+        };
+        let Some(key) = self.cluster.meta().s3_key(id).map_err(store_status)? else {
+            return Err(Status::unauthenticated(format!(
+                "S3 access key {id} is unknown or revoked"
+            )));
+        };
+        if self.audit.refusing(&key.principal) {
+            return Err(refusing(&key.principal));
+        }
+        Ok(Caller {
+            name: key.principal,
+            kind: Kind::Principal,
+            caught_up,
+        })
+    }
+
+    /// Authorises an authenticated (or refused) caller for `action`,
+    /// recording a refusal in the audit log under the caller's name, or
+    /// under `peer` when it was not authenticated.
+    async fn admit(
+        &self,
+        authenticated: Result<Caller, Status>,
+        peer: &str,
+        action: Action,
+        bucket: Option<&str>,
+        key: &str,
+    ) -> Result<Caller, Status> {
+        let caller = match authenticated {
             Ok(c) => c,
             Err(status) => {
-                self.record_refusal(&peer_name(request), action, bucket, key, &status)
+                self.record_refusal(peer, action, bucket, key, &status)
                     .await;
                 return Err(status);
             }
         };
+        let reserved = bucket.filter(|b| action.is_object_call() && is_reserved_bucket(b));
+        if let Some(bucket) = reserved {
+            return self.admit_reserved(caller, action, bucket, key).await;
+        }
         match self.authorize(&caller, action, bucket) {
             Ok(()) => Ok(caller),
             Err(status) => {
+                self.record_refusal(caller.name(), action, bucket, key, &status)
+                    .await;
+                Err(status)
+            }
+        }
+    }
+
+    /// The buckets the cluster keeps for itself (the sealed audit log):
+    /// read with the right to read the audit log, written by nobody.
+    async fn admit_reserved(
+        &self,
+        caller: Caller,
+        action: Action,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Caller, Status> {
+        let refused = match self.authorize(&caller, Action::AuditLog, None) {
+            Err(status) => Some((Action::AuditLog, None, status)),
+            Ok(()) if matches!(action, Action::Get | Action::Stat | Action::List) => None,
+            Ok(()) => Some((action, Some(bucket), kept_by_cluster(bucket))),
+        };
+        match refused {
+            None => Ok(caller),
+            Some((action, bucket, status)) => {
+                let key = if bucket.is_some() { key } else { "" };
                 self.record_refusal(caller.name(), action, bucket, key, &status)
                     .await;
                 Err(status)
@@ -418,6 +546,14 @@ impl Authorizer {
         self.audit
             .refused(principal, action.name(), bucket, key, &outcome);
     }
+}
+
+/// The refusal of a write into a bucket the cluster keeps for itself.
+pub fn kept_by_cluster(bucket: &str) -> Status {
+    Status::permission_denied(format!(
+        "bucket {bucket} is kept by the cluster: it can be read with the audit role, and nobody \
+         writes or deletes in it"
+    ))
 }
 
 /// The refusal of a caller past its limit of refusals for this interval.

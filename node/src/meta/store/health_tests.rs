@@ -130,6 +130,7 @@ fn apply(store: &MetaStore, step: &Step, n: usize) {
                 encryption: None,
                 retention: None,
                 ingested_by: String::new(),
+                etag: String::new(),
             };
             run(
                 store,

@@ -47,6 +47,8 @@ pub(super) const HOLD_KEY_PREFIX: &[u8] = b"holdk/";
 /// `holdp/<bucket>\0<prefix>\0<case>` → nothing: a bucket's prefix holds.
 pub(super) const HOLD_PREFIX_PREFIX: &[u8] = b"holdp/";
 pub(super) const TOKEN_PREFIX: &[u8] = b"token/";
+/// `s3key/<access key id>` → an S3 access key.
+pub(super) const S3_KEY_PREFIX: &[u8] = b"s3key/";
 /// `expiry/<delete_at_ms u64 BE><object id>` → `<bucket>\0<key>`: objects
 /// in the order their retention makes them due.
 pub(super) const EXPIRY_PREFIX: &[u8] = b"expiry/";
@@ -223,6 +225,12 @@ pub(super) fn grant_key(grant: &Grant) -> Vec<u8> {
 
 pub(super) fn token_key(id: &str) -> Vec<u8> {
     let mut key = TOKEN_PREFIX.to_vec();
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+pub(super) fn s3_key_key(id: &str) -> Vec<u8> {
+    let mut key = S3_KEY_PREFIX.to_vec();
     key.extend_from_slice(id.as_bytes());
     key
 }

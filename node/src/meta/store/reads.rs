@@ -4,7 +4,7 @@ use super::keys::*;
 use super::{decode, MetaStore, StoreError};
 use crate::ids::ShardId;
 use crate::meta::audit::{AuditEntry, SealedSegment};
-use crate::meta::{Bucket, Grant, NodeRecord, Principal, Role, Token, UploadRecord};
+use crate::meta::{Bucket, Grant, NodeRecord, Principal, Role, S3Key, Token, UploadRecord};
 use crate::meta::{Digest, ObjectId, ObjectManifest, Survey};
 
 /// Where a walk over every object's manifest stopped: hand it to the next
@@ -213,6 +213,16 @@ impl MetaStore {
     /// Every token, in id order.
     pub fn tokens(&self) -> Result<Vec<Token>, StoreError> {
         self.scan(TOKEN_PREFIX)
+    }
+
+    /// One S3 access key, by id.
+    pub fn s3_key(&self, id: &str) -> Result<Option<S3Key>, StoreError> {
+        self.get(&s3_key_key(id))
+    }
+
+    /// Every S3 access key, in id order.
+    pub fn s3_keys(&self) -> Result<Vec<S3Key>, StoreError> {
+        self.scan(S3_KEY_PREFIX)
     }
 
     /// Whether someone other than `name` holds `admin` on all buckets.

@@ -40,6 +40,7 @@ pub(super) fn bare_manifest(bucket: &str, key: &str, id: crate::meta::ObjectId) 
         encryption: None,
         retention: None,
         ingested_by: String::new(),
+        etag: String::new(),
     }
 }
 

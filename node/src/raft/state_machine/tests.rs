@@ -323,6 +323,7 @@ async fn large_state_round_trip() {
             encryption: None,
             retention: None,
             ingested_by: String::new(),
+            etag: String::new(),
         };
         let mut k = b"object/footage\0".to_vec();
         k.extend_from_slice(m.key.as_bytes());

@@ -1,10 +1,10 @@
-//! Principals, grants and tokens.
+//! Principals, grants, tokens and S3 access keys.
 
 use super::super::keys::*;
 use super::super::{encode, MetaStore, StoreError};
 use super::misrouted;
 use crate::meta::Writes;
-use crate::meta::{validate_principal_name, Command, MetaError, Role};
+use crate::meta::{is_s3_key_id, validate_principal_name, Command, MetaError, Role};
 
 impl MetaStore {
     pub(super) fn apply_access(
@@ -42,6 +42,9 @@ impl MetaStore {
                 }
                 for t in self.tokens()?.iter().filter(|t| t.principal == *name) {
                     batch.remove(token_key(&t.id));
+                }
+                for k in self.s3_keys()?.iter().filter(|k| k.principal == *name) {
+                    batch.remove(s3_key_key(&k.id));
                 }
                 batch.remove(principal_key(name));
             }
@@ -105,6 +108,32 @@ impl MetaStore {
                     ))));
                 }
                 batch.remove(token_key(id));
+            }
+            Command::CreateS3Key { key } => {
+                if !is_s3_key_id(&key.id) {
+                    return Ok(Err(MetaError::InvalidArgument(format!(
+                        "an S3 access key id is TRS and 17 upper-case letters or digits, not {:?}",
+                        key.id
+                    ))));
+                }
+                if self.principal(&key.principal)?.is_none() {
+                    return Ok(Err(no_principal(&key.principal)));
+                }
+                if self.s3_key(&key.id)?.is_some() {
+                    return Ok(Err(MetaError::AlreadyExists(format!(
+                        "S3 access key id {} is in use",
+                        key.id
+                    ))));
+                }
+                batch.insert(s3_key_key(&key.id), encode(key));
+            }
+            Command::RevokeS3Key { id } => {
+                if self.s3_key(id)?.is_none() {
+                    return Ok(Err(MetaError::NotFound(format!(
+                        "no S3 access key {id} (revoked already?)"
+                    ))));
+                }
+                batch.remove(s3_key_key(id));
             }
             _ => return Ok(Err(misrouted("access"))),
         }

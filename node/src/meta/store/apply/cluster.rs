@@ -93,6 +93,17 @@ impl MetaStore {
                 }
                 batch.insert(bucket_key(&bucket.name), encode(bucket));
             }
+            Command::DeleteBucket { name } => {
+                if let Err(refusal) = self.check_bucket_empty(name)? {
+                    return Ok(Err(refusal));
+                }
+                for grant in self.grants()? {
+                    if grant.bucket.as_deref() == Some(name.as_str()) {
+                        batch.remove(grant_key(&grant));
+                    }
+                }
+                batch.remove(bucket_key(name));
+            }
             Command::SetNodeState {
                 id,
                 state,
@@ -116,6 +127,44 @@ impl MetaStore {
                 }
             }
             _ => return Ok(Err(misrouted("cluster"))),
+        }
+        Ok(Ok(()))
+    }
+}
+
+impl MetaStore {
+    /// Whether bucket `name` exists and may go: no object, no upload in
+    /// progress, no legal hold in it.
+    fn check_bucket_empty(&self, name: &str) -> Result<Result<(), MetaError>, StoreError> {
+        if self.bucket(name)?.is_none() {
+            return Ok(Err(MetaError::NotFound(format!("no bucket named {name}"))));
+        }
+        let not_empty = |what: &str| {
+            Ok(Err(MetaError::FailedPrecondition(format!(
+                "bucket {name} is not empty: {what}"
+            ))))
+        };
+        if let Some(o) = self.objects(name, "", None, 1)?.first() {
+            return not_empty(&format!("it holds objects ({} first)", o.key));
+        }
+        let mut after = None;
+        loop {
+            let page = self.uploads(after.as_ref(), 1000)?;
+            if page.iter().any(|u| u.bucket == name) {
+                return not_empty("an upload into it is in progress");
+            }
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = Some(last.object_id),
+                _ => break,
+            }
+        }
+        let mut by_key = HOLD_KEY_PREFIX.to_vec();
+        by_key.extend_from_slice(name.as_bytes());
+        by_key.push(0);
+        for prefix in [by_key, prefix_holds_prefix(name)] {
+            if self.tree().scan_prefix(&prefix).next().is_some() {
+                return not_empty("a legal hold covers keys in it");
+            }
         }
         Ok(Ok(()))
     }

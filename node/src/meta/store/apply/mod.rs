@@ -29,7 +29,8 @@ impl MetaStore {
             | Command::AddNode { .. }
             | Command::RemoveNode { .. }
             | Command::SetNodeState { .. }
-            | Command::CreateBucket { .. } => self.apply_cluster(command, batch),
+            | Command::CreateBucket { .. }
+            | Command::DeleteBucket { .. } => self.apply_cluster(command, batch),
             Command::BeginUpload { .. }
             | Command::TouchUpload { .. }
             | Command::AbortUpload { .. }
@@ -50,7 +51,9 @@ impl MetaStore {
             | Command::Grant { .. }
             | Command::Revoke { .. }
             | Command::CreateToken { .. }
-            | Command::RevokeToken { .. } => self.apply_access(command, batch),
+            | Command::RevokeToken { .. }
+            | Command::CreateS3Key { .. }
+            | Command::RevokeS3Key { .. } => self.apply_access(command, batch),
             Command::CreateRetention { .. }
             | Command::SetBucketRetention { .. }
             | Command::ExtendRetention { .. }

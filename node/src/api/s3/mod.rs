@@ -1,0 +1,343 @@
+//! The S3-compatible API: what camera vendors' software, backup tools and
+//! scripts speak. s3s parses the HTTP requests, verifies SigV4 (with the
+//! secret of the access key, see [`SecretLookup`]) and writes the XML;
+//! this module maps each operation onto the same object layer, the same
+//! authorisation and the same audit entries as its gRPC twin (`put`,
+//! `get`, `stat`, `list`, `delete`, `bucket create`), in-process.
+//!
+//! One port per node (`s3_listen`), TLS with the node's certificate unless
+//! `security.insecure`, path-style addressing (`https://host:port/bucket/key`).
+//! An insecure node takes unsigned requests as `anonymous@<peer IP>`, as
+//! its gRPC port does.
+
+mod bodies;
+mod buckets;
+mod errors;
+mod listing;
+mod objects;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::dto::*;
+use s3s::service::S3ServiceBuilder;
+use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::admission::Admission;
+use super::audit::AuditSink;
+use super::auth::{Action, Authorizer, Caller};
+use super::outcome_of;
+use crate::metrics::Metrics;
+use crate::objects::DataPlane;
+use errors::{s3_error, Missing};
+
+/// How long a new connection may take to finish its TLS handshake, and a
+/// request to send its headers.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The peer address of an S3 connection, put in each of its requests.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+/// The S3 API of one node.
+pub struct S3Gateway {
+    plane: Arc<DataPlane>,
+    metrics: Metrics,
+    audit: AuditSink,
+    auth: Authorizer,
+    admission: Admission,
+}
+
+impl S3Gateway {
+    /// Serves `plane` like the gRPC object services: counting in
+    /// `metrics`, recording in `audit`, admitting what `admission` lets in
+    /// (the node's, shared with them).
+    pub fn new(
+        plane: Arc<DataPlane>,
+        metrics: Metrics,
+        audit: AuditSink,
+        admission: Admission,
+    ) -> Self {
+        let auth = Authorizer::new(plane.cluster().clone(), audit.clone());
+        Self {
+            plane,
+            metrics,
+            audit,
+            auth,
+            admission,
+        }
+    }
+
+    /// `anonymous@<IP>`: how the sender of `req` is recorded when it is
+    /// not authenticated.
+    fn peer_name<T>(req: &S3Request<T>) -> String {
+        req.extensions
+            .get::<Peer>()
+            .map(|p| format!("anonymous@{}", p.0.ip()))
+            .unwrap_or_else(|| "anonymous".to_string())
+    }
+
+    /// Who sends `req`, if they may do `action` (on `bucket`); a refusal is
+    /// audited (by the authorizer) and counted.
+    async fn caller<T>(
+        &self,
+        req: &S3Request<T>,
+        action: Action,
+        bucket: Option<&str>,
+        key: &str,
+        started: Instant,
+    ) -> S3Result<Caller> {
+        let access_key = req.credentials.as_ref().map(|c| c.access_key.as_str());
+        let checked = self
+            .auth
+            .check_s3(access_key, &Self::peer_name(req), action, bucket, key)
+            .await;
+        match checked {
+            Ok(caller) => Ok(caller),
+            Err(status) => {
+                self.record(action.name(), started, &Err::<(), _>(status.clone()), 0, 0);
+                Err(s3_error(status, Missing::Bucket))
+            }
+        }
+    }
+
+    /// Whether `bucket` exists in this node's state (which the caller's
+    /// catch-up made current): tells `NoSuchKey` from `NoSuchBucket`.
+    fn missing_key(&self, bucket: &str) -> Missing {
+        Missing::Key {
+            bucket_exists: matches!(self.plane.cluster().meta().bucket(bucket), Ok(Some(_))),
+        }
+    }
+
+    fn record<T>(
+        &self,
+        op: &str,
+        started: Instant,
+        result: &Result<T, tonic::Status>,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        self.metrics.request(
+            op,
+            &outcome_of(result),
+            bytes_in,
+            bytes_out,
+            started.elapsed().as_secs_f64(),
+        );
+    }
+}
+
+/// Looks up the secret of an access key for s3s's signature check.
+struct SecretLookup {
+    plane: Arc<DataPlane>,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for SecretLookup {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.plane.s3_credential(access_key) {
+            Ok(Some(credential)) => Ok(SecretKey::from(credential.secret)),
+            Ok(None) => Err(s3_error!(
+                InvalidAccessKeyId,
+                "the access key {access_key:?} is unknown or revoked"
+            )),
+            Err(e) => {
+                tracing::error!(access_key, error = %e, "cannot open an S3 secret");
+                Err(s3_error!(
+                    InternalError,
+                    "the secret of this access key cannot be opened on this node"
+                ))
+            }
+        }
+    }
+}
+
+/// Serves `gateway` on `listener` until `stop` turns true: over TLS with
+/// `tls`, plaintext without (insecure mode, which also verifies no
+/// signatures). At most `max_connections` connections at once.
+pub async fn serve(
+    gateway: S3Gateway,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    max_connections: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let insecure = tls.is_none();
+    let plane = gateway.plane.clone();
+    let mut builder = S3ServiceBuilder::new(gateway);
+    if !insecure {
+        builder.set_auth(SecretLookup { plane });
+    }
+    let service = builder.build();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        // A connection over the limit waits in the kernel's accept queue.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            _ = stopped(&mut stop) => break,
+        };
+        let Ok(slot) = slot else { break };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "S3 port: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let acceptor = acceptor.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let with_peer = hyper::service::service_fn(move |mut req| {
+                req.extensions_mut().insert(Peer(peer));
+                hyper::service::Service::call(&service, req)
+            });
+            let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            http.http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HANDSHAKE_TIMEOUT);
+            let served = match acceptor {
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "S3 port: TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let conn = http.serve_connection(TokioIo::new(tls), with_peer);
+                    tokio::select! {
+                        r = conn => r,
+                        _ = stopped(&mut stop) => Ok(()),
+                    }
+                }
+                None => {
+                    let conn = http.serve_connection(TokioIo::new(stream), with_peer);
+                    tokio::select! {
+                        r = conn => r,
+                        _ = stopped(&mut stop) => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "S3 connection ended");
+            }
+        });
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Every S3 operation tresor serves, each handled in the file of its area;
+/// the rest answer `NotImplemented` (s3s's default).
+#[async_trait::async_trait]
+impl S3 for S3Gateway {
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        self.list_buckets_inner(req).await
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        self.create_bucket_inner(req).await
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.delete_bucket_inner(req).await
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.head_bucket_inner(req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.get_bucket_location_inner(req).await
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        self.put_object_inner(req).await
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        self.get_object_inner(req).await
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.head_object_inner(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.delete_object_inner(req).await
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.delete_objects_inner(req).await
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        self.copy_object_inner(req).await
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        self.list_objects_inner(req).await
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.list_objects_v2_inner(req).await
+    }
+}

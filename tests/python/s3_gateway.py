@@ -1,0 +1,229 @@
+"""boto3 against a tresor node's S3 port, as a vendor's software would use it.
+
+Run by `tests/tests/t56_s3.rs`, which starts the cluster, makes the keys and
+checks the other side (gRPC, the audit log). Each scenario asserts what an S3
+client must see and exits non-zero, naming the check, on the first miss.
+
+    python3 s3_gateway.py SCENARIO ENDPOINT CA_FILE [ARGS...]
+
+Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+"""
+
+import base64
+import hashlib
+import sys
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+
+def client(endpoint, ca):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        verify=ca if ca != "-" else False,
+        region_name="us-east-1",
+        config=Config(
+            retries={"max_attempts": 1},
+            connect_timeout=10,
+            read_timeout=60,
+            s3={"addressing_style": "path"},
+        ),
+    )
+
+
+def code_of(call):
+    """The S3 error code `call` fails with (None when it succeeds)."""
+    try:
+        call()
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+    return None
+
+
+def expect(what, got, want):
+    if got != want:
+        print(f"FAILED {what}: got {got!r}, want {want!r}")
+        sys.exit(1)
+    print(f"ok {what}")
+
+
+def main_scenario(s3, file_path, grpc_key, grpc_file):
+    data = open(file_path, "rb").read()
+    md5 = hashlib.md5(data).hexdigest()
+
+    expect("create bucket", s3.create_bucket(Bucket="evidence")["ResponseMetadata"]["HTTPStatusCode"], 200)
+    expect("create it again", code_of(lambda: s3.create_bucket(Bucket="evidence")), "BucketAlreadyOwnedByYou")
+    expect("head bucket", s3.head_bucket(Bucket="evidence")["ResponseMetadata"]["HTTPStatusCode"], 200)
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    expect("list buckets", "evidence" in names and "footage" in names, True)
+
+    put = s3.put_object(
+        Bucket="footage",
+        Key="cam/one.bin",
+        Body=data,
+        ContentType="video/mp4",
+        Metadata={"unit": "17", "case": "none"},
+        ContentMD5=base64.b64encode(hashlib.md5(data).digest()).decode(),
+    )
+    expect("put ETag is the MD5", put["ETag"], f'"{md5}"')
+
+    got = s3.get_object(Bucket="footage", Key="cam/one.bin")
+    expect("get bytes", hashlib.sha256(got["Body"].read()).hexdigest(), hashlib.sha256(data).hexdigest())
+    expect("get content type", got["ContentType"], "video/mp4")
+    expect("get metadata", got["Metadata"], {"unit": "17", "case": "none"})
+    expect("get ETag", got["ETag"], f'"{md5}"')
+
+    part = s3.get_object(Bucket="footage", Key="cam/one.bin", Range="bytes=1000-1999")
+    expect("range status", part["ResponseMetadata"]["HTTPStatusCode"], 206)
+    expect("range bytes", part["Body"].read(), data[1000:2000])
+    expect("range header", part["ContentRange"], f"bytes 1000-1999/{len(data)}")
+    tail = s3.get_object(Bucket="footage", Key="cam/one.bin", Range="bytes=-100")
+    expect("suffix range", tail["Body"].read(), data[-100:])
+    expect(
+        "range past the end",
+        code_of(lambda: s3.get_object(Bucket="footage", Key="cam/one.bin", Range=f"bytes={len(data) + 5}-")),
+        "InvalidRange",
+    )
+
+    expect(
+        "If-None-Match with its ETag",
+        code_of(lambda: s3.get_object(Bucket="footage", Key="cam/one.bin", IfNoneMatch=f'"{md5}"')),
+        "304",
+    )
+    expect(
+        "If-Match with another ETag",
+        code_of(lambda: s3.get_object(Bucket="footage", Key="cam/one.bin", IfMatch='"0123"')),
+        "PreconditionFailed",
+    )
+    expect(
+        "If-Match with its ETag",
+        s3.get_object(Bucket="footage", Key="cam/one.bin", IfMatch=f'"{md5}"')["Body"].read() == data,
+        True,
+    )
+
+    head = s3.head_object(Bucket="footage", Key="cam/one.bin")
+    expect("head length", head["ContentLength"], len(data))
+
+    expect(
+        "overwrite refused (immutable)",
+        code_of(lambda: s3.put_object(Bucket="footage", Key="cam/one.bin", Body=b"other bytes")),
+        "PreconditionFailed",
+    )
+    wrong_md5 = base64.b64encode(hashlib.md5(b"not these bytes").digest()).decode()
+    expect(
+        "wrong Content-MD5",
+        code_of(lambda: s3.put_object(Bucket="footage", Key="cam/bad-md5.bin", Body=data, ContentMD5=wrong_md5)),
+        "BadDigest",
+    )
+    expect("nothing stored after BadDigest", code_of(lambda: s3.head_object(Bucket="footage", Key="cam/bad-md5.bin")), "404")
+    wrong_sha = base64.b64encode(hashlib.sha256(b"not these bytes").digest()).decode()
+    expect(
+        "wrong x-amz-checksum-sha256",
+        code_of(lambda: s3.put_object(Bucket="footage", Key="cam/bad-sha.bin", Body=data, ChecksumSHA256=wrong_sha)),
+        "BadDigest",
+    )
+    expect("nothing stored after a wrong checksum", code_of(lambda: s3.head_object(Bucket="footage", Key="cam/bad-sha.bin")), "404")
+    for algorithm in ["CRC32", "SHA1", "SHA256"]:
+        s3.put_object(Bucket="footage", Key=f"cam/checked-{algorithm}.bin", Body=data, ChecksumAlgorithm=algorithm)
+        expect(f"checked with {algorithm}", s3.head_object(Bucket="footage", Key=f"cam/checked-{algorithm}.bin")["ContentLength"], len(data))
+
+    # What the gRPC API stored reads back over S3, its ETag the SHA-256.
+    grpc_data = open(grpc_file, "rb").read()
+    native = s3.get_object(Bucket="footage", Key=grpc_key)
+    expect("gRPC object's bytes", native["Body"].read() == grpc_data, True)
+    expect("gRPC object's ETag", native["ETag"], '"' + hashlib.sha256(grpc_data).hexdigest() + '"')
+
+    for i in range(5):
+        s3.put_object(Bucket="footage", Key=f"list/a/{i}.bin", Body=b"x" * i)
+    s3.put_object(Bucket="footage", Key="list/b/0.bin", Body=b"b")
+    s3.put_object(Bucket="footage", Key="list/top.bin", Body=b"t")
+    listed = s3.list_objects_v2(Bucket="footage", Prefix="list/", Delimiter="/")
+    expect("v2 common prefixes", [p["Prefix"] for p in listed.get("CommonPrefixes", [])], ["list/a/", "list/b/"])
+    expect("v2 keys beside them", [o["Key"] for o in listed.get("Contents", [])], ["list/top.bin"])
+    keys, token, pages = [], None, 0
+    while True:
+        args = {"Bucket": "footage", "Prefix": "list/", "MaxKeys": 2}
+        if token:
+            args["ContinuationToken"] = token
+        page = s3.list_objects_v2(**args)
+        pages += 1
+        keys += [o["Key"] for o in page.get("Contents", [])]
+        if not page["IsTruncated"]:
+            break
+        token = page["NextContinuationToken"]
+    expect("v2 paged keys", keys, [f"list/a/{i}.bin" for i in range(5)] + ["list/b/0.bin", "list/top.bin"])
+    expect("v2 pages", pages, 4)
+    after = s3.list_objects_v2(Bucket="footage", Prefix="list/", StartAfter="list/a/3.bin")
+    expect("v2 start-after", [o["Key"] for o in after["Contents"]], ["list/a/4.bin", "list/b/0.bin", "list/top.bin"])
+    v1 = s3.list_objects(Bucket="footage", Prefix="list/", Delimiter="/", MaxKeys=1)
+    expect("v1 first page", (v1["IsTruncated"], [p["Prefix"] for p in v1.get("CommonPrefixes", [])]), (True, ["list/a/"]))
+    v1 = s3.list_objects(Bucket="footage", Prefix="list/", Delimiter="/", Marker=v1["NextMarker"])
+    expect("v1 after the marker", [p["Prefix"] for p in v1.get("CommonPrefixes", [])], ["list/b/"])
+    sizes = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket="footage", Prefix="list/a/")["Contents"]}
+    expect("listed sizes", sizes["list/a/3.bin"], 3)
+
+    copy = s3.copy_object(Bucket="evidence", Key="case-1/one.bin", CopySource={"Bucket": "footage", "Key": "cam/one.bin"})
+    expect("copy ETag", copy["CopyObjectResult"]["ETag"], f'"{md5}"')
+    copied = s3.get_object(Bucket="evidence", Key="case-1/one.bin")
+    expect("copy bytes", copied["Body"].read() == data, True)
+    expect("copy keeps metadata", copied["Metadata"], {"unit": "17", "case": "none"})
+    expect(
+        "copy onto a taken key",
+        code_of(lambda: s3.copy_object(Bucket="evidence", Key="case-1/one.bin", CopySource={"Bucket": "footage", "Key": "cam/one.bin"})),
+        "PreconditionFailed",
+    )
+
+    gone = s3.delete_objects(
+        Bucket="footage",
+        Delete={"Objects": [{"Key": f"list/a/{i}.bin"} for i in range(5)] + [{"Key": "list/never"}]},
+    )
+    expect("delete objects", sorted(d["Key"] for d in gone.get("Deleted", [])), sorted([f"list/a/{i}.bin" for i in range(5)] + ["list/never"]))
+    expect("delete objects errors", gone.get("Errors", []), [])
+    expect("deleted ones are gone", code_of(lambda: s3.head_object(Bucket="footage", Key="list/a/0.bin")), "404")
+    expect("delete a missing key", s3.delete_object(Bucket="footage", Key="list/never")["ResponseMetadata"]["HTTPStatusCode"], 204)
+    expect("a deleted key stays taken", code_of(lambda: s3.put_object(Bucket="footage", Key="list/a/0.bin", Body=b"again")), "PreconditionFailed")
+
+    expect("delete a bucket with objects", code_of(lambda: s3.delete_bucket(Bucket="evidence")), "BucketNotEmpty")
+    s3.delete_object(Bucket="evidence", Key="case-1/one.bin")
+    expect("delete the emptied bucket", s3.delete_bucket(Bucket="evidence")["ResponseMetadata"]["HTTPStatusCode"], 204)
+    expect("deleted bucket", code_of(lambda: s3.head_bucket(Bucket="evidence")), "404")
+    expect("get from a missing bucket", code_of(lambda: s3.get_object(Bucket="nowhere", Key="x")), "NoSuchBucket")
+    expect("get a missing key", code_of(lambda: s3.get_object(Bucket="footage", Key="cam/none")), "NoSuchKey")
+    expect(
+        "multipart is refused clearly",
+        code_of(lambda: s3.create_multipart_upload(Bucket="footage", Key="cam/big.bin")),
+        "NotImplemented",
+    )
+
+
+def ingest_scenario(s3):
+    s3.put_object(Bucket="footage", Key="cam/from-camera.bin", Body=b"camera bytes")
+    expect("ingest may check its bucket", s3.head_bucket(Bucket="footage")["ResponseMetadata"]["HTTPStatusCode"], 200)
+    expect("ingest may not read", code_of(lambda: s3.get_object(Bucket="footage", Key="cam/from-camera.bin")), "AccessDenied")
+    expect("ingest may not list", code_of(lambda: s3.list_objects_v2(Bucket="footage")), "AccessDenied")
+    expect("ingest may not delete", code_of(lambda: s3.delete_object(Bucket="footage", Key="cam/from-camera.bin")), "AccessDenied")
+    expect("ingest may not make buckets", code_of(lambda: s3.create_bucket(Bucket="mine")), "AccessDenied")
+
+
+def refused_scenario(s3, want):
+    expect("refused", code_of(lambda: s3.list_objects_v2(Bucket="footage")), want)
+
+
+def main():
+    scenario, endpoint, ca = sys.argv[1:4]
+    s3 = client(endpoint, ca)
+    if scenario == "main":
+        main_scenario(s3, *sys.argv[4:7])
+    elif scenario == "ingest":
+        ingest_scenario(s3)
+    elif scenario == "refused":
+        refused_scenario(s3, sys.argv[4])
+    else:
+        sys.exit(f"unknown scenario {scenario}")
+    print("PASSED")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+//! The S3 port, spoken by boto3 (`tests/python/s3_gateway.py`) as a
+//! vendor's software would: buckets, puts with checksums, reads with ranges
+//! and conditions, listings, copies, deletes; the same objects, roles and
+//! audit entries as the gRPC API; keys that stop working the moment they
+//! are revoked, on any node. Needs python3 with boto3 (`.ci/run` installs
+//! `tests/python/requirements.txt`); without it the test says SKIPPED.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tresor_proto::v1 as pb;
+use tresor_tests::{cluster, pattern, sha256_hex, spec, wait_for, Harness};
+
+const MIB: usize = 1 << 20;
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/s3_gateway.py")
+}
+
+fn boto3_ready() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import boto3"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Runs one scenario of the script against node `via`'s S3 port with
+/// `(access key id, secret)`; its output, or an error naming what failed.
+async fn scenario(
+    h: &Harness,
+    via: u64,
+    (id, secret): (&str, &str),
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let ca = h.ca_dir().expect("a secure cluster").join("ca.pem");
+    let mut child = tokio::process::Command::new("python3")
+        .arg(script())
+        .arg(args[0])
+        .arg(h.s3_endpoint(via))
+        .arg(&ca)
+        .args(&args[1..])
+        .env("AWS_ACCESS_KEY_ID", id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env_remove("AWS_CONFIG_FILE")
+        .env_remove("AWS_PROFILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let read = |pipe: Option<tokio::process::ChildStdout>| async move {
+        let mut text = String::new();
+        if let Some(mut p) = pipe {
+            tokio::io::AsyncReadExt::read_to_string(&mut p, &mut text).await?;
+        }
+        anyhow::Ok(text)
+    };
+    let read_err = |pipe: Option<tokio::process::ChildStderr>| async move {
+        let mut text = String::new();
+        if let Some(mut p) = pipe {
+            tokio::io::AsyncReadExt::read_to_string(&mut p, &mut text).await?;
+        }
+        anyhow::Ok(text)
+    };
+    let ran = tokio::time::timeout(Duration::from_secs(180), async {
+        let (out, err, status) = tokio::join!(read(stdout), read_err(stderr), child.wait());
+        anyhow::Ok((out?, err?, status?))
+    })
+    .await;
+    let (out, err, status) = match ran {
+        Ok(done) => done?,
+        Err(_) => anyhow::bail!("scenario {} did not finish in 180 s", args[0]),
+    };
+    anyhow::ensure!(
+        status.success() && out.contains("PASSED"),
+        "scenario {} failed:\n{out}\n{err}",
+        args[0]
+    );
+    Ok(out)
+}
+
+async fn s3_key(h: &Harness, principal: &str) -> anyhow::Result<(String, String)> {
+    let key = h
+        .admin(1)
+        .await?
+        .create_s3_key(pb::CreateS3KeyRequest {
+            principal: principal.into(),
+        })
+        .await?
+        .into_inner();
+    Ok((key.access_key_id, key.secret_access_key))
+}
+
+/// Whether the audit log holds an entry of `principal` doing `action` on
+/// `bucket`/`key` whose outcome starts with `outcome`.
+fn logged(
+    entries: &[pb::AuditEntry],
+    principal: &str,
+    action: &str,
+    object: (&str, &str),
+    outcome: &str,
+) -> bool {
+    entries.iter().any(|e| {
+        e.principal == principal
+            && e.action == action
+            && e.bucket == object.0
+            && e.key == object.1
+            && e.outcome.starts_with(outcome)
+    })
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) -> anyhow::Result<String> {
+    let path = dir.join(name);
+    std::fs::write(&path, data)?;
+    Ok(path.display().to_string())
+}
+
+#[tokio::test]
+async fn s3_tools_store_read_list_copy_and_delete_with_the_grpc_apis_rules() -> anyhow::Result<()> {
+    if !boto3_ready() {
+        println!(
+            "SKIPPED: python3 with boto3 is needed (pip install -r tests/python/requirements.txt)"
+        );
+        return Ok(());
+    }
+    let mut s = spec(6, 3);
+    s.s3 = true;
+    let mut h = cluster!(data, spec = s)?;
+    let admin_key = s3_key(&h, "admin").await?;
+    let admin_key = (admin_key.0.as_str(), admin_key.1.as_str());
+
+    // One object stored through gRPC, one through S3 (by the script).
+    let dir = tempfile::tempdir()?;
+    let native = pattern(MIB + 4321, 56);
+    h.put(1, "footage", "grpc/native.bin", &native).await?;
+    let one = pattern(3 * MIB + 77, 57);
+    let one_file = write(dir.path(), "one.bin", &one)?;
+    let native_file = write(dir.path(), "native.bin", &native)?;
+    scenario(
+        &h,
+        2,
+        admin_key,
+        &["main", &one_file, "grpc/native.bin", &native_file],
+    )
+    .await?;
+
+    // What S3 stored is the same object for the gRPC API.
+    let (info, bytes) = h.get(3, "footage", "cam/one.bin", None, None).await?;
+    assert_eq!(sha256_hex(&bytes), sha256_hex(&one));
+    assert_eq!(info.sha256, sha256_hex(&one));
+    assert_eq!(info.content_type, "video/mp4");
+    assert_eq!(info.metadata.get("unit").map(String::as_str), Some("17"));
+
+    // On record exactly as the gRPC calls are.
+    let leader = h.leader().await?;
+    let entries = h.audit_log(leader, 100_000).await?;
+    let object = ("footage", "cam/one.bin");
+    for (action, outcome) in [
+        ("put", "ok"),
+        ("get", "ok"),
+        ("stat", "ok"),
+        ("put", "already_exists"),
+        ("get", "failed_precondition"),
+    ] {
+        assert!(
+            logged(&entries, "admin", action, object, outcome),
+            "no {action} {outcome} of {object:?} on record"
+        );
+    }
+    assert!(logged(
+        &entries,
+        "admin",
+        "list",
+        ("footage", "list/"),
+        "ok"
+    ));
+    assert!(logged(
+        &entries,
+        "admin",
+        "delete",
+        ("footage", "list/a/0.bin"),
+        "ok"
+    ));
+    assert!(logged(
+        &entries,
+        "admin",
+        "delete",
+        ("footage", "list/never"),
+        "not_found"
+    ));
+    assert!(logged(
+        &entries,
+        "admin",
+        "bucket create",
+        ("evidence", ""),
+        "ok"
+    ));
+    assert!(logged(
+        &entries,
+        "admin",
+        "bucket delete",
+        ("evidence", ""),
+        "ok"
+    ));
+    assert!(logged(
+        &entries,
+        "admin",
+        "get",
+        ("footage", "grpc/native.bin"),
+        "ok"
+    ));
+    // A checksum refused: nothing stored, the failure on record.
+    assert!(logged(
+        &entries,
+        "admin",
+        "put",
+        ("footage", "cam/bad-sha.bin"),
+        "invalid_argument"
+    ));
+    assert!(h.stat(4, "footage", "cam/bad-md5.bin").await.is_err());
+    let verified = h.audit_verify(leader).await?;
+    assert!(verified.intact, "{verified:?}");
+
+    // A camera's key: it may put, and nothing else; its refusals are on
+    // record under its principal.
+    let mut admin = h.admin(1).await?;
+    admin
+        .create_principal(pb::CreatePrincipalRequest {
+            name: "camera-17".into(),
+        })
+        .await?;
+    admin
+        .grant(pb::GrantRequest {
+            principal: "camera-17".into(),
+            role: "ingest".into(),
+            bucket: Some("footage".into()),
+        })
+        .await?;
+    let camera = s3_key(&h, "camera-17").await?;
+    scenario(&h, 4, (&camera.0, &camera.1), &["ingest"]).await?;
+    let (_, stored) = h
+        .get(5, "footage", "cam/from-camera.bin", None, None)
+        .await?;
+    assert_eq!(stored, b"camera bytes");
+    wait_for(
+        "the camera's put and refused get on record",
+        Duration::from_secs(20),
+        || async {
+            let entries = h.audit_log(leader, 100_000).await?;
+            let object = ("footage", "cam/from-camera.bin");
+            let put = logged(&entries, "camera-17", "put", object, "ok");
+            let refused = logged(&entries, "camera-17", "get", object, "permission_denied");
+            Ok((put && refused).then_some(()))
+        },
+    )
+    .await?;
+
+    // Revoked through node 1, refused at once through node 6; a wrong
+    // secret never gets in.
+    admin
+        .revoke_s3_key(pb::RevokeS3KeyRequest {
+            access_key_id: camera.0.clone(),
+        })
+        .await?;
+    scenario(
+        &h,
+        6,
+        (&camera.0, &camera.1),
+        &["refused", "InvalidAccessKeyId"],
+    )
+    .await?;
+    let wrong = format!("{}x", &admin_key.1[1..]);
+    scenario(
+        &h,
+        3,
+        (admin_key.0, &wrong),
+        &["refused", "SignatureDoesNotMatch"],
+    )
+    .await?;
+    let keys = admin
+        .list_s3_keys(pb::ListS3KeysRequest {})
+        .await?
+        .into_inner()
+        .keys;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].principal, "admin");
+    Ok(())
+}
