@@ -191,11 +191,65 @@ def main_scenario(s3, file_path, grpc_key, grpc_file):
     expect("deleted bucket", code_of(lambda: s3.head_bucket(Bucket="evidence")), "404")
     expect("get from a missing bucket", code_of(lambda: s3.get_object(Bucket="nowhere", Key="x")), "NoSuchBucket")
     expect("get a missing key", code_of(lambda: s3.get_object(Bucket="footage", Key="cam/none")), "NoSuchKey")
+
+
+def multipart_scenario(s3, file_path):
+    data = open(file_path, "rb").read()
+    mib = 1 << 20
+    chunks = [data[0:5 * mib], data[5 * mib:10 * mib], data[10 * mib:]]
+    up = s3.create_multipart_upload(Bucket="footage", Key="mp/by-hand.bin", ContentType="video/mp4", Metadata={"unit": "9"})
+    uid = up["UploadId"]
+    listed = s3.list_multipart_uploads(Bucket="footage")
+    expect("upload listed", [u["UploadId"] for u in listed.get("Uploads", [])], [uid])
+    etags = {}
+    # Out of order, and part 2 sent twice (other bytes first): the latest
+    # copy counts.
+    for number, body in [(3, chunks[2]), (2, b"y" * (5 * mib)), (1, chunks[0]), (2, chunks[1])]:
+        etags[number] = s3.upload_part(Bucket="footage", Key="mp/by-hand.bin", UploadId=uid, PartNumber=number, Body=body)["ETag"]
+        expect(f"part {number} ETag", etags[number], '"' + hashlib.md5(body).hexdigest() + '"')
+    parts = s3.list_parts(Bucket="footage", Key="mp/by-hand.bin", UploadId=uid)["Parts"]
+    expect("list parts", [(p["PartNumber"], p["Size"]) for p in parts], [(1, 5 * mib), (2, 5 * mib), (3, len(data) - 10 * mib)])
     expect(
-        "multipart is refused clearly",
-        code_of(lambda: s3.create_multipart_upload(Bucket="footage", Key="cam/big.bin")),
-        "NotImplemented",
+        "a part it does not have",
+        code_of(lambda: s3.complete_multipart_upload(
+            Bucket="footage", Key="mp/by-hand.bin", UploadId=uid,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etags[1]}, {"PartNumber": 4, "ETag": etags[1]}]})),
+        "InvalidPart",
     )
+    done = s3.complete_multipart_upload(
+        Bucket="footage", Key="mp/by-hand.bin", UploadId=uid,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in [1, 2, 3]]},
+    )
+    digests = b"".join(hashlib.md5(c).digest() for c in chunks)
+    want_etag = '"' + hashlib.md5(digests).hexdigest() + '-3"'
+    expect("multipart ETag", done["ETag"], want_etag)
+    got = s3.get_object(Bucket="footage", Key="mp/by-hand.bin")
+    expect("multipart bytes", hashlib.sha256(got["Body"].read()).hexdigest(), hashlib.sha256(data).hexdigest())
+    expect("multipart content type", got["ContentType"], "video/mp4")
+    expect("multipart metadata", got["Metadata"], {"unit": "9"})
+    expect("completed upload is gone", code_of(lambda: s3.list_parts(Bucket="footage", Key="mp/by-hand.bin", UploadId=uid)), "NoSuchUpload")
+    expect("no uploads left", s3.list_multipart_uploads(Bucket="footage").get("Uploads", []), [])
+
+    gone = s3.create_multipart_upload(Bucket="footage", Key="mp/aborted.bin")["UploadId"]
+    s3.upload_part(Bucket="footage", Key="mp/aborted.bin", UploadId=gone, PartNumber=1, Body=chunks[0])
+    s3.abort_multipart_upload(Bucket="footage", Key="mp/aborted.bin", UploadId=gone)
+    expect("aborted upload is gone", code_of(lambda: s3.list_parts(Bucket="footage", Key="mp/aborted.bin", UploadId=gone)), "NoSuchUpload")
+    expect("nothing stored by the abort", code_of(lambda: s3.head_object(Bucket="footage", Key="mp/aborted.bin")), "404")
+    expect(
+        "an upload to a taken key",
+        code_of(lambda: s3.create_multipart_upload(Bucket="footage", Key="mp/by-hand.bin")),
+        "PreconditionFailed",
+    )
+
+    # What the transfer manager does with a large file: parallel parts.
+    from boto3.s3.transfer import TransferConfig
+    config = TransferConfig(multipart_threshold=5 * mib, multipart_chunksize=5 * mib, max_concurrency=4)
+    s3.upload_file(file_path, "footage", "mp/transfer.bin", Config=config)
+    head = s3.head_object(Bucket="footage", Key="mp/transfer.bin")
+    expect("transfer manager ETag", head["ETag"].endswith('-3"'), True)
+    out = file_path + ".back"
+    s3.download_file("footage", "mp/transfer.bin", out, Config=config)
+    expect("transfer manager bytes", open(out, "rb").read() == data, True)
 
 
 def ingest_scenario(s3):
@@ -216,6 +270,8 @@ def main():
     s3 = client(endpoint, ca)
     if scenario == "main":
         main_scenario(s3, *sys.argv[4:7])
+    elif scenario == "multipart":
+        multipart_scenario(s3, sys.argv[4])
     elif scenario == "ingest":
         ingest_scenario(s3)
     elif scenario == "refused":

@@ -146,6 +146,46 @@ async fn s3_tools_store_read_list_copy_and_delete_with_the_grpc_apis_rules() -> 
     )
     .await?;
 
+    // Multipart: parts in any order and in parallel, one object.
+    let big = pattern(13 * MIB + 999, 58);
+    let big_file = write(dir.path(), "big.bin", &big)?;
+    scenario(&h, 5, admin_key, &["multipart", &big_file]).await?;
+    for key in ["mp/by-hand.bin", "mp/transfer.bin"] {
+        let (info, bytes) = h.get(1, "footage", key, None, None).await?;
+        assert_eq!(info.sha256, sha256_hex(&big), "{key}");
+        assert_eq!(bytes.len(), big.len(), "{key}");
+    }
+    // The parts are gone with their uploads, and nobody reads them.
+    let leftovers = h
+        .admin(1)
+        .await?
+        .list_buckets(pb::ListBucketsRequest {})
+        .await?
+        .into_inner()
+        .buckets;
+    assert!(leftovers.iter().any(|b| b.name == "tresor.multipart"));
+    let mut objects = h.objects(2).await?;
+    let parts = objects
+        .list(pb::ListRequest {
+            bucket: "tresor.multipart".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(
+        parts.map(|_| ()).map_err(|s| s.code()),
+        Err(tonic::Code::PermissionDenied),
+        "the parts bucket is kept by the cluster"
+    );
+    // Every part and upload record deleted: 4 + 1 by hand (part 2 was
+    // sent twice), 3 + 1 by the transfer manager, 1 + 1 aborted.
+    let leader = h.leader().await?;
+    let entries = h.audit_log(leader, 100_000).await?;
+    let deleted = entries
+        .iter()
+        .filter(|e| e.bucket == "tresor.multipart" && e.action == "delete" && e.outcome == "ok")
+        .count();
+    assert_eq!(deleted, 11, "parts and upload records deleted");
+
     // What S3 stored is the same object for the gRPC API.
     let (info, bytes) = h.get(3, "footage", "cam/one.bin", None, None).await?;
     assert_eq!(sha256_hex(&bytes), sha256_hex(&one));

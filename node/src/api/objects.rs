@@ -46,7 +46,7 @@ pub(super) fn put_spec(header: pb::PutHeader, principal: &str) -> PutSpec {
         metadata: header.metadata.into_iter().collect(),
         expected_sha256: Some(header.expected_sha256).filter(|s| !s.is_empty()),
         principal: principal.to_string(),
-        md5: None,
+        etag: None,
     }
 }
 

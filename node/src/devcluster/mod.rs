@@ -108,9 +108,6 @@ impl Default for LocalClusterSpec {
 /// sign; the cluster answers to any).
 pub const DEV_REGION: &str = "us-east-1";
 
-/// The AWS CLI config file a dev cluster writes in its directory.
-const AWS_CONFIG_FILE: &str = "aws-config";
-
 /// The admin credentials a dev cluster's user is given.
 #[derive(Debug, Clone, Default)]
 pub struct DevAccess {
@@ -277,11 +274,6 @@ impl LocalCluster {
         };
         let mut out = export("AWS_ENDPOINT_URL", &endpoint);
         out.push_str(&export("AWS_REGION", DEV_REGION));
-        // Multipart uploads are not served yet: the AWS CLI and rclone are
-        // told to send files up to 5 GiB in one PutObject instead.
-        let config = self.dir.join(AWS_CONFIG_FILE);
-        out.push_str(&export("AWS_CONFIG_FILE", &config.display().to_string()));
-        out.push_str(&export("RCLONE_CONFIG_TRESOR_UPLOAD_CUTOFF", "5G"));
         // Insecure nodes verify no signatures, but the tools still sign.
         let (id, secret) = access
             .s3_key
@@ -350,14 +342,6 @@ impl LocalCluster {
         // write_durably's temp file is created 0600 and keeps that mode.
         crate::server::write_durably(&path, self.env_lines(access).as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
-        let aws = self.dir.join(AWS_CONFIG_FILE);
-        let config = format!(
-            "# The AWS CLI's settings for this dev cluster (AWS_CONFIG_FILE in env).\n\
-             [default]\nregion = {DEV_REGION}\ns3 =\n  multipart_threshold = 5GB\n  \
-             multipart_chunksize = 5GB\n"
-        );
-        crate::server::write_durably(&aws, config.as_bytes())
-            .with_context(|| format!("cannot write {}", aws.display()))?;
         Ok(path)
     }
 

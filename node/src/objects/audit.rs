@@ -93,7 +93,7 @@ impl DataPlane {
                     metadata: Default::default(),
                     expected_sha256: Some(segment.sha256.clone()),
                     principal: SEALER.into(),
-                    md5: None,
+                    etag: None,
                 };
                 let body = futures::stream::iter(
                     bytes

@@ -33,7 +33,7 @@ pub use read::{ObjectRange, ObjectStream};
 pub use receipts::ReceiptsIssued;
 pub use sessions::parse_upload_id;
 pub use shred::{EpochSync, Shredded};
-pub use write::{Md5Check, PutSpec};
+pub use write::{EtagRule, PutSpec};
 
 use crate::config::DataTuning;
 use crate::crypto::{EpochKeys, Keyring};

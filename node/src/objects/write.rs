@@ -37,17 +37,22 @@ pub struct PutSpec {
     pub expected_sha256: Option<String>,
     /// Who is storing it: the object commits with its audit record.
     pub principal: String,
-    /// Take the MD5 of the bytes as the object's ETag (S3 clients expect
-    /// it), and refuse them unless it is `expected`, when given.
-    pub md5: Option<Md5Check>,
+    /// The entity tag S3 clients are to be given (`None`: none, as for
+    /// gRPC uploads).
+    pub etag: Option<EtagRule>,
 }
 
-/// An S3 upload's MD5: taken as its ETag, and checked when the client
-/// sent one (`Content-MD5`).
-#[derive(Debug, Clone, Default)]
-pub struct Md5Check {
-    /// The MD5 the bytes must have.
-    pub expected: Option<[u8; 16]>,
+/// Where an S3 object's ETag comes from.
+#[derive(Debug, Clone)]
+pub enum EtagRule {
+    /// The MD5 of the bytes, taken as they stream in; the upload is
+    /// refused unless it is `expected`, when given (`Content-MD5`).
+    Md5 {
+        /// The MD5 the bytes must have.
+        expected: Option<[u8; 16]>,
+    },
+    /// Given by the caller (a multipart upload's MD5 of its parts' MD5s).
+    Given(String),
 }
 
 impl DataPlane {
@@ -107,7 +112,7 @@ impl DataPlane {
         // While this upload runs, it shows it is alive; dropped with it.
         let _alive = KeepAlive(tokio::spawn(keep_alive(self.cluster.clone(), object)));
         let mut body = Body::new(body, key);
-        if spec.md5.is_some() {
+        if matches!(spec.etag, Some(EtagRule::Md5 { .. })) {
             body = body.with_md5();
         }
         let mut segments = Vec::new();
@@ -140,9 +145,15 @@ impl DataPlane {
             }
         }
         let etag = match body.md5.take().map(|m| <[u8; 16]>::from(m.finalize())) {
-            None => String::new(),
+            None => match &spec.etag {
+                Some(EtagRule::Given(etag)) => etag.clone(),
+                _ => String::new(),
+            },
             Some(md5) => {
-                let wanted = spec.md5.as_ref().and_then(|c| c.expected);
+                let wanted = match &spec.etag {
+                    Some(EtagRule::Md5 { expected }) => *expected,
+                    _ => None,
+                };
                 if wanted.is_some_and(|w| w != md5) {
                     self.abandon_upload(object, &segments);
                     return Err(ObjectError::InvalidArgument(format!(

@@ -41,7 +41,7 @@ use tonic::{Request, Status};
 
 use super::audit::AuditSink;
 use super::{outcome_of, store_status, to_status};
-use crate::meta::audit::is_reserved_bucket;
+use crate::meta::audit::{is_reserved_bucket, AUDIT_BUCKET};
 use crate::meta::{Grant, NodeState, BOOTSTRAP_ADMIN};
 use crate::raft::{CaughtUp, Cluster};
 use crate::tls::{peer_identity, PeerIdentity};
@@ -500,8 +500,9 @@ impl Authorizer {
         }
     }
 
-    /// The buckets the cluster keeps for itself (the sealed audit log):
-    /// read with the right to read the audit log, written by nobody.
+    /// The buckets the cluster keeps for itself: the sealed audit log is
+    /// read with the right to read the audit log; nobody writes in any of
+    /// them, or reads the others (parts of S3 multipart uploads).
     async fn admit_reserved(
         &self,
         caller: Caller,
@@ -511,7 +512,12 @@ impl Authorizer {
     ) -> Result<Caller, Status> {
         let refused = match self.authorize(&caller, Action::AuditLog, None) {
             Err(status) => Some((Action::AuditLog, None, status)),
-            Ok(()) if matches!(action, Action::Get | Action::Stat | Action::List) => None,
+            Ok(())
+                if bucket == AUDIT_BUCKET
+                    && matches!(action, Action::Get | Action::Stat | Action::List) =>
+            {
+                None
+            }
             Ok(()) => Some((action, Some(bucket), kept_by_cluster(bucket))),
         };
         match refused {
@@ -551,8 +557,8 @@ impl Authorizer {
 /// The refusal of a write into a bucket the cluster keeps for itself.
 pub fn kept_by_cluster(bucket: &str) -> Status {
     Status::permission_denied(format!(
-        "bucket {bucket} is kept by the cluster: it can be read with the audit role, and nobody \
-         writes or deletes in it"
+        "bucket {bucket} is kept by the cluster: nobody writes or deletes in it (the sealed audit \
+         log in tresor.audit can be read with the audit role)"
     ))
 }
 

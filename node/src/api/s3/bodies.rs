@@ -11,7 +11,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use s3s::checksum::ChecksumHasher;
-use s3s::dto::{Checksum, PutObjectInput, StreamingBlob};
+use s3s::dto::{Checksum, PutObjectInput, StreamingBlob, UploadPartInput};
 use s3s::stream::{ByteStream, RemainingLength};
 use s3s::TrailingHeaders;
 
@@ -36,9 +36,42 @@ pub(super) struct Declared {
 }
 
 impl Declared {
-    /// What `input` (and its `x-amz-trailer` header) declares.
+    /// What a PutObject (and its `x-amz-trailer` header) declares.
     pub(super) fn of(
         input: &PutObjectInput,
+        headers: &http::HeaderMap,
+        trailers: Option<TrailingHeaders>,
+    ) -> Self {
+        let given = Checksum {
+            checksum_crc32: input.checksum_crc32.clone(),
+            checksum_crc32c: input.checksum_crc32c.clone(),
+            checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+            checksum_sha1: input.checksum_sha1.clone(),
+            checksum_sha256: input.checksum_sha256.clone(),
+            ..Default::default()
+        };
+        Self::given(given, headers, trailers)
+    }
+
+    /// What an UploadPart (and its `x-amz-trailer` header) declares.
+    pub(super) fn of_part(
+        input: &UploadPartInput,
+        headers: &http::HeaderMap,
+        trailers: Option<TrailingHeaders>,
+    ) -> Self {
+        let given = Checksum {
+            checksum_crc32: input.checksum_crc32.clone(),
+            checksum_crc32c: input.checksum_crc32c.clone(),
+            checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+            checksum_sha1: input.checksum_sha1.clone(),
+            checksum_sha256: input.checksum_sha256.clone(),
+            ..Default::default()
+        };
+        Self::given(given, headers, trailers)
+    }
+
+    fn given(
+        given: Checksum,
         headers: &http::HeaderMap,
         trailers: Option<TrailingHeaders>,
     ) -> Self {
@@ -51,14 +84,7 @@ impl Declared {
             .filter(|v| CHECKSUM_HEADERS.contains(&v.as_str()))
             .collect();
         Self {
-            given: Checksum {
-                checksum_crc32: input.checksum_crc32.clone(),
-                checksum_crc32c: input.checksum_crc32c.clone(),
-                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-                checksum_sha1: input.checksum_sha1.clone(),
-                checksum_sha256: input.checksum_sha256.clone(),
-                ..Default::default()
-            },
+            given,
             promised,
             trailers,
         }

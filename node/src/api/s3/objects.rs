@@ -22,7 +22,7 @@ use crate::api::admission::Traffic;
 use crate::api::auth::{Action, Caller};
 use crate::api::object_status;
 use crate::meta::ObjectManifest;
-use crate::objects::{Md5Check, ObjectRange, PutSpec};
+use crate::objects::{EtagRule, ObjectRange, PutSpec};
 
 /// The ETag S3 clients are given for `m`: the MD5 taken at an S3 upload,
 /// else the SHA-256 (64 digits, which no tool takes for an MD5).
@@ -162,7 +162,7 @@ impl S3Gateway {
                 .collect(),
             expected_sha256: None,
             principal: caller.name().to_string(),
-            md5: Some(Md5Check { expected }),
+            etag: Some(EtagRule::Md5 { expected }),
         };
         let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
         self.plane
@@ -532,7 +532,7 @@ impl S3Gateway {
             // The copy must be the bytes the source's record names.
             expected_sha256: Some(source.sha256.clone()),
             principal: writer.name().to_string(),
-            md5: Some(Md5Check::default()),
+            etag: Some(EtagRule::Md5 { expected: None }),
         };
         let Some(source_bytes) = output.body else {
             return Err(s3s::s3_error!(InternalError, "the copy source has no body"));
