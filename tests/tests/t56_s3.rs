@@ -319,6 +319,19 @@ async fn s3_tools_store_read_list_copy_and_delete_with_the_grpc_apis_rules() -> 
         &["refused", "SignatureDoesNotMatch"],
     )
     .await?;
+    // Turned away by the signature check, before any handler: on record
+    // as an unauthenticated call of the peer.
+    wait_for(
+        "the bad signature on record",
+        Duration::from_secs(20),
+        || async {
+            let entries = h.audit_log(leader, 100_000).await?;
+            let object = ("footage", "");
+            let anonymous = "anonymous@127.0.0.1";
+            Ok(logged(&entries, anonymous, "s3 request", object, "unauthenticated").then_some(()))
+        },
+    )
+    .await?;
     let keys = admin
         .list_s3_keys(pb::ListS3KeysRequest {})
         .await?

@@ -153,6 +153,7 @@ impl S3Gateway {
     /// (a camera with only the ingest role checks its bucket too).
     async fn bucket_exists<T>(&self, req: &S3Request<T>, bucket: &str) -> S3Result<()> {
         let started = Instant::now();
+        super::Admitted::of(req);
         let access_key = req.credentials.as_ref().map(|c| c.access_key.as_str());
         let checked = self
             .auth

@@ -20,6 +20,7 @@ mod objects;
 pub use multipart::MULTIPART_BUCKET;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,79 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The peer address of an S3 connection, put in each of its requests.
 #[derive(Debug, Clone, Copy)]
 struct Peer(SocketAddr);
+
+/// Set once a request reached the authorizer, which puts its refusals on
+/// record; a request s3s turned away before (a bad signature, an unknown
+/// key, no signature) is put on record by [`serve`] instead.
+#[derive(Debug, Clone, Default)]
+struct Admitted(Arc<AtomicBool>);
+
+impl Admitted {
+    fn of<T>(req: &S3Request<T>) {
+        if let Some(a) = req.extensions.get::<Admitted>() {
+            a.0.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The bucket and key a path-style request names (for the record of a
+/// refusal only).
+fn named(uri: &http::Uri) -> (String, String) {
+    let path = uri.path().trim_start_matches('/');
+    let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+    let decode = |s: &str| {
+        percent_decode(s)
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(1024)
+            .collect::<String>()
+    };
+    (decode(bucket), decode(key))
+}
+
+/// `%XX` escapes decoded (invalid ones kept as they are).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The answer to a caller refused too often this second: S3's SlowDown,
+/// before its signature costs a check.
+fn slow_down(caller: &str) -> http::Response<s3s::Body> {
+    let wait = crate::api::refusals::REFUSAL_INTERVAL.as_secs().max(1);
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
+         <Message>{caller} was refused too often in the last second; retry in {wait} s</Message>\
+         </Error>"
+    );
+    let mut response = http::Response::new(s3s::Body::from(xml));
+    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(wait));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
 
 /// The S3 API of one node (cloned into the work of a long completion).
 #[derive(Clone)]
@@ -96,6 +170,7 @@ impl S3Gateway {
         key: &str,
         started: Instant,
     ) -> S3Result<Caller> {
+        Admitted::of(req);
         let access_key = req.credentials.as_ref().map(|c| c.access_key.as_str());
         let checked = self
             .auth
@@ -173,6 +248,7 @@ pub async fn serve(
 ) {
     let insecure = tls.is_none();
     let plane = gateway.plane.clone();
+    let audit = gateway.audit.clone();
     let mut builder = S3ServiceBuilder::new(gateway);
     if !insecure {
         builder.set_auth(SecretLookup { plane });
@@ -201,12 +277,31 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let acceptor = acceptor.clone();
+        let audit = audit.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let with_peer = hyper::service::service_fn(move |mut req| {
+                let anonymous = format!("anonymous@{}", peer.ip());
+                let admitted = Admitted::default();
                 req.extensions_mut().insert(Peer(peer));
-                hyper::service::Service::call(&service, req)
+                req.extensions_mut().insert(admitted.clone());
+                let (service, audit) = (service.clone(), audit.clone());
+                async move {
+                    if audit.refusing(&anonymous) {
+                        return Ok(slow_down(&anonymous));
+                    }
+                    let (bucket, key) = named(req.uri());
+                    let response = hyper::service::Service::call(&service, req).await?;
+                    // Turned away by s3s's signature check: on record, merged
+                    // with the caller's other refusals of this second, as an
+                    // unauthenticated gRPC call is.
+                    let refused = response.status() == http::StatusCode::FORBIDDEN;
+                    if refused && !admitted.0.load(Ordering::Relaxed) {
+                        audit.refused(&anonymous, "s3 request", &bucket, &key, "unauthenticated");
+                    }
+                    Ok::<_, s3s::HttpError>(response)
+                }
             });
             let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             http.http1()
