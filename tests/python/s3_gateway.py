@@ -252,6 +252,20 @@ def multipart_scenario(s3, file_path):
     expect("transfer manager bytes", open(out, "rb").read() == data, True)
 
 
+def stale_scenario(s3, step):
+    if step == "start":
+        uid = s3.create_multipart_upload(Bucket="footage", Key="mp/left.bin")["UploadId"]
+        s3.upload_part(Bucket="footage", Key="mp/left.bin", UploadId=uid, PartNumber=1, Body=b"left behind")
+        expect("left upload listed", len(s3.list_parts(Bucket="footage", Key="mp/left.bin", UploadId=uid)["Parts"]), 1)
+        print(f"UPLOAD {uid}")
+    elif step == "sweep":
+        # Starts a sweep in the background.
+        s3.list_multipart_uploads(Bucket="footage")
+    else:
+        expect("swept", s3.list_multipart_uploads(Bucket="footage").get("Uploads", []), [])
+        expect("swept parts", code_of(lambda: s3.list_parts(Bucket="footage", Key="mp/left.bin", UploadId=step)), "NoSuchUpload")
+
+
 def ingest_scenario(s3):
     s3.put_object(Bucket="footage", Key="cam/from-camera.bin", Body=b"camera bytes")
     expect("ingest may check its bucket", s3.head_bucket(Bucket="footage")["ResponseMetadata"]["HTTPStatusCode"], 200)
@@ -272,6 +286,8 @@ def main():
         main_scenario(s3, *sys.argv[4:7])
     elif scenario == "multipart":
         multipart_scenario(s3, sys.argv[4])
+    elif scenario == "stale":
+        stale_scenario(s3, sys.argv[4])
     elif scenario == "ingest":
         ingest_scenario(s3)
     elif scenario == "refused":

@@ -341,3 +341,37 @@ async fn s3_tools_store_read_list_copy_and_delete_with_the_grpc_apis_rules() -> 
     assert_eq!(keys[0].principal, "admin");
     Ok(())
 }
+
+#[tokio::test]
+async fn multipart_uploads_left_past_the_session_expiry_are_swept() -> anyhow::Result<()> {
+    if !boto3_ready() {
+        println!(
+            "SKIPPED: python3 with boto3 is needed (pip install -r tests/python/requirements.txt)"
+        );
+        return Ok(());
+    }
+    let mut s = spec(6, 3);
+    s.s3 = true;
+    // The shortest expiry there is.
+    s.healing.session_expiry_secs = 60;
+    let mut h = cluster!(data, spec = s)?;
+    let key = s3_key(&h, "admin").await?;
+    let key = (key.0.as_str(), key.1.as_str());
+    let started = scenario(&h, 2, key, &["stale", "start"]).await?;
+    let id = started
+        .lines()
+        .find_map(|l| l.strip_prefix("UPLOAD "))
+        .ok_or_else(|| anyhow::anyhow!("no upload id in {started}"))?
+        .to_string();
+    tokio::time::sleep(Duration::from_secs(62)).await;
+    scenario(&h, 3, key, &["stale", "sweep"]).await?;
+    let leader = h.leader().await?;
+    wait_for("the expiry on record", Duration::from_secs(30), || async {
+        let entries = h.audit_log(leader, 100_000).await?;
+        let object = ("footage", "mp/left.bin");
+        Ok(logged(&entries, "admin", "upload expire", object, "ok").then_some(()))
+    })
+    .await?;
+    scenario(&h, 4, key, &["stale", &id]).await?;
+    Ok(())
+}

@@ -16,6 +16,7 @@ use crate::raft::Cluster;
 use crate::workers::Counters;
 
 mod grpc;
+mod http;
 mod storage;
 
 use storage::raft_failure;
@@ -320,42 +321,7 @@ pub async fn run(
         stop_rx.clone(),
     );
     if let Some(listener) = http_listener {
-        let store_for_health = store.clone();
-        let mut stop = stop_rx.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let app = axum::Router::new()
-                .route(
-                    "/health",
-                    axum::routing::get(move || {
-                        let store = store_for_health.clone();
-                        async move { shard_store_health(&store) }
-                    }),
-                )
-                .route(
-                    "/metrics",
-                    axum::routing::get(move || {
-                        let metrics = metrics.clone();
-                        async move {
-                            (
-                                [(
-                                    axum::http::header::CONTENT_TYPE,
-                                    crate::metrics::CONTENT_TYPE,
-                                )],
-                                metrics.render(),
-                            )
-                        }
-                    }),
-                );
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        });
+        http::spawn(listener, store.clone(), metrics.clone(), stop_rx.clone());
     }
 
     // One audit sink and one set of admission limits for every API of the
@@ -527,18 +493,6 @@ fn spawn_workers(
 
 /// Refreshes the gauges that are read from state rather than counted as
 /// things happen, every two seconds.
-/// `/health`: 200 `ok`, or 503 with the reason when this node's shard
-/// storage takes no new files (full, or its directories gone).
-fn shard_store_health(store: &crate::shards::ShardStore) -> (axum::http::StatusCode, String) {
-    match store.health() {
-        Ok(_) => (axum::http::StatusCode::OK, "ok\n".into()),
-        Err(e) => (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            format!("unhealthy: {e}\n"),
-        ),
-    }
-}
-
 fn spawn_gauges(
     cluster: Arc<Cluster>,
     workers: Arc<crate::workers::Workers>,

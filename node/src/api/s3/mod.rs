@@ -129,6 +129,7 @@ pub struct S3Gateway {
     audit: AuditSink,
     auth: Authorizer,
     admission: Admission,
+    sweep: Arc<multipart::Sweeps>,
 }
 
 impl S3Gateway {
@@ -148,6 +149,7 @@ impl S3Gateway {
             audit,
             auth,
             admission,
+            sweep: Arc::default(),
         }
     }
 

@@ -16,7 +16,8 @@
 //! object in place are the next step (see the closing note of this work).
 //!
 //! Uploads left without progress past `[healing] session_expiry_secs` are
-//! aborted by the next CreateMultipartUpload or ListMultipartUploads.
+//! aborted by a sweep that CreateMultipartUpload and ListMultipartUploads
+//! start in the background (one at a time per node).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -40,6 +41,8 @@ use crate::raft::CaughtUp;
 /// The bucket parts and uploads in progress live in (kept by the cluster:
 /// nobody reads or writes it through the APIs).
 pub const MULTIPART_BUCKET: &str = "tresor.multipart";
+
+pub use uploads::Sweeps;
 
 /// S3's limits on part numbers.
 const MAX_PART: i32 = 10_000;
@@ -100,7 +103,7 @@ impl S3Gateway {
             Err(e) => return Err(object_status(e)),
         }
         let caught_up = self.ensure_multipart_bucket(caught_up).await?;
-        self.sweep_expired(caught_up).await;
+        self.spawn_sweep(caught_up);
         let mut metadata = BTreeMap::from([
             (TARGET_BUCKET.to_string(), input.bucket.clone()),
             (TARGET_KEY.to_string(), input.key.clone()),
@@ -129,14 +132,36 @@ impl S3Gateway {
             .map_err(object_status)
     }
 
+    /// The caller of `req`, if it may put into `bucket`, and upload `id`
+    /// to `bucket`/`key`, if it exists and is the caller's.
+    async fn owned_upload<T>(
+        &self,
+        req: &S3Request<T>,
+        (bucket, key): (&str, &str),
+        id: &str,
+        started: Instant,
+    ) -> S3Result<(Caller, CaughtUp, Upload)> {
+        let caller = self
+            .caller(req, Action::Put, Some(bucket), key, started)
+            .await?;
+        let caught_up = caller
+            .caught_up_with(self.plane.cluster())
+            .await
+            .map_err(|s| s3_error(s, Missing::Bucket))?;
+        let upload = self.upload(caught_up, id, (bucket, key))?;
+        self.owns(&caller, &upload, id)?;
+        Ok((caller, caught_up, upload))
+    }
+
     pub(super) async fn upload_part_inner(
         &self,
         mut req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let started = Instant::now();
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        let caller = self
-            .caller(&req, Action::Put, Some(&bucket), &key, started)
+        let id = req.input.upload_id.clone();
+        let (caller, caught_up, _) = self
+            .owned_upload(&req, (&bucket, &key), &id, started)
             .await?;
         let number = req.input.part_number;
         if !(1..=MAX_PART).contains(&number) {
@@ -145,13 +170,6 @@ impl S3Gateway {
                 "part numbers are 1 to {MAX_PART}, not {number}"
             ));
         }
-        let caught_up = caller
-            .caught_up_with(self.plane.cluster())
-            .await
-            .map_err(|s| s3_error(s, Missing::Bucket))?;
-        let id = req.input.upload_id.clone();
-        let upload = self.upload(caught_up, &id, (&bucket, &key))?;
-        self.owns(&caller, &upload, &id)?;
         let expected = req
             .input
             .content_md5
@@ -203,15 +221,9 @@ impl S3Gateway {
         let started = Instant::now();
         let input = &req.input;
         let (bucket, key) = (input.bucket.clone(), input.key.clone());
-        let caller = self
-            .caller(&req, Action::Put, Some(&bucket), &key, started)
+        let (_, caught_up, _) = self
+            .owned_upload(&req, (&bucket, &key), &input.upload_id, started)
             .await?;
-        let caught_up = caller
-            .caught_up_with(self.plane.cluster())
-            .await
-            .map_err(|s| s3_error(s, Missing::Bucket))?;
-        let upload = self.upload(caught_up, &input.upload_id, (&bucket, &key))?;
-        self.owns(&caller, &upload, &input.upload_id)?;
         let (parts, _) = self
             .stored_parts(caught_up, &input.upload_id)
             .map_err(|e| s3_error(object_status(e), Missing::Bucket))?;
@@ -252,15 +264,9 @@ impl S3Gateway {
         let started = Instant::now();
         let input = &req.input;
         let (bucket, key) = (input.bucket.clone(), input.key.clone());
-        let caller = self
-            .caller(&req, Action::Put, Some(&bucket), &key, started)
+        let (caller, caught_up, _) = self
+            .owned_upload(&req, (&bucket, &key), &input.upload_id, started)
             .await?;
-        let caught_up = caller
-            .caught_up_with(self.plane.cluster())
-            .await
-            .map_err(|s| s3_error(s, Missing::Bucket))?;
-        let upload = self.upload(caught_up, &input.upload_id, (&bucket, &key))?;
-        self.owns(&caller, &upload, &input.upload_id)?;
         let result = self
             .discard(caught_up, &input.upload_id, caller.name())
             .await
@@ -282,16 +288,10 @@ impl S3Gateway {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let started = Instant::now();
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        let caller = self
-            .caller(&req, Action::Put, Some(&bucket), &key, started)
-            .await?;
-        let caught_up = caller
-            .caught_up_with(self.plane.cluster())
-            .await
-            .map_err(|s| s3_error(s, Missing::Bucket))?;
         let id = req.input.upload_id.clone();
-        let upload = self.upload(caught_up, &id, (&bucket, &key))?;
-        self.owns(&caller, &upload, &id)?;
+        let (caller, caught_up, upload) = self
+            .owned_upload(&req, (&bucket, &key), &id, started)
+            .await?;
         let chosen = chosen_parts(&req.input)?;
         let (stored, _) = self
             .stored_parts(caught_up, &id)
@@ -411,7 +411,7 @@ impl S3Gateway {
             .caught_up_with(self.plane.cluster())
             .await
             .map_err(|s| s3_error(s, Missing::Bucket))?;
-        self.sweep_expired(caught_up).await;
+        self.spawn_sweep(caught_up);
         let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
         let prefix = input.prefix.clone().unwrap_or_default();
         let (records, truncated) = self

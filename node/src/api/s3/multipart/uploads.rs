@@ -4,6 +4,7 @@
 //! the latest copy of a number counting), and the walks over them.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use md5::Digest as _;
 use s3s::{s3_error, S3Error, S3Result};
@@ -20,7 +21,7 @@ use crate::raft::CaughtUp;
 
 /// Parts listed per page of the object layer.
 pub(super) const PAGE: usize = 1000;
-/// Expired uploads aborted per sweep, so a sweep stays short.
+/// Uploads a sweep looks at, so a sweep stays short.
 pub(super) const SWEEP: usize = 16;
 
 /// Metadata names of an upload's record (the user's metadata goes in with
@@ -233,8 +234,7 @@ impl S3Gateway {
                 .manifest(caught_up, MULTIPART_BUCKET, &record_key(&id))
             {
                 Ok(m) => m,
-                // Parts left by an upload whose record is gone: the sweep
-                // of a later completion or abort takes them.
+                // Parts left without their upload: a sweep takes them.
                 Err(ObjectError::NotFound(_)) => continue,
                 Err(e) => return Err(e),
             };
@@ -249,32 +249,92 @@ impl S3Gateway {
         }
     }
 
-    /// Aborts a few uploads left without a new part past the session
-    /// expiry (`[healing] session_expiry_secs`).
-    pub(super) async fn sweep_expired(&self, caught_up: CaughtUp) {
-        let cluster = self.plane.cluster();
-        let expiry_ms = cluster.config().healing.session_expiry_secs * 1000;
-        let now = now_ms();
-        let stale = self.upload_records(caught_up, None, SWEEP, |u| {
-            now.saturating_sub(u.initiated_ms) > expiry_ms
+    /// Starts a sweep (unless one runs on this node): uploads left
+    /// without a new part past the session expiry (`[healing]
+    /// session_expiry_secs`) are aborted, and parts whose upload record is
+    /// gone (one that landed while its upload completed) are deleted once
+    /// as old. A sweep looks at [`SWEEP`] uploads, from where the last one
+    /// stopped, so every upload is reached in turn.
+    pub(super) fn spawn_sweep(&self, caught_up: CaughtUp) {
+        if self.sweep.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.sweep(caught_up).await;
+            this.sweep.running.store(false, Ordering::Release);
         });
-        let Ok((stale, _)) = stale else { return };
-        for (id, upload) in stale {
-            let latest = match self.stored_parts(caught_up, &id) {
-                Ok((parts, _)) => parts.values().map(|p| p.created_ms).max().unwrap_or(0),
-                Err(_) => continue,
+    }
+
+    async fn sweep(&self, caught_up: CaughtUp) {
+        let expiry_ms = self.plane.cluster().config().healing.session_expiry_secs * 1000;
+        let now = now_ms();
+        let mut from = self
+            .sweep
+            .from
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        for _ in 0..SWEEP {
+            let Ok((first, _)) =
+                self.plane
+                    .list(caught_up, MULTIPART_BUCKET, "", from.as_deref(), 1)
+            else {
+                break;
             };
-            if now.saturating_sub(latest.max(upload.initiated_ms)) <= expiry_ms {
+            // Past the last upload: the next sweep starts over.
+            let Some(first) = first.first() else {
+                from = None;
+                break;
+            };
+            let id = first.key.split('/').next().unwrap_or_default().to_string();
+            from = Some(format!("{id}/\u{10FFFF}"));
+            let record = match self
+                .plane
+                .manifest(caught_up, MULTIPART_BUCKET, &record_key(&id))
+            {
+                Ok(m) => Some(m),
+                Err(ObjectError::NotFound(_)) => None,
+                Err(_) => break,
+            };
+            let Ok((parts, _)) = self.stored_parts(caught_up, &id) else {
+                break;
+            };
+            let latest = parts
+                .values()
+                .map(|p| p.created_ms)
+                .chain(record.iter().map(|r| r.created_ms))
+                .max()
+                .unwrap_or(0);
+            if now.saturating_sub(latest) <= expiry_ms {
                 continue;
             }
             let outcome = self.discard(caught_up, &id, "node:expiry").await;
             let outcome = outcome.map_err(object_status);
-            let object = (upload.bucket.as_str(), upload.key.as_str());
-            self.audit
-                .after(&upload.owner, "upload expire", object, "", &outcome)
-                .await;
+            match record.map(|r| upload_of(&r)) {
+                Some(upload) => {
+                    let object = (upload.bucket.as_str(), upload.key.as_str());
+                    self.audit
+                        .after(&upload.owner, "upload expire", object, "", &outcome)
+                        .await;
+                }
+                None => tracing::info!(upload = id, "parts left without their upload deleted"),
+            }
         }
+        *self
+            .sweep
+            .from
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = from;
     }
+}
+
+/// Where the sweeps of a node's S3 port are.
+#[derive(Debug, Default)]
+pub struct Sweeps {
+    running: AtomicBool,
+    /// The key after which the next sweep starts.
+    from: std::sync::Mutex<Option<String>>,
 }
 
 /// The upload described by its record `m`.
