@@ -27,6 +27,21 @@ const CHECKSUM_HEADERS: [&str; 5] = [
     "x-amz-checksum-sha256",
 ];
 
+/// The checksums an S3 input carries in its headers (PutObject and
+/// UploadPart name them alike).
+macro_rules! checksums_of {
+    ($input:expr) => {
+        Checksum {
+            checksum_crc32: $input.checksum_crc32.clone(),
+            checksum_crc32c: $input.checksum_crc32c.clone(),
+            checksum_crc64nvme: $input.checksum_crc64nvme.clone(),
+            checksum_sha1: $input.checksum_sha1.clone(),
+            checksum_sha256: $input.checksum_sha256.clone(),
+            ..Default::default()
+        }
+    };
+}
+
 /// The checksums an upload must match: given in its headers, or promised
 /// in its trailers.
 pub(super) struct Declared {
@@ -42,15 +57,7 @@ impl Declared {
         headers: &http::HeaderMap,
         trailers: Option<TrailingHeaders>,
     ) -> Self {
-        let given = Checksum {
-            checksum_crc32: input.checksum_crc32.clone(),
-            checksum_crc32c: input.checksum_crc32c.clone(),
-            checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-            checksum_sha1: input.checksum_sha1.clone(),
-            checksum_sha256: input.checksum_sha256.clone(),
-            ..Default::default()
-        };
-        Self::given(given, headers, trailers)
+        Self::given(checksums_of!(input), headers, trailers)
     }
 
     /// What an UploadPart (and its `x-amz-trailer` header) declares.
@@ -59,15 +66,27 @@ impl Declared {
         headers: &http::HeaderMap,
         trailers: Option<TrailingHeaders>,
     ) -> Self {
-        let given = Checksum {
-            checksum_crc32: input.checksum_crc32.clone(),
-            checksum_crc32c: input.checksum_crc32c.clone(),
-            checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-            checksum_sha1: input.checksum_sha1.clone(),
-            checksum_sha256: input.checksum_sha256.clone(),
-            ..Default::default()
+        Self::given(checksums_of!(input), headers, trailers)
+    }
+
+    /// The SHA-256 given in a header, as lowercase hex, for the write path
+    /// to check (it hashes every byte anyway): this body need not hash
+    /// them a second time. `INVALID_ARGUMENT` if it is not 32 bytes of
+    /// base64.
+    pub(super) fn take_sha256(&mut self) -> Result<Option<String>, tonic::Status> {
+        let Some(value) = self.given.checksum_sha256.take() else {
+            return Ok(None);
         };
-        Self::given(given, headers, trailers)
+        base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .ok()
+            .filter(|b| b.len() == 32)
+            .map(|b| Some(hex::encode(b)))
+            .ok_or_else(|| {
+                tonic::Status::invalid_argument(format!(
+                    "x-amz-checksum-sha256 must be the base64 of 32 bytes, not {value:?}"
+                ))
+            })
     }
 
     fn given(

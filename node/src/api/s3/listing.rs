@@ -45,7 +45,7 @@ struct Listed {
 /// (U+10FFFF sorts after every character a key uses in practice; a key
 /// that does hold it is rolled into the same prefix again, not listed
 /// twice).
-fn past(prefix: &str) -> String {
+pub(super) fn past(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
 }
 

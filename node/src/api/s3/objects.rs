@@ -56,6 +56,19 @@ impl From<Status> for Unserved {
     }
 }
 
+/// The conditions of a GetObject or HeadObject input (they name them
+/// alike).
+macro_rules! conditions_of {
+    ($input:expr) => {
+        Conditions {
+            if_match: $input.if_match.as_ref(),
+            if_none_match: $input.if_none_match.as_ref(),
+            if_modified_since: $input.if_modified_since.as_ref(),
+            if_unmodified_since: $input.if_unmodified_since.as_ref(),
+        }
+    };
+}
+
 /// The conditions of a GET or HEAD, checked against the object as RFC
 /// 9110 orders them.
 struct Conditions<'a> {
@@ -146,10 +159,11 @@ impl S3Gateway {
         input: &PutObjectInput,
         caller: &Caller,
         body: Option<StreamingBlob>,
-        declared: Declared,
+        mut declared: Declared,
     ) -> Result<ObjectManifest, Status> {
         let _permit = self.admission.enter(Traffic::Upload)?;
         let expected = input.content_md5.as_deref().map(content_md5).transpose()?;
+        let expected_sha256 = declared.take_sha256()?;
         let spec = PutSpec {
             bucket: input.bucket.clone(),
             key: input.key.clone(),
@@ -160,7 +174,7 @@ impl S3Gateway {
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
-            expected_sha256: None,
+            expected_sha256,
             principal: caller.name().to_string(),
             etag: Some(EtagRule::Md5 { expected }),
         };
@@ -184,12 +198,7 @@ impl S3Gateway {
         let caller = self
             .caller(&req, Action::Get, Some(&bucket), &key, started)
             .await?;
-        let conditions = Conditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-        };
+        let conditions = conditions_of!(input);
         let read = self
             .read(&caller, &bucket, &key, input.range, conditions)
             .await;
@@ -277,12 +286,7 @@ impl S3Gateway {
         let caller = self
             .caller(&req, Action::Stat, Some(&bucket), &key, started)
             .await?;
-        let conditions = Conditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-        };
+        let conditions = conditions_of!(input);
         let stat = async {
             let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
             let manifest = self

@@ -177,7 +177,10 @@ impl S3Gateway {
             .map(content_md5)
             .transpose()
             .map_err(|s| s3_error(s, Missing::Bucket))?;
-        let declared = Declared::of_part(&req.input, &req.headers, req.trailing_headers.take());
+        let mut declared = Declared::of_part(&req.input, &req.headers, req.trailing_headers.take());
+        let expected_sha256 = declared
+            .take_sha256()
+            .map_err(|s| s3_error(s, Missing::Bucket))?;
         let body = req.input.body.take();
         let spec = PutSpec {
             bucket: MULTIPART_BUCKET.into(),
@@ -188,7 +191,7 @@ impl S3Gateway {
             ),
             content_type: String::new(),
             metadata: BTreeMap::new(),
-            expected_sha256: None,
+            expected_sha256,
             principal: caller.name().to_string(),
             etag: Some(EtagRule::Md5 { expected }),
         };

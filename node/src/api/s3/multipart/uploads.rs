@@ -11,6 +11,7 @@ use s3s::{s3_error, S3Error, S3Result};
 use tonic::Status;
 
 use super::super::errors::{s3_error, Missing};
+use super::super::listing::past;
 use super::super::S3Gateway;
 use super::MULTIPART_BUCKET;
 use crate::api::auth::Caller;
@@ -212,7 +213,7 @@ impl S3Gateway {
         keep: impl Fn(&Upload) -> bool,
     ) -> Result<(Vec<(String, Upload)>, bool), ObjectError> {
         let mut found = Vec::new();
-        let mut from = after.map(|a| format!("{a}/\u{10FFFF}"));
+        let mut after = after.map(str::to_string);
         if matches!(
             self.plane.cluster().meta().bucket(MULTIPART_BUCKET),
             Ok(None)
@@ -220,24 +221,12 @@ impl S3Gateway {
             return Ok((found, false));
         }
         loop {
-            // The first key of the next upload, then past all of its keys.
-            let (first, _) =
-                self.plane
-                    .list(caught_up, MULTIPART_BUCKET, "", from.as_deref(), 1)?;
-            let Some(first) = first.first() else {
+            let Some((id, record)) = self.next_upload(caught_up, after.as_deref())? else {
                 return Ok((found, false));
             };
-            let id = first.key.split('/').next().unwrap_or_default().to_string();
-            from = Some(format!("{id}/\u{10FFFF}"));
-            let record = match self
-                .plane
-                .manifest(caught_up, MULTIPART_BUCKET, &record_key(&id))
-            {
-                Ok(m) => m,
-                // Parts left without their upload: a sweep takes them.
-                Err(ObjectError::NotFound(_)) => continue,
-                Err(e) => return Err(e),
-            };
+            after = Some(id.clone());
+            // Parts left without their upload: a sweep takes them.
+            let Some(record) = record else { continue };
             let upload = upload_of(&record);
             if !keep(&upload) {
                 continue;
@@ -247,6 +236,33 @@ impl S3Gateway {
             }
             found.push((id, upload));
         }
+    }
+
+    /// The upload id after `after` (from the first, without) that has a
+    /// record or parts, and its record if it has one: one key read past
+    /// all of the previous upload's keys, one record read.
+    fn next_upload(
+        &self,
+        caught_up: CaughtUp,
+        after: Option<&str>,
+    ) -> Result<Option<(String, Option<ObjectManifest>)>, ObjectError> {
+        let from = after.map(|id| past(&format!("{id}/")));
+        let (first, _) = self
+            .plane
+            .list(caught_up, MULTIPART_BUCKET, "", from.as_deref(), 1)?;
+        let Some(first) = first.first() else {
+            return Ok(None);
+        };
+        let id = first.key.split('/').next().unwrap_or_default().to_string();
+        let record = match self
+            .plane
+            .manifest(caught_up, MULTIPART_BUCKET, &record_key(&id))
+        {
+            Ok(m) => Some(m),
+            Err(ObjectError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Some((id, record)))
     }
 
     /// Starts a sweep (unless one runs on this node): uploads left
@@ -276,27 +292,16 @@ impl S3Gateway {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         for _ in 0..SWEEP {
-            let Ok((first, _)) =
-                self.plane
-                    .list(caught_up, MULTIPART_BUCKET, "", from.as_deref(), 1)
-            else {
-                break;
-            };
-            // Past the last upload: the next sweep starts over.
-            let Some(first) = first.first() else {
-                from = None;
-                break;
-            };
-            let id = first.key.split('/').next().unwrap_or_default().to_string();
-            from = Some(format!("{id}/\u{10FFFF}"));
-            let record = match self
-                .plane
-                .manifest(caught_up, MULTIPART_BUCKET, &record_key(&id))
-            {
-                Ok(m) => Some(m),
-                Err(ObjectError::NotFound(_)) => None,
+            let (id, record) = match self.next_upload(caught_up, from.as_deref()) {
+                Ok(Some(next)) => next,
+                // Past the last upload: the next sweep starts over.
+                Ok(None) => {
+                    from = None;
+                    break;
+                }
                 Err(_) => break,
             };
+            from = Some(id.clone());
             let Ok((parts, _)) = self.stored_parts(caught_up, &id) else {
                 break;
             };
@@ -333,7 +338,7 @@ impl S3Gateway {
 #[derive(Debug, Default)]
 pub struct Sweeps {
     running: AtomicBool,
-    /// The key after which the next sweep starts.
+    /// The upload id after which the next sweep starts.
     from: std::sync::Mutex<Option<String>>,
 }
 
