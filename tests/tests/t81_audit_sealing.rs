@@ -2,7 +2,9 @@
 //! objects of the `tresor.audit` bucket, and the log reads and verifies the
 //! same across them; damage to a segment's shard files is healed like any
 //! object's, while a segment replaced by a different (validly encoded)
-//! chain is named by `audit verify` at the entry that changed. Signed
+//! chain is named by `audit verify` at the entry that changed, and one
+//! replaced by bytes that are no segment at all makes the log and custody
+//! exports that need it answer DATA_LOSS. Signed
 //! checkpoints of the sealed history anchor custody bundles: a bundle
 //! verifies against a published checkpoint, and says which one it needs.
 
@@ -214,7 +216,7 @@ async fn sealed_log_reads_verifies_and_heals() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn replaced_segment_is_named_at_the_changed_entry() -> anyhow::Result<()> {
-    let (mut h, leader) = sealed_cluster(250, fast_raft()).await?;
+    let (mut h, leader) = sealed_cluster(350, fast_raft()).await?;
     // The second segment's entries, with one record changed and its hash
     // left as it was: a validly encoded segment telling another story.
     let second = log(
@@ -234,7 +236,12 @@ async fn replaced_segment_is_named_at_the_changed_entry() -> anyhow::Result<()> 
     forged[5].record.principal = "someone-else".into();
     h.put(leader, "footage", "forged", &encode_segment(&forged))
         .await?;
-    let segment_key = h
+    // And the third segment replaced by bytes that decode as no segment.
+    h.put(leader, "footage", "garbage", b"not an audit segment")
+        .await?;
+    // An object the sealed stats name (`cam/7`), for a custody export.
+    h.put(leader, "footage", "cam/7", b"frames").await?;
+    let segment_keys = h
         .objects(leader)
         .await?
         .list(pb::ListRequest {
@@ -246,8 +253,14 @@ async fn replaced_segment_is_named_at_the_changed_entry() -> anyhow::Result<()> 
         .objects
         .into_iter()
         .map(|o| o.key)
-        .find(|k| k.starts_with(&format!("segment/{:020}-", SEAL + 1)))
-        .ok_or_else(|| anyhow::anyhow!("no second segment"))?;
+        .collect::<Vec<_>>();
+    let segment_starting = |first: u64| {
+        let prefix = format!("segment/{first:020}-");
+        let key = segment_keys.iter().find(|k| k.starts_with(&prefix));
+        key.cloned()
+            .ok_or_else(|| anyhow::anyhow!("no segment from entry {first}"))
+    };
+    let (segment_key, third_key) = (segment_starting(SEAL + 1)?, segment_starting(2 * SEAL + 1)?);
 
     let victim = h
         .ids()
@@ -273,6 +286,12 @@ async fn replaced_segment_is_named_at_the_changed_entry() -> anyhow::Result<()> 
         let sealed = object_key(AUDIT_BUCKET, &segment_key);
         assert!(tree.contains_key(&sealed)?);
         tree.insert(sealed, forged_manifest)?;
+        let garbage_manifest = tree
+            .get(object_key("footage", "garbage"))?
+            .ok_or_else(|| anyhow::anyhow!("garbage object not stored"))?;
+        let third = object_key(AUDIT_BUCKET, &third_key);
+        assert!(tree.contains_key(&third)?);
+        tree.insert(third, garbage_manifest)?;
         db.flush()?;
     }
     h.restart(victim).await?;
@@ -283,6 +302,29 @@ async fn replaced_segment_is_named_at_the_changed_entry() -> anyhow::Result<()> 
         h.audit_verify(leader).await?.intact,
         "the other copies are untouched"
     );
+    // The log read through the third segment, on the victim: DATA_LOSS.
+    let request = pb::AuditLogRequest {
+        after_seq: 2 * SEAL,
+        limit: 10,
+        ..Default::default()
+    };
+    let unreadable = log(&h, victim, request)
+        .await
+        .expect_err("undecodable segment");
+    let status = unreadable
+        .downcast_ref::<tonic::Status>()
+        .ok_or_else(|| anyhow::anyhow!("not a status: {unreadable:#}"))?;
+    assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
+    assert!(status.message().contains("unreadable"), "{status:?}");
+    // So does a custody export of an object the segment names.
+    let export = pb::ExportCustodyRequest {
+        bucket: "footage".into(),
+        key: "cam/7".into(),
+        checkpoint_segments: 0,
+    };
+    let refused = h.admin(victim).await?.export_custody(export).await;
+    let status = refused.expect_err("custody through an undecodable segment");
+    assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
     Ok(())
 }
 

@@ -105,12 +105,20 @@ impl Cluster {
         .map_err(|_| {
             ClusterError::Unavailable(format!("node at {} did not answer in time", record.addr))
         })?
-        .map_err(|s| {
-            ClusterError::Unavailable(format!(
-                "node at {} did not answer: {}",
+        .map_err(|s| match s.code() {
+            // A node of our CA turns our node certificate away only once
+            // it belongs to a cluster: another one.
+            tonic::Code::Unauthenticated => MetaError::FailedPrecondition(format!(
+                "the node at {} belongs to another cluster ({}); give it an empty data_dir",
                 record.addr,
                 s.message()
             ))
+            .into(),
+            _ => ClusterError::Unavailable(format!(
+                "node at {} did not answer: {}",
+                record.addr,
+                s.message()
+            )),
         })?
         .into_inner();
         if info.node_id != record.id {
