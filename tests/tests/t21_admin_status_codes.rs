@@ -5,15 +5,21 @@
 //! grants, tokens and S3 keys, the last admin), the evidence lifecycle
 //! (policies, extensions, holds, receipts, custody), paging tokens, the
 //! codes common to every call (no credentials, no role, an oversize
-//! message, no leader), and on an insecure one-node cluster what needs a
-//! master key, a signer or a second voter.
+//! message, no leader), on an insecure one-node cluster what needs a
+//! master key, a signer or a second voter, and a checkpoint the stalled
+//! sealer does not make in time.
 //!
 //! Triggered elsewhere, with the faults they need: AddNode UNAVAILABLE for
 //! a node still catching up (`t20_membership`), AuditLog and ExportCustody
 //! DATA_LOSS for an undecodable sealed segment (`t81_audit_sealing`),
 //! AddNode ALREADY_EXISTS for an address of another node (two live
 //! processes cannot share one here: the state machine's unit test
-//! `ids_are_never_reused_and_refusals_change_nothing`).
+//! `ids_are_never_reused_and_refusals_change_nothing`), ExtendRetention
+//! FAILED_PRECONDITION when the key holds another object (the unit test
+//! `retention_is_only_ever_extended`: tombstones keep keys taken, so no
+//! cluster gets there). Init's UNAVAILABLE (a new one-voter cluster that
+//! elects no leader) has no test: nothing short of a broken Raft store
+//! stops a lone voter electing itself.
 
 use std::time::Duration;
 
@@ -511,5 +517,23 @@ async fn a_lone_insecure_node_refuses_what_it_cannot_do() -> anyhow::Result<()> 
         .remove_node(pb::RemoveNodeRequest { id: 1, force: true })
         .await;
     assert_refused(r, Code::FailedPrecondition, "only voter");
+    Ok(())
+}
+
+/// A request for a new checkpoint waits at most 45 s for the leader's
+/// sealer, then answers DEADLINE_EXCEEDED: here every node's sealer is
+/// stalled by a fault point.
+#[tokio::test]
+async fn a_checkpoint_the_sealer_does_not_make_in_time_is_deadline_exceeded() -> anyhow::Result<()>
+{
+    let mut h = cluster!(2)?;
+    h.form().await?;
+    for id in [1, 2] {
+        h.restart_armed(id, Some("audit::seal_stalled")).await?;
+    }
+    let leader = h.leader().await?;
+    let mut a = h.admin(leader).await?;
+    let r = within(a.audit_checkpoint(pb::AuditCheckpointRequest { segments: 0 })).await?;
+    assert_refused(r, Code::DeadlineExceeded, "audit-seal");
     Ok(())
 }

@@ -87,6 +87,10 @@ impl AuditSealer {
             status.progress("not the leader: the leader seals".to_string());
             return Ok(());
         }
+        if crate::crash::armed("audit::seal_stalled") {
+            status.progress("stalled by a fault point".to_string());
+            return Ok(());
+        }
         let caught_up = cluster.linearizable_read().await?;
         let mut sealed = 0;
         let mut tail = 0;
