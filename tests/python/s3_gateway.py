@@ -10,6 +10,7 @@ Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
 """
 
 import base64
+import datetime
 import hashlib
 import sys
 
@@ -241,6 +242,17 @@ def multipart_scenario(s3, file_path):
         "PreconditionFailed",
     )
 
+    # A lock asked for at the start is the completed object's.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    b = "footage"
+    uid = s3.create_multipart_upload(Bucket=b, Key="lock/mp.bin", ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=now + 15 * DAY, ObjectLockLegalHoldStatus="ON")["UploadId"]
+    etag = s3.upload_part(Bucket=b, Key="lock/mp.bin", UploadId=uid, PartNumber=1, Body=b"one part")["ETag"]
+    s3.complete_multipart_upload(Bucket=b, Key="lock/mp.bin", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    head = s3.head_object(Bucket=b, Key="lock/mp.bin")
+    expect("multipart with lock: mode", head.get("ObjectLockMode"), "COMPLIANCE")
+    expect("multipart with lock: until", now + 15 * DAY - datetime.timedelta(seconds=1) <= head["ObjectLockRetainUntilDate"] <= now + 16 * DAY, True)
+    expect("multipart with lock: hold", head.get("ObjectLockLegalHoldStatus"), "ON")
+
     # What the transfer manager does with a large file: parallel parts.
     from boto3.s3.transfer import TransferConfig
     config = TransferConfig(multipart_threshold=5 * mib, multipart_chunksize=5 * mib, max_concurrency=4)
@@ -279,6 +291,88 @@ def refused_scenario(s3, want):
     expect("refused", code_of(lambda: s3.list_objects_v2(Bucket="footage")), want)
 
 
+DAY = datetime.timedelta(days=1)
+
+
+def retention(mode, until):
+    return {"Mode": mode, "RetainUntilDate": until}
+
+
+def default_lock(mode, days):
+    return {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": mode, "Days": days}}}
+
+
+def lock_scenario(s3):
+    """Object Lock as the admin: retention, legal holds, bucket defaults."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    b = "footage"
+    s3.put_object(Bucket=b, Key="lock/a.bin", Body=b"a")
+    expect("no lock yet", code_of(lambda: s3.get_object_retention(Bucket=b, Key="lock/a.bin")), "NoSuchObjectLockConfiguration")
+    until = now + 40 * DAY
+    s3.put_object_retention(Bucket=b, Key="lock/a.bin", Retention=retention("COMPLIANCE", until))
+    got = s3.get_object_retention(Bucket=b, Key="lock/a.bin")["Retention"]
+    expect("retention mode", got["Mode"], "COMPLIANCE")
+    kept = got["RetainUntilDate"]
+    expect("kept as asked, to the next whole day", until - datetime.timedelta(seconds=1) <= kept <= until + DAY, True)
+    expect("a locked object is not deleted", code_of(lambda: s3.delete_object(Bucket=b, Key="lock/a.bin")), "AccessDenied")
+    shorter = retention("COMPLIANCE", now + 10 * DAY)
+    expect("never shortened", code_of(lambda: s3.put_object_retention(Bucket=b, Key="lock/a.bin", Retention=shorter)), "AccessDenied")
+    governance = retention("GOVERNANCE", now + 50 * DAY)
+    expect("no governance mode", code_of(lambda: s3.put_object_retention(Bucket=b, Key="lock/a.bin", Retention=governance)), "InvalidArgument")
+    past = retention("COMPLIANCE", now - DAY)
+    expect("no date in the past", code_of(lambda: s3.put_object_retention(Bucket=b, Key="lock/a.bin", Retention=past)), "InvalidArgument")
+    expect("the same again", code_of(lambda: s3.put_object_retention(Bucket=b, Key="lock/a.bin", Retention=retention("COMPLIANCE", until))), None)
+    head = s3.head_object(Bucket=b, Key="lock/a.bin")
+    expect("head: mode", head.get("ObjectLockMode"), "COMPLIANCE")
+    expect("head: until", head.get("ObjectLockRetainUntilDate"), kept)
+    expect("head: no hold", head.get("ObjectLockLegalHoldStatus"), "OFF")
+
+    s3.put_object(Bucket=b, Key="lock/b.bin", Body=b"b")
+    hold = lambda: s3.get_object_legal_hold(Bucket=b, Key="lock/b.bin")["LegalHold"]["Status"]
+    expect("no hold yet", hold(), "OFF")
+    for _ in range(2):
+        s3.put_object_legal_hold(Bucket=b, Key="lock/b.bin", LegalHold={"Status": "ON"})
+    expect("held", hold(), "ON")
+    expect("get: held", s3.get_object(Bucket=b, Key="lock/b.bin").get("ObjectLockLegalHoldStatus"), "ON")
+    expect("a held object is not deleted", code_of(lambda: s3.delete_object(Bucket=b, Key="lock/b.bin")), "AccessDenied")
+    for _ in range(2):
+        s3.put_object_legal_hold(Bucket=b, Key="lock/b.bin", LegalHold={"Status": "OFF"})
+    expect("released", hold(), "OFF")
+    expect("deleted once released", s3.delete_object(Bucket=b, Key="lock/b.bin")["ResponseMetadata"]["HTTPStatusCode"], 204)
+    expect("no hold on a missing key", code_of(lambda: s3.put_object_legal_hold(Bucket=b, Key="lock/none.bin", LegalHold={"Status": "ON"})), "NoSuchKey")
+
+    s3.put_object(Bucket=b, Key="lock/c.bin", Body=b"c", ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=now + 20 * DAY, ObjectLockLegalHoldStatus="ON")
+    head = s3.head_object(Bucket=b, Key="lock/c.bin")
+    expect("put with lock: mode", head.get("ObjectLockMode"), "COMPLIANCE")
+    expect("put with lock: until", now + 20 * DAY - datetime.timedelta(seconds=1) <= head["ObjectLockRetainUntilDate"] <= now + 21 * DAY, True)
+    expect("put with lock: hold", head.get("ObjectLockLegalHoldStatus"), "ON")
+
+    config = s3.get_object_lock_configuration(Bucket=b)["ObjectLockConfiguration"]
+    expect("lock enabled", config["ObjectLockEnabled"], "Enabled")
+    expect("no default yet", "Rule" in config, False)
+    s3.put_object_lock_configuration(Bucket=b, ObjectLockConfiguration=default_lock("COMPLIANCE", 7))
+    config = s3.get_object_lock_configuration(Bucket=b)["ObjectLockConfiguration"]
+    expect("default retention", config["Rule"]["DefaultRetention"], {"Mode": "COMPLIANCE", "Days": 7})
+    s3.put_object(Bucket=b, Key="lock/d.bin", Body=b"d")
+    kept = s3.get_object_retention(Bucket=b, Key="lock/d.bin")["Retention"]["RetainUntilDate"]
+    expect("the default applies to new objects", now + 7 * DAY <= kept <= now + 7 * DAY + datetime.timedelta(minutes=10), True)
+    governance = default_lock("GOVERNANCE", 7)
+    expect("no governance default", code_of(lambda: s3.put_object_lock_configuration(Bucket=b, ObjectLockConfiguration=governance)), "InvalidArgument")
+    made = s3.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
+    expect("a bucket made with Object Lock", made["ResponseMetadata"]["HTTPStatusCode"], 200)
+
+
+def lock_reader_scenario(s3):
+    """Object Lock as a principal with role read on the bucket only."""
+    b = "footage"
+    expect("reader sees a retention", s3.get_object_retention(Bucket=b, Key="lock/a.bin")["Retention"]["Mode"], "COMPLIANCE")
+    expect("reader sees a hold", s3.get_object_legal_hold(Bucket=b, Key="lock/c.bin")["LegalHold"]["Status"], "ON")
+    far = retention("COMPLIANCE", datetime.datetime.now(datetime.timezone.utc) + 400 * DAY)
+    expect("reader may not lock", code_of(lambda: s3.put_object_retention(Bucket=b, Key="lock/a.bin", Retention=far)), "AccessDenied")
+    expect("reader may not hold", code_of(lambda: s3.put_object_legal_hold(Bucket=b, Key="lock/a.bin", LegalHold={"Status": "ON"})), "AccessDenied")
+    expect("reader may not set defaults", code_of(lambda: s3.put_object_lock_configuration(Bucket=b, ObjectLockConfiguration=default_lock("COMPLIANCE", 1))), "AccessDenied")
+
+
 def main():
     scenario, endpoint, ca = sys.argv[1:4]
     s3 = client(endpoint, ca)
@@ -292,6 +386,10 @@ def main():
         ingest_scenario(s3)
     elif scenario == "refused":
         refused_scenario(s3, sys.argv[4])
+    elif scenario == "lock":
+        lock_scenario(s3)
+    elif scenario == "lock-reader":
+        lock_reader_scenario(s3)
     else:
         sys.exit(f"unknown scenario {scenario}")
     print("PASSED")

@@ -155,6 +155,12 @@ async fn s3_tools_store_read_list_copy_and_delete_with_the_grpc_apis_rules() -> 
         assert_eq!(info.sha256, sha256_hex(&big), "{key}");
         assert_eq!(bytes.len(), big.len(), "{key}");
     }
+    // A lock asked for at the start of an upload is the object's.
+    let locked = h.stat(1, "footage", "lock/mp.bin").await?;
+    let policy = locked.retention.map(|r| r.policy).unwrap_or_default();
+    assert!(policy.starts_with("s3-keep-1"), "{policy}");
+    let cases: Vec<&str> = locked.holds.iter().map(|h| h.case_id.as_str()).collect();
+    assert_eq!(cases, ["s3-legal-hold"]);
     // The parts are gone with their uploads, and nobody reads them.
     let leftovers = h
         .admin(1)
@@ -177,14 +183,15 @@ async fn s3_tools_store_read_list_copy_and_delete_with_the_grpc_apis_rules() -> 
         "the parts bucket is kept by the cluster"
     );
     // Every part and upload record deleted: 4 + 1 by hand (part 2 was
-    // sent twice), 3 + 1 by the transfer manager, 1 + 1 aborted.
+    // sent twice), 3 + 1 by the transfer manager, 1 + 1 aborted, 1 + 1
+    // locked.
     let leader = h.leader().await?;
     let entries = h.audit_log(leader, 100_000).await?;
     let deleted = entries
         .iter()
         .filter(|e| e.bucket == "tresor.multipart" && e.action == "delete" && e.outcome == "ok")
         .count();
-    assert_eq!(deleted, 11, "parts and upload records deleted");
+    assert_eq!(deleted, 13, "parts and upload records deleted");
 
     // What S3 stored is the same object for the gRPC API.
     let (info, bytes) = h.get(3, "footage", "cam/one.bin", None, None).await?;
@@ -373,5 +380,138 @@ async fn multipart_uploads_left_past_the_session_expiry_are_swept() -> anyhow::R
     })
     .await?;
     scenario(&h, 4, key, &["stale", &id]).await?;
+    Ok(())
+}
+
+/// Object Lock over S3 is tresor's evidence lifecycle: a retain-until date
+/// moves the object to a policy that keeps it (and still deletes it when
+/// the law does), a legal hold is a hold of case `s3-legal-hold`, a bucket
+/// default is the bucket's policy; each on record as its gRPC twin, and
+/// refused to a principal without the role.
+#[tokio::test]
+async fn object_lock_is_the_evidence_lifecycle() -> anyhow::Result<()> {
+    if !boto3_ready() {
+        println!(
+            "SKIPPED: python3 with boto3 is needed (pip install -r tests/python/requirements.txt)"
+        );
+        return Ok(());
+    }
+    const DAY_MS: u64 = 86_400_000;
+    let mut s = spec(3, 3);
+    s.s3 = true;
+    let mut h = cluster!(spec = s)?;
+    h.form().await?;
+    let leader = h.leader().await?;
+    let mut admin = h.admin(leader).await?;
+    // Body-camera footage: deleted after 30 days by law.
+    admin
+        .create_retention(pb::CreateRetentionRequest {
+            name: "bodycam".into(),
+            keep_min_ms: None,
+            delete_after_ms: Some(30 * DAY_MS),
+        })
+        .await?;
+    admin
+        .create_bucket(pb::CreateBucketRequest {
+            name: "footage".into(),
+            data: 2,
+            parity: 1,
+            retention: "bodycam".into(),
+        })
+        .await?;
+    admin
+        .create_principal(pb::CreatePrincipalRequest {
+            name: "reader".into(),
+        })
+        .await?;
+    admin
+        .grant(pb::GrantRequest {
+            principal: "reader".into(),
+            role: "read".into(),
+            bucket: Some("footage".into()),
+        })
+        .await?;
+    let admin_key = s3_key(&h, "admin").await?;
+    let reader_key = s3_key(&h, "reader").await?;
+    scenario(&h, 2, (&admin_key.0, &admin_key.1), &["lock"]).await?;
+    scenario(&h, 3, (&reader_key.0, &reader_key.1), &["lock-reader"]).await?;
+
+    // Seen through gRPC: the 40-day lock kept the law's deletion, after it.
+    let a = h.stat(1, "footage", "lock/a.bin").await?;
+    let kept = a.retention.expect("a retention");
+    assert!(kept.policy.starts_with("s3-keep-4"), "{kept:?}");
+    let (until, deletes) = (kept.keep_until_ms.unwrap_or(0), kept.delete_at_ms);
+    assert!(until >= a.created_ms + 40 * DAY_MS - 1000, "{kept:?}");
+    assert!(deletes.is_some_and(|d| d >= until), "{kept:?}");
+    let c = h.stat(1, "footage", "lock/c.bin").await?;
+    let cases: Vec<&str> = c.holds.iter().map(|h| h.case_id.as_str()).collect();
+    assert_eq!(cases, ["s3-legal-hold"]);
+    let footage = admin
+        .list_buckets(pb::ListBucketsRequest {})
+        .await?
+        .into_inner()
+        .buckets
+        .into_iter()
+        .find(|b| b.name == "footage")
+        .expect("footage");
+    assert_eq!(footage.retention, "s3-keep-7d-delete-30d");
+
+    // On record as the gRPC calls are.
+    wait_for(
+        "the lock calls on record",
+        Duration::from_secs(20),
+        || async {
+            let entries = h.audit_log(leader, 100_000).await?;
+            let by = |who: &str, action: &str, key_starts: &str, outcome: &str| {
+                entries.iter().any(|e| {
+                    e.principal == who
+                        && e.action == action
+                        && e.bucket == "footage"
+                        && e.key.starts_with(key_starts)
+                        && e.outcome.starts_with(outcome)
+                })
+            };
+            let all = [
+                by("admin", "retention extend", "lock/a.bin s3-keep-4", "ok"),
+                by(
+                    "admin",
+                    "retention extend",
+                    "lock/a.bin s3-keep-",
+                    "failed_precondition",
+                ),
+                by("admin", "hold place", "s3-legal-hold k:lock/b.bin", "ok"),
+                by(
+                    "admin",
+                    "hold place",
+                    "s3-legal-hold k:lock/b.bin",
+                    "already_exists",
+                ),
+                by("admin", "hold release", "s3-legal-hold k:lock/b.bin", "ok"),
+                by("admin", "hold place", "s3-legal-hold k:lock/c.bin", "ok"),
+                by(
+                    "admin",
+                    "bucket set-retention",
+                    "s3-keep-7d-delete-30d",
+                    "ok",
+                ),
+                by("reader", "stat", "lock/a.bin", "ok"),
+                entries.iter().any(|e| {
+                    e.principal == "reader"
+                        && e.action == "retention extend"
+                        && e.outcome.starts_with("permission_denied")
+                }),
+                entries.iter().any(|e| {
+                    e.principal == "admin"
+                        && e.action == "retention create"
+                        && e.bucket.starts_with("s3-keep-")
+                }),
+            ];
+            Ok(all.iter().all(|x| *x).then_some(()).or_else(|| {
+                println!("not yet on record: {all:?}");
+                None
+            }))
+        },
+    )
+    .await?;
     Ok(())
 }

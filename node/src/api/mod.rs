@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod connections;
 mod guard;
+mod lifecycle;
 pub mod objects;
 pub mod refusals;
 pub mod s3;

@@ -6,9 +6,10 @@ use tresor_proto::v1 as pb;
 use super::convert::*;
 use super::{AdminService, Audited};
 use crate::api::auth::Action;
+use crate::api::lifecycle::{extend_retention, policy_detail, target_text};
 use crate::api::views::{hold_pb, retention_pb};
 use crate::api::{meta_status, store_status, to_status};
-use crate::meta::retention::{format_duration, validate_hold};
+use crate::meta::retention::validate_hold;
 use crate::meta::{now_ms, Command, Hold, HoldFilter, HoldTarget, MetaError, RetentionPolicy};
 
 /// Most holds in one answer.
@@ -38,14 +39,6 @@ fn release_target(t: Option<&pb::release_hold_request::Target>) -> Result<HoldTa
     }))
 }
 
-/// `k:<key>` or `p:<prefix>`, in page tokens and audit entries.
-fn target_text(t: &HoldTarget) -> String {
-    match t {
-        HoldTarget::Key(k) => format!("k:{k}"),
-        HoldTarget::Prefix(p) => format!("p:{p}"),
-    }
-}
-
 impl AdminService {
     pub(super) async fn create_retention(
         &self,
@@ -64,17 +57,7 @@ impl AdminService {
                 created_ms: now_ms(),
                 ..policy_of(&req)
             };
-            let detail = format!(
-                "keep-min {} delete-after {}",
-                policy
-                    .keep_min_ms
-                    .map(format_duration)
-                    .unwrap_or("-".into()),
-                policy
-                    .delete_after_ms
-                    .map(format_duration)
-                    .unwrap_or("-".into())
-            );
+            let detail = policy_detail(&policy);
             let result = self
                 .cluster
                 .propose(Command::CreateRetention {
@@ -184,24 +167,7 @@ impl AdminService {
         &self,
         req: &pb::ExtendRetentionRequest,
     ) -> Result<pb::ExtendRetentionResponse, Status> {
-        let meta = self.cluster.meta();
-        let manifest = meta
-            .object(&req.bucket, &req.key)
-            .map_err(store_status)?
-            .ok_or_else(|| Status::not_found(format!("no object {}/{}", req.bucket, req.key)))?;
-        self.cluster
-            .propose(Command::ExtendRetention {
-                bucket: req.bucket.clone(),
-                key: req.key.clone(),
-                object_id: manifest.object_id,
-                policy: req.policy.clone(),
-            })
-            .await
-            .map_err(to_status)?;
-        let now = meta
-            .object(&req.bucket, &req.key)
-            .map_err(store_status)?
-            .and_then(|m| m.retention);
+        let now = extend_retention(&self.cluster, &req.bucket, &req.key, &req.policy).await?;
         Ok(pb::ExtendRetentionResponse {
             retention: now.as_ref().map(retention_pb),
         })

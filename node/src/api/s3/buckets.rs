@@ -65,14 +65,8 @@ impl S3Gateway {
         let caller = self
             .caller(&req, Action::CreateBucket, None, "", started)
             .await?;
-        if req.input.object_lock_enabled_for_bucket == Some(true) {
-            // Not yet: retention and holds are set with tresor-node.
-            return Err(s3s::s3_error!(
-                NotImplemented,
-                "Object Lock is not served over S3 yet: give the bucket a retention policy \
-                 with `tresor-node bucket create --retention` instead"
-            ));
-        }
+        // Every bucket takes Object Lock (`lock.rs`): a request for it is
+        // granted as it stands.
         let result = if is_reserved_bucket(&name) {
             Err(tonic::Status::invalid_argument(format!(
                 "bucket names starting with \"tresor.\" are kept for the cluster: {name:?}"
@@ -151,7 +145,7 @@ impl S3Gateway {
 
     /// Succeeds if `bucket` exists and the caller may list or put into it
     /// (a camera with only the ingest role checks its bucket too).
-    async fn bucket_exists<T>(&self, req: &S3Request<T>, bucket: &str) -> S3Result<()> {
+    pub(super) async fn bucket_exists<T>(&self, req: &S3Request<T>, bucket: &str) -> S3Result<()> {
         let started = Instant::now();
         super::Admitted::of(req);
         let access_key = req.credentials.as_ref().map(|c| c.access_key.as_str());

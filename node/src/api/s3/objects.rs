@@ -17,6 +17,7 @@ use tonic::Status;
 use super::bodies::{checked_body, content_md5, Declared, Download};
 use super::buckets::timestamp;
 use super::errors::s3_error;
+use super::lock::lock_headers;
 use super::S3Gateway;
 use crate::api::admission::Traffic;
 use crate::api::auth::{Action, Caller};
@@ -34,7 +35,7 @@ pub(super) fn etag_of(m: &ObjectManifest) -> ETag {
 }
 
 /// Why a read served nothing.
-enum Unserved {
+pub(super) enum Unserved {
     /// A refusal or failure of the object layer.
     Failed(Status),
     /// A conditional request whose condition did not hold (304 or 412).
@@ -42,7 +43,7 @@ enum Unserved {
 }
 
 /// What the metrics count of a read's outcome.
-fn as_status<T>(read: &Result<T, Unserved>) -> Result<(), Status> {
+pub(super) fn as_status<T>(read: &Result<T, Unserved>) -> Result<(), Status> {
     match read {
         Ok(_) => Ok(()),
         Err(Unserved::Failed(s)) => Err(s.clone()),
@@ -134,6 +135,8 @@ impl S3Gateway {
         let caller = self
             .caller(&req, Action::Put, Some(&bucket), &key, started)
             .await?;
+        let lock = lock_headers!(req.input)?;
+        self.may_lock(&req, (&bucket, &key), &lock).await?;
         let declared = Declared::of(&req.input, &req.headers, req.trailing_headers.take());
         let body = req.input.body.take();
         let result = self.store(&req.input, &caller, body, declared).await;
@@ -146,6 +149,7 @@ impl S3Gateway {
                 .await;
         }
         let manifest = result.map_err(|s| s3_error(s, self.missing_key(&bucket)))?;
+        self.lock_stored(&caller, (&bucket, &key), &lock).await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag_of(&manifest)),
             size: Some(manifest.size as i64),
@@ -261,7 +265,12 @@ impl S3Gateway {
             .await
             .map_err(object_status)?;
         let length = end - start;
+        let (object_lock_mode, object_lock_retain_until_date, hold) =
+            self.lock_fields(&manifest)?;
         let output = GetObjectOutput {
+            object_lock_mode,
+            object_lock_retain_until_date,
+            object_lock_legal_hold_status: Some(hold),
             body: Some(Download::blob(bytes, length, permit)),
             content_length: Some(length as i64),
             content_range: wanted
@@ -294,7 +303,12 @@ impl S3Gateway {
                 .manifest(caught_up, &bucket, &key)
                 .map_err(object_status)?;
             conditions.check(&manifest)?;
+            let (object_lock_mode, object_lock_retain_until_date, hold) =
+                self.lock_fields(&manifest)?;
             let output = HeadObjectOutput {
+                object_lock_mode,
+                object_lock_retain_until_date,
+                object_lock_legal_hold_status: Some(hold),
                 content_length: Some(manifest.size as i64),
                 accept_ranges: Some("bytes".into()),
                 content_type: Some(manifest.content_type.clone()).filter(|c| !c.is_empty()),
@@ -320,7 +334,7 @@ impl S3Gateway {
 
     /// Puts a read on record before it is answered (a failed condition is
     /// on record as `failed_precondition`); no record, no answer.
-    async fn audited<T>(
+    pub(super) async fn audited<T>(
         &self,
         action: &str,
         caller: &Caller,
@@ -352,7 +366,7 @@ impl S3Gateway {
         }
     }
 
-    fn answer<T>(&self, response: Result<T, Unserved>, bucket: &str) -> S3Result<T> {
+    pub(super) fn answer<T>(&self, response: Result<T, Unserved>, bucket: &str) -> S3Result<T> {
         match response {
             Ok(v) => Ok(v),
             Err(Unserved::Condition(e)) => Err(e),

@@ -30,6 +30,7 @@ use tonic::Status;
 use super::bodies::{checked_body, content_md5, Declared};
 use super::buckets::timestamp;
 use super::errors::{s3_error, Missing};
+use super::lock::{lock_headers, LockHeaders};
 use super::S3Gateway;
 use crate::api::admission::Traffic;
 use crate::api::auth::{Action, Caller};
@@ -66,8 +67,10 @@ impl S3Gateway {
         let caller = self
             .caller(&req, Action::Put, Some(&bucket), &key, started)
             .await?;
+        let lock = lock_headers!(input)?;
+        self.may_lock(&req, (&bucket, &key), &lock).await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let result = self.begin(&caller, input, &id).await;
+        let result = self.begin(&caller, input, &lock, &id).await;
         // On record as the gRPC CreateUpload is.
         self.audit
             .after(caller.name(), "upload create", (&bucket, &key), "", &result)
@@ -85,6 +88,7 @@ impl S3Gateway {
         &self,
         caller: &Caller,
         input: &CreateMultipartUploadInput,
+        lock: &LockHeaders,
         id: &str,
     ) -> Result<(), Status> {
         let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
@@ -115,6 +119,7 @@ impl S3Gateway {
         for (name, value) in input.metadata.clone().unwrap_or_default() {
             metadata.insert(format!("{USER_META}{name}"), value);
         }
+        lock.save(&mut metadata);
         let spec = PutSpec {
             bucket: MULTIPART_BUCKET.into(),
             key: record_key(id),
@@ -326,6 +331,8 @@ impl S3Gateway {
                     .await;
             }
             let object = result.map_err(|s| s3_error(s, this.missing_key(&bucket)))?;
+            this.lock_stored(&caller, (&bucket, &key), &upload.lock)
+                .await?;
             if let Err(e) = this.discard(caught_up, &id, caller.name()).await {
                 // The object is stored; the parts go with the expiry sweep.
                 tracing::warn!(upload = id, error = %e, "parts of a completed upload not all deleted");

@@ -12,6 +12,7 @@ use tonic::Status;
 
 use super::super::errors::{s3_error, Missing};
 use super::super::listing::past;
+use super::super::lock::LockHeaders;
 use super::super::S3Gateway;
 use super::MULTIPART_BUCKET;
 use crate::api::auth::Caller;
@@ -50,6 +51,8 @@ pub(super) struct Upload {
     pub(super) metadata: BTreeMap<String, String>,
     pub(super) owner: String,
     pub(super) initiated_ms: u64,
+    /// The lock the object gets once complete.
+    pub(super) lock: LockHeaders,
 }
 
 pub(super) fn valid_upload_id(id: &str) -> bool {
@@ -359,6 +362,7 @@ pub(super) fn upload_of(m: &ObjectManifest) -> Upload {
             .collect(),
         owner: m.ingested_by.clone(),
         initiated_ms: m.created_ms,
+        lock: LockHeaders::saved(&m.metadata),
     }
 }
 
