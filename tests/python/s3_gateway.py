@@ -30,6 +30,8 @@ def client(endpoint, ca):
             connect_timeout=10,
             read_timeout=60,
             s3={"addressing_style": "path"},
+            # Presigned URLs too: boto3 presigns with SigV2 otherwise.
+            signature_version="s3v4",
         ),
     )
 
@@ -373,6 +375,65 @@ def lock_reader_scenario(s3):
     expect("reader may not set defaults", code_of(lambda: s3.put_object_lock_configuration(Bucket=b, ObjectLockConfiguration=default_lock("COMPLIANCE", 1))), "AccessDenied")
 
 
+def addressing_scenario(s3, endpoint, ca):
+    """Presigned URLs, the region, virtual-hosted-style addressing."""
+    import socket
+    import ssl
+    import time
+    import urllib.error
+    import urllib.request
+
+    tls = ssl.create_default_context(cafile=ca)
+
+    def fetch(request):
+        try:
+            with urllib.request.urlopen(request, context=tls, timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    signed = {"Bucket": "footage", "Key": "pre/signed.bin"}
+    put_url = s3.generate_presigned_url("put_object", Params=signed, ExpiresIn=300)
+    status, body = fetch(urllib.request.Request(put_url, data=b"presigned bytes", method="PUT"))
+    expect("presigned PUT", (status, body if status != 200 else b""), (200, b""))
+    get_url = s3.generate_presigned_url("get_object", Params=signed, ExpiresIn=300)
+    expect("presigned GET", fetch(get_url), (200, b"presigned bytes"))
+    forged = get_url.replace("pre%2Fsigned.bin", "pre%2Fother.bin").replace("pre/signed.bin", "pre/other.bin")
+    status, body = fetch(forged)
+    expect("a presigned URL names one object", (status, b"SignatureDoesNotMatch" in body), (403, True))
+    short = s3.generate_presigned_url("get_object", Params=signed, ExpiresIn=1)
+    time.sleep(2.5)
+    status, body = fetch(short)
+    expect("an expired presigned URL", (status, b"expired" in body), (403, True))
+
+    elsewhere = boto3.client(
+        "s3", endpoint_url=endpoint, verify=ca, region_name="eu-central-1",
+        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
+    )
+    expect("signed for another region", code_of(lambda: elsewhere.list_objects_v2(Bucket="footage")), "AuthorizationHeaderMalformed")
+
+    # bucket.s3.localhost, resolved to loopback here as systemd-resolved does.
+    real = socket.getaddrinfo
+
+    def loopback(host, *args, **kwargs):
+        if isinstance(host, str) and (host == "s3.localhost" or host.endswith(".s3.localhost")):
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    socket.getaddrinfo = loopback
+    port = endpoint.rsplit(":", 1)[1]
+    virtual = boto3.client(
+        "s3", endpoint_url=f"https://s3.localhost:{port}", verify=ca, region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "virtual"}),
+    )
+    virtual.put_object(Bucket="footage", Key="vh/one.bin", Body=b"virtual")
+    expect("virtual-hosted GET", virtual.get_object(Bucket="footage", Key="vh/one.bin")["Body"].read(), b"virtual")
+    listed = virtual.list_objects_v2(Bucket="footage", Prefix="vh/")
+    expect("virtual-hosted list", [o["Key"] for o in listed["Contents"]], ["vh/one.bin"])
+    expect("the same object path-style", s3.get_object(Bucket="footage", Key="vh/one.bin")["Body"].read(), b"virtual")
+    expect("virtual-hosted head of a missing bucket", code_of(lambda: virtual.head_bucket(Bucket="nowhere")), "404")
+
+
 def main():
     scenario, endpoint, ca = sys.argv[1:4]
     s3 = client(endpoint, ca)
@@ -388,6 +449,8 @@ def main():
         refused_scenario(s3, sys.argv[4])
     elif scenario == "lock":
         lock_scenario(s3)
+    elif scenario == "addressing":
+        addressing_scenario(s3, endpoint, ca)
     elif scenario == "lock-reader":
         lock_reader_scenario(s3)
     else:

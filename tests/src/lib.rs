@@ -36,6 +36,7 @@ pub mod disk;
 pub mod history;
 pub mod net;
 mod pki;
+pub mod s3;
 
 pub use data::{
     counter, data_cluster, data_cluster_with, files_under, flip_byte, header, in_pass, sha256_hex,

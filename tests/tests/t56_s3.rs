@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tresor_proto::v1 as pb;
+use tresor_tests::s3::{python_has, s3_key};
 use tresor_tests::{cluster, pattern, sha256_hex, spec, wait_for, Harness};
 
 const MIB: usize = 1 << 20;
@@ -18,11 +19,7 @@ fn script() -> PathBuf {
 }
 
 fn boto3_ready() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import boto3"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    python_has("boto3")
 }
 
 /// Runs one scenario of the script against node `via`'s S3 port with
@@ -81,18 +78,6 @@ async fn scenario(
     Ok(out)
 }
 
-async fn s3_key(h: &Harness, principal: &str) -> anyhow::Result<(String, String)> {
-    let key = h
-        .admin(1)
-        .await?
-        .create_s3_key(pb::CreateS3KeyRequest {
-            principal: principal.into(),
-        })
-        .await?
-        .into_inner();
-    Ok((key.access_key_id, key.secret_access_key))
-}
-
 /// Whether the audit log holds an entry of `principal` doing `action` on
 /// `bucket`/`key` whose outcome starts with `outcome`.
 fn logged(
@@ -145,6 +130,16 @@ async fn s3_tools_store_read_list_copy_and_delete_with_the_grpc_apis_rules() -> 
         &["main", &one_file, "grpc/native.bin", &native_file],
     )
     .await?;
+
+    // Presigned URLs, the region, virtual-hosted-style addresses.
+    scenario(&h, 4, admin_key, &["addressing"]).await?;
+    for (key, want) in [
+        ("pre/signed.bin", &b"presigned bytes"[..]),
+        ("vh/one.bin", b"virtual"),
+    ] {
+        let (_, bytes) = h.get(1, "footage", key, None, None).await?;
+        assert_eq!(bytes.as_slice(), want, "{key}");
+    }
 
     // Multipart: parts in any order and in parallel, one object.
     let big = pattern(13 * MIB + 999, 58);

@@ -45,6 +45,10 @@ pub struct NodeConfig {
     /// absent.
     #[serde(default)]
     pub s3_listen: Option<SocketAddr>,
+    /// The domain under which the S3 port also takes virtual-hosted-style
+    /// requests (`bucket.<domain>`); path-style only when absent.
+    #[serde(default)]
+    pub s3_root_domain: Option<String>,
     /// What the S3 port does on its own account.
     #[serde(default)]
     pub s3: S3Tuning,
@@ -242,6 +246,29 @@ impl NodeConfig {
         }
         if !(1..=8).contains(&self.s3.bucket_parity) {
             return Err(invalid("s3.bucket_parity", "must be 1 to 8"));
+        }
+        let region = &self.s3.region;
+        let region_ok = !region.is_empty()
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !region_ok {
+            return Err(invalid(
+                "s3.region",
+                "must be a-z, 0-9 and '-' (e.g. us-east-1)",
+            ));
+        }
+        if let Some(root) = &self.s3_root_domain {
+            let labels = root.trim_end_matches('.').split('.');
+            let valid = |l: &str| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            };
+            if root.is_empty() || !labels.clone().all(valid) {
+                return Err(invalid(
+                    "s3_root_domain",
+                    "must be a DNS name (e.g. s3.example.org)",
+                ));
+            }
         }
         if !(1..=100_000).contains(&self.s3.max_connections) {
             return Err(invalid("s3.max_connections", "must be 1 to 100000"));

@@ -271,6 +271,10 @@ pub struct S3Tuning {
     /// S3 connections served at once; further ones wait in the kernel's
     /// accept queue (1 to 100,000; 1,024 by default).
     pub max_connections: u32,
+    /// The region the cluster answers as: requests must be signed for it,
+    /// and GetBucketLocation names it. `us-east-1` by default (what tools
+    /// assume when told nothing).
+    pub region: String,
 }
 
 impl Default for S3Tuning {
@@ -279,6 +283,7 @@ impl Default for S3Tuning {
             bucket_data: 4,
             bucket_parity: 2,
             max_connections: 1024,
+            region: "us-east-1".into(),
         }
     }
 }

@@ -37,6 +37,11 @@ use crate::config::{
 };
 use crate::tls::{CertFiles, Subject, Validity};
 
+/// The domain of dev nodes' virtual-hosted-style S3 addresses
+/// (`https://<bucket>.s3.localhost:<port>/`; `*.localhost` is loopback
+/// where systemd-resolved or a browser resolves names).
+pub const S3_ROOT_DOMAIN: &str = "s3.localhost";
+
 /// Shape of a local cluster.
 #[derive(Debug, Clone)]
 pub struct LocalClusterSpec {
@@ -375,7 +380,12 @@ impl LocalCluster {
             &pki.certs_dir,
             &Subject::Node {
                 id,
-                addrs: vec!["127.0.0.1".into()],
+                // And the S3 port's names (`S3_ROOT_DOMAIN`).
+                addrs: vec![
+                    "127.0.0.1".into(),
+                    S3_ROOT_DOMAIN.into(),
+                    format!("*.{S3_ROOT_DOMAIN}"),
+                ],
             },
             Validity::days(crate::tls::DEFAULT_VALIDITY_DAYS),
         )
@@ -415,6 +425,7 @@ impl LocalCluster {
             source_ip: None,
             http_listen,
             s3_listen,
+            s3_root_domain: self.spec.s3.then(|| S3_ROOT_DOMAIN.to_string()),
             s3: Default::default(),
             capacity: None,
             raft: self.spec.raft.clone(),

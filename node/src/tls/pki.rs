@@ -148,7 +148,13 @@ pub(super) fn addr_san(addr: &str) -> Result<SanType, TlsError> {
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+    // A wildcard, `*.<name of two labels or more>`, names every bucket
+    // of a virtual-hosted S3 domain.
+    let named = match host.strip_prefix("*.") {
+        Some(under) => (under.split('.').count() >= 2).then_some(under),
+        None => Some(host),
+    };
+    if !named.is_some_and(|n| !n.is_empty() && n.len() <= 253 && n.split('.').all(label_ok)) {
         return Err(bad("not an IP address or DNS name"));
     }
     Ok(SanType::DnsName(

@@ -66,7 +66,13 @@ fn addresses_become_sans() {
         addr_san("Node1.example:7001").expect("dns"),
         SanType::DnsName("node1.example".try_into().expect("ia5"))
     );
-    for bad in ["", "a b", "host:port", "-x.example", "[::1", "x:99999"] {
+    assert_eq!(
+        addr_san("*.s3.example.org").expect("wildcard"),
+        SanType::DnsName("*.s3.example.org".try_into().expect("ia5"))
+    );
+    let bad_ones = ["", "a b", "host:port", "-x.example", "[::1", "x:99999"];
+    let bad_wildcards = ["*.org", "*", "*.", "a.*.example", "**.example.org"];
+    for bad in bad_ones.into_iter().chain(bad_wildcards) {
         assert!(addr_san(bad).is_err(), "{bad:?}");
     }
 }

@@ -138,9 +138,15 @@ impl S3Gateway {
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         let bucket = req.input.bucket.clone();
         self.bucket_exists(&req, &bucket).await?;
-        // One cluster, one "region": the default one, which S3 writes as
-        // no location constraint.
-        Ok(S3Response::new(GetBucketLocationOutput::default()))
+        // One cluster, one region (`[s3] region`); us-east-1 is written as
+        // no location constraint, as S3 writes it.
+        let region = &self.plane.cluster().config().s3.region;
+        let location = Some(region.as_str())
+            .filter(|r| *r != "us-east-1")
+            .map(|r| BucketLocationConstraint::from(r.to_string()));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: location,
+        }))
     }
 
     /// Succeeds if `bucket` exists and the caller may list or put into it

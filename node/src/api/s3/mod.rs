@@ -6,10 +6,12 @@
 //! `get`, `stat`, `list`, `delete`, `bucket create`), in-process.
 //!
 //! One port per node (`s3_listen`), TLS with the node's certificate unless
-//! `security.insecure`, path-style addressing (`https://host:port/bucket/key`).
+//! `security.insecure`, path-style addressing, and virtual-hosted-style
+//! under `s3_root_domain` (`addressing.rs`).
 //! An insecure node takes unsigned requests as `anonymous@<peer IP>`, as
 //! its gRPC port does.
 
+mod addressing;
 mod bodies;
 mod buckets;
 mod errors;
@@ -174,6 +176,7 @@ impl S3Gateway {
         started: Instant,
     ) -> S3Result<Caller> {
         Admitted::of(req);
+        addressing::check_region(req, &self.plane.cluster().config().s3.region)?;
         let access_key = req.credentials.as_ref().map(|c| c.access_key.as_str());
         let checked = self
             .auth
@@ -252,9 +255,13 @@ pub async fn serve(
     let insecure = tls.is_none();
     let plane = gateway.plane.clone();
     let audit = gateway.audit.clone();
+    let root_domain = gateway.plane.cluster().config().s3_root_domain.clone();
     let mut builder = S3ServiceBuilder::new(gateway);
     if !insecure {
         builder.set_auth(SecretLookup { plane });
+    }
+    if let Some(root) = root_domain {
+        builder.set_host(addressing::RootDomain::new(&root));
     }
     let service = builder.build();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
