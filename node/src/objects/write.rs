@@ -20,7 +20,6 @@ use crate::meta::{
 };
 use crate::raft::CaughtUp;
 use crate::raft::ClusterError;
-use md5::Digest as _;
 
 /// What the client asked to store.
 #[derive(Debug, Clone)]
@@ -144,7 +143,14 @@ impl DataPlane {
                 )));
             }
         }
-        let etag = match body.md5.take().map(|m| <[u8; 16]>::from(m.finalize())) {
+        let md5 = match body.md5.take().map(|m| m.finish()) {
+            Some(None) => {
+                self.abandon_upload(object, &segments);
+                return Err(ObjectError::Internal("the MD5 of the bytes was lost".into()));
+            }
+            taken => taken.flatten(),
+        };
+        let etag = match md5 {
             None => match &spec.etag {
                 Some(EtagRule::Given(etag)) => etag.clone(),
                 _ => String::new(),
