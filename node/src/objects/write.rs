@@ -146,7 +146,9 @@ impl DataPlane {
         let md5 = match body.md5.take().map(|m| m.finish()) {
             Some(None) => {
                 self.abandon_upload(object, &segments);
-                return Err(ObjectError::Internal("the MD5 of the bytes was lost".into()));
+                return Err(ObjectError::Internal(
+                    "the MD5 of the bytes was lost".into(),
+                ));
             }
             taken => taken.flatten(),
         };
