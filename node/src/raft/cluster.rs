@@ -130,6 +130,10 @@ pub(super) const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// This node's handle on the control plane.
 pub struct Cluster {
+    /// Held through each membership change this node makes (openraft
+    /// refuses a second while one is in flight: an AddNode and the
+    /// background seating of a caught-up learner would race).
+    pub(super) membership_changes: tokio::sync::Mutex<()>,
     pub(super) leader_raft_client:
         tokio::sync::Mutex<Option<(String, RaftClient<tonic::transport::Channel>)>>,
     /// Raft-service clients to the voters, by address, for clock reads.
@@ -171,6 +175,7 @@ impl Cluster {
         incarnation: String,
     ) -> Self {
         Self {
+            membership_changes: tokio::sync::Mutex::new(()),
             leader_raft_client: tokio::sync::Mutex::new(None),
             voter_clients: Default::default(),
             config,

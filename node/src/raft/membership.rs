@@ -60,13 +60,16 @@ impl Cluster {
             ))
         };
         let deadline = tokio::time::Instant::now() + wait;
-        let add = self
-            .raft
-            .add_learner(record.id, BasicNode::new(record.addr.clone()), true);
-        tokio::time::timeout_at(deadline, add)
-            .await
-            .map_err(|_| still())?
-            .map_err(raft_write_error)?;
+        {
+            let _one = self.membership_changes.lock().await;
+            let add = self
+                .raft
+                .add_learner(record.id, BasicNode::new(record.addr.clone()), true);
+            tokio::time::timeout_at(deadline, add)
+                .await
+                .map_err(|_| still())?
+                .map_err(raft_write_error)?;
+        }
         // openraft calls a learner caught up thousands of entries behind; a
         // vote waits until it is within `CAUGHT_UP_LAG`.
         while !caught_up(&self.raft.metrics().borrow(), record.id) {
@@ -257,6 +260,9 @@ impl Cluster {
         &self,
         leaving: Option<NodeId>,
     ) -> Result<(), ClusterError> {
+        // The voters are read and changed under one hold: another change
+        // of this node's cannot slip in between.
+        let _one = self.membership_changes.lock().await;
         let membership = self.raft.metrics().borrow().membership_config.clone();
         let current: BTreeSet<NodeId> = membership.membership().voter_ids().collect();
         let records = self.meta.nodes()?;
@@ -277,7 +283,7 @@ impl Cluster {
             return Ok(());
         }
         tracing::info!(?current, ?wanted, "changing voters");
-        self.change_membership(ChangeMembers::ReplaceAllVoters(wanted), leaving.is_none())
+        self.change_membership_held(ChangeMembers::ReplaceAllVoters(wanted), leaving.is_none())
             .await
     }
 
@@ -314,6 +320,17 @@ impl Cluster {
     /// past the bound the caller is told the outcome is unknown, and
     /// `status` shows the membership as it is.
     pub(super) async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, BasicNode>,
+        retain: bool,
+    ) -> Result<(), ClusterError> {
+        let _one = self.membership_changes.lock().await;
+        self.change_membership_held(change, retain).await
+    }
+
+    /// [`Cluster::change_membership`], with `membership_changes` held by
+    /// the caller.
+    async fn change_membership_held(
         &self,
         change: ChangeMembers<NodeId, BasicNode>,
         retain: bool,
