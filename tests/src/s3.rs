@@ -42,3 +42,12 @@ pub fn tools_path() -> String {
     let path = std::env::var("PATH").unwrap_or_default();
     format!("{scripts}:{path}")
 }
+
+/// Whether a test must be skipped, `ready` being false: it then says so,
+/// naming what it `needs`.
+pub fn skipped(ready: bool, needs: &str) -> bool {
+    if !ready {
+        println!("SKIPPED: {needs} is needed (pip install -r tests/python/requirements.txt)");
+    }
+    !ready
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tresor_proto::v1 as pb;
-use tresor_tests::s3::{python_has, s3_key};
+use tresor_tests::s3::{python_has, s3_key, skipped};
 use tresor_tests::{cluster, pattern, sha256_hex, spec, wait_for, Harness};
 
 const MIB: usize = 1 << 20;
@@ -104,10 +104,7 @@ fn write(dir: &Path, name: &str, data: &[u8]) -> anyhow::Result<String> {
 
 #[tokio::test]
 async fn s3_tools_store_read_list_copy_and_delete_with_the_grpc_apis_rules() -> anyhow::Result<()> {
-    if !boto3_ready() {
-        println!(
-            "SKIPPED: python3 with boto3 is needed (pip install -r tests/python/requirements.txt)"
-        );
+    if skipped(boto3_ready(), "python3 with boto3") {
         return Ok(());
     }
     let mut s = spec(6, 3);
@@ -346,10 +343,7 @@ async fn s3_tools_store_read_list_copy_and_delete_with_the_grpc_apis_rules() -> 
 
 #[tokio::test]
 async fn multipart_uploads_left_past_the_session_expiry_are_swept() -> anyhow::Result<()> {
-    if !boto3_ready() {
-        println!(
-            "SKIPPED: python3 with boto3 is needed (pip install -r tests/python/requirements.txt)"
-        );
+    if skipped(boto3_ready(), "python3 with boto3") {
         return Ok(());
     }
     let mut s = spec(6, 3);
@@ -385,10 +379,7 @@ async fn multipart_uploads_left_past_the_session_expiry_are_swept() -> anyhow::R
 /// refused to a principal without the role.
 #[tokio::test]
 async fn object_lock_is_the_evidence_lifecycle() -> anyhow::Result<()> {
-    if !boto3_ready() {
-        println!(
-            "SKIPPED: python3 with boto3 is needed (pip install -r tests/python/requirements.txt)"
-        );
+    if skipped(boto3_ready(), "python3 with boto3") {
         return Ok(());
     }
     const DAY_MS: u64 = 86_400_000;

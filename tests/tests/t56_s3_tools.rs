@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tresor_tests::s3::{python_has, tools_path};
+use tresor_tests::s3::{python_has, skipped, tools_path};
 use tresor_tests::{cluster, pattern, sha256_hex, spec, Harness};
 
 const MIB: usize = 1 << 20;
@@ -57,10 +57,7 @@ fn tools_ready() -> bool {
 
 #[tokio::test]
 async fn aws_cli_and_rclone_work_from_the_dev_environment() -> anyhow::Result<()> {
-    if !tools_ready() {
-        println!(
-            "SKIPPED: the AWS CLI and rclone are needed (pip install -r tests/python/requirements.txt)"
-        );
+    if skipped(tools_ready(), "the AWS CLI and rclone") {
         return Ok(());
     }
     let mut s = spec(6, 3);
