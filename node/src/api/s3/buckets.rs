@@ -65,7 +65,7 @@ impl S3Gateway {
         let caller = self
             .caller(&req, Action::CreateBucket, None, "", started)
             .await?;
-        // Every bucket takes Object Lock (`lock.rs`): a request for it is
+        // Every bucket takes Object Lock (`lock/`): a request for it is
         // granted as it stands.
         let result = if is_reserved_bucket(&name) {
             Err(tonic::Status::invalid_argument(format!(

@@ -19,6 +19,7 @@ mod listing;
 mod lock;
 mod multipart;
 mod objects;
+mod reads;
 
 pub use multipart::MULTIPART_BUCKET;
 

@@ -18,6 +18,7 @@ use super::bodies::{checked_body, content_md5, Declared, Download};
 use super::buckets::timestamp;
 use super::errors::s3_error;
 use super::lock::lock_headers;
+use super::reads::{as_status, Unserved};
 use super::S3Gateway;
 use crate::api::admission::Traffic;
 use crate::api::auth::{Action, Caller};
@@ -31,29 +32,6 @@ pub(super) fn etag_of(m: &ObjectManifest) -> ETag {
     match m.etag.is_empty() {
         true => ETag::Strong(m.sha256.clone()),
         false => ETag::Strong(m.etag.clone()),
-    }
-}
-
-/// Why a read served nothing.
-pub(super) enum Unserved {
-    /// A refusal or failure of the object layer.
-    Failed(Status),
-    /// A conditional request whose condition did not hold (304 or 412).
-    Condition(S3Error),
-}
-
-/// What the metrics count of a read's outcome.
-pub(super) fn as_status<T>(read: &Result<T, Unserved>) -> Result<(), Status> {
-    match read {
-        Ok(_) => Ok(()),
-        Err(Unserved::Failed(s)) => Err(s.clone()),
-        Err(Unserved::Condition(_)) => Err(Status::failed_precondition("condition")),
-    }
-}
-
-impl From<Status> for Unserved {
-    fn from(status: Status) -> Self {
-        Unserved::Failed(status)
     }
 }
 
@@ -330,48 +308,6 @@ impl S3Gateway {
         self.record("stat", started, &as_status(&response), 0, 0);
         let (_, output) = self.answer(response, &bucket)?;
         Ok(S3Response::new(output))
-    }
-
-    /// Puts a read on record before it is answered (a failed condition is
-    /// on record as `failed_precondition`); no record, no answer.
-    pub(super) async fn audited<T>(
-        &self,
-        action: &str,
-        caller: &Caller,
-        (bucket, key): (&str, &str),
-        sha: &str,
-        read: Result<T, Unserved>,
-    ) -> Result<T, Unserved> {
-        let (result, condition) = match read {
-            Ok(v) => (Ok(v), None),
-            Err(Unserved::Failed(status)) => (Err(status), None),
-            Err(Unserved::Condition(e)) => (
-                Err(Status::failed_precondition(
-                    e.message().unwrap_or("condition").to_string(),
-                )),
-                Some(e),
-            ),
-        };
-        let result = self
-            .audit
-            .before(caller.name(), action, (bucket, key), sha, result)
-            .await;
-        match (result, condition) {
-            (Ok(v), _) => Ok(v),
-            // Recorded: the condition's own answer.
-            (Err(s), Some(e)) if s.code() == tonic::Code::FailedPrecondition => {
-                Err(Unserved::Condition(e))
-            }
-            (Err(s), _) => Err(Unserved::Failed(s)),
-        }
-    }
-
-    pub(super) fn answer<T>(&self, response: Result<T, Unserved>, bucket: &str) -> S3Result<T> {
-        match response {
-            Ok(v) => Ok(v),
-            Err(Unserved::Condition(e)) => Err(e),
-            Err(Unserved::Failed(s)) => Err(s3_error(s, self.missing_key(bucket))),
-        }
     }
 
     pub(super) async fn delete_object_inner(
