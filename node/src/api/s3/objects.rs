@@ -267,46 +267,28 @@ impl S3Gateway {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        let started = Instant::now();
         let input = &req.input;
         let (bucket, key) = (input.bucket.clone(), input.key.clone());
-        let caller = self
-            .caller(&req, Action::Stat, Some(&bucket), &key, started)
-            .await?;
         let conditions = conditions_of!(input);
-        let stat = async {
-            let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
-            let manifest = self
-                .plane
-                .manifest(caught_up, &bucket, &key)
-                .map_err(object_status)?;
-            conditions.check(&manifest)?;
-            let (object_lock_mode, object_lock_retain_until_date, hold) =
-                self.lock_fields(&manifest)?;
-            let output = HeadObjectOutput {
-                object_lock_mode,
-                object_lock_retain_until_date,
-                object_lock_legal_hold_status: Some(hold),
-                content_length: Some(manifest.size as i64),
-                accept_ranges: Some("bytes".into()),
-                content_type: Some(manifest.content_type.clone()).filter(|c| !c.is_empty()),
-                e_tag: Some(etag_of(&manifest)),
-                last_modified: Some(timestamp(manifest.created_ms)),
-                metadata: Some(manifest.metadata.clone().into_iter().collect()),
-                ..Default::default()
-            };
-            Ok::<_, Unserved>((manifest, output))
-        }
-        .await;
-        let sha = stat
-            .as_ref()
-            .map(|(m, _)| m.sha256.clone())
-            .unwrap_or_default();
-        let response = self
-            .audited("stat", &caller, (&bucket, &key), &sha, stat)
-            .await;
-        self.record("stat", started, &as_status(&response), 0, 0);
-        let (_, output) = self.answer(response, &bucket)?;
+        let (_, output) = self
+            .stat(&req, (&bucket, &key), |manifest| {
+                conditions.check(manifest)?;
+                let (object_lock_mode, object_lock_retain_until_date, hold) =
+                    self.lock_fields(manifest)?;
+                Ok(HeadObjectOutput {
+                    object_lock_mode,
+                    object_lock_retain_until_date,
+                    object_lock_legal_hold_status: Some(hold),
+                    content_length: Some(manifest.size as i64),
+                    accept_ranges: Some("bytes".into()),
+                    content_type: Some(manifest.content_type.clone()).filter(|c| !c.is_empty()),
+                    e_tag: Some(etag_of(manifest)),
+                    last_modified: Some(timestamp(manifest.created_ms)),
+                    metadata: Some(manifest.metadata.clone().into_iter().collect()),
+                    ..Default::default()
+                })
+            })
+            .await?;
         Ok(S3Response::new(output))
     }
 

@@ -2,12 +2,16 @@
 //! and answered: a refusal or failure of the object layer, or a condition
 //! that did not hold (304 or 412).
 
-use s3s::{S3Error, S3Result};
+use std::time::Instant;
+
+use s3s::{S3Error, S3Request, S3Result};
 use tonic::Status;
 
 use super::errors::s3_error;
 use super::S3Gateway;
-use crate::api::auth::Caller;
+use crate::api::auth::{Action, Caller};
+use crate::api::object_status;
+use crate::meta::ObjectManifest;
 
 /// Why a read served nothing.
 pub(super) enum Unserved {
@@ -73,5 +77,37 @@ impl S3Gateway {
             Err(Unserved::Condition(e)) => Err(e),
             Err(Unserved::Failed(s)) => Err(s3_error(s, self.missing_key(bucket))),
         }
+    }
+
+    /// A Stat of `bucket/key` for `req` (HeadObject, the Object Lock
+    /// reads): authorised, `then` applied to the manifest (its conditions,
+    /// its answer), on record and counted as a `stat`.
+    pub(super) async fn stat<I, T>(
+        &self,
+        req: &S3Request<I>,
+        (bucket, key): (&str, &str),
+        then: impl FnOnce(&ObjectManifest) -> Result<T, Unserved>,
+    ) -> S3Result<(ObjectManifest, T)> {
+        let started = Instant::now();
+        let caller = self
+            .caller(req, Action::Stat, Some(bucket), key, started)
+            .await?;
+        let stat = async {
+            let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
+            let manifest = self.plane.manifest(caught_up, bucket, key);
+            let manifest = manifest.map_err(object_status)?;
+            let answer = then(&manifest)?;
+            Ok::<_, Unserved>((manifest, answer))
+        }
+        .await;
+        let sha = stat
+            .as_ref()
+            .map(|(m, _)| m.sha256.clone())
+            .unwrap_or_default();
+        let response = self
+            .audited("stat", &caller, (bucket, key), &sha, stat)
+            .await;
+        self.record("stat", started, &as_status(&response), 0, 0);
+        self.answer(response, bucket)
     }
 }

@@ -33,11 +33,10 @@ use tonic::{Code, Status};
 
 use super::buckets::timestamp;
 use super::errors::{s3_error, Missing};
-use super::reads::{as_status, Unserved};
 use super::S3Gateway;
 use crate::api::auth::{Action, Caller};
 use crate::api::lifecycle::{extend_retention, policy_detail, target_text};
-use crate::api::{object_status, store_status, to_status};
+use crate::api::{store_status, to_status};
 use crate::meta::retention::validate_hold;
 use crate::meta::{now_ms, Command, Hold, HoldTarget, ObjectManifest, RetentionPolicy};
 use mapping::{compliance_only, days_until, legal_hold_on, lock_policy, ms_of};
@@ -207,7 +206,7 @@ impl S3Gateway {
         req: S3Request<GetObjectRetentionInput>,
     ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        let manifest = self.stat_for_lock(&req, &bucket, &key).await?;
+        let manifest = self.stat(&req, (&bucket, &key), |_| Ok(())).await?.0;
         let until = manifest.retention.as_ref().and_then(|r| r.keep_until_ms);
         let Some(until) = until else {
             return Err(s3s::s3_error!(
@@ -223,32 +222,6 @@ impl S3Gateway {
                 retain_until_date: Some(timestamp(until)),
             }),
         }))
-    }
-
-    /// The object's manifest for a lock read: authorised, audited and
-    /// counted as a Stat.
-    async fn stat_for_lock<T>(
-        &self,
-        req: &S3Request<T>,
-        bucket: &str,
-        key: &str,
-    ) -> S3Result<ObjectManifest> {
-        let started = Instant::now();
-        let caller = self
-            .caller(req, Action::Stat, Some(bucket), key, started)
-            .await?;
-        let stat = async {
-            let caught_up = caller.caught_up_with(self.plane.cluster()).await?;
-            let manifest = self.plane.manifest(caught_up, bucket, key);
-            Ok::<_, Unserved>(manifest.map_err(object_status)?)
-        }
-        .await;
-        let sha = stat.as_ref().map(|m| m.sha256.clone()).unwrap_or_default();
-        let response = self
-            .audited("stat", &caller, (bucket, key), &sha, stat)
-            .await;
-        self.record("stat", started, &as_status(&response), 0, 0);
-        self.answer(response, bucket)
     }
 
     pub(super) async fn put_object_legal_hold_inner(
@@ -341,7 +314,7 @@ impl S3Gateway {
         req: S3Request<GetObjectLegalHoldInput>,
     ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        self.stat_for_lock(&req, &bucket, &key).await?;
+        self.stat(&req, (&bucket, &key), |_| Ok(())).await?;
         let status = self
             .legal_hold_status(&bucket, &key)
             .map_err(|s| s3_error(s, Missing::Bucket))?;
